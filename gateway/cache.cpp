@@ -1,0 +1,414 @@
+// The link cache and single-flight (see include/rdsgw/cache.hpp for the contract).
+//
+// Decisions worth knowing:
+// - LinkCache: each shard is a mutex, an LRU list of entries (front: most recently used) and an index from
+//   the key to its list node. The index's keys are string_views into the entry's own key string (list nodes
+//   never move), so a lookup by string_view allocates nothing and the key is stored once.
+// - Entries keep two instants: fresh_until (stored_at + the TTL computed at put()) and valid_until (earliest
+//   link expiry - margin; time_point::max() for a 404). All arithmetic on instants saturates.
+// - The bounds are global (atomic totals); put() evicts from the key's own shard first (never the entry it
+//   just stored), then one entry at a time round-robin from the other shards. No two shard locks are ever
+//   held together. Events are reported after the locks are released.
+// - An expired 404 entry is removed silently: on_expired is about links coming within the margin.
+// - SingleFlight: a Flight per key with its own mutex guards the waiters, the outcome and every operation
+//   on a waiter's timer (async_wait and cancel), so waking is race-free whatever executors the waiters use
+//   (one-thread io_contexts, thread pools, strands) and cannot be lost: a waiter either sees the outcome
+//   when it starts waiting or is already registered when the outcome lands, and completion cancels its
+//   timer. The map lock (mu_) is taken before a flight's lock, never the other way round.
+#include "rdsgw/cache.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+#include <limits>
+#include <tuple>
+#include <utility>
+
+namespace rdsgw {
+namespace {
+
+namespace asio = boost::asio;
+using TimePoint = SysClock::time_point;
+
+TimePoint add_sat(TimePoint t, SysClock::duration d) {
+    if (d > SysClock::duration::zero() && t > TimePoint::max() - d) return TimePoint::max();
+    return t + d;
+}
+
+TimePoint sub_sat(TimePoint t, SysClock::duration d) {
+    if (d > SysClock::duration::zero() && t < TimePoint::min() + d) return TimePoint::min();
+    return t - d;
+}
+
+// Options in seconds, clamped to [0, 100 years] so that conversions to the clock's duration cannot overflow.
+SysClock::duration clamp_seconds(std::chrono::seconds s) {
+    constexpr std::chrono::seconds kMax{100LL * 366 * 24 * 3600};
+    return std::clamp(s, std::chrono::seconds::zero(), kMax);
+}
+
+std::uint64_t mix(std::uint64_t h) {  // murmur3's finalizer: every bit of the hash feeds the shard index
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+void notify(const std::function<void()>& f, std::size_t times) {
+    if (!f) return;
+    for (std::size_t i = 0; i < times; ++i) f();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- LinkCache
+
+struct LinkCache::Entry {
+    std::string key;
+    AnswerPtr answer;
+    SysClock::time_point fresh_until;
+    SysClock::time_point valid_until;
+    std::size_t footprint = 0;
+};
+
+struct LinkCache::Shard {
+    using List = std::list<Entry>;
+    std::mutex mu;
+    List lru;  // front: most recently used
+    std::unordered_map<std::string_view, List::iterator, KeyHash, std::equal_to<>> index;
+};
+
+
+std::size_t CachedAnswer::footprint(std::size_t key_size) const {
+    return body.size() + upstream_request_id.size() + key_size + kEntryOverhead;
+}
+
+std::string make_cache_key(std::string_view project_id, std::string_view backup_id) {
+    std::string key;
+    key.reserve(project_id.size() + 1 + backup_id.size());
+    key.append(project_id).append(1, '\n').append(backup_id);
+    return key;
+}
+
+LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), events_(std::move(events)) {
+    // What CachedAnswer::kEntryOverhead stands for, from the real sizes: the list node (two links + entry),
+    // the index node (next pointer + value + cached hash) and its bucket, make_shared's block (control block
+    // + CachedAnswer), and an allocator chunk header for each of those three allocations.
+    constexpr std::size_t kPtr = sizeof(void*);
+    constexpr std::size_t kComputed =
+        (2 * kPtr + sizeof(Entry)) +
+        (kPtr + sizeof(std::pair<const std::string_view, Shard::List::iterator>) + sizeof(std::size_t)) + kPtr +
+        (2 * kPtr + sizeof(CachedAnswer)) + 3 * sizeof(std::size_t);
+    static_assert(CachedAnswer::kEntryOverhead >= kComputed, "raise kEntryOverhead");
+
+    std::size_t n = 1;
+    while (n < opts_.shards && n < (std::size_t{1} << 16)) n <<= 1;
+    opts_.shards = n;
+    shards_.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
+}
+
+LinkCache::~LinkCache() = default;
+
+LinkCache::Shard& LinkCache::shard_for(std::string_view key) {
+    return *shards_[mix(std::hash<std::string_view>{}(key)) & (shards_.size() - 1)];
+}
+
+namespace {
+// Removes one entry from a locked shard and adjusts the totals. The index entry goes first: its key is a
+// view into the list node.
+template <class Shard, class Iter>
+void remove_locked(Shard& s, Iter it, std::atomic<std::size_t>& entries, std::atomic<std::uint64_t>& bytes) {
+    s.index.erase(std::string_view(it->key));
+    entries.fetch_sub(1, std::memory_order_relaxed);
+    bytes.fetch_sub(it->footprint, std::memory_order_relaxed);
+    s.lru.erase(it);
+}
+}  // namespace
+
+LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now) {
+    Shard& s = shard_for(key);
+    bool expired = false;
+    {
+        std::lock_guard lk(s.mu);
+        auto it = s.index.find(key);
+        if (it == s.index.end()) return {};
+        Entry& e = *it->second;
+        const bool links_valid = now < e.valid_until;
+        const bool fresh = links_valid && now < e.fresh_until;
+        if (fresh || (links_valid && e.answer->status == 200)) {
+            s.lru.splice(s.lru.begin(), s.lru, it->second);
+            return {e.answer, fresh};
+        }
+        expired = e.answer->status == 200;
+        remove_locked(s, it->second, entries_, bytes_);
+    }
+    if (expired) notify(events_.on_expired, 1);
+    return {};
+}
+
+bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point now) {
+    if (!answer || (answer->status != 200 && answer->status != 404)) return false;
+
+    SysClock::time_point fresh_until;
+    SysClock::time_point valid_until = SysClock::time_point::max();
+    bool storable;
+    if (answer->status == 200) {
+        valid_until = sub_sat(answer->earliest_expiry, clamp_seconds(opts_.expiry_margin));
+        fresh_until = std::min(add_sat(now, clamp_seconds(opts_.ttl)), valid_until);
+        storable = fresh_until > now;
+    } else {
+        const auto neg = clamp_seconds(opts_.negative_ttl);
+        fresh_until = add_sat(now, neg);
+        storable = neg > SysClock::duration::zero();
+    }
+    const std::size_t fp = answer->footprint(key.size());
+    if (fp > opts_.max_bytes || opts_.max_entries == 0) storable = false;
+
+    const auto over = [this] {
+        return entries_.load(std::memory_order_relaxed) > opts_.max_entries ||
+               bytes_.load(std::memory_order_relaxed) > opts_.max_bytes;
+    };
+
+    Shard& own = shard_for(key);
+    std::size_t evicted = 0;
+    {
+        std::lock_guard lk(own.mu);
+        auto it = own.index.find(key);
+        if (!storable) {
+            if (it != own.index.end()) remove_locked(own, it->second, entries_, bytes_);
+            return false;
+        }
+        if (it != own.index.end()) {
+            Entry& e = *it->second;
+            bytes_.fetch_add(fp, std::memory_order_relaxed);
+            bytes_.fetch_sub(e.footprint, std::memory_order_relaxed);
+            e.answer = std::move(answer);
+            e.fresh_until = fresh_until;
+            e.valid_until = valid_until;
+            e.footprint = fp;
+            own.lru.splice(own.lru.begin(), own.lru, it->second);
+        } else {
+            own.lru.push_front(Entry{std::string(key), std::move(answer), fresh_until, valid_until, fp});
+            try {
+                own.index.emplace(std::string_view(own.lru.front().key), own.lru.begin());
+            } catch (...) {
+                own.lru.pop_front();
+                throw;
+            }
+            entries_.fetch_add(1, std::memory_order_relaxed);
+            bytes_.fetch_add(fp, std::memory_order_relaxed);
+        }
+        // Least recently used first, never the entry just stored (it is at the front).
+        while (over() && own.lru.size() > 1) {
+            remove_locked(own, std::prev(own.lru.end()), entries_, bytes_);
+            ++evicted;
+        }
+    }
+    // Still over (the own shard held nothing else): one entry at a time from each other shard in turn.
+    for (bool progress = true; progress && over();) {
+        progress = false;
+        for (auto& sp : shards_) {
+            if (sp.get() == &own) continue;
+            if (!over()) break;
+            std::lock_guard lk(sp->mu);
+            if (sp->lru.empty()) continue;
+            remove_locked(*sp, std::prev(sp->lru.end()), entries_, bytes_);
+            ++evicted;
+            progress = true;
+        }
+    }
+    notify(events_.on_evicted, evicted);
+    return true;
+}
+
+bool LinkCache::erase(std::string_view key) {
+    Shard& s = shard_for(key);
+    std::lock_guard lk(s.mu);
+    auto it = s.index.find(key);
+    if (it == s.index.end()) return false;
+    remove_locked(s, it->second, entries_, bytes_);
+    return true;
+}
+
+std::size_t LinkCache::clear() {
+    std::size_t removed = 0;
+    for (auto& sp : shards_) {
+        Shard::List dead;
+        {
+            std::lock_guard lk(sp->mu);
+            sp->index.clear();
+            dead.swap(sp->lru);
+            for (const Entry& e : dead) {
+                entries_.fetch_sub(1, std::memory_order_relaxed);
+                bytes_.fetch_sub(e.footprint, std::memory_order_relaxed);
+            }
+        }
+        removed += dead.size();
+    }  // the answers are released outside the lock
+    return removed;
+}
+
+std::size_t LinkCache::entries() const { return entries_.load(std::memory_order_relaxed); }
+std::uint64_t LinkCache::bytes() const { return bytes_.load(std::memory_order_relaxed); }
+
+// ------------------------------------------------------------------------------------------- SingleFlight
+
+struct SingleFlight::Waiter {
+    explicit Waiter(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;  // on the waiter's own executor; async_wait/cancel under Flight::mu only
+    bool woken = false;        // guarded by Flight::mu: the outcome is there for this waiter
+};
+
+struct SingleFlight::Flight {
+    explicit Flight(std::string k) : key(std::move(k)) {}
+    const std::string key;
+    std::mutex mu;
+    bool done = false;                              // guarded by mu
+    FetchPtr outcome;                               // guarded by mu; set once, with done
+    std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by mu; those registered and not yet woken
+};
+
+SingleFlight::SingleFlight(Options opts) : opts_(opts) {}
+
+std::size_t SingleFlight::waiting() const { return waiting_.load(std::memory_order_relaxed); }
+
+void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome) {
+    {
+        std::lock_guard lk(mu_);
+        auto it = flights_.find(flight->key);
+        if (it != flights_.end() && it->second == flight) flights_.erase(it);  // the next call starts anew
+    }
+    std::vector<std::shared_ptr<Waiter>> woken;
+    {
+        std::lock_guard lk(flight->mu);
+        if (flight->done) return;
+        flight->done = true;
+        flight->outcome = std::move(outcome);
+        for (auto& w : flight->waiters) {
+            w->woken = true;
+            w->timer.cancel();  // its completion is delivered on the waiter's own executor
+        }
+        woken.swap(flight->waiters);
+    }
+}
+
+asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
+                                                        std::function<asio::awaitable<FetchPtr>()> fetch) {
+    const asio::any_io_executor ex = co_await asio::this_coro::executor;
+    auto me = std::make_shared<Waiter>(ex);
+    me->timer.expires_after(opts_.wait_timeout);
+
+    Result result;
+    std::shared_ptr<Flight> flight;
+    {
+        std::lock_guard lk(mu_);
+        auto it = flights_.find(key);
+        if (it == flights_.end()) {
+            flight = std::make_shared<Flight>(key);
+            flights_.emplace(std::move(key), flight);
+            result.role = Role::leader;
+        } else {
+            flight = it->second;
+            result.role = Role::waiter;
+        }
+        std::lock_guard fl(flight->mu);
+        if (flight->done) {  // cannot happen while it is in the map; kept for safety
+            result.outcome = flight->outcome;
+            co_return result;
+        }
+        if (result.role == Role::waiter && flight->waiters.size() >= opts_.max_waiters) {
+            result.overflow = true;
+            co_return result;
+        }
+        flight->waiters.push_back(me);
+        waiting_.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // Leaves the flight however this coroutine ends (returned, threw, or destroyed while suspended).
+    struct Leave {
+        SingleFlight* self;
+        std::shared_ptr<Flight> flight;
+        std::shared_ptr<Waiter> me;
+        ~Leave() {
+            {
+                std::lock_guard lk(flight->mu);
+                if (!me->woken) std::erase(flight->waiters, me);
+            }
+            self->waiting_.fetch_sub(1, std::memory_order_relaxed);
+        }
+    } leave{this, flight, me};
+
+    if (result.role == Role::leader) {
+        // Completes the flight with a null outcome when the fetch throws, or when its coroutine (or the
+        // function object co_spawn keeps) is destroyed unfinished; complete() is idempotent.
+        struct Finish {
+            Finish(SingleFlight* s, std::shared_ptr<Flight> f) : self(s), flight(std::move(f)) {}
+            Finish(const Finish&) = delete;
+            Finish& operator=(const Finish&) = delete;
+            ~Finish() { self->complete(flight, nullptr); }
+            SingleFlight* self;
+            std::shared_ptr<Flight> flight;
+        };
+        asio::co_spawn(
+            ex,
+            [finish = std::make_shared<Finish>(this, flight),
+             fetch = std::move(fetch)]() -> asio::awaitable<void> {
+                FetchPtr outcome;
+                try {
+                    outcome = co_await fetch();
+                } catch (...) {
+                    outcome = nullptr;
+                }
+                finish->self->complete(finish->flight, std::move(outcome));
+            },
+            asio::detached);
+    }
+
+    // Waits for the wake-up or the timeout. The initiation must be a named object: with a lambda temporary
+    // inside the co_await expression GCC 12 corrupts the captured shared_ptrs' counts (use-after-free under
+    // ASan; same symptom as chriskohlhoff/asio#1007).
+    auto start_wait = [flight, me](auto handler) {
+        std::unique_lock lk(flight->mu);
+        if (!me->woken) {
+            me->timer.async_wait(std::move(handler));
+            return;
+        }
+        lk.unlock();
+        auto hex = asio::get_associated_executor(handler, me->timer.get_executor());
+        asio::post(hex, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); });
+    };
+    const auto token = asio::as_tuple(asio::use_awaitable);
+    const std::tuple<boost::system::error_code> waited =
+        co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(start_wait, token);
+    const boost::system::error_code ec = std::get<0>(waited);
+
+    bool woken;
+    {
+        std::lock_guard lk(flight->mu);
+        woken = me->woken;
+        if (woken) result.outcome = flight->outcome;
+    }
+    if (!woken) {
+        if (ec == asio::error::operation_aborted)  // our caller was cancelled, not timed out
+            throw boost::system::system_error(asio::error::operation_aborted, "single-flight wait");
+        result.timed_out = true;
+    }
+    co_return result;
+}
+
+}  // namespace rdsgw

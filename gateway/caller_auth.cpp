@@ -1,0 +1,233 @@
+// Caller authentication, per-project authorization and per-caller rate limits
+// (include/rdsgw/caller_auth.hpp).
+//
+// Decisions worth knowing:
+// - Order: mTLS subject, then the Authorization header (SDK-HMAC-SHA256 or Bearer), then X-Api-Key.
+//   A verified client-certificate subject that no caller lists is not a failure by itself: the request may
+//   still authenticate with a signature or an API key. If it presents nothing else, the outcome is
+//   401 "invalid credentials" (something was presented and it is not accepted), not "missing credentials".
+// - When an Authorization header is present, it is THE credential: a failed SDK signature or Bearer key does
+//   not fall through to X-Api-Key. An Authorization header with another scheme, more than one Authorization
+//   or X-Api-Key header, or an empty key is "malformed credentials".
+// - Reasons are exactly "missing credentials", "malformed credentials" or "invalid credentials" (low
+//   cardinality for metrics); they never contain what the client sent.
+// - SDK signatures are verified over the method, the target's path and raw query, the signed headers' values
+//   as received (duplicates joined by ',' as the signer does) and an EMPTY body: the gateway only serves GET.
+//   A malformed X-Sdk-Date is "malformed credentials"; a date outside +-max_clock_skew is "invalid
+//   credentials".
+// - CallerRegistry's constructor throws std::invalid_argument (naming the caller and the field, never a
+//   secret) for duplicate names, duplicate access keys, an access key without a secret key, or an
+//   api_key_sha256 entry that is not 64 hex digits. Hashes are compared lower-cased.
+// - Rate limits: rate_per_s <= 0 means unlimited.
+#include "rdsgw/caller_auth.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "rdsgw/signer.hpp"
+
+namespace rdsgw {
+namespace {
+
+constexpr std::string_view kMissing = "missing credentials";
+constexpr std::string_view kMalformed = "malformed credentials";
+constexpr std::string_view kInvalid = "invalid credentials";
+
+char ascii_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool ascii_iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    return true;
+}
+
+std::string_view trim_sp_tab(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// Values of every header with this name (case-insensitive), in order.
+std::vector<std::string_view> header_values(const HeaderList* headers, std::string_view name) {
+    std::vector<std::string_view> out;
+    if (headers == nullptr) return out;
+    for (const auto& [n, v] : *headers)
+        if (ascii_iequals(n, name)) out.push_back(v);
+    return out;
+}
+
+AuthOutcome fail(std::string_view reason) {
+    AuthOutcome o;
+    o.status = 401;
+    o.reason = std::string(reason);
+    return o;
+}
+
+AuthOutcome succeed(const Caller* c, std::string_view method) {
+    AuthOutcome o;
+    o.caller = c;
+    o.method = method;
+    return o;
+}
+
+double capacity_of(const CallerDef& d) {
+    return d.burst >= 1 ? d.burst : std::max(1.0, d.rate_per_s);
+}
+
+bool is_hex64(std::string_view s) {
+    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+           });
+}
+
+}  // namespace
+
+Caller::Caller(CallerDef def) : def_(std::move(def)), tokens_(capacity_of(def_)) {
+    for (auto& h : def_.api_key_sha256)
+        for (char& c : h) c = ascii_lower(c);
+}
+
+bool Caller::may_read(std::string_view project_id) const {
+    return std::any_of(def_.projects.begin(), def_.projects.end(),
+                       [&](const std::string& p) { return p == "*" || p == project_id; });
+}
+
+bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const {
+    retry_after_s = 0;
+    const double rate = def_.rate_per_s;
+    if (!(rate > 0)) return true;  // unlimited (also for NaN)
+    const double cap = capacity_of(def_);
+    std::lock_guard lock(mu_);
+    // The bucket starts full; time only moves forward (an earlier `now` refills nothing).
+    if (now > last_) {
+        const double elapsed = std::chrono::duration<double>(now - last_).count();
+        tokens_ = std::min(cap, tokens_ + elapsed * rate);
+        last_ = now;
+    }
+    if (tokens_ >= 1) {
+        tokens_ -= 1;
+        return true;
+    }
+    retry_after_s = std::max((1 - tokens_) / rate, 1e-6);
+    return false;
+}
+
+CallerRegistry::CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew)
+    : skew_(max_clock_skew) {
+    callers_.reserve(defs.size());
+    for (auto& d : defs) {
+        const std::string where = "callers[" + d.name + "]";
+        for (const auto& c : callers_) {
+            if (c->name() == d.name) throw std::invalid_argument(where + ": duplicate caller name");
+            if (!d.access_key.empty() && c->def().access_key == d.access_key)
+                throw std::invalid_argument(where + ".access_key: already used by caller " + c->name());
+        }
+        if (!d.access_key.empty() && d.secret_key.empty())
+            throw std::invalid_argument(where + ".secret_key: required when access_key is set");
+        for (const auto& h : d.api_key_sha256)
+            if (!is_hex64(h))
+                throw std::invalid_argument(where + ".api_key_sha256: each entry must be 64 hex characters");
+        callers_.push_back(std::make_unique<Caller>(std::move(d)));
+    }
+}
+
+const Caller* CallerRegistry::find(std::string_view name) const {
+    for (const auto& c : callers_)
+        if (c->name() == name) return c.get();
+    return nullptr;
+}
+
+AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
+    // (1) mTLS: a verified subject that some caller lists.
+    if (!in.tls_subject.empty()) {
+        for (const auto& c : callers_)
+            for (const auto& s : c->def().cert_subjects)
+                if (s == in.tls_subject) return succeed(c.get(), "mtls");
+    }
+
+    const auto authz = header_values(in.headers, "authorization");
+    const auto api_keys = header_values(in.headers, "x-api-key");
+    if (authz.size() > 1 || api_keys.size() > 1) return fail(kMalformed);
+
+    std::string_view api_key;
+    bool have_api_key = false;
+    if (authz.size() == 1) {
+        const std::string_view a = trim_sp_tab(authz[0]);
+        constexpr std::string_view kSdk = "SDK-HMAC-SHA256 ";
+        constexpr std::string_view kBearer = "bearer ";
+        if (a.substr(0, kSdk.size()) == kSdk) {
+            // (2) SDK-HMAC-SHA256 signature.
+            const auto parsed = parse_sdk_authorization(a);
+            if (!parsed) return fail(kMalformed);
+            const auto& sh = parsed->signed_headers;
+            const auto has = [&](std::string_view n) {
+                return std::find(sh.begin(), sh.end(), n) != sh.end();
+            };
+            if (!has("host") || !has("x-sdk-date")) return fail(kMalformed);
+            for (std::size_t i = 0; i < sh.size(); ++i)
+                if (std::find(sh.begin(), sh.begin() + static_cast<std::ptrdiff_t>(i), sh[i]) !=
+                    sh.begin() + static_cast<std::ptrdiff_t>(i))
+                    return fail(kMalformed);  // duplicate name in SignedHeaders
+
+            SignableRequest req;
+            req.method = std::string(in.method);
+            const std::size_t q = in.target.find('?');
+            req.path = std::string(in.target.substr(0, q));
+            if (q != std::string_view::npos) req.query = std::string(in.target.substr(q + 1));
+            for (const auto& name : sh) {
+                const auto values = header_values(in.headers, name);
+                if (values.empty()) return fail(kMalformed);
+                for (const auto v : values) req.headers.emplace_back(name, std::string(v));
+            }
+            const auto dates = header_values(in.headers, "x-sdk-date");
+            if (dates.size() != 1) return fail(kMalformed);
+            const auto date = parse_sdk_date(trim_sp_tab(dates[0]));
+            if (!date) return fail(kMalformed);
+            if (*date > in.now + skew_ || *date < in.now - skew_) return fail(kInvalid);
+
+            // Find the caller by access key, comparing every candidate in constant time.
+            const Caller* who = nullptr;
+            for (const auto& c : callers_) {
+                const auto& ak = c->def().access_key;
+                if (!ak.empty() && constant_time_equal(ak, parsed->access_key) && who == nullptr)
+                    who = c.get();
+            }
+            if (who == nullptr) return fail(kInvalid);
+            const std::string expected = compute_signature(req, who->def().secret_key);
+            if (!constant_time_equal(expected, parsed->signature)) return fail(kInvalid);
+            return succeed(who, "sdk_signature");
+        }
+        if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer)) {
+            api_key = trim_sp_tab(a.substr(kBearer.size()));
+            have_api_key = true;
+        } else {
+            return fail(kMalformed);  // another scheme, or a bare "Bearer"
+        }
+    } else if (api_keys.size() == 1) {
+        api_key = trim_sp_tab(api_keys[0]);
+        have_api_key = true;
+    }
+
+    if (have_api_key) {
+        // (3) API key: compare against every hash of every caller; no early exit.
+        if (api_key.empty()) return fail(kMalformed);
+        const std::string h = sha256_hex(api_key);
+        const Caller* who = nullptr;
+        for (const auto& c : callers_)
+            for (const auto& accepted : c->def().api_key_sha256)
+                if (constant_time_equal(h, accepted) && who == nullptr) who = c.get();
+        if (who == nullptr) return fail(kInvalid);
+        return succeed(who, "api_key");
+    }
+
+    // (4) Nothing usable presented.
+    return fail(in.tls_subject.empty() ? kMissing : kInvalid);
+}
+
+}  // namespace rdsgw

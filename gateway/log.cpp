@@ -1,0 +1,161 @@
+#include "rdsgw/log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+
+#include "rdsgw/timefmt.hpp"
+
+namespace rdsgw {
+
+namespace {
+std::atomic<int> g_level{static_cast<int>(LogLevel::info)};
+std::mutex g_diag_mu;
+
+void write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+}  // namespace
+
+LogLevel parse_level(std::string_view s) {
+    if (s == "debug") return LogLevel::debug;
+    if (s == "warn") return LogLevel::warn;
+    if (s == "error") return LogLevel::error;
+    return LogLevel::info;
+}
+void set_log_level(LogLevel l) { g_level.store(static_cast<int>(l)); }
+bool log_enabled(LogLevel l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+
+void json_escape_append(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20 || c == 0x7f) {
+                    out += "\\u00";
+                    out.push_back(hex[c >> 4]);
+                    out.push_back(hex[c & 0xf]);
+                } else {
+                    out.push_back(static_cast<char>(c));
+                }
+        }
+    }
+    out.push_back('"');
+}
+
+void log(LogLevel l, std::string_view msg) {
+    if (!log_enabled(l)) return;
+    static constexpr const char* names[] = {"debug", "info", "warn", "error"};
+    std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) + "\",\"level\":\"" +
+                       names[static_cast<int>(l)] + "\",\"msg\":";
+    json_escape_append(line, msg);
+    line += "}\n";
+    std::lock_guard lk(g_diag_mu);
+    write_all(2, line.data(), line.size());
+}
+
+AccessLog::AccessLog(std::string target, std::size_t max_queue) : path_(std::move(target)), max_queue_(max_queue) {
+    if (path_ == "off") mode_ = Mode::off;
+    else if (path_ == "stdout") mode_ = Mode::stdout_;
+    else mode_ = Mode::file;
+    if (mode_ == Mode::off) return;
+    if (mode_ == Mode::file) open_file();
+    else fd_ = 1;
+    thread_ = std::thread([this] { run(); });
+}
+
+AccessLog::~AccessLog() {
+    if (thread_.joinable()) {
+        {
+            std::lock_guard lk(mu_);
+            stop_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
+    if (mode_ == Mode::file && fd_ >= 0) ::close(fd_);
+}
+
+void AccessLog::open_file() {
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        log_error("cannot open access log file " + path_);
+        return;
+    }
+    if (fd_ >= 0 && fd_ != 1) ::close(fd_);
+    fd_ = fd;
+}
+
+void AccessLog::write(std::string line) {
+    if (mode_ == Mode::off) return;
+    {
+        std::lock_guard lk(mu_);
+        if (queue_.size() >= max_queue_) {
+            dropped_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        queue_.push_back(std::move(line));
+    }
+    cv_.notify_one();
+}
+
+void AccessLog::reopen() {
+    if (mode_ != Mode::file) return;
+    {
+        std::lock_guard lk(mu_);
+        reopen_ = true;
+    }
+    cv_.notify_one();
+}
+
+void AccessLog::flush() {
+    if (mode_ == Mode::off) return;
+    std::unique_lock lk(mu_);
+    idle_cv_.wait(lk, [&] { return queue_.empty() && !busy_; });
+}
+
+void AccessLog::run() {
+    std::deque<std::string> batch;
+    std::string buf;
+    for (;;) {
+        bool reopen = false;
+        {
+            std::unique_lock lk(mu_);
+            busy_ = false;
+            idle_cv_.notify_all();
+            cv_.wait(lk, [&] { return stop_ || reopen_ || !queue_.empty(); });
+            if (queue_.empty() && stop_) return;
+            batch.swap(queue_);
+            reopen = reopen_;
+            reopen_ = false;
+            busy_ = true;
+        }
+        if (reopen) open_file();
+        buf.clear();
+        for (auto& l : batch) {
+            buf += l;
+            buf.push_back('\n');
+        }
+        batch.clear();
+        if (fd_ >= 0) write_all(fd_, buf.data(), buf.size());
+    }
+}
+
+}  // namespace rdsgw

@@ -1,0 +1,209 @@
+#include "rdsgw/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <unordered_map>
+
+namespace rdsgw {
+
+namespace {
+// OpenTelemetry's default HTTP duration buckets, in seconds.
+const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+                                                       0.5,   0.75, 1,     2.5,  5,     7.5,  10};
+enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kFamilies };
+}  // namespace
+
+struct Metrics::Impl {
+    std::shared_ptr<prometheus::Registry> reg = std::make_shared<prometheus::Registry>();
+    prometheus::Family<prometheus::Counter>* counters[kFamilies] = {};
+    prometheus::Family<prometheus::Histogram>* req_duration = nullptr;
+    prometheus::Family<prometheus::Histogram>* up_duration = nullptr;
+    std::mutex hist_mu;
+    std::unordered_map<std::string, prometheus::Histogram*> req_hist;
+    prometheus::Histogram* up_hist = nullptr;
+    prometheus::Gauge* inflight = nullptr;
+    prometheus::Gauge* up_open = nullptr;
+    prometheus::Gauge* up_idle = nullptr;
+    prometheus::Gauge* cache_entries = nullptr;
+    prometheus::Gauge* cache_bytes = nullptr;
+    prometheus::Gauge* sf_waiters = nullptr;
+    prometheus::Gauge* cred_expiry = nullptr;
+    prometheus::Gauge* breaker = nullptr;
+    prometheus::Gauge* log_dropped = nullptr;
+    prometheus::Gauge* open_conns = nullptr;
+    std::mutex mu;  // guards counter creation and hooks
+    std::vector<std::function<void(Metrics&)>> hooks;
+    std::uint64_t generation;
+};
+
+namespace {
+std::atomic<std::uint64_t> g_generation{0};
+}
+
+Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
+    using namespace prometheus;
+    auto& r = *impl_->reg;
+    impl_->generation = ++g_generation;
+    impl_->counters[kRequests] = &BuildCounter()
+                                      .Name("rdsgw_requests_total")
+                                      .Help("Requests answered, by route, method, status code and cache result")
+                                      .Register(r);
+    impl_->counters[kRejected] = &BuildCounter()
+                                      .Name("rdsgw_rejected_requests_total")
+                                      .Help("Requests refused by the gateway itself, by reason")
+                                      .Register(r);
+    impl_->counters[kUpstream] = &BuildCounter()
+                                      .Name("rdsgw_upstream_requests_total")
+                                      .Help("Upstream attempts by status (0: no HTTP answer) and attempt number")
+                                      .Register(r);
+    impl_->counters[kCache] =
+        &BuildCounter().Name("rdsgw_cache_events_total").Help("Cache events by kind").Register(r);
+    impl_->counters[kRefresh] = &BuildCounter()
+                                     .Name("rdsgw_credential_refreshes_total")
+                                     .Help("Upstream credential refreshes by kind and result")
+                                     .Register(r);
+    impl_->counters[kAuthFail] = &BuildCounter()
+                                      .Name("rdsgw_caller_auth_failures_total")
+                                      .Help("Failed caller authentications by reason")
+                                      .Register(r);
+    impl_->req_duration = &BuildHistogram()
+                               .Name("rdsgw_request_duration_seconds")
+                               .Help("Time from request read to response written, by route")
+                               .Register(r);
+    impl_->up_duration = &BuildHistogram()
+                              .Name("rdsgw_upstream_duration_seconds")
+                              .Help("Duration of one upstream attempt")
+                              .Register(r);
+    impl_->up_hist = &impl_->up_duration->Add({}, kBuckets);
+    auto gauge = [&](const char* name, const char* help) {
+        return &BuildGauge().Name(name).Help(help).Register(r).Add({});
+    };
+    impl_->inflight = gauge("rdsgw_requests_in_flight", "Requests being handled");
+    impl_->open_conns = gauge("rdsgw_open_connections", "Open caller connections");
+    impl_->up_open = gauge("rdsgw_upstream_connections_open", "Open upstream connections");
+    impl_->up_idle = gauge("rdsgw_upstream_connections_idle", "Idle pooled upstream connections");
+    impl_->cache_entries = gauge("rdsgw_cache_entries", "Entries in the link cache");
+    impl_->cache_bytes = gauge("rdsgw_cache_bytes", "Bytes accounted to the link cache");
+    impl_->sf_waiters = gauge("rdsgw_singleflight_waiters", "Callers waiting for a shared upstream fetch");
+    impl_->cred_expiry = gauge("rdsgw_credential_expiry_seconds",
+                               "Seconds until the current upstream credential expires (-1: none; +Inf: no expiry)");
+    impl_->breaker = gauge("rdsgw_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open");
+    impl_->log_dropped = gauge("rdsgw_access_log_dropped_lines", "Access log lines dropped because the writer lagged");
+    BuildGauge()
+        .Name("rdsgw_build_info")
+        .Help("Build information")
+        .Register(r)
+        .Add({{"version", std::string(version)}})
+        .Set(1);
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::on_collect(std::function<void(Metrics&)> hook) {
+    std::lock_guard lk(impl_->mu);
+    impl_->hooks.push_back(std::move(hook));
+}
+
+std::string Metrics::render() {
+    std::vector<std::function<void(Metrics&)>> hooks;
+    {
+        std::lock_guard lk(impl_->mu);
+        hooks = impl_->hooks;
+    }
+    for (auto& h : hooks) h(*this);
+    return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
+}
+
+prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std::string_view b, std::string_view c,
+                                             std::string_view d) {
+    // Per-thread cache: key = generation|family|labels. Label sets are bounded, so this stays small.
+    thread_local std::unordered_map<std::string, prometheus::Counter*> cache;
+    thread_local std::string key;
+    key.clear();
+    key.append(reinterpret_cast<const char*>(&impl_->generation), sizeof(impl_->generation));
+    key.push_back(static_cast<char>('0' + family));
+    key.append(a).push_back('\x1f');
+    key.append(b).push_back('\x1f');
+    key.append(c).push_back('\x1f');
+    key.append(d);
+    auto it = cache.find(key);
+    if (it != cache.end()) return *it->second;
+    std::map<std::string, std::string> labels;
+    switch (family) {
+        case kRequests:
+            labels = {{"route", std::string(a)}, {"method", std::string(b)}, {"code", std::string(c)},
+                      {"cache", std::string(d)}};
+            break;
+        case kRejected: labels = {{"reason", std::string(a)}}; break;
+        case kUpstream: labels = {{"code", std::string(a)}, {"attempt", std::string(b)}}; break;
+        case kCache: labels = {{"event", std::string(a)}}; break;
+        case kRefresh: labels = {{"kind", std::string(a)}, {"result", std::string(b)}}; break;
+        case kAuthFail: labels = {{"reason", std::string(a)}}; break;
+    }
+    prometheus::Counter* ctr;
+    {
+        std::lock_guard lk(impl_->mu);
+        ctr = &impl_->counters[family]->Add(labels);
+    }
+    cache.emplace(key, ctr);
+    return *ctr;
+}
+
+void Metrics::request_done(std::string_view route, std::string_view method, unsigned status, std::string_view cache,
+                           double seconds) {
+    char code[8];
+    int n = std::snprintf(code, sizeof code, "%u", status);
+    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(n)), cache).Increment();
+    prometheus::Histogram* h;
+    {
+        thread_local std::unordered_map<std::string, prometheus::Histogram*> hc;
+        thread_local std::string key;
+        key.assign(reinterpret_cast<const char*>(&impl_->generation), sizeof(impl_->generation));
+        key.append(route);
+        auto it = hc.find(key);
+        if (it == hc.end()) {
+            std::lock_guard lk(impl_->mu);
+            h = &impl_->req_duration->Add({{"route", std::string(route)}}, kBuckets);
+            hc.emplace(key, h);
+        } else {
+            h = it->second;
+        }
+    }
+    h->Observe(seconds);
+}
+
+void Metrics::rejected(std::string_view reason) { counter_cached(kRejected, reason).Increment(); }
+
+void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
+    std::string code = std::to_string(status);
+    std::string att = std::to_string(attempt > 9 ? 9 : attempt);
+    counter_cached(kUpstream, code, att).Increment();
+    impl_->up_hist->Observe(seconds);
+}
+
+void Metrics::cache_event(std::string_view event) { counter_cached(kCache, event).Increment(); }
+void Metrics::credential_refresh(std::string_view kind, std::string_view result) {
+    counter_cached(kRefresh, kind, result).Increment();
+}
+void Metrics::auth_failure(std::string_view reason) { counter_cached(kAuthFail, reason).Increment(); }
+void Metrics::inflight_add(int d) { impl_->inflight->Increment(d); }
+void Metrics::upstream_connections_add(int open_delta, int idle_delta) {
+    if (open_delta) impl_->up_open->Increment(open_delta);
+    if (idle_delta) impl_->up_idle->Increment(idle_delta);
+}
+void Metrics::set_cache(double entries, double bytes) {
+    impl_->cache_entries->Set(entries);
+    impl_->cache_bytes->Set(bytes);
+}
+void Metrics::set_singleflight_waiters(double n) { impl_->sf_waiters->Set(n); }
+void Metrics::set_credential_expiry_seconds(double s) { impl_->cred_expiry->Set(s); }
+void Metrics::set_breaker_state(int s) { impl_->breaker->Set(s); }
+void Metrics::set_access_log_dropped(double n) { impl_->log_dropped->Set(n); }
+void Metrics::set_open_connections(double n) { impl_->open_conns->Set(n); }
+
+}  // namespace rdsgw

@@ -1,0 +1,672 @@
+// The response contract: see include/rdsgw/normalize.hpp.
+//
+// Shape of the work: one SAX parse (Boost.JSON basic_parser) builds the DOM into a monotonic arena while
+// recording every object's member count; a walk over the DOM rejects objects that had duplicate keys
+// (Boost keeps the last of them silently); then one pass validates each field and writes the canonical
+// answer straight into the output string (no second DOM, no copies of unknown values).
+#include "rdsgw/normalize.hpp"
+
+#include "rdsgw/timefmt.hpp"
+
+#include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/url/grammar/ci_string.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace rdsgw {
+namespace {
+
+namespace json = boost::json;
+namespace urls = boost::urls;
+namespace chr = std::chrono;
+
+// ---------------------------------------------------------------------------------------------------------
+// Parsing: Boost.JSON's own value-building handler, plus a record of each object's member count as parsed.
+
+struct CountingBuilder {
+    static constexpr std::size_t max_object_size = json::object::max_size();
+    static constexpr std::size_t max_array_size = json::array::max_size();
+    static constexpr std::size_t max_key_size = json::string::max_size();
+    static constexpr std::size_t max_string_size = json::string::max_size();
+
+    json::value_stack st;
+    std::vector<std::size_t>* counts;  // member counts of objects, in post-order (order of closing)
+    bool number_overflow = false;      // a number too large for a double
+
+    CountingBuilder(std::vector<std::size_t>* c, unsigned char* temp, std::size_t temp_size)
+        : st(json::storage_ptr(), temp, temp_size), counts(c) {}
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) { return true; }
+    bool on_object_end(std::size_t n, json::error_code&) {
+        counts->push_back(n);
+        st.push_object(n);
+        return true;
+    }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t n, json::error_code&) {
+        st.push_array(n);
+        return true;
+    }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        st.push_chars(s);
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code&) {
+        st.push_key(s);
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+        st.push_chars(s);
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, json::error_code&) {
+        st.push_string(s);
+        return true;
+    }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+        st.push_int64(i);
+        return true;
+    }
+    bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+        st.push_uint64(u);
+        return true;
+    }
+    bool on_double(double d, json::string_view, json::error_code& ec) {
+        // Boost.JSON reads 1e400 as infinity, which it would write back as "Infinity": not JSON.
+        if (!std::isfinite(d)) {
+            number_overflow = true;
+            ec = json::error::exponent_overflow;
+            return false;
+        }
+        st.push_double(d);
+        return true;
+    }
+    bool on_bool(bool b, json::error_code&) {
+        st.push_bool(b);
+        return true;
+    }
+    bool on_null(json::error_code&) {
+        st.push_null();
+        return true;
+    }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+// Strict RFC 8259 JSON (no comments, no trailing commas, valid UTF-8 only), nesting depth <= 32, every
+// number finite as a double. On failure returns nothing and sets `reason`. The value is built in `sp`'s
+// storage.
+std::optional<json::value> parse_counting(std::string_view body, json::storage_ptr sp,
+                                          std::vector<std::size_t>& counts, const char*& reason) {
+    unsigned char temp[2048];
+    json::basic_parser<CountingBuilder> p(json::parse_options{}, &counts, temp, sizeof temp);
+    p.handler().st.reset(std::move(sp));
+    json::error_code ec;
+    const std::size_t n = p.write_some(false, body.data(), body.size(), ec);
+    if (ec || n != body.size()) {
+        reason = p.handler().number_overflow ? "number out of range" : "not valid JSON";
+        return std::nullopt;
+    }
+    return p.handler().st.release();  // moved, so it keeps the arena's storage
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON paths of errors. Paths are built only when an error is reported.
+
+struct Seg {
+    const Seg* parent = nullptr;  // nullptr: this is the root
+    std::string_view key;         // member name, when !is_index
+    std::size_t index = 0;
+    bool is_index = false;
+};
+
+// A member name from the body is shown in a path only when it is a plain identifier; anything else is
+// written as "<key>" so that no arbitrary text from the body reaches an error message or a log.
+bool plain_key(std::string_view k) {
+    if (k.empty() || k.size() > 64) return false;
+    for (const char c : k)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-'))
+            return false;
+    return true;
+}
+
+void append_path(std::string& out, const Seg* s) {
+    if (s == nullptr) return;  // the root
+    append_path(out, s->parent);
+    if (s->is_index) {
+        out += '[';
+        out += std::to_string(s->index);
+        out += ']';
+    } else {
+        if (!out.empty()) out += '.';
+        out += plain_key(s->key) ? s->key : std::string_view("<key>");
+    }
+}
+
+std::string file_path(std::size_t i) {
+    std::string p = "files[";
+    p += std::to_string(i);
+    p += ']';
+    return p;
+}
+
+std::string file_field_path(std::size_t i, std::string_view field) {
+    std::string p = file_path(i);
+    p += '.';
+    p += field;
+    return p;
+}
+
+NormalizeError fail(std::string path, const char* reason) {
+    return NormalizeError{std::move(path), reason};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Duplicate keys. An object whose DOM size is smaller than the member count seen by the parser had a
+// duplicate key. Objects are compared in post-order, the order in which the parser closed them. When no key
+// is duplicated anywhere both sequences are equal; when one is, they differ at that object, or (only if the
+// dropped earlier value itself held objects) at an object inside the duplicated member. Linear time.
+
+struct DuplicateCheck {
+    explicit DuplicateCheck(const std::vector<std::size_t>& c) : counts(c) {}
+
+    const std::vector<std::size_t>& counts;
+    std::size_t next = 0;
+    std::string bad_path;
+
+    bool walk(const json::value& v, const Seg* seg) {
+        if (const json::object* o = v.if_object()) {
+            for (const auto& kv : *o) {
+                const Seg child{seg, kv.key(), 0, false};
+                if (!walk(kv.value(), &child)) return false;
+            }
+            if (next >= counts.size() || counts[next] != o->size()) return report(seg);
+            ++next;
+        } else if (const json::array* a = v.if_array()) {
+            for (std::size_t i = 0; i < a->size(); ++i) {
+                const Seg child{seg, {}, i, true};
+                if (!walk((*a)[i], &child)) return false;
+            }
+        }
+        return true;
+    }
+    bool report(const Seg* seg) {
+        append_path(bad_path, seg);
+        return false;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Output: compact JSON written directly. Strings taken from the DOM are valid UTF-8 (the parser refuses
+// anything else); they are escaped as RFC 8259 requires.
+
+class Writer {
+  public:
+    explicit Writer(std::string& out) : out_(out) {}
+
+    void raw(std::string_view s) { out_.append(s); }
+    void ch(char c) { out_.push_back(c); }
+
+    void string(std::string_view s) {
+        out_.push_back('"');
+        const char* p = s.data();
+        const char* const end = p + s.size();
+        while (p != end) {
+            const char* run = p;  // a run of bytes that need no escape
+            while (p != end && !needs_escape(*p)) ++p;
+            out_.append(run, static_cast<std::size_t>(p - run));
+            if (p == end) break;
+            escape(static_cast<unsigned char>(*p++));
+        }
+        out_.push_back('"');
+    }
+
+    // A string known to hold nothing that needs an escape (checked by the caller).
+    void plain_string(std::string_view s) {
+        out_.push_back('"');
+        out_.append(s);
+        out_.push_back('"');
+    }
+
+    // `"key":`
+    void key(std::string_view k) {
+        string(k);
+        out_.push_back(':');
+    }
+
+    void integer(std::int64_t v) {
+        char buf[24];
+        const auto r = std::to_chars(buf, buf + sizeof buf, v);
+        out_.append(buf, r.ptr);
+    }
+
+    // Any value, exactly as Boost.JSON serializes it (used for fields passed through unchanged).
+    void value(const json::value& v) {
+        switch (v.kind()) {
+            case json::kind::string:
+                return string(v.get_string());
+            case json::kind::int64:
+                return integer(v.get_int64());
+            case json::kind::bool_:
+                return raw(v.get_bool() ? "true" : "false");
+            case json::kind::null:
+                return raw("null");
+            default:
+                break;
+        }
+        sr_.reset(&v);
+        char buf[512];
+        while (!sr_.done()) {
+            const json::string_view part = sr_.read(buf, sizeof buf);
+            out_.append(part.data(), part.size());
+        }
+    }
+
+  private:
+    static bool needs_escape(char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x20 || c == '"' || c == '\\';
+    }
+    void escape(unsigned char c) {
+        switch (c) {
+            case '"':
+                out_.append("\\\"");
+                break;
+            case '\\':
+                out_.append("\\\\");
+                break;
+            case '\b':
+                out_.append("\\b");
+                break;
+            case '\f':
+                out_.append("\\f");
+                break;
+            case '\n':
+                out_.append("\\n");
+                break;
+            case '\r':
+                out_.append("\\r");
+                break;
+            case '\t':
+                out_.append("\\t");
+                break;
+            default: {
+                static constexpr char hex[] = "0123456789abcdef";
+                const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+                out_.append(esc, sizeof esc);
+            }
+        }
+    }
+
+    std::string& out_;
+    json::serializer sr_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Field rules.
+
+enum class FileField {
+    name,
+    size,
+    download_link,
+    link_expired_time,
+    link_expired_link,
+    database_name,
+    other
+};
+
+FileField classify(std::string_view k) {
+    switch (k.size()) {
+        case 4:
+            if (k == "name") return FileField::name;
+            if (k == "size") return FileField::size;
+            break;
+        case 13:
+            if (k == "download_link") return FileField::download_link;
+            if (k == "database_name") return FileField::database_name;
+            break;
+        case 17:
+            if (k == "link_expired_time") return FileField::link_expired_time;
+            if (k == "link_expired_link") return FileField::link_expired_link;
+            break;
+        default:
+            break;
+    }
+    return FileField::other;
+}
+
+// "size": a non-negative integer in the int64 range, as a JSON number (a double only when its value is
+// exactly integral) or a string of ASCII digits. Returns a reason on failure.
+const char* check_size(const json::value& v, std::int64_t& out) {
+    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+    switch (v.kind()) {
+        case json::kind::int64:
+            if (v.get_int64() < 0) return "negative";
+            out = v.get_int64();
+            return nullptr;
+        case json::kind::uint64:
+            if (v.get_uint64() > static_cast<std::uint64_t>(max)) return "out of range";
+            out = static_cast<std::int64_t>(v.get_uint64());
+            return nullptr;
+        case json::kind::double_: {
+            const double d = v.get_double();
+            if (!std::isfinite(d)) return "not an integer";  // cannot come from JSON; kept for safety
+            if (d < 0) return "negative";
+            if (std::trunc(d) != d) return "not an integer";
+            if (d >= 9223372036854775808.0) return "out of range";  // 2^63
+            out = static_cast<std::int64_t>(d);
+            return nullptr;
+        }
+        case json::kind::string: {
+            const json::string& s = v.get_string();
+            if (s.empty()) return "not an integer";
+            for (const char c : s)
+                if (c < '0' || c > '9') return "not an integer";
+            const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+            if (r.ec == std::errc::result_out_of_range) return "out of range";
+            if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return "not an integer";
+            return nullptr;
+        }
+        default:
+            return "not an integer";
+    }
+}
+
+const char* check_name(const json::value& v) {
+    const json::string* s = v.if_string();
+    if (s == nullptr) return "not a string";
+    if (s->empty()) return "empty";
+    if (*s == "." || *s == "..") return "a dot segment";
+    for (const char ch : *s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) return "contains a control character";
+        if (c == '/' || c == '\\') return "contains a path separator";
+    }
+    return nullptr;
+}
+
+bool host_name_chars(std::string_view h) {
+    for (const char c : h)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '.' || c == '_'))
+            return false;
+    return true;
+}
+
+// `host` equals `suffix` or ends in "." + suffix, ASCII case-insensitively. A leading "." on the suffix is
+// ignored; an empty suffix matches nothing.
+bool host_matches(std::string_view host, std::string_view suffix) {
+    if (!suffix.empty() && suffix.front() == '.') suffix.remove_prefix(1);
+    if (suffix.empty() || host.size() < suffix.size()) return false;
+    const std::string_view tail = host.substr(host.size() - suffix.size());
+    if (!urls::grammar::ci_is_equal(tail, suffix)) return false;
+    return host.size() == suffix.size() || host[host.size() - suffix.size() - 1] == '.';
+}
+
+const char* check_link(const json::value& v, const NormalizeOptions& opts) {
+    const json::string* s = v.if_string();
+    if (s == nullptr) return "not a string";
+    // RFC 3986 leaves no room for white space, control characters, '"', '\\' or non-ASCII bytes in a URI,
+    // so a link accepted here needs no JSON escape.
+    const auto r = urls::parse_uri(std::string_view(*s));
+    if (!r) {
+        for (const char ch : *s) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c <= 0x20 || c == 0x7f) return "contains white space or a control character";
+        }
+        return "not an absolute URL";
+    }
+    const urls::url_view& u = *r;
+    const urls::scheme id = u.scheme_id();
+    if (!(id == urls::scheme::https || (opts.allow_http_links && id == urls::scheme::http)))
+        return opts.allow_http_links ? "scheme is not https or http" : "scheme is not https";
+    if (!u.has_authority()) return "no host";
+    if (u.has_userinfo()) return "userinfo not allowed";
+    const std::string_view host = u.encoded_host();
+    if (host.empty()) return "no host";
+    switch (u.host_type()) {
+        case urls::host_type::name:
+            if (!host_name_chars(host)) return "host is not a DNS name";
+            break;
+        case urls::host_type::ipv4:
+        case urls::host_type::ipv6:
+            break;
+        default:
+            return "host is not a DNS name or an IP address";
+    }
+    if (!opts.link_host_suffixes.empty()) {
+        bool ok = false;
+        for (const std::string& suffix : opts.link_host_suffixes)
+            if (host_matches(host, suffix)) {
+                ok = true;
+                break;
+            }
+        if (!ok) return "host not allowed";
+    }
+    return nullptr;
+}
+
+chr::system_clock::time_point to_time_point(chr::sys_seconds t) {
+    constexpr auto max_s = chr::floor<chr::seconds>(chr::system_clock::time_point::max()).time_since_epoch();
+    constexpr auto min_s = chr::ceil<chr::seconds>(chr::system_clock::time_point::min()).time_since_epoch();
+    if (t.time_since_epoch() >= max_s) return chr::system_clock::time_point::max();
+    if (t.time_since_epoch() <= min_s) return chr::system_clock::time_point::min();
+    return chr::system_clock::time_point(
+        chr::duration_cast<chr::system_clock::duration>(t.time_since_epoch()));
+}
+
+// Validates files[i] and writes its canonical form. Returns a failure or nothing.
+std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, const NormalizeOptions& opts,
+                                         Writer& w, chr::sys_seconds& expiry) {
+    const json::object* f = fv.if_object();
+    if (f == nullptr) return fail(file_path(i), "not an object");
+
+    const json::value* name = nullptr;
+    const json::value* size = nullptr;
+    const json::value* link = nullptr;
+    const json::value* exp_time = nullptr;
+    const json::value* exp_link = nullptr;
+    const json::value* db = nullptr;
+    for (const auto& kv : *f) {
+        switch (classify(kv.key())) {
+            case FileField::name:
+                name = &kv.value();
+                break;
+            case FileField::size:
+                size = &kv.value();
+                break;
+            case FileField::download_link:
+                link = &kv.value();
+                break;
+            case FileField::link_expired_time:
+                exp_time = &kv.value();
+                break;
+            case FileField::link_expired_link:
+                exp_link = &kv.value();
+                break;
+            case FileField::database_name:
+                db = &kv.value();
+                break;
+            case FileField::other:
+                break;
+        }
+    }
+
+    if (name == nullptr) return fail(file_field_path(i, "name"), "missing");
+    if (const char* why = check_name(*name)) return fail(file_field_path(i, "name"), why);
+
+    std::int64_t kb = 0;
+    if (size == nullptr) return fail(file_field_path(i, "size"), "missing");
+    if (const char* why = check_size(*size, kb)) return fail(file_field_path(i, "size"), why);
+
+    if (link == nullptr) return fail(file_field_path(i, "download_link"), "missing");
+    if (const char* why = check_link(*link, opts)) return fail(file_field_path(i, "download_link"), why);
+
+    // Expiry: "link_expired_time", or its misnamed twin "link_expired_link"; when both, the same instant.
+    if (exp_time == nullptr && exp_link == nullptr)
+        return fail(file_field_path(i, "link_expired_time"), "missing");
+    std::optional<OffsetTime> t;
+    if (exp_time != nullptr) {
+        const json::string* s = exp_time->if_string();
+        if (s == nullptr) return fail(file_field_path(i, "link_expired_time"), "not a string");
+        t = parse_rds_time(*s);
+        if (!t) return fail(file_field_path(i, "link_expired_time"), "not a valid time");
+    }
+    if (exp_link != nullptr) {
+        const json::string* s = exp_link->if_string();
+        if (s == nullptr) return fail(file_field_path(i, "link_expired_link"), "not a string");
+        const std::optional<OffsetTime> l = parse_rds_time(*s);
+        if (!l) return fail(file_field_path(i, "link_expired_link"), "not a valid time");
+        if (t && t->utc != l->utc)
+            return fail(file_field_path(i, "link_expired_link"), "differs from link_expired_time");
+        if (!t) t = l;
+    }
+
+    if (db != nullptr && !db->is_string()) return fail(file_field_path(i, "database_name"), "not a string");
+
+    const std::string when = format_rds_time(*t);
+    expiry = t->utc;
+
+    w.raw("{\"name\":");
+    w.string(name->get_string());
+    w.raw(",\"size\":");
+    w.integer(kb);
+    w.raw(",\"download_link\":");
+    w.plain_string(link->get_string());  // a valid URI: nothing to escape (see check_link)
+    w.raw(",\"link_expired_time\":\"");
+    w.raw(when);  // digits, '-', ':', 'T', '+': nothing to escape
+    if (opts.emit_legacy_expiry_field) {
+        w.raw("\",\"link_expired_link\":\"");
+        w.raw(when);
+    }
+    w.ch('"');
+    if (db != nullptr) {
+        w.raw(",\"database_name\":");
+        w.string(db->get_string());
+    }
+    if (!opts.drop_unknown_fields) {
+        for (const auto& kv : *f) {
+            if (classify(kv.key()) != FileField::other) continue;
+            w.ch(',');
+            w.key(kv.key());
+            w.value(kv.value());
+        }
+    }
+    w.ch('}');
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string NormalizeError::message() const {
+    std::string m = "invalid upstream answer";
+    if (!path.empty()) {
+        m += " at ";
+        m += path;
+    }
+    m += ": ";
+    m += reason;
+    return m;
+}
+
+NormalizeResult normalize_backup_files(std::string_view body, std::chrono::system_clock::time_point now,
+                                       const NormalizeOptions& opts) {
+    (void)now;  // no policy depends on it yet; see the header
+    if (body.size() > opts.max_body_bytes) return fail("", "body too large");
+
+    // The DOM lives in an arena sized from the body: one or two allocations for the whole parse.
+    json::monotonic_resource arena(body.size() * 2 + 1024);
+    std::vector<std::size_t> counts;
+    counts.reserve(16);
+    const char* bad_json = "";
+    const std::optional<json::value> parsed = parse_counting(body, &arena, counts, bad_json);
+    if (!parsed) return fail("", bad_json);
+    const json::value& doc = *parsed;
+    const json::object* top = doc.if_object();
+    if (top == nullptr) return fail("", "not a JSON object");
+
+    DuplicateCheck dup(counts);
+    if (!dup.walk(doc, nullptr) || dup.next != counts.size())
+        return fail(std::move(dup.bad_path), "duplicate key");
+
+    const json::value* files_v = nullptr;
+    const json::value* bucket = nullptr;
+    for (const auto& kv : *top) {
+        if (kv.key() == "files")
+            files_v = &kv.value();
+        else if (kv.key() == "bucket")
+            bucket = &kv.value();
+    }
+    if (files_v == nullptr) return fail("files", "missing");
+    const json::array* files = files_v->if_array();
+    if (files == nullptr) return fail("files", "not an array");
+    if (bucket != nullptr && !bucket->is_string()) return fail("bucket", "not a string");
+
+    NormalizedAnswer ans;
+    ans.body.reserve(body.size() + 64 + (opts.emit_legacy_expiry_field ? 48 * files->size() : 0));
+    Writer w(ans.body);
+    chr::sys_seconds earliest = chr::sys_seconds::max();
+    w.raw("{\"files\":[");
+    for (std::size_t i = 0; i < files->size(); ++i) {
+        if (i != 0) w.ch(',');
+        chr::sys_seconds expiry{};
+        if (auto err = write_file((*files)[i], i, opts, w, expiry)) return std::move(*err);
+        if (expiry < earliest) earliest = expiry;
+    }
+    w.ch(']');
+    if (bucket != nullptr) {
+        w.raw(",\"bucket\":");
+        w.string(bucket->get_string());
+    }
+    if (!opts.drop_unknown_fields) {
+        for (const auto& kv : *top) {
+            if (kv.key() == "files" || kv.key() == "bucket") continue;
+            w.ch(',');
+            w.key(kv.key());
+            w.value(kv.value());
+        }
+    }
+    w.ch('}');
+
+    ans.file_count = files->size();
+    ans.earliest_expiry = files->empty() ? chr::system_clock::time_point::max() : to_time_point(earliest);
+    return ans;
+}
+
+bool is_rds_error_body(std::string_view body) {
+    unsigned char buf[4096];
+    json::monotonic_resource arena(buf, sizeof buf);
+    json::error_code ec;
+    const json::value v = json::parse(body, ec, &arena);
+    if (ec) return false;
+    const json::object* o = v.if_object();
+    if (o == nullptr) return false;
+    const json::value* code = o->if_contains("error_code");
+    const json::value* msg = o->if_contains("error_msg");
+    return code != nullptr && code->is_string() && msg != nullptr && msg->is_string();
+}
+
+std::string redact_link(std::string_view link) {
+    const auto r = urls::parse_uri(link);
+    if (!r || !r->has_authority()) return "<invalid link>";
+    const urls::url_view& u = *r;
+    std::string out;
+    const std::string_view scheme = u.scheme();
+    const std::string_view host_port = u.encoded_host_and_port();
+    const std::string_view path = u.encoded_path();
+    out.reserve(scheme.size() + 3 + host_port.size() + path.size());
+    out.append(scheme).append("://").append(host_port).append(path);
+    return out;
+}
+
+}  // namespace rdsgw

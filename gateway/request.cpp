@@ -1,0 +1,208 @@
+#include "rdsgw/request.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <random>
+
+namespace rdsgw {
+
+std::string_view route_name(Route r) {
+    switch (r) {
+        case Route::backup_files: return "backup_files";
+        case Route::healthz: return "healthz";
+        case Route::readyz: return "readyz";
+        case Route::metrics: return "metrics";
+        case Route::admin_cache: return "admin_cache";
+        case Route::not_found: return "not_found";
+    }
+    return "not_found";
+}
+
+RequestRules::RequestRules(const RequestConfig& cfg)
+    : project_id(cfg.project_id_pattern, std::regex::ECMAScript | std::regex::optimize),
+      backup_id(cfg.backup_id_pattern, std::regex::ECMAScript | std::regex::optimize) {}
+
+namespace {
+
+int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string_view path_of(std::string_view target) {
+    auto q = target.find('?');
+    return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+// Splits "/a/b/c" into segments; returns the count (up to N) or N+1 when there are more.
+template <std::size_t N>
+std::size_t split_path(std::string_view path, std::array<std::string_view, N>& segs) {
+    std::size_t n = 0;
+    std::size_t pos = 1;  // skip leading '/'
+    while (pos <= path.size()) {
+        auto next = path.find('/', pos);
+        if (next == std::string_view::npos) next = path.size();
+        if (n == N) return N + 1;
+        segs[n++] = path.substr(pos, next - pos);
+        pos = next + 1;
+    }
+    return n;
+}
+
+}  // namespace
+
+bool percent_decode(std::string_view in, std::string& out) {
+    out.clear();
+    out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '%') {
+            if (i + 2 >= in.size()) return false;
+            int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+            if (h < 0 || l < 0) return false;
+            out.push_back(static_cast<char>(h * 16 + l));
+            i += 2;
+        } else {
+            out.push_back(c);
+        }
+    }
+    return true;
+}
+
+std::string check_target(std::string_view target) {
+    if (target.empty() || target.front() != '/') return "request-target must be a path starting with '/'";
+    if (target.size() > 1 && target[1] == '/') return "request-target must not start with '//'";
+    for (unsigned char c : target) {
+        if (c <= 0x20 || c == 0x7f) return "request-target contains a control character, space, CR or LF";
+        if (c >= 0x80) return "request-target contains a non-ASCII byte";
+        if (c == '#') return "request-target must not contain a fragment";
+        if (c == '\\') return "request-target must not contain a backslash";
+    }
+    std::string_view path = path_of(target);
+    // Encoded slashes, backslashes, dots and NULs in the path are refused rather than interpreted.
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        if (path[i] != '%') continue;
+        if (i + 2 >= path.size()) return "request-target has a malformed percent-escape";
+        int h = hexval(path[i + 1]), l = hexval(path[i + 2]);
+        if (h < 0 || l < 0) return "request-target has a malformed percent-escape";
+        int v = h * 16 + l;
+        if (v == '/' || v == '\\') return "request-target must not contain an encoded slash";
+        if (v == '.') return "request-target must not contain an encoded dot";
+        if (v < 0x20 || v == 0x7f) return "request-target contains an encoded control character";
+    }
+    // Dot segments.
+    std::size_t pos = 0;
+    while (pos < path.size()) {
+        auto next = path.find('/', pos + 1);
+        if (next == std::string_view::npos) next = path.size();
+        std::string_view seg = path.substr(pos + 1, next - pos - 1);
+        if (seg == "." || seg == "..") return "request-target must not contain dot segments";
+        pos = next;
+    }
+    return {};
+}
+
+Route classify(std::string_view target) {
+    std::string_view path = path_of(target);
+    if (path == "/healthz") return Route::healthz;
+    if (path == "/readyz") return Route::readyz;
+    if (path == "/metrics") return Route::metrics;
+    if (path == "/admin/cache") return Route::admin_cache;
+    std::array<std::string_view, 3> segs;
+    if (split_path(path, segs) == 3 && segs[2] == "backup-files") return Route::backup_files;
+    return Route::not_found;
+}
+
+std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target, const RequestRules& rules) {
+    auto fail = [](std::string field, std::string msg) {
+        return RequestError{400, std::move(field), std::move(msg)};
+    };
+    if (auto why = check_target(target); !why.empty()) return fail("request-target", why);
+    std::string_view path = path_of(target);
+    std::string_view query = path.size() < target.size() ? target.substr(path.size() + 1) : std::string_view{};
+    std::array<std::string_view, 3> segs;
+    if (split_path(path, segs) != 3 || segs[2] != "backup-files")
+        return RequestError{404, "request-target", "no such resource"};
+
+    BackupFilesRequest out;
+    std::string decoded;
+    if (!percent_decode(segs[0], decoded) || decoded != "v3")
+        return fail("version_id", "version_id must be v3");
+    if (segs[1].empty()) return fail("project_id", "project_id is required");
+    if (!percent_decode(segs[1], out.project_id) || !std::regex_match(out.project_id, rules.project_id))
+        return fail("project_id", "project_id is malformed");
+
+    bool seen = false;
+    std::size_t pos = 0;
+    while (pos <= query.size() && !query.empty()) {
+        auto amp = query.find('&', pos);
+        if (amp == std::string_view::npos) amp = query.size();
+        std::string_view part = query.substr(pos, amp - pos);
+        pos = amp + 1;
+        if (part.empty()) {
+            if (amp == query.size()) break;
+            continue;
+        }
+        auto eq = part.find('=');
+        std::string_view raw_name = part.substr(0, eq);
+        std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+        std::string name;
+        if (!percent_decode(raw_name, name)) return fail("request-target", "query has a malformed percent-escape");
+        if (name != "backup_id") {
+            // Name the parameter only when it is short and plain (never echo arbitrary input).
+            bool plain = is_sane_request_id(name) && name.size() <= 32;
+            return fail(plain ? name : "query", plain ? "unknown query parameter " + name + "; only backup_id is accepted"
+                                                      : "unknown query parameter; only backup_id is accepted");
+        }
+        if (seen) return fail("backup_id", "backup_id must be given exactly once");
+        seen = true;
+        if (!percent_decode(raw_value, out.backup_id)) return fail("backup_id", "backup_id has a malformed percent-escape");
+        if (out.backup_id.empty()) return fail("backup_id", "backup_id is required");
+        if (!std::regex_match(out.backup_id, rules.backup_id)) return fail("backup_id", "backup_id is malformed");
+        if (amp == query.size()) break;
+    }
+    if (!seen) return fail("backup_id", "backup_id is required");
+    return out;
+}
+
+bool is_sane_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 64) return false;
+    for (unsigned char c : id) {
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+std::string make_request_id() {
+    // A per-thread random 64-bit prefix plus a counter: unique, cheap, not a secret.
+    thread_local std::uint64_t prefix = [] {
+        std::random_device rd;
+        return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    }();
+    thread_local std::uint64_t counter = 0;
+    std::uint64_t parts[2] = {prefix, ++counter};
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s(32, '0');
+    for (int p = 0; p < 2; ++p)
+        for (int i = 0; i < 16; ++i) s[p * 16 + i] = hex[(parts[p] >> (60 - 4 * i)) & 0xf];
+    return s;
+}
+
+std::string_view valid_language(std::string_view v) {
+    auto ieq = [](std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+        return true;
+    };
+    if (ieq(v, "zh-cn")) return "zh-cn";
+    if (ieq(v, "en-us")) return "en-us";
+    return {};
+}
+
+}  // namespace rdsgw

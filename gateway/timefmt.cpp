@@ -1,0 +1,182 @@
+// Time parsing and formatting for RDS and IAM times. See include/rdsgw/timefmt.hpp.
+#include "rdsgw/timefmt.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+
+namespace rdsgw {
+namespace {
+
+namespace chr = std::chrono;
+
+constexpr bool is_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
+constexpr bool is_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// A cursor over the trimmed text. Every reader returns false (and leaves the cursor anywhere) on mismatch.
+struct Cursor {
+    std::string_view s;
+    std::size_t i = 0;
+
+    bool done() const noexcept { return i == s.size(); }
+    bool eat(char c) noexcept {
+        if (i < s.size() && s[i] == c) {
+            ++i;
+            return true;
+        }
+        return false;
+    }
+    // Exactly `n` digits.
+    bool fixed(std::size_t n, int& out) noexcept {
+        if (s.size() - i < n) return false;
+        int v = 0;
+        for (std::size_t k = 0; k < n; ++k) {
+            const char c = s[i + k];
+            if (!is_digit(c)) return false;
+            v = v * 10 + (c - '0');
+        }
+        i += n;
+        out = v;
+        return true;
+    }
+    // A two-digit field that may carry extra leading zeros ("016" is 16), whose value must lie in [lo, hi]
+    // (hi < 100). One digit alone ("8") is refused: the format is zero-padded.
+    bool field(int lo, int hi, int& out) noexcept {
+        const std::size_t start = i;
+        while (i < s.size() && is_digit(s[i])) ++i;
+        const std::size_t n = i - start;
+        if (n < 2) return false;
+        for (std::size_t k = start; k + 2 < i; ++k)
+            if (s[k] != '0') return false;  // more than two significant digits: out of range
+        const int v = (s[i - 2] - '0') * 10 + (s[i - 1] - '0');
+        if (v < lo || v > hi) return false;
+        out = v;
+        return true;
+    }
+};
+
+// Writes `v` (0..99) as two digits.
+inline char* put2(char* p, unsigned v) noexcept {
+    p[0] = static_cast<char>('0' + v / 10);
+    p[1] = static_cast<char>('0' + v % 10);
+    return p + 2;
+}
+
+// Writes "yyyy-mm-ddThh:mm:ss" of a day and time of day; the year is written with at least four digits.
+char* put_date_time(char* p, chr::sys_days day, chr::seconds tod) noexcept {
+    const chr::year_month_day ymd{day};
+    int y = static_cast<int>(ymd.year());
+    if (y < 0) {
+        *p++ = '-';
+        y = -y;
+    }
+    if (y >= 10000) {
+        char tmp[8];
+        int n = 0;
+        while (y > 0) {
+            tmp[n++] = static_cast<char>('0' + y % 10);
+            y /= 10;
+        }
+        while (n > 0) *p++ = tmp[--n];
+    } else {
+        p = put2(p, static_cast<unsigned>(y / 100));
+        p = put2(p, static_cast<unsigned>(y % 100));
+    }
+    *p++ = '-';
+    p = put2(p, static_cast<unsigned>(ymd.month()));
+    *p++ = '-';
+    p = put2(p, static_cast<unsigned>(ymd.day()));
+    *p++ = 'T';
+    const auto secs = static_cast<unsigned>(tod.count());
+    p = put2(p, secs / 3600);
+    *p++ = ':';
+    p = put2(p, secs / 60 % 60);
+    *p++ = ':';
+    p = put2(p, secs % 60);
+    return p;
+}
+
+}  // namespace
+
+std::optional<OffsetTime> parse_rds_time(std::string_view text) {
+    while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
+    while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
+
+    Cursor c{text};
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+    if (!c.fixed(4, year) || year < 1970) return std::nullopt;  // four digits, so also <= 9999
+    if (!c.eat('-') || !c.field(1, 12, month)) return std::nullopt;
+    if (!c.eat('-') || !c.field(1, 31, day)) return std::nullopt;
+    if (!c.eat('T') || !c.field(0, 23, hour)) return std::nullopt;
+    if (!c.eat(':') || !c.field(0, 59, minute)) return std::nullopt;
+    if (!c.eat(':') || !c.field(0, 59, second)) return std::nullopt;  // no leap seconds
+    if (c.eat('.')) {
+        // Fractional seconds: 1 to 9 digits, truncated.
+        const std::size_t start = c.i;
+        while (c.i < c.s.size() && is_digit(c.s[c.i])) ++c.i;
+        const std::size_t n = c.i - start;
+        if (n < 1 || n > 9) return std::nullopt;
+    }
+
+    int offset = 0;
+    if (!c.eat('Z')) {
+        int sign = 0;
+        if (c.eat('+'))
+            sign = 1;
+        else if (c.eat('-'))
+            sign = -1;
+        else
+            return std::nullopt;  // no zone
+        int oh = 0, om = 0;
+        if (!c.fixed(2, oh)) return std::nullopt;
+        c.eat(':');  // "+hh:mm" or "+hhmm"
+        if (!c.fixed(2, om)) return std::nullopt;
+        if (om >= 60 || oh * 60 + om > 14 * 60) return std::nullopt;
+        offset = sign * (oh * 60 + om);
+    }
+    if (!c.done()) return std::nullopt;
+
+    const chr::year_month_day ymd{chr::year{year}, chr::month{static_cast<unsigned>(month)},
+                                  chr::day{static_cast<unsigned>(day)}};
+    if (!ymd.ok()) return std::nullopt;  // Feb 30, Feb 29 of a common year, Apr 31...
+
+    OffsetTime t;
+    t.utc = chr::sys_days{ymd} + chr::hours{hour} + chr::minutes{minute} + chr::seconds{second} -
+            chr::minutes{offset};
+    t.offset_minutes = offset;
+    return t;
+}
+
+std::string format_rds_time(const OffsetTime& t) {
+    const chr::sys_seconds local = t.utc + chr::minutes{t.offset_minutes};
+    const chr::sys_days day = chr::floor<chr::days>(local);
+    char buf[48];
+    char* p = put_date_time(buf, day, local - day);
+    const long long off = t.offset_minutes;
+    *p++ = off < 0 ? '-' : '+';
+    const unsigned long long a = static_cast<unsigned long long>(off < 0 ? -off : off);
+    // Offsets from parse_rds_time are within +-14:00; clamp anything larger to keep to four digits.
+    const unsigned long long hh = a / 60 > 99 ? 99 : a / 60;
+    p = put2(p, static_cast<unsigned>(hh));
+    p = put2(p, static_cast<unsigned>(a % 60));
+    return std::string(buf, p);
+}
+
+std::string format_log_time(std::chrono::system_clock::time_point t) {
+    const auto ms = chr::floor<chr::milliseconds>(t);
+    const chr::sys_days day = chr::floor<chr::days>(ms);
+    const auto in_day = ms - day;
+    char buf[48];
+    char* p = put_date_time(buf, day, chr::floor<chr::seconds>(in_day));
+    const auto milli = static_cast<unsigned>((in_day % chr::seconds{1}).count());
+    *p++ = '.';
+    *p++ = static_cast<char>('0' + milli / 100);
+    p = put2(p, milli % 100);
+    *p++ = 'Z';
+    return std::string(buf, p);
+}
+
+}  // namespace rdsgw

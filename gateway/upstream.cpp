@@ -1,0 +1,365 @@
+#include "rdsgw/upstream.hpp"
+
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+
+#include "rdsgw/async_util.hpp"
+#include "rdsgw/metrics.hpp"
+
+namespace rdsgw {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+using asio::use_awaitable;
+
+asio::awaitable<void> sleep_until(steady::time_point t) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, t);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
+bool Endpoint::parse(std::string_view base_url, Endpoint& out, std::string& why) {
+    auto u = boost::urls::parse_absolute_uri(base_url);
+    if (!u) {
+        why = "not an absolute URL";
+        return false;
+    }
+    if (u->scheme() == "https") out.tls = true;
+    else if (u->scheme() == "http") out.tls = false;
+    else {
+        why = "scheme must be http or https";
+        return false;
+    }
+    if (u->host().empty()) {
+        why = "no host";
+        return false;
+    }
+    out.host = u->host_type() == boost::urls::host_type::ipv6 ? std::string(u->host_address())
+                                                              : std::string(u->host());
+    std::string default_port = out.tls ? "443" : "80";
+    out.port = u->has_port() && !u->port().empty() ? std::string(u->port()) : default_port;
+    std::string h = u->host_type() == boost::urls::host_type::ipv6 ? "[" + out.host + "]" : out.host;
+    out.host_header = out.port == default_port ? h : h + ":" + out.port;
+    return true;
+}
+
+std::string_view error_name(UpstreamResponse::Error e) {
+    switch (e) {
+        case UpstreamResponse::Error::none: return "none";
+        case UpstreamResponse::Error::connect: return "connect";
+        case UpstreamResponse::Error::tls: return "tls";
+        case UpstreamResponse::Error::reset: return "reset";
+        case UpstreamResponse::Error::timeout: return "timeout";
+        case UpstreamResponse::Error::too_large: return "too_large";
+        case UpstreamResponse::Error::protocol: return "protocol";
+    }
+    return "none";
+}
+
+std::shared_ptr<ssl::context> make_client_tls_context(const std::string& ca_file, std::string& why) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    boost::system::error_code ec;
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx->set_verify_mode(ssl::verify_peer, ec);
+    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
+    else ctx->load_verify_file(ca_file, ec);
+    if (ec) {
+        why = "cannot load CA " + (ca_file.empty() ? std::string("system store") : ca_file) + ": " + ec.message();
+        return nullptr;
+    }
+    // Client-side session cache so sessions can be resumed (we keep the latest session per pool).
+    SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    return ctx;
+}
+
+struct ConnectionPool::Conn {
+    std::optional<beast::tcp_stream> tcp;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+    beast::flat_buffer buf;
+    steady::time_point idle_since{};
+    std::uint64_t uses = 0;
+
+    beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *tcp; }
+
+    // True when the server closed (or sent something unexpected on) the idle connection.
+    bool stale() {
+        auto& sock = lowest().socket();
+        if (!sock.is_open()) return true;
+        char c;
+        ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0) return true;                                      // orderly close
+        if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);  // error
+        return true;                                                  // unexpected bytes (or TLS close_notify)
+    }
+    void close() {
+        boost::system::error_code ec;
+        lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+        lowest().socket().close(ec);
+    }
+};
+
+ConnectionPool::ConnectionPool(asio::any_io_executor ex, Endpoint ep, std::shared_ptr<ssl::context> tls,
+                               PoolOptions opts, Metrics* metrics)
+    : ex_(std::move(ex)), ep_(std::move(ep)), tls_(std::move(tls)), opts_(opts), metrics_(metrics),
+      alive_(std::make_shared<bool>(true)) {
+    asio::co_spawn(ex_, sweep_loop(), asio::detached);
+}
+
+ConnectionPool::~ConnectionPool() {
+    *alive_ = false;
+    close_idle();
+}
+
+std::size_t ConnectionPool::idle_count() const { return idle_.size(); }
+
+void ConnectionPool::close_idle() {
+    for (auto& c : idle_) c->close();
+    if (metrics_ && !idle_.empty()) {
+        int n = static_cast<int>(idle_.size());
+        metrics_->upstream_connections_add(-n, -n);
+    }
+    idle_.clear();
+}
+
+asio::awaitable<void> ConnectionPool::sweep_loop() {
+    auto alive = alive_;
+    asio::steady_timer timer(ex_);
+    for (;;) {
+        timer.expires_after(std::max<std::chrono::milliseconds>(opts_.idle_timeout / 2, std::chrono::milliseconds(50)));
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (!*alive || ec) co_return;
+        auto now = steady::now();
+        std::erase_if(idle_, [&](std::unique_ptr<Conn>& c) {
+            if (now - c->idle_since < opts_.idle_timeout && !c->stale()) return false;
+            c->close();
+            if (metrics_) metrics_->upstream_connections_add(-1, -1);
+            return true;
+        });
+    }
+}
+
+std::unique_ptr<ConnectionPool::Conn> ConnectionPool::take_idle() {
+    auto now = steady::now();
+    while (!idle_.empty()) {
+        std::unique_ptr<Conn> c = std::move(idle_.back());
+        idle_.pop_back();
+        if (metrics_) metrics_->upstream_connections_add(0, -1);
+        if (now - c->idle_since >= opts_.idle_timeout || c->stale()) {
+            c->close();
+            if (metrics_) metrics_->upstream_connections_add(-1, 0);
+            continue;
+        }
+        return c;
+    }
+    return nullptr;
+}
+
+void ConnectionPool::put_idle(std::unique_ptr<Conn> c) {
+    if (idle_.size() >= opts_.max_idle) {
+        c->close();
+        if (metrics_) metrics_->upstream_connections_add(-1, 0);
+        return;
+    }
+    c->idle_since = steady::now();
+    idle_.push_back(std::move(c));
+    if (metrics_) metrics_->upstream_connections_add(0, 1);
+}
+
+asio::awaitable<bool> ConnectionPool::resolve(steady::time_point deadline, UpstreamResponse& err) {
+    auto now = steady::now();
+    if (!resolve_needed_ && !addrs_.empty() && now - resolved_at_ < opts_.dns_refresh) co_return true;
+    tcp::resolver resolver(ex_);
+    asio::steady_timer timer(ex_, deadline);
+    // Bound the resolution by the deadline: cancel the resolver if the timer fires first.
+    bool timed_out = false;
+    timer.async_wait([&](boost::system::error_code ec) {
+        if (!ec) {
+            timed_out = true;
+            resolver.cancel();
+        }
+    });
+    boost::system::error_code ec;
+    auto results = co_await resolver.async_resolve(ep_.host, ep_.port, asio::redirect_error(use_awaitable, ec));
+    timer.cancel();
+    if (ec) {
+        if (!addrs_.empty() && !timed_out) co_return true;  // keep the last good answer
+        err.error = timed_out ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
+        err.error_detail = "cannot resolve upstream host " + ep_.host + ": " + (timed_out ? "timeout" : ec.message());
+        co_return false;
+    }
+    addrs_ = std::move(results);
+    resolved_at_ = now;
+    resolve_needed_ = false;
+    co_return true;
+}
+
+asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(steady::time_point deadline,
+                                                                               UpstreamResponse& err) {
+    if (!co_await resolve(deadline, err)) co_return nullptr;
+    auto c = std::make_unique<Conn>();
+    auto connect_deadline = std::min(deadline, steady::now() + opts_.connect_timeout);
+    if (ep_.tls) c->tls.emplace(ex_, *tls_);
+    else c->tcp.emplace(ex_);
+    auto& low = c->lowest();
+    low.expires_at(connect_deadline);
+    boost::system::error_code ec;
+    co_await low.async_connect(addrs_, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+        resolve_needed_ = true;  // re-resolve on connection failure
+        err.error = ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
+        if (ec == beast::error::timeout && connect_deadline < deadline) err.error = UpstreamResponse::Error::connect;
+        err.error_detail = "cannot connect to upstream " + ep_.host_header + ": " +
+                           (ec == beast::error::timeout ? std::string("connect timeout") : ec.message());
+        co_return nullptr;
+    }
+    low.socket().set_option(tcp::no_delay(true), ec);
+    ++opened_;
+    if (metrics_) metrics_->upstream_connections_add(1, 0);
+    if (ep_.tls) {
+        SSL* ssl = c->tls->native_handle();
+        if (!SSL_set_tlsext_host_name(ssl, ep_.host.c_str())) {
+            err.error = UpstreamResponse::Error::tls;
+            err.error_detail = "cannot set SNI";
+            if (metrics_) metrics_->upstream_connections_add(-1, 0);
+            co_return nullptr;
+        }
+        c->tls->set_verify_callback(ssl::host_name_verification(ep_.host));
+        if (session_) SSL_set_session(ssl, static_cast<SSL_SESSION*>(session_.get()));
+        low.expires_at(deadline);
+        co_await c->tls->async_handshake(ssl::stream_base::client, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            c->close();
+            if (metrics_) metrics_->upstream_connections_add(-1, 0);
+            err.error = ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::tls;
+            std::string detail = ec.message();
+            long vr = SSL_get_verify_result(ssl);
+            if (vr != X509_V_OK) detail = std::string("certificate verification failed: ") +
+                                          X509_verify_cert_error_string(vr);
+            err.error_detail = "TLS handshake with upstream " + ep_.host_header + " failed: " + detail;
+            co_return nullptr;
+        }
+        if (SSL_session_reused(ssl)) ++resumed_;
+    }
+    co_return c;
+}
+
+namespace {
+std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
+    std::string out;
+    out.reserve(256 + req.body.size());
+    out += req.method;
+    out += ' ';
+    out += req.target;
+    out += " HTTP/1.1\r\nHost: ";
+    out += ep.host_header;
+    out += "\r\n";
+    for (auto& [k, v] : req.headers) {
+        out += k;
+        out += ": ";
+        out += v;
+        out += "\r\n";
+    }
+    if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
+        out += "Content-Length: ";
+        out += std::to_string(req.body.size());
+        out += "\r\n";
+    }
+    out += "\r\n";
+    out += req.body;
+    return out;
+}
+}  // namespace
+
+asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req, steady::time_point deadline) {
+    auto alive = alive_;
+    const std::string wire = serialize_request(req, ep_);
+    for (int round = 0; round < 2; ++round) {
+        UpstreamResponse res;
+        std::unique_ptr<Conn> c = round == 0 ? take_idle() : nullptr;
+        bool reused = c != nullptr;
+        if (!c) {
+            c = co_await connect(deadline, res);
+            if (!c) co_return res;
+        }
+        res.reused_connection = reused;
+        auto& low = c->lowest();
+        low.expires_at(deadline);
+        boost::system::error_code ec;
+        if (c->tls) co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        else co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(opts_.max_response_bytes);
+        parser.header_limit(64 * 1024);
+        if (req.method == "HEAD") parser.skip(true);
+        if (!ec) {
+            if (c->tls) co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+            else co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+        }
+        if (!*alive) co_return res;
+        res.got_response_bytes = parser.got_some();
+        if (ec) {
+            c->close();
+            if (metrics_) metrics_->upstream_connections_add(-1, 0);
+            // A reused connection that failed before any answer byte: the server had closed it; go again on a
+            // fresh connection without the caller noticing.
+            if (reused && !res.got_response_bytes && ec != beast::error::timeout && steady::now() < deadline) continue;
+            if (ec == beast::error::timeout) {
+                res.error = UpstreamResponse::Error::timeout;
+                res.error_detail = "upstream did not answer in time";
+            } else if (ec == http::error::body_limit || ec == http::error::header_limit) {
+                res.error = UpstreamResponse::Error::too_large;
+                res.error_detail = "upstream answer too large";
+            } else if (res.got_response_bytes && ec != http::error::partial_message &&
+                       ec != asio::error::connection_reset && ec != asio::error::eof &&
+                       ec != ssl::error::stream_truncated) {
+                res.error = UpstreamResponse::Error::protocol;
+                res.error_detail = "malformed upstream answer: " + ec.message();
+            } else {
+                res.error = UpstreamResponse::Error::reset;
+                res.error_detail = res.got_response_bytes ? "upstream closed the connection mid-answer"
+                                                          : "upstream closed the connection without answering";
+            }
+            co_return res;
+        }
+        auto& msg = parser.get();
+        res.status = msg.result_int();
+        if (auto it = msg.find("X-Request-Id"); it != msg.end()) res.request_id = std::string(it->value());
+        if (auto it = msg.find(http::field::retry_after); it != msg.end()) res.retry_after = std::string(it->value());
+        if (auto it = msg.find(http::field::content_encoding); it != msg.end())
+            res.content_encoding = std::string(it->value());
+        if (auto it = msg.find("X-Subject-Token"); it != msg.end()) res.subject_token = std::string(it->value());
+        res.body = std::move(msg.body());
+        bool keep = msg.keep_alive();
+        if (c->tls) {
+            // Keep the newest session (TLS 1.3 tickets arrive after the handshake) for resumption.
+            if (SSL_SESSION* s = SSL_get1_session(c->tls->native_handle()))
+                session_ = std::shared_ptr<void>(s, [](void* p) { SSL_SESSION_free(static_cast<SSL_SESSION*>(p)); });
+        }
+        ++c->uses;
+        if (keep) put_idle(std::move(c));
+        else {
+            c->close();
+            if (metrics_) metrics_->upstream_connections_add(-1, 0);
+        }
+        co_return res;
+    }
+    UpstreamResponse res;
+    res.error = UpstreamResponse::Error::reset;
+    res.error_detail = "upstream closed the connection without answering";
+    co_return res;
+}
+
+}  // namespace rdsgw

@@ -1,0 +1,158 @@
+// The link cache and single-flight. Shared by all threads; the hit path takes only one shard's lock.
+//
+// Guarantees: an entry's freshness lifetime is min(ttl, earliest link expiry - now - margin) and it is not
+// stored when that is not positive; a lookup never returns a fresh answer whose earliest link expires within
+// the margin. Entries past their TTL stay (until evicted or their links come within the margin) so they can
+// be served stale when the upstream fails. Bounded by entries and bytes, least recently used evicted first.
+#pragma once
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace rdsgw {
+
+using SysClock = std::chrono::system_clock;
+
+// An answer as the gateway serves it: immutable once built, shared between the cache and responses.
+struct CachedAnswer {
+    unsigned status = 200;          // 200, or 404 for negative entries
+    std::string body;               // canonical JSON body (or the upstream's RDS error body for 404)
+    std::string upstream_request_id;
+    SysClock::time_point earliest_expiry = SysClock::time_point::max();  // of the links inside
+    SysClock::time_point stored_at{};
+    // Honest size accounting: the body, the id, the key and a fixed per-entry overhead.
+    std::size_t footprint(std::size_t key_size) const;
+    // The fixed part: the LRU list node with its entry, the map node and its bucket, the shared_ptr control
+    // block with this struct (make_shared), and the allocator's per-chunk headers (x86-64 glibc: ~290 bytes;
+    // gateway/cache.cpp checks this bound against the real sizes at compile time).
+    static constexpr std::size_t kEntryOverhead = 320;
+};
+using AnswerPtr = std::shared_ptr<const CachedAnswer>;
+
+struct CacheOptions {
+    std::size_t max_entries = 100000;
+    std::uint64_t max_bytes = 256ull << 20;
+    std::chrono::seconds ttl{300};
+    std::chrono::seconds expiry_margin{60};
+    std::chrono::seconds negative_ttl{5};
+    std::size_t shards = 16;  // power of two
+};
+
+// Events the cache reports (for metrics): called outside of any lock.
+struct CacheEvents {
+    std::function<void()> on_evicted;  // removed to make room
+    std::function<void()> on_expired;  // removed because its links came within the margin
+};
+
+// Key: project_id + '\n' + backup_id (make_cache_key).
+std::string make_cache_key(std::string_view project_id, std::string_view backup_id);
+
+class LinkCache {
+public:
+    // opts.shards is rounded up to a power of two (at least 1).
+    explicit LinkCache(CacheOptions opts, CacheEvents events = {});
+    ~LinkCache();
+    LinkCache(const LinkCache&) = delete;
+    LinkCache& operator=(const LinkCache&) = delete;
+
+    struct Lookup {
+        AnswerPtr answer;    // null when nothing usable is stored
+        bool fresh = false;  // true: within TTL and links valid beyond the margin; false: stale-servable only
+    };
+    // Returns a fresh answer, or (fresh=false) one past its TTL whose links all remain valid beyond the
+    // margin, or nothing. Entries whose links are within the margin are removed (on_expired).
+    Lookup get(std::string_view key, SysClock::time_point now);
+
+    // Stores an answer (status 200 with links, or 404 negative) with the TTL rule above; returns false when
+    // it was not stored (TTL not positive, or larger than max_bytes).
+    // A 200 or 404 answer supersedes what is stored under `key`: the old entry is replaced, or removed when the
+    // new answer is not stored. Any other status (or a null answer) is not stored and changes nothing.
+    // When the bounds are exceeded, least recently used entries are evicted (on_evicted), first from the
+    // key's own shard, then from the others, until entries() <= max_entries and bytes() <= max_bytes.
+    bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now);
+
+    bool erase(std::string_view key);
+    std::size_t clear();
+
+    std::size_t entries() const;
+    std::uint64_t bytes() const;
+
+private:
+    struct Entry;
+    struct Shard;
+    Shard& shard_for(std::string_view key);
+    CacheOptions opts_;
+    CacheEvents events_;
+    std::vector<std::unique_ptr<Shard>> shards_;
+    std::atomic<std::size_t> entries_{0};
+    std::atomic<std::uint64_t> bytes_{0};
+};
+
+// The outcome of one upstream fetch, shared by every caller that waited for it.
+struct FetchOutcome {
+    AnswerPtr answer;          // what to send (a 200, a passed-through RDS error, or a gateway error)
+    bool upstream_failed = false;  // timeout, connection failure, 5xx, breaker open: stale may be served
+    // Set by the gateway's fetch (not used by the cache itself):
+    unsigned error_status = 0;     // non-zero: the gateway answers with its own error of this status
+    std::string error_message;     // ...and this message (each caller gets its own request_id in the body)
+    std::string retry_after;       // Retry-After to pass on
+    unsigned attempts = 0;         // upstream attempts made
+    unsigned upstream_status = 0;  // last upstream HTTP status (0: none)
+    double upstream_ms = -1;       // time spent upstream
+};
+using FetchPtr = std::shared_ptr<const FetchOutcome>;
+
+// Single-flight: concurrent callers of run() with the same key share one execution of `fetch`.
+class SingleFlight {
+public:
+    struct Options {
+        std::size_t max_waiters = 10000;  // per key; past it, callers get `overflow`
+        std::chrono::milliseconds wait_timeout{15000};
+    };
+    // The SingleFlight must outlive every run() and every fetch it started.
+    explicit SingleFlight(Options opts);
+    SingleFlight(const SingleFlight&) = delete;
+    SingleFlight& operator=(const SingleFlight&) = delete;
+
+    enum class Role { leader, waiter };
+    struct Result {
+        FetchPtr outcome;       // null on overflow or wait timeout
+        Role role = Role::leader;
+        bool overflow = false;  // too many waiters
+        bool timed_out = false; // waited longer than wait_timeout
+    };
+
+    // The first caller for `key` becomes the leader: `fetch` is started detached (co_spawn on the leader's
+    // executor), so it completes even if the leader's own coroutine is destroyed; the leader then waits
+    // like everyone else. Waiters are woken the moment the fetch lands (posted to their own executors; no
+    // polling). A failed fetch (any outcome) is delivered once to all waiters; the next call starts anew.
+    // A fetch that throws (or is destroyed unfinished) delivers a null outcome. max_waiters counts everyone
+    // waiting on the key, the leader included; the leader itself is never refused. A caller whose wait is
+    // cancelled (per-operation cancellation, e.g. its session was cancelled) stops waiting and run() throws
+    // boost::system::system_error(operation_aborted); the fetch goes on for the others.
+    boost::asio::awaitable<Result> run(std::string key, std::function<boost::asio::awaitable<FetchPtr>()> fetch);
+
+    std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
+
+private:
+    struct Flight;
+    struct Waiter;
+    void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);
+    Options opts_;
+    mutable std::mutex mu_;
+    std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
+    std::atomic<std::size_t> waiting_{0};
+};
+
+}  // namespace rdsgw

@@ -1,0 +1,77 @@
+// Caller authentication (API keys, SDK-HMAC-SHA256 signatures, mTLS subjects), per-project authorization
+// and per-caller token-bucket rate limits. Pure logic over values: no I/O, no Asio.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rdsgw {
+
+struct CallerDef {
+    std::string name;
+    std::vector<std::string> api_key_sha256;  // lower-hex SHA-256 of each accepted API key
+    std::string access_key;                   // AK issued to the caller for SDK signing ("" = none)
+    std::string secret_key;                   // its SK (loaded from env/file by config, never logged)
+    std::vector<std::string> cert_subjects;   // mTLS: accepted client-certificate subjects (RFC 2253 form)
+    std::vector<std::string> projects;        // project ids it may read; "*" = all
+    double rate_per_s = 0;                    // 0 = unlimited
+    double burst = 0;
+};
+
+// What the authenticator needs from a request.
+struct AuthInput {
+    std::string_view method;
+    std::string_view target;  // raw request target ("/v3/p/backup-files?backup_id=x")
+    // All request headers as received (name, value); names compared case-insensitively.
+    const std::vector<std::pair<std::string_view, std::string_view>>* headers = nullptr;
+    std::string_view tls_subject;  // verified client certificate subject, "" when none
+    std::chrono::system_clock::time_point now;
+};
+
+class Caller;
+
+struct AuthOutcome {
+    const Caller* caller = nullptr;  // set on success
+    unsigned status = 0;             // 401 on failure
+    std::string reason;              // short reason for logs/metrics; never contains the presented secret
+    std::string_view method;         // "api_key" | "sdk_signature" | "mtls" | ""
+};
+
+class Caller {
+public:
+    explicit Caller(CallerDef def);
+    const std::string& name() const { return def_.name; }
+    const CallerDef& def() const { return def_; }
+    bool may_read(std::string_view project_id) const;
+    // Token bucket: true when a request may proceed; otherwise retry_after_s says when one token is back.
+    bool try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const;
+
+private:
+    CallerDef def_;
+    mutable std::mutex mu_;
+    mutable double tokens_;
+    mutable std::chrono::steady_clock::time_point last_;
+};
+
+class CallerRegistry {
+public:
+    explicit CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew = std::chrono::minutes(15));
+    // Tries, in order: mTLS subject, SDK signature (Authorization: SDK-HMAC-SHA256 ...),
+    // API key (Authorization: Bearer <key> or X-Api-Key).
+    AuthOutcome authenticate(const AuthInput& in) const;
+    const Caller* find(std::string_view name) const;
+    std::size_t size() const { return callers_.size(); }
+
+private:
+    std::vector<std::unique_ptr<Caller>> callers_;
+    std::chrono::seconds skew_;
+};
+
+}  // namespace rdsgw

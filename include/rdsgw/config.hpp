@@ -1,0 +1,168 @@
+// Configuration: JSON with comments, every key validated (unknown keys rejected), defaults in one place.
+// Secrets never sit in the file: a SecretRef names the environment variable or file that holds each one.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rdsgw {
+
+struct SecretRef {
+    std::string env;   // environment variable name, or
+    std::string file;  // path of a file whose content (trailing white space trimmed) is the secret
+    bool empty() const { return env.empty() && file.empty(); }
+    std::string describe() const;  // "env RDS_AUTH_TOKEN" / "file /run/x": never the value
+};
+
+// Reads the secret now. Returns false with `why` set (never containing the value) when unavailable.
+bool load_secret(const SecretRef& ref, std::string& out, std::string& why);
+
+struct ListenConfig {
+    std::string address = "0.0.0.0";
+    std::uint16_t port = 8080;
+    unsigned threads = 0;  // 0: one per core
+    std::string tls_cert_file;  // optional TLS on the listener
+    std::string tls_key_file;
+    std::string client_ca_file;        // mutual TLS: verify client certificates against this CA
+    bool require_client_cert = false;  // refuse the handshake without a valid client certificate
+};
+
+struct AdminConfig {
+    bool enabled = false;  // when false, /metrics and /admin/* are served on the main listener
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 9090;
+};
+
+struct UpstreamConfig {
+    std::string base_url = "https://rds.cn-north-4.myhuaweicloud.com";
+    std::string ca_file;  // empty: the system trust store
+    unsigned connect_timeout_ms = 2000;
+    unsigned request_timeout_ms = 10000;  // one attempt, from sending to the last byte of the answer
+    unsigned pool_size = 32;              // keep-alive connections per thread
+    unsigned pool_idle_timeout_ms = 30000;
+    unsigned max_response_bytes = 4 << 20;
+    unsigned dns_refresh_s = 60;
+    unsigned max_concurrent = 256;  // concurrent upstream requests per process
+    unsigned max_queue = 128;       // waiting for a slot; past it: 503 at once
+    unsigned queue_timeout_ms = 1000;
+};
+
+struct RetryConfig {
+    unsigned max_attempts = 3;
+    unsigned base_backoff_ms = 50;
+    unsigned max_backoff_ms = 2000;
+    unsigned deadline_ms = 15000;  // overall, for the caller's answer
+    double budget_ratio = 0.2;     // retries at most this share of active upstream requests...
+    unsigned budget_min = 3;       // ...but always this many concurrent retries
+    unsigned breaker_failures = 5;  // consecutive failures that open the circuit breaker
+    unsigned breaker_open_ms = 5000;
+};
+
+struct IamConfig {
+    std::string endpoint = "https://iam.myhuaweicloud.com";
+    std::string ca_file;  // empty: upstream.ca_file
+    std::string domain;
+    std::string user;
+    SecretRef password{"RDS_IAM_PASSWORD", ""};
+    std::string project;     // project name (scope), e.g. cn-north-4
+    std::string project_id;  // or project id
+    unsigned refresh_margin_s = 3600;  // refresh this long before expiry
+    unsigned min_validity_s = 30;      // never inject a token with less than this left
+    unsigned retry_base_ms = 200;
+    unsigned retry_max_ms = 30000;
+};
+
+struct AkskConfig {
+    SecretRef ak{"RDS_AK", ""};
+    SecretRef sk{"RDS_SK", ""};
+    SecretRef security_token;  // optional, temporary keys
+};
+
+enum class AuthMode { token, iam, aksk };
+
+struct AuthConfig {
+    AuthMode mode = AuthMode::token;
+    SecretRef token{"RDS_AUTH_TOKEN", ""};
+    IamConfig iam;
+    AkskConfig aksk;
+};
+
+struct CacheConfig {
+    bool enabled = true;
+    unsigned max_entries = 100000;
+    std::uint64_t max_bytes = 256ull << 20;
+    unsigned ttl_s = 300;
+    unsigned expiry_margin_s = 60;
+    unsigned negative_ttl_s = 5;
+    bool stale_on_error = true;
+    bool honor_no_cache = true;
+    unsigned max_waiters = 10000;  // per key
+    unsigned wait_timeout_ms = 15000;
+};
+
+struct CallerConfig {
+    std::string name;
+    std::vector<std::string> api_key_sha256;
+    std::string access_key;
+    SecretRef secret_key;
+    std::vector<std::string> cert_subjects;
+    std::vector<std::string> projects;
+    double rate_per_s = 0;
+    double burst = 0;
+};
+
+struct CallersConfig {
+    bool required = true;  // false only with an explicit flag; a warning is logged
+    bool metrics_require_auth = false;
+    std::vector<CallerConfig> list;
+};
+
+struct LimitsConfig {
+    unsigned max_header_bytes = 8192;
+    unsigned max_connections = 10000;  // per process
+    unsigned header_timeout_ms = 10000;
+    unsigned idle_timeout_ms = 60000;
+    unsigned max_inflight = 4096;  // requests being handled at once, per process
+    unsigned drain_timeout_ms = 10000;
+};
+
+struct RequestConfig {
+    std::string project_id_pattern = "[A-Za-z0-9]{1,64}";
+    std::string backup_id_pattern = "[A-Za-z0-9]{1,64}";
+};
+
+struct ResponseConfig {
+    bool allow_http_links = false;
+    std::vector<std::string> link_host_suffixes;
+    bool drop_unknown_fields = false;
+    bool emit_legacy_expiry_field = false;
+    unsigned max_body_bytes = 1 << 20;
+};
+
+struct LogConfig {
+    std::string access = "stdout";  // "stdout" | "off" | a file path (reopened on SIGHUP)
+    std::string level = "info";     // diagnostic log (stderr): debug | info | warn | error
+    unsigned access_queue = 65536;  // lines buffered before dropping
+};
+
+struct Config {
+    ListenConfig listen;
+    AdminConfig admin;
+    UpstreamConfig upstream;
+    RetryConfig retry;
+    AuthConfig auth;
+    CacheConfig cache;
+    CallersConfig callers;
+    LimitsConfig limits;
+    RequestConfig request;
+    ResponseConfig response;
+    LogConfig log;
+};
+
+// Parses and validates. On failure returns false and fills `errors` with one message per problem, each
+// naming the key by its path (e.g. "upstream.connect_timeout_ms: must be an integer in [1, 600000]").
+bool parse_config(std::string_view text, Config& out, std::vector<std::string>& errors);
+bool load_config_file(const std::string& path, Config& out, std::vector<std::string>& errors);
+
+}  // namespace rdsgw

@@ -1,0 +1,58 @@
+// Logging: the diagnostic log (levels, stderr, synchronous: rare events only) and the access log
+// (one JSON line per request, written by a background thread; lines are dropped and counted when it lags).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace rdsgw {
+
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+LogLevel parse_level(std::string_view s);
+void set_log_level(LogLevel l);
+bool log_enabled(LogLevel l);
+// Writes {"time":..,"level":..,"msg":..} to stderr. Callers must never pass a secret.
+void log(LogLevel l, std::string_view msg);
+inline void log_debug(std::string_view m) { log(LogLevel::debug, m); }
+inline void log_info(std::string_view m) { log(LogLevel::info, m); }
+inline void log_warn(std::string_view m) { log(LogLevel::warn, m); }
+inline void log_error(std::string_view m) { log(LogLevel::error, m); }
+
+// Appends s to out as a JSON string literal (with quotes).
+void json_escape_append(std::string& out, std::string_view s);
+
+class AccessLog {
+public:
+    // target: "stdout", "off", or a file path (opened for append; reopen() reopens it for rotation).
+    AccessLog(std::string target, std::size_t max_queue);
+    ~AccessLog();
+    AccessLog(const AccessLog&) = delete;
+    bool enabled() const { return mode_ != Mode::off; }
+    // Queues one line (without the trailing newline). Never blocks on I/O; drops when the queue is full.
+    void write(std::string line);
+    void reopen();  // SIGHUP: reopen the file
+    std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+    void flush();   // waits until the queue is written (shutdown, tests)
+
+private:
+    enum class Mode { off, stdout_, file };
+    void run();
+    void open_file();
+    Mode mode_;
+    std::string path_;
+    std::size_t max_queue_;
+    int fd_ = -1;
+    std::mutex mu_;
+    std::condition_variable cv_, idle_cv_;
+    std::deque<std::string> queue_;
+    bool stop_ = false, reopen_ = false, busy_ = false;
+    std::atomic<std::uint64_t> dropped_{0};
+    std::thread thread_;
+};
+
+}  // namespace rdsgw

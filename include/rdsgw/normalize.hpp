@@ -1,0 +1,72 @@
+// The response contract: validates an upstream "backup-files" answer and rewrites it to one canonical form.
+// Pure: bytes and a time in, canonical bytes (or an error naming the JSON path) out. No I/O, no Asio.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace rdsgw {
+
+struct NormalizeOptions {
+    std::size_t max_body_bytes = 1 << 20;         // larger bodies are refused
+    bool allow_http_links = false;                // download_link must be https unless this is set
+    std::vector<std::string> link_host_suffixes;  // when non-empty, the link host must end in one of them
+    bool drop_unknown_fields = false;             // default: unknown fields pass through unchanged
+    bool emit_legacy_expiry_field = false;        // also write "link_expired_link" beside the canonical one
+};
+
+struct NormalizedAnswer {
+    std::string body;  // canonical JSON (compact)
+    // Earliest link expiry among the files; time_point::max() when there are no files (and, clamped, when
+    // the earliest lies beyond what time_point holds: after the year 2262).
+    std::chrono::system_clock::time_point earliest_expiry;
+    std::size_t file_count = 0;
+};
+
+struct NormalizeError {
+    std::string path;    // JSON path that failed, e.g. "files[2].size", or "" for the whole body
+    std::string reason;  // short, never contains a value from the body, e.g. "not a non-negative integer"
+    std::string message() const;  // "invalid upstream answer at files[2].size: not a non-negative integer"
+};
+
+using NormalizeResult = std::variant<NormalizedAnswer, NormalizeError>;
+
+// Normalizes a 200 answer's body. `now` is the current time (used for nothing that changes the output
+// but kept in the signature so policies on link age stay pure and testable).
+//
+// The contract (every error names its JSON path and a fixed reason; no text of the body ever appears in
+// it, except member names that are plain identifiers [A-Za-z0-9_-]{1,64} in a path, others show "<key>"):
+// - the body: at most max_body_bytes, one strict RFC 8259 JSON document (no comments, no trailing commas,
+//   valid UTF-8, depth <= 32, every number finite as a double), an object. An object with a duplicate key
+//   anywhere is refused ("duplicate key", path of that object; in the odd case where the earlier
+//   duplicate's value itself held objects, the path may name an object inside the duplicated member).
+// - "files": required array (may be empty) of objects "files[i]":
+//   - "name": non-empty string without '/', '\', control characters (< 0x20, 0x7f), and not "." or "..".
+//   - "size": KB, 0..INT64_MAX: an integral JSON number (a double only when exactly integral) or a string
+//     of ASCII digits only; written as a JSON integer.
+//   - "download_link": an RFC 3986 URI (Boost.URL) with scheme https (or http when allow_http_links), a
+//     non-empty host that is a DNS name [A-Za-z0-9._-] or an IPv4/IPv6 literal, no userinfo; when
+//     link_host_suffixes is set the host equals a suffix or ends in "." + suffix (ASCII case-insensitive; a
+//     leading "." on a suffix is ignored; an empty suffix matches nothing). Written unchanged.
+//   - "link_expired_time", or the documentation's misnamed "link_expired_link" (renamed): parse_rds_time;
+//     when both are present they must be the same instant (the canonical name's offset is kept); written
+//     in format_rds_time's form.
+//   - "database_name": optional string, kept.
+// - "bucket": optional string, kept.
+// - Other members pass through unchanged (or are dropped with drop_unknown_fields). Their values are
+//   re-serialized by Boost.JSON: same value, possibly another spelling (1.0 -> 1E0, "\/" -> "/").
+// Output: compact JSON; top level: files, bucket, other members in their order; per file: name, size,
+// download_link, link_expired_time, [link_expired_link], [database_name], other members in their order.
+NormalizeResult normalize_backup_files(std::string_view body, std::chrono::system_clock::time_point now,
+                                       const NormalizeOptions& opts);
+
+// True when `body` is a well-formed RDS error: a JSON object with string "error_code" and "error_msg".
+bool is_rds_error_body(std::string_view body);
+
+// "https://host/path" of a download link, without query or fragment: what logs may show of a link.
+std::string redact_link(std::string_view link);
+
+}  // namespace rdsgw

@@ -1,0 +1,54 @@
+// Routing and validation of callers' requests. Pure functions over the request target and a few headers.
+#pragma once
+#include <regex>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "rdsgw/config.hpp"
+
+namespace rdsgw {
+
+enum class Route { backup_files, healthz, readyz, metrics, admin_cache, not_found };
+std::string_view route_name(Route r);  // bounded set, used as a metric label and in the access log
+
+// Compiled validation rules (from config.request).
+struct RequestRules {
+    explicit RequestRules(const RequestConfig& cfg);
+    std::regex project_id;
+    std::regex backup_id;
+};
+
+struct BackupFilesRequest {
+    std::string project_id;  // validated, decoded
+    std::string backup_id;   // validated, decoded
+};
+
+struct RequestError {
+    unsigned status = 400;
+    std::string field;    // "version_id", "project_id", "backup_id", "request-target"
+    std::string message;  // names the field; never echoes the raw input
+};
+
+// Classifies the request target's path (admin routes included; the caller decides where they are served).
+// Targets that are not origin-form or carry control characters are classified by parse_backup_files' rules.
+Route classify(std::string_view target);
+
+// Validates a backup-files request target: /{version_id}/{project_id}/backup-files?backup_id=...
+std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target, const RequestRules& rules);
+
+// Checks that the raw target is a well-formed origin-form target with no control characters, CR, LF,
+// spaces, fragment, encoded slashes or dot segments. Returns an error message or "".
+std::string check_target(std::string_view target);
+
+// X-Request-Id as the caller sent it when sane ([A-Za-z0-9._-]{1,64}); else false.
+bool is_sane_request_id(std::string_view id);
+// A fresh request id (32 lower-hex characters).
+std::string make_request_id();
+// X-Language values passed upstream: "zh-cn" or "en-us" (case-insensitive); returns "" when invalid.
+std::string_view valid_language(std::string_view value);
+
+// One percent-decoding pass. Returns false on a malformed escape.
+bool percent_decode(std::string_view in, std::string& out);
+
+}  // namespace rdsgw

@@ -1,0 +1,34 @@
+// Listeners and sessions: one io_context per thread, each with its own SO_REUSEPORT acceptor and upstream
+// pool; HTTP/1.1 keep-alive and pipelining (answered in order), HTTP/1.0; limits, timeouts; graceful drain.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rdsgw/config.hpp"
+#include "rdsgw/gateway.hpp"
+
+namespace rdsgw {
+
+class Server {
+public:
+    // `reload` re-reads the config file for SIGHUP; it returns false (and the old config stays) on errors.
+    Server(Gateway& gw, std::function<bool(Config&)> reload);
+    ~Server();
+    // Binds the listeners; false with `why` on failure. Afterwards main_port()/admin_port() are known.
+    bool bind(std::string& why);
+    unsigned short main_port() const { return main_port_; }
+    unsigned short admin_port() const { return admin_port_; }
+    // Serves until SIGTERM/SIGINT and the drain are done. Returns the process exit status.
+    int run();
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+    unsigned short main_port_ = 0, admin_port_ = 0;
+};
+
+}  // namespace rdsgw

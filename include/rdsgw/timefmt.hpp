@@ -1,0 +1,35 @@
+// Time parsing and formatting for RDS and IAM times. Pure functions.
+#pragma once
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace rdsgw {
+
+// An instant plus the UTC offset it was written with.
+struct OffsetTime {
+    std::chrono::sys_seconds utc;  // the instant (fractional seconds are truncated)
+    int offset_minutes = 0;        // e.g. +480 for "+0800", 0 for "Z"
+};
+
+// Parses an RDS/IAM time deliberately. Accepts "yyyy-mm-ddThh:mm:ss" followed by "Z", "±hhmm" or "±hh:mm",
+// with optional fractional seconds (".701000") before the zone, and surrounding ASCII white space.
+// A numeric field written with extra leading zeros ("016") is accepted only when its value is in range.
+// Rejects impossible dates/times (month 13, Feb 30, hour 24, minute 60, second 61...), offsets beyond
+// ±14:00, a missing zone, and anything else. Never guesses.
+// Precisely: the year is exactly four digits, 1970..9999; month, day, hour, minute and second are at least
+// two digits (one digit alone is refused), any beyond the last two being '0'; seconds 60 (leap) is refused;
+// the fraction has 1 to 9 digits and is truncated; 'T' and 'Z' are upper case only; the offset's hours and
+// minutes are exactly two digits each, minutes < 60, at most 14:00 ("-0000" reads as "+0000"); white space
+// means ' ', \t, \n, \r, \f, \v at either end only.
+std::optional<OffsetTime> parse_rds_time(std::string_view text);
+
+// Always "yyyy-mm-ddThh:mm:ss±hhmm" in the time's own offset ("+0000" for UTC). Meant for values from
+// parse_rds_time; an offset beyond ±99:59 is written clamped.
+std::string format_rds_time(const OffsetTime& t);
+
+// RFC 3339 UTC with milliseconds, for logs: "2026-11-27T12:00:00.123Z".
+std::string format_log_time(std::chrono::system_clock::time_point t);
+
+}  // namespace rdsgw

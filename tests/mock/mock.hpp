@@ -1,0 +1,137 @@
+// rds-mock: a mock of the RDS v3 "backup-files" API and of IAM's token endpoint, for integration tests,
+// the demo and the benchmarks. This header holds the transport-independent part: the behaviour knobs,
+// the shared state and counters, and the request handler (request in, reply decision out). The server
+// (Asio/Beast, plain or TLS) and the command line are in server.cpp.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+namespace rdsgw::mock {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+// Every knob of the mock. JSON keys are the member names (see Behaviour::merge).
+struct Behaviour {
+    // RDS side
+    int latency_ms = 0;
+    int files = 2;
+    int link_lifetime_s = 900;
+    std::string expiry_field = "link_expired_time";  // link_expired_time|link_expired_link|both|both_different
+    std::string body_mode = "normal";  // normal|doc_example|not_json|html|empty|array|bad_time|bad_size|custom
+    std::string custom_body;
+    std::string bucket = "rdsbucket.demo";
+    unsigned status = 0;  // 0: normal behaviour; else every RDS answer has this status
+    std::string error_code = "DBS.200001";
+    std::string error_msg = "mock error";
+    std::string error_body_mode = "rds";  // rds|html|empty
+    std::string retry_after;              // Retry-After header on error answers when not empty
+    std::set<std::string> missing_backups;
+    int idle_close_ms = 0;  // 0: never close an idle keep-alive connection
+    bool gzip = false;
+    std::string auth = "none";  // none|static|iam|aksk
+    std::string static_token;
+    std::string ak;
+    std::string sk;
+    // IAM side
+    std::string iam_password;  // "" accepts any password
+    int token_lifetime_s = 86400;
+    int iam_latency_ms = 0;
+    unsigned iam_fail_status = 0;
+
+    // Merges the keys of `patch` into *this. "script" / "iam_script" replace the given queues (an error
+    // when the queue pointers are null, as inside a script entry). Returns an error message naming the
+    // offending key, or "" on success; on error *this may be partly modified (callers merge into a copy).
+    std::string merge(const boost::json::object& patch, std::deque<boost::json::object>* script,
+                      std::deque<boost::json::object>* iam_script);
+    boost::json::object to_json() const;
+};
+
+// What the server does with one request.
+struct Reply {
+    enum class Kind { respond, reset, hang, close };
+    Kind kind = Kind::respond;
+    std::chrono::milliseconds delay{0};  // wait this long before acting
+    Response response;                   // when kind == respond (keep-alive is set by the server)
+};
+
+// The state shared by all connections and threads. Cheap operations happen under one mutex; bodies are
+// built outside it.
+class State {
+public:
+    explicit State(Behaviour initial = {});
+
+    // Applies a /_mock/config patch (or the --config JSON). Returns "" or an error message.
+    std::string configure(const boost::json::object& patch);
+    // Restores the built-in defaults, clears the scripts and zeroes the counters (issued tokens stay valid).
+    void reset();
+
+    // The whole request handling: routing, RDS, IAM and control endpoints. `control_seen` is the
+    // connection's flag: its first /_mock/ request sets it and counts the connection as a control one.
+    Reply handle(const Request& req, bool& control_seen);
+
+    int idle_close_ms() const { return idle_close_ms_.load(std::memory_order_relaxed); }
+
+    // Connection accounting, called by the server.
+    void on_accept() { connections_.fetch_add(1, std::memory_order_relaxed); }
+    void on_tls_handshake() { tls_handshakes_.fetch_add(1, std::memory_order_relaxed); }
+    void on_open() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
+    void on_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+private:
+    struct TokenInfo {
+        std::chrono::system_clock::time_point expires;
+        bool revoked = false;
+    };
+
+    Reply handle_rds(const Request& req, std::string_view backup_id, bool has_backup_id);
+    Reply handle_iam(const Request& req);
+    Reply handle_control(const Request& req, std::string_view path);
+    bool check_auth(const Request& req, const Behaviour& b, std::string& error_code, std::string& error_msg);
+    std::string next_request_id();
+    boost::json::object stats() const;
+
+    mutable std::mutex mu_;
+    std::shared_ptr<const Behaviour> behaviour_;  // replaced, never mutated in place
+    std::deque<boost::json::object> script_;
+    std::deque<boost::json::object> iam_script_;
+    std::unordered_map<std::string, TokenInfo> tokens_;
+    std::uint64_t rds_requests_ = 0;
+    std::uint64_t iam_requests_ = 0;
+    std::uint64_t tokens_issued_ = 0;
+    boost::json::object last_rds_headers_;
+    std::string last_rds_target_;
+    boost::json::value last_iam_body_;
+    std::unordered_map<std::string, std::uint64_t> rds_by_backup_;
+
+    std::atomic<int> idle_close_ms_{0};
+    std::atomic<std::uint64_t> connections_{0};
+    std::atomic<std::uint64_t> tls_handshakes_{0};
+    std::atomic<std::uint64_t> control_connections_{0};
+    std::atomic<std::int64_t> open_connections_{0};
+    std::atomic<std::uint64_t> rds_ok_{0};
+    std::atomic<std::uint64_t> rds_unauthorized_{0};
+    std::atomic<std::uint64_t> link_counter_{0};
+    std::atomic<std::uint64_t> request_counter_{0};
+    std::string request_id_prefix_;
+};
+
+// Formats used in answers (exposed for the mock's own tests).
+// "yyyy-mm-ddThh:mm:ss+0800": the instant written in UTC+08:00.
+std::string format_beijing(std::chrono::sys_seconds t);
+// "2020-01-04T09:05:22.701000Z" (UTC, microseconds).
+std::string format_iam_time(std::chrono::system_clock::time_point t);
+// gzip (RFC 1952) of the input.
+std::string gzip_compress(std::string_view data);
+
+}  // namespace rdsgw::mock

@@ -1,0 +1,366 @@
+#define BOOST_TEST_MODULE cache
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rdsgw/cache.hpp"
+
+using namespace rdsgw;
+using namespace std::chrono;
+using namespace std::chrono_literals;
+
+namespace {
+
+const SysClock::time_point T0 = sys_days{2026y / 11 / 27} + 12h;
+
+AnswerPtr ok(SysClock::time_point earliest_expiry, std::string body = "{\"files\":[],\"bucket\":\"b\"}",
+             std::string request_id = "req-1") {
+    auto a = std::make_shared<CachedAnswer>();
+    a->status = 200;
+    a->body = std::move(body);
+    a->upstream_request_id = std::move(request_id);
+    a->earliest_expiry = earliest_expiry;
+    a->stored_at = T0;
+    return a;
+}
+
+AnswerPtr not_found() {
+    auto a = std::make_shared<CachedAnswer>();
+    a->status = 404;
+    a->body = R"({"error_code":"DBS.200002","error_msg":"not found"})";
+    return a;
+}
+
+CacheOptions options(std::size_t shards = 16) {
+    CacheOptions o;
+    o.ttl = 300s;
+    o.expiry_margin = 60s;
+    o.negative_ttl = 5s;
+    o.shards = shards;
+    return o;
+}
+
+struct Counters {
+    std::atomic<int> evicted{0};
+    std::atomic<int> expired{0};
+    CacheEvents events() {
+        return {[this] { ++evicted; }, [this] { ++expired; }};
+    }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(cache_key_joins_project_and_backup_with_newline) {
+    BOOST_TEST(make_cache_key("97b026aa9cc4417888c14c84a1ad9860", "c0c9f155c7b7423a9d30f0175998b63bbr01") ==
+               "97b026aa9cc4417888c14c84a1ad9860\nc0c9f155c7b7423a9d30f0175998b63bbr01");
+    BOOST_TEST(make_cache_key("", "") == "\n");
+}
+
+BOOST_AUTO_TEST_CASE(ttl_is_the_configured_ttl_when_links_live_long) {
+    Counters c;
+    LinkCache cache(options(), c.events());
+    auto a = ok(T0 + 1h);
+    BOOST_TEST(cache.put("k", a, T0));
+    auto l = cache.get("k", T0 + 299s);
+    BOOST_TEST(l.answer == a);
+    BOOST_TEST(l.fresh);
+    // Past the TTL, links still valid beyond the margin: stale-servable, same answer.
+    l = cache.get("k", T0 + 300s);
+    BOOST_TEST(l.answer == a);
+    BOOST_TEST(!l.fresh);
+    l = cache.get("k", T0 + 1h - 61s);
+    BOOST_TEST(l.answer == a);
+    BOOST_TEST(!l.fresh);
+    BOOST_TEST(c.expired == 0);
+    // Links within the margin: removed, reported, gone.
+    l = cache.get("k", T0 + 1h - 60s);
+    BOOST_TEST(!l.answer);
+    BOOST_TEST(!l.fresh);
+    BOOST_TEST(c.expired == 1);
+    BOOST_TEST(cache.entries() == 0u);
+    BOOST_TEST(cache.bytes() == 0u);
+    BOOST_TEST(!cache.get("k", T0 + 1h - 60s).answer);
+    BOOST_TEST(c.expired == 1);
+}
+
+BOOST_AUTO_TEST_CASE(ttl_is_capped_by_link_expiry_minus_margin) {
+    Counters c;
+    LinkCache cache(options(), c.events());
+    auto a = ok(T0 + 200s);  // 200 - 60 = 140 s < 300 s
+    BOOST_TEST(cache.put("k", a, T0));
+    BOOST_TEST(cache.get("k", T0 + 139s).fresh);
+    BOOST_TEST(cache.get("k", T0 + 139s + 999ms).fresh);
+    auto l = cache.get("k", T0 + 140s);
+    BOOST_TEST(!l.answer);
+    BOOST_TEST(c.expired == 1);
+    BOOST_TEST(cache.entries() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(not_stored_when_the_ttl_is_not_positive) {
+    LinkCache cache(options());
+    BOOST_TEST(!cache.put("k", ok(T0 + 60s), T0));  // exactly the margin: 0
+    BOOST_TEST(!cache.put("k", ok(T0 + 30s), T0));  // within the margin
+    BOOST_TEST(!cache.put("k", ok(T0 - 1h), T0));   // already expired
+    BOOST_TEST(!cache.put("k", ok(SysClock::time_point::min()), T0));
+    BOOST_TEST(cache.entries() == 0u);
+    BOOST_TEST(cache.bytes() == 0u);
+    BOOST_TEST(!cache.get("k", T0).answer);
+
+    BOOST_TEST(cache.put("k", ok(T0 + 61s), T0));  // one second of freshness
+    BOOST_TEST(cache.get("k", T0).fresh);
+    BOOST_TEST(!cache.get("k", T0 + 1s).answer);
+
+    auto zero_ttl = options();
+    zero_ttl.ttl = 0s;
+    LinkCache off(zero_ttl);
+    BOOST_TEST(!off.put("k", ok(T0 + 1h), T0));
+    BOOST_TEST(off.entries() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_answer_without_links_is_bounded_by_the_ttl) {
+    LinkCache cache(options());
+    auto a = ok(SysClock::time_point::max());  // no links: earliest_expiry stays max()
+    BOOST_TEST(cache.put("k", a, T0));
+    BOOST_TEST(cache.get("k", T0 + 299s).fresh);
+    auto l = cache.get("k", T0 + 301s);
+    BOOST_TEST(l.answer == a);
+    BOOST_TEST(!l.fresh);
+}
+
+BOOST_AUTO_TEST_CASE(never_returns_an_answer_whose_links_are_within_the_margin) {
+    // Every combination of link lifetime and lookup time (whole seconds, plus just-before instants).
+    for (int life = 0; life <= 420; life += 7) {
+        for (int at = 0; at <= 480; at += 3) {
+            for (auto jitter : {SysClock::duration::zero(), SysClock::duration(-1)}) {
+                Counters c;
+                LinkCache cache(options(1), c.events());
+                const auto expiry = T0 + seconds(life);
+                const bool stored = cache.put("k", ok(expiry), T0);
+                BOOST_TEST(stored == (life > 60));
+                const auto now = T0 + seconds(at) + jitter;
+                const auto l = cache.get("k", now);
+                if (l.answer) {
+                    BOOST_TEST_CONTEXT("life=" << life << " at=" << at) {
+                        BOOST_TEST((l.answer->earliest_expiry - 60s > now));
+                        BOOST_TEST(l.fresh == (now < T0 + 300s));
+                    }
+                } else if (stored) {
+                    BOOST_TEST((now >= expiry - 60s));
+                    BOOST_TEST(c.expired == 1);
+                }
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(negative_entries_expire_after_negative_ttl) {
+    Counters c;
+    LinkCache cache(options(), c.events());
+    auto nf = not_found();
+    BOOST_TEST(cache.put("k", nf, T0));
+    auto l = cache.get("k", T0 + 4s);
+    BOOST_TEST(l.answer == nf);
+    BOOST_TEST(l.fresh);
+    BOOST_TEST(l.answer->status == 404u);
+    l = cache.get("k", T0 + 5s);  // past the negative TTL: not stale-servable
+    BOOST_TEST(!l.answer);
+    BOOST_TEST(cache.entries() == 0u);
+    BOOST_TEST(cache.bytes() == 0u);
+    BOOST_TEST(c.expired == 0);  // on_expired is about links, not negative entries
+
+    auto no_negative = options();
+    no_negative.negative_ttl = 0s;
+    LinkCache off(no_negative);
+    BOOST_TEST(!off.put("k", nf, T0));
+    BOOST_TEST(off.entries() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(other_statuses_and_null_answers_are_not_stored) {
+    LinkCache cache(options());
+    auto a = ok(T0 + 1h);
+    BOOST_TEST(cache.put("k", a, T0));
+    auto err = std::make_shared<CachedAnswer>(*a);
+    err->status = 500;
+    BOOST_TEST(!cache.put("k", err, T0));
+    BOOST_TEST(!cache.put("k", nullptr, T0));
+    BOOST_TEST(cache.get("k", T0).answer == a);  // unchanged
+    BOOST_TEST(cache.entries() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(replace_adjusts_the_accounting) {
+    LinkCache cache(options());
+    auto small = ok(T0 + 1h, std::string(100, 'a'));
+    auto big = ok(T0 + 1h, std::string(1000, 'b'), "another-request-id");
+    BOOST_TEST(small->footprint(1) == 100 + 5 + 1 + CachedAnswer::kEntryOverhead);
+    BOOST_TEST(cache.put("k", small, T0));
+    BOOST_TEST(cache.bytes() == small->footprint(1));
+    BOOST_TEST(cache.put("k", big, T0 + 10s));
+    BOOST_TEST(cache.entries() == 1u);
+    BOOST_TEST(cache.bytes() == big->footprint(1));
+    auto l = cache.get("k", T0 + 10s);
+    BOOST_TEST(l.answer == big);
+    BOOST_TEST(l.fresh);
+    BOOST_TEST(cache.get("k", T0 + 309s).fresh);  // the TTL restarted at the replacement
+    BOOST_TEST(cache.put("k", small, T0));
+    BOOST_TEST(cache.bytes() == small->footprint(1));
+
+    // A 200 or 404 that cannot be stored supersedes the old entry: it is removed.
+    BOOST_TEST(!cache.put("k", ok(T0 + 10s), T0));
+    BOOST_TEST(cache.entries() == 0u);
+    BOOST_TEST(cache.bytes() == 0u);
+    BOOST_TEST(!cache.get("k", T0).answer);
+
+    // A 404 replaces a 200 and vice versa.
+    BOOST_TEST(cache.put("k", small, T0));
+    auto nf = not_found();
+    BOOST_TEST(cache.put("k", nf, T0));
+    BOOST_TEST(cache.get("k", T0).answer == nf);
+    BOOST_TEST(cache.bytes() == nf->footprint(1));
+}
+
+BOOST_AUTO_TEST_CASE(erase_and_clear) {
+    LinkCache cache(options(4));
+    for (int i = 0; i < 10; ++i) BOOST_TEST(cache.put("k" + std::to_string(i), ok(T0 + 1h), T0));
+    BOOST_TEST(cache.entries() == 10u);
+    BOOST_TEST(cache.erase("k3"));
+    BOOST_TEST(!cache.erase("k3"));
+    BOOST_TEST(!cache.erase("missing"));
+    BOOST_TEST(!cache.get("k3", T0).answer);
+    BOOST_TEST(cache.entries() == 9u);
+    BOOST_TEST(cache.bytes() == 9 * ok(T0)->footprint(2));
+    BOOST_TEST(cache.clear() == 9u);
+    BOOST_TEST(cache.entries() == 0u);
+    BOOST_TEST(cache.bytes() == 0u);
+    BOOST_TEST(!cache.get("k4", T0).answer);
+    BOOST_TEST(cache.clear() == 0u);
+    BOOST_TEST(cache.put("k4", ok(T0 + 1h), T0));  // usable after clear
+    BOOST_TEST(cache.get("k4", T0).fresh);
+}
+
+BOOST_AUTO_TEST_CASE(evicts_least_recently_used_by_entries) {
+    Counters c;
+    auto o = options(1);
+    o.max_entries = 3;
+    LinkCache cache(o, c.events());
+    BOOST_TEST(cache.put("a", ok(T0 + 1h), T0));
+    BOOST_TEST(cache.put("b", ok(T0 + 1h), T0));
+    BOOST_TEST(cache.put("c", ok(T0 + 1h), T0));
+    BOOST_TEST(cache.get("a", T0).answer);  // touched: now the most recently used
+    BOOST_TEST(cache.put("d", ok(T0 + 1h), T0));
+    BOOST_TEST(c.evicted == 1);
+    BOOST_TEST(cache.entries() == 3u);
+    BOOST_TEST(!cache.get("b", T0).answer);
+    BOOST_TEST(cache.get("a", T0).answer);
+    BOOST_TEST(cache.get("c", T0).answer);
+    BOOST_TEST(cache.get("d", T0).answer);
+    // A stale hit counts as a use too: "a" is the least recently used now, then touched stale.
+    BOOST_TEST(!cache.get("a", T0 + 400s).fresh);
+    BOOST_TEST(cache.put("e", ok(T0 + 1h), T0));
+    BOOST_TEST(!cache.get("c", T0).answer);
+    BOOST_TEST(cache.get("a", T0).answer);
+    BOOST_TEST(c.evicted == 2);
+    // Replacing does not evict.
+    BOOST_TEST(cache.put("e", ok(T0 + 2h), T0));
+    BOOST_TEST(c.evicted == 2);
+    BOOST_TEST(cache.entries() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(evicts_least_recently_used_by_bytes) {
+    Counters c;
+    auto o = options(1);
+    const auto fp = ok(T0, std::string(500, 'x'))->footprint(1);
+    o.max_bytes = 3 * fp;
+    LinkCache cache(o, c.events());
+    for (const char* k : {"a", "b", "c"}) BOOST_TEST(cache.put(k, ok(T0 + 1h, std::string(500, 'x')), T0));
+    BOOST_TEST(cache.bytes() == 3 * fp);
+    BOOST_TEST(c.evicted == 0);
+    BOOST_TEST(cache.get("a", T0).answer);
+    // A bigger answer needs two slots' worth: "b" and "c" go, "a" (touched) stays.
+    const auto big = ok(T0 + 1h, std::string(500 + fp, 'y'));
+    BOOST_TEST(cache.put("d", big, T0));
+    BOOST_TEST(c.evicted == 2);
+    BOOST_TEST(cache.get("a", T0).answer);
+    BOOST_TEST(cache.get("d", T0).answer == big);
+    BOOST_TEST(cache.bytes() == fp + big->footprint(1));
+    BOOST_TEST(cache.bytes() <= o.max_bytes);
+    // Larger than the whole budget: refused, nothing evicted.
+    BOOST_TEST(!cache.put("e", ok(T0 + 1h, std::string(3 * fp, 'z')), T0));
+    BOOST_TEST(c.evicted == 2);
+    BOOST_TEST(cache.entries() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(bounds_are_global_across_shards) {
+    Counters c;
+    auto o = options(8);
+    o.max_entries = 10;
+    o.max_bytes = 1ull << 30;
+    LinkCache by_entries(o, c.events());
+    for (int i = 0; i < 100; ++i) {
+        const auto key = "key-" + std::to_string(i);
+        BOOST_TEST(by_entries.put(key, ok(T0 + 1h), T0));
+        BOOST_TEST(by_entries.entries() <= 10u);
+        BOOST_TEST(by_entries.get(key, T0).answer);  // the entry just stored is never the victim
+    }
+    BOOST_TEST(by_entries.entries() == 10u);
+    BOOST_TEST(c.evicted == 90);
+
+    Counters cb;
+    auto ob = options(8);
+    const auto fp = ok(T0)->footprint(7);  // keys "key-100".."key-199"
+    ob.max_bytes = 7 * fp + fp / 2;
+    LinkCache by_bytes(ob, cb.events());
+    for (int i = 0; i < 100; ++i) {
+        const auto key = "key-" + std::to_string(100 + i);
+        BOOST_TEST(by_bytes.put(key, ok(T0 + 1h), T0));
+        BOOST_TEST(by_bytes.bytes() <= ob.max_bytes);
+        BOOST_TEST(by_bytes.get(key, T0).answer);
+    }
+    BOOST_TEST(by_bytes.entries() == 7u);
+    BOOST_TEST(cb.evicted == 93);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_put_and_get_stay_consistent) {
+    auto o = options(4);
+    o.max_entries = 64;
+    Counters c;
+    LinkCache cache(o, c.events());
+    constexpr int kKeys = 256;
+    constexpr int kOps = 20000;
+    std::vector<std::string> keys;
+    for (int i = 0; i < kKeys; ++i) keys.push_back(make_cache_key("project", "backup-" + std::to_string(1000 + i)));
+    std::atomic<int> wrong{0};
+    std::atomic<int> hits{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kOps; ++i) {
+                const auto& key = keys[(i * 7 + t * 13) % kKeys];
+                const auto now = T0 + seconds(i % 50);
+                if (i % 3 == 0) {
+                    // Body = key, so every answer says which key it belongs to.
+                    cache.put(key, ok(T0 + 1h, key), now);
+                } else if (i % 97 == 0) {
+                    cache.erase(key);
+                } else if (auto l = cache.get(key, now); l.answer) {
+                    ++hits;
+                    if (l.answer->body != key) ++wrong;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    BOOST_TEST(wrong == 0);
+    BOOST_TEST(hits > 0);
+    BOOST_TEST(cache.entries() <= 64u);
+    BOOST_TEST(c.evicted > 0);
+    // Every key and body have the same length, so the byte total must be exactly entries * footprint.
+    BOOST_TEST(cache.bytes() == cache.entries() * ok(T0, keys[0])->footprint(keys[0].size()));
+    std::size_t found = 0;
+    for (const auto& key : keys) found += cache.get(key, T0).answer ? 1 : 0;
+    BOOST_TEST(found == cache.entries());
+}

@@ -1,0 +1,622 @@
+#define BOOST_TEST_MODULE caller_auth
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rdsgw/caller_auth.hpp"
+#include "rdsgw/signer.hpp"
+
+using namespace rdsgw;
+using namespace std::chrono;
+
+namespace {
+
+constexpr const char* kProject = "97b026aa9cc4417888c14c84a1ad9860";
+constexpr const char* kTarget =
+    "/v3/97b026aa9cc4417888c14c84a1ad9860/backup-files?backup_id=c0c9f155c7b7423a9d30f0175998b63bbr01";
+constexpr const char* kHost = "gw.internal:8443";
+const std::string kRestoreKey = "restore-key-0123456789";
+const std::string kAuditKey = "audit-key-abcdef";
+const std::string kAuditKey2 = "audit-key-rotated";
+const std::string kRestoreAk = "RESTOREAK0000000001";
+const std::string kRestoreSk = "restore-secret-key-000000000000000000";
+const std::string kAuditAk = "AUDITAK000000000002";
+const std::string kAuditSk = "audit-secret-key-11111111111111111111";
+
+const system_clock::time_point kNow = sys_days{2026y / November / 27} + 12h;
+
+CallerRegistry make_registry() {
+    CallerDef restore;
+    restore.name = "restore-svc";
+    restore.api_key_sha256 = {sha256_hex(kRestoreKey)};
+    restore.access_key = kRestoreAk;
+    restore.secret_key = kRestoreSk;
+    restore.cert_subjects = {"CN=restore-svc,O=Example"};
+    restore.projects = {"*"};
+    restore.rate_per_s = 2;
+    restore.burst = 3;
+    CallerDef audit;
+    audit.name = "audit-svc";
+    audit.api_key_sha256 = {sha256_hex(kAuditKey), sha256_hex(kAuditKey2)};
+    audit.access_key = kAuditAk;
+    audit.secret_key = kAuditSk;
+    audit.projects = {kProject, "0123456789abcdef0123456789abcdef"};
+    audit.rate_per_s = 1;
+    audit.burst = 0;  // capacity max(1, rate) = 1
+    return CallerRegistry({restore, audit});
+}
+
+using Headers = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// A request as received, owning its strings.
+struct Req {
+    std::string method = "GET";
+    std::string target = kTarget;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string tls_subject;
+    system_clock::time_point now = kNow;
+
+    Headers views;  // rebuilt by input()
+    AuthInput input() {
+        views.clear();
+        for (const auto& [n, v] : headers) views.emplace_back(n, v);
+        AuthInput in;
+        in.method = method;
+        in.target = target;
+        in.headers = &views;
+        in.tls_subject = tls_subject;
+        in.now = now;
+        return in;
+    }
+};
+
+// A request signed by a client the way the SDKs do it.
+Req signed_request(const std::string& ak, const std::string& sk, system_clock::time_point date = kNow,
+                   std::string target = kTarget) {
+    Req r;
+    r.target = target;
+    r.headers = {{"Host", kHost}, {"X-Sdk-Date", sdk_date(date)}, {"X-Project-Id", kProject}};
+    SignableRequest s;
+    s.method = r.method;
+    const auto q = target.find('?');
+    s.path = target.substr(0, q);
+    s.query = q == std::string::npos ? "" : target.substr(q + 1);
+    for (const auto& h : r.headers) s.headers.push_back(h);
+    r.headers.emplace_back("Authorization", authorization_header(s, ak, sk));
+    r.headers.emplace_back("Accept", "application/json");  // not signed
+    return r;
+}
+
+void set_header(Req& r, const std::string& name, const std::string& value) {
+    for (auto& h : r.headers)
+        if (h.first == name) h.second = value;
+}
+
+void check_fails(const AuthOutcome& o, const std::string& reason) {
+    BOOST_TEST(o.caller == nullptr);
+    BOOST_TEST(o.status == 401u);
+    BOOST_TEST(o.reason == reason);
+    BOOST_TEST(o.method.empty());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(api_keys)
+
+BOOST_AUTO_TEST_CASE(missing_credentials) {
+    const auto reg = make_registry();
+    Req r;
+    r.headers = {{"Host", kHost}, {"Accept", "*/*"}};
+    check_fails(reg.authenticate(r.input()), "missing credentials");
+    AuthInput no_headers;
+    no_headers.method = "GET";
+    no_headers.target = kTarget;
+    check_fails(reg.authenticate(no_headers), "missing credentials");
+}
+
+BOOST_AUTO_TEST_CASE(x_api_key_and_bearer) {
+    const auto reg = make_registry();
+    Req r;
+    r.headers = {{"X-Api-Key", kRestoreKey}};
+    auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "restore-svc");
+    BOOST_TEST(o.status == 0u);
+    BOOST_TEST(o.method == "api_key");
+
+    r.headers = {{"authorization", "Bearer " + kAuditKey}};
+    o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "audit-svc");
+    BOOST_TEST(o.method == "api_key");
+
+    // Second accepted key of the same caller (rotation), header names in any case, scheme in any case.
+    r.headers = {{"x-api-key", kAuditKey2}};
+    o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "audit-svc");
+    r.headers = {{"AUTHORIZATION", "bearer  " + kRestoreKey}};
+    o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "restore-svc");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_key) {
+    const auto reg = make_registry();
+    Req r;
+    r.headers = {{"X-Api-Key", kRestoreKey + "x"}};
+    auto o = reg.authenticate(r.input());
+    check_fails(o, "invalid credentials");
+    BOOST_TEST(o.reason.find(kRestoreKey) == std::string::npos);
+    r.headers = {{"Authorization", "Bearer " + sha256_hex(kRestoreKey)}};  // the hash is not the key
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+}
+
+BOOST_AUTO_TEST_CASE(malformed) {
+    const auto reg = make_registry();
+    Req r;
+    for (const auto& hs : std::vector<std::vector<std::pair<std::string, std::string>>>{
+             {{"X-Api-Key", ""}},
+             {{"X-Api-Key", "  "}},
+             {{"Authorization", "Bearer"}},
+             {{"Authorization", "Bearer   "}},
+             {{"Authorization", "Basic dXNlcjpwYXNz"}},
+             {{"Authorization", "Token " + kRestoreKey}},
+             {{"Authorization", "SDK-HMAC-SHA256 garbage"}},
+             {{"X-Api-Key", kRestoreKey}, {"X-Api-Key", kRestoreKey}},
+             {{"Authorization", "Bearer " + kRestoreKey}, {"Authorization", "Bearer " + kRestoreKey}},
+         }) {
+        r.headers = hs;
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(authorization_header_takes_precedence) {
+    const auto reg = make_registry();
+    Req r;
+    // A wrong Bearer key does not fall through to a right X-Api-Key.
+    r.headers = {{"Authorization", "Bearer wrong"}, {"X-Api-Key", kRestoreKey}};
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+    r.headers = {{"Authorization", "Bearer " + kAuditKey}, {"X-Api-Key", kRestoreKey}};
+    const auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "audit-svc");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(sdk_signatures)
+
+BOOST_AUTO_TEST_CASE(signed_request_passes) {
+    const auto reg = make_registry();
+    Req r = signed_request(kRestoreAk, kRestoreSk);
+    auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr, o.reason);
+    BOOST_TEST(o.caller->name() == "restore-svc");
+    BOOST_TEST(o.method == "sdk_signature");
+    BOOST_TEST(o.status == 0u);
+
+    r = signed_request(kAuditAk, kAuditSk);
+    o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr, o.reason);
+    BOOST_TEST(o.caller->name() == "audit-svc");
+}
+
+BOOST_AUTO_TEST_CASE(within_clock_skew) {
+    const auto reg = make_registry();
+    for (const minutes off : {-minutes(15), -minutes(14), minutes(14), minutes(15)}) {
+        Req r = signed_request(kRestoreAk, kRestoreSk, kNow + off);
+        BOOST_TEST(reg.authenticate(r.input()).caller != nullptr);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(date_outside_skew) {
+    const auto reg = make_registry();
+    for (const seconds off : {-minutes(15) - seconds(1), minutes(15) + seconds(1), seconds(-hours(24))}) {
+        Req r = signed_request(kRestoreAk, kRestoreSk, kNow + off);
+        check_fails(reg.authenticate(r.input()), "invalid credentials");
+    }
+    // A narrower configured skew.
+    const CallerRegistry strict({make_registry().find("restore-svc")->def()}, seconds(30));
+    Req r = signed_request(kRestoreAk, kRestoreSk, kNow + seconds(31));
+    check_fails(strict.authenticate(r.input()), "invalid credentials");
+    r = signed_request(kRestoreAk, kRestoreSk, kNow + seconds(30));
+    BOOST_TEST(strict.authenticate(r.input()).caller != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(altered_requests_fail) {
+    const auto reg = make_registry();
+    Req r = signed_request(kRestoreAk, kRestoreSk);
+    r.target =
+        "/v3/0123456789abcdef0123456789abcdef/backup-files?backup_id=c0c9f155c7b7423a9d30f0175998b63bbr01";
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    r.target =
+        "/v3/97b026aa9cc4417888c14c84a1ad9860/backup-files?backup_id=c0c9f155c7b7423a9d30f0175998b63bbr03";
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    r.target = "/v3/97b026aa9cc4417888c14c84a1ad9860/backup-files";  // query dropped
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    set_header(r, "Host", "gw.internal:8444");
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    set_header(r, "X-Project-Id", "0123456789abcdef0123456789abcdef");
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    r.method = "DELETE";
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    r = signed_request(kRestoreAk, kRestoreSk);
+    set_header(r, "X-Sdk-Date", sdk_date(kNow + seconds(1)));  // still in skew, but signed differently
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+
+    // An unsigned header may change freely.
+    r = signed_request(kRestoreAk, kRestoreSk);
+    set_header(r, "Accept", "text/plain");
+    BOOST_TEST(reg.authenticate(r.input()).caller != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(equivalent_encodings_pass) {
+    // The canonical form is what is signed: a differently-encoded but equal target verifies.
+    const auto reg = make_registry();
+    Req r = signed_request(kRestoreAk, kRestoreSk, kNow, "/v3/p/backup-files?b=2&a=%7E");
+    r.target = "/v3/%70/backup-files?a=~&b=2";
+    BOOST_TEST(reg.authenticate(r.input()).caller != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_secret_or_unknown_access_key) {
+    const auto reg = make_registry();
+    Req r = signed_request(kRestoreAk, kRestoreSk + "x");
+    auto o = reg.authenticate(r.input());
+    check_fails(o, "invalid credentials");
+    r = signed_request(kRestoreAk, kAuditSk);  // another caller's SK
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+    r = signed_request("UNKNOWNAK", kRestoreSk);
+    o = reg.authenticate(r.input());
+    check_fails(o, "invalid credentials");
+    BOOST_TEST(o.reason.find("UNKNOWNAK") == std::string::npos);
+    r = signed_request(kRestoreAk.substr(1), kRestoreSk);  // prefix of a real AK
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_signed_requests) {
+    const auto reg = make_registry();
+    const auto auth_of = [](const Req& r) {
+        for (const auto& h : r.headers)
+            if (h.first == "Authorization") return h.second;
+        return std::string();
+    };
+
+    // X-Sdk-Date not signed (the client signs only host).
+    {
+        Req r;
+        r.headers = {{"Host", kHost}, {"X-Sdk-Date", sdk_date(kNow)}};
+        SignableRequest s;
+        s.method = "GET";
+        s.path = "/v3/97b026aa9cc4417888c14c84a1ad9860/backup-files";
+        s.query = "backup_id=c0c9f155c7b7423a9d30f0175998b63bbr01";
+        s.headers = {{"Host", kHost}};
+        r.headers.emplace_back("Authorization", authorization_header(s, kRestoreAk, kRestoreSk));
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // Host not signed.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        const std::string a = auth_of(r);
+        const auto sig = a.substr(a.find("Signature="));
+        set_header(
+            r, "Authorization",
+            "SDK-HMAC-SHA256 Access=" + kRestoreAk + ", SignedHeaders=x-project-id;x-sdk-date, " + sig);
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // A signed header missing from the request.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        std::erase_if(r.headers, [](const auto& h) { return h.first == "X-Project-Id"; });
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // Unparseable X-Sdk-Date.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        set_header(r, "X-Sdk-Date", "2026-11-27T12:00:00Z");
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // Two X-Sdk-Date headers.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        r.headers.emplace_back("X-Sdk-Date", sdk_date(kNow));
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // Duplicate name in SignedHeaders.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        const std::string a = auth_of(r);
+        const auto sig = a.substr(a.find("Signature="));
+        set_header(r, "Authorization",
+                   "SDK-HMAC-SHA256 Access=" + kRestoreAk + ", SignedHeaders=host;host;x-sdk-date, " + sig);
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+    // Truncated signature.
+    {
+        Req r = signed_request(kRestoreAk, kRestoreSk);
+        std::string a = auth_of(r);
+        a.pop_back();
+        set_header(r, "Authorization", a);
+        check_fails(reg.authenticate(r.input()), "malformed credentials");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(reason_never_contains_signature) {
+    const auto reg = make_registry();
+    Req r = signed_request(kRestoreAk, kRestoreSk + "x");
+    const auto o = reg.authenticate(r.input());
+    check_fails(o, "invalid credentials");
+    for (const auto& h : r.headers) {
+        if (h.first != "Authorization") continue;
+        const auto sig = h.second.substr(h.second.find("Signature=") + 10);
+        BOOST_TEST(sig.size() == 64u);
+        BOOST_TEST(o.reason.find(sig) == std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(mtls)
+
+BOOST_AUTO_TEST_CASE(mapped_subject) {
+    const auto reg = make_registry();
+    Req r;
+    r.tls_subject = "CN=restore-svc,O=Example";
+    const auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "restore-svc");
+    BOOST_TEST(o.method == "mtls");
+}
+
+BOOST_AUTO_TEST_CASE(mapped_subject_wins_over_other_credentials) {
+    const auto reg = make_registry();
+    Req r;
+    r.tls_subject = "CN=restore-svc,O=Example";
+    r.headers = {{"X-Api-Key", kAuditKey}};
+    const auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "restore-svc");
+    BOOST_TEST(o.method == "mtls");
+}
+
+BOOST_AUTO_TEST_CASE(unmapped_subject_falls_through) {
+    const auto reg = make_registry();
+    Req r;
+    r.tls_subject = "CN=someone-else,O=Example";
+    r.headers = {{"X-Api-Key", kAuditKey}};
+    auto o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.caller->name() == "audit-svc");
+    BOOST_TEST(o.method == "api_key");
+
+    r = signed_request(kAuditAk, kAuditSk);
+    r.tls_subject = "CN=someone-else,O=Example";
+    o = reg.authenticate(r.input());
+    BOOST_TEST_REQUIRE(o.caller != nullptr);
+    BOOST_TEST(o.method == "sdk_signature");
+
+    // Subject alone, not mapped: a credential was presented and it is not accepted.
+    r = Req();
+    r.tls_subject = "CN=someone-else,O=Example";
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+    // Subjects are compared exactly.
+    r.tls_subject = "cn=restore-svc,O=Example";
+    check_fails(reg.authenticate(r.input()), "invalid credentials");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(registry)
+
+BOOST_AUTO_TEST_CASE(find_and_size) {
+    const auto reg = make_registry();
+    BOOST_TEST(reg.size() == 2u);
+    BOOST_TEST_REQUIRE(reg.find("audit-svc") != nullptr);
+    BOOST_TEST(reg.find("audit-svc")->name() == "audit-svc");
+    BOOST_TEST(reg.find("nobody") == nullptr);
+    const CallerRegistry empty({});
+    Req r;
+    r.headers = {{"X-Api-Key", kRestoreKey}};
+    check_fails(empty.authenticate(r.input()), "invalid credentials");
+}
+
+BOOST_AUTO_TEST_CASE(upper_case_hashes_accepted) {
+    CallerDef d;
+    d.name = "x";
+    std::string h = sha256_hex("k");
+    for (char& c : h) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    d.api_key_sha256 = {h};
+    const CallerRegistry reg({d});
+    Req r;
+    r.headers = {{"X-Api-Key", "k"}};
+    BOOST_TEST(reg.authenticate(r.input()).caller != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(rejects_ambiguous_or_broken_definitions) {
+    CallerDef a;
+    a.name = "a";
+    a.access_key = "AK";
+    a.secret_key = "SK";
+    CallerDef b = a;
+    b.name = "b";
+    BOOST_CHECK_THROW(CallerRegistry({a, b}), std::invalid_argument);  // same AK
+    b = a;
+    b.access_key = "AK2";
+    BOOST_CHECK_THROW(CallerRegistry({a, b}), std::invalid_argument);  // same name
+    b.name = "b";
+    b.secret_key.clear();
+    BOOST_CHECK_THROW(CallerRegistry({a, b}), std::invalid_argument);  // AK without SK
+    b.secret_key = "SK2";
+    b.api_key_sha256 = {"not-a-hash"};
+    try {
+        CallerRegistry reg({a, b});
+        BOOST_FAIL("accepted a malformed api_key_sha256");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()).find("callers[b].api_key_sha256") != std::string::npos);
+    }
+    b.api_key_sha256 = {sha256_hex("x")};
+    BOOST_CHECK_NO_THROW(CallerRegistry({a, b}));
+}
+
+BOOST_AUTO_TEST_CASE(secrets_not_in_exception_messages) {
+    CallerDef a;
+    a.name = "a";
+    a.access_key = "AK";
+    a.secret_key = "SUPERSECRET";
+    CallerDef b = a;
+    b.name = "b";
+    try {
+        CallerRegistry reg({a, b});
+        BOOST_FAIL("accepted a duplicate access key");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()).find("SUPERSECRET") == std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(permissions)
+
+BOOST_AUTO_TEST_CASE(may_read) {
+    const auto reg = make_registry();
+    const Caller* restore = reg.find("restore-svc");
+    const Caller* audit = reg.find("audit-svc");
+    BOOST_TEST(restore->may_read(kProject));
+    BOOST_TEST(restore->may_read("anything"));
+    BOOST_TEST(audit->may_read(kProject));
+    BOOST_TEST(audit->may_read("0123456789abcdef0123456789abcdef"));
+    BOOST_TEST(!audit->may_read("ffffffffffffffffffffffffffffffff"));
+    BOOST_TEST(!audit->may_read("97b026aa9cc4417888c14c84a1ad986"));   // prefix
+    BOOST_TEST(!audit->may_read("97B026AA9CC4417888C14C84A1AD9860"));  // exact, case-sensitive
+    BOOST_TEST(!audit->may_read(""));
+    CallerDef none;
+    none.name = "none";
+    BOOST_TEST(!Caller(none).may_read(kProject));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(rate_limits)
+
+const steady_clock::time_point kT0 = steady_clock::time_point{} + hours(1000);
+
+BOOST_AUTO_TEST_CASE(burst_then_refused_then_refilled) {
+    const auto reg = make_registry();
+    const Caller* c = reg.find("restore-svc");  // 2/s, burst 3
+    double retry = -1;
+    for (int i = 0; i < 3; ++i) {
+        BOOST_TEST(c->try_acquire(kT0, retry), "request " << i);
+        BOOST_TEST(retry == 0.0);
+    }
+    BOOST_TEST(!c->try_acquire(kT0, retry));
+    BOOST_TEST(retry > 0.0);
+    BOOST_TEST(retry == 0.5, boost::test_tools::tolerance(1e-9));
+    // A quarter of a second later: half a token, still refused, a quarter second to wait.
+    BOOST_TEST(!c->try_acquire(kT0 + milliseconds(250), retry));
+    BOOST_TEST(retry == 0.25, boost::test_tools::tolerance(1e-9));
+    // Half a second after the start: one token.
+    BOOST_TEST(c->try_acquire(kT0 + milliseconds(500), retry));
+    BOOST_TEST(!c->try_acquire(kT0 + milliseconds(500), retry));
+    // Long idle: refills up to the burst, not beyond.
+    const auto later = kT0 + seconds(100);
+    for (int i = 0; i < 3; ++i) BOOST_TEST(c->try_acquire(later, retry));
+    BOOST_TEST(!c->try_acquire(later, retry));
+}
+
+BOOST_AUTO_TEST_CASE(burst_below_one_uses_rate) {
+    CallerDef d;
+    d.name = "x";
+    d.rate_per_s = 5;
+    d.burst = 0;
+    const Caller c(d);
+    double retry = 0;
+    int passed = 0;
+    while (passed < 100 && c.try_acquire(kT0, retry)) ++passed;
+    BOOST_TEST(passed == 5);
+    BOOST_TEST(retry == 0.2, boost::test_tools::tolerance(1e-9));
+
+    d.rate_per_s = 0.5;  // capacity max(1, 0.5) = 1
+    const Caller slow(d);
+    BOOST_TEST(slow.try_acquire(kT0, retry));
+    BOOST_TEST(!slow.try_acquire(kT0, retry));
+    BOOST_TEST(retry == 2.0, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(!slow.try_acquire(kT0 + seconds(1), retry));
+    BOOST_TEST(slow.try_acquire(kT0 + seconds(2), retry));
+}
+
+BOOST_AUTO_TEST_CASE(unlimited) {
+    CallerDef d;
+    d.name = "x";
+    d.rate_per_s = 0;
+    d.burst = 1;
+    const Caller c(d);
+    double retry = -1;
+    int passed = 0;
+    for (int i = 0; i < 10000; ++i) passed += c.try_acquire(kT0, retry) ? 1 : 0;
+    BOOST_TEST(passed == 10000);
+    BOOST_TEST(retry == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(time_going_backwards_refills_nothing) {
+    CallerDef d;
+    d.name = "x";
+    d.rate_per_s = 1;
+    d.burst = 1;
+    const Caller c(d);
+    double retry = 0;
+    BOOST_TEST(c.try_acquire(kT0, retry));
+    BOOST_TEST(!c.try_acquire(kT0 - seconds(10), retry));
+    BOOST_TEST(!c.try_acquire(kT0 + milliseconds(500), retry));
+    BOOST_TEST(retry == 0.5, boost::test_tools::tolerance(1e-9));
+}
+
+BOOST_AUTO_TEST_CASE(callers_are_independent) {
+    const auto reg = make_registry();
+    const Caller* restore = reg.find("restore-svc");
+    const Caller* audit = reg.find("audit-svc");  // 1/s, capacity 1
+    double retry = 0;
+    BOOST_TEST(audit->try_acquire(kT0, retry));
+    BOOST_TEST(!audit->try_acquire(kT0, retry));
+    BOOST_TEST(retry == 1.0, boost::test_tools::tolerance(1e-9));
+    // The other caller's bucket is untouched.
+    for (int i = 0; i < 3; ++i) BOOST_TEST(restore->try_acquire(kT0, retry));
+    BOOST_TEST(!restore->try_acquire(kT0, retry));
+    BOOST_TEST(audit->try_acquire(kT0 + seconds(1), retry));
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_acquires_grant_exactly_the_burst) {
+    CallerDef d;
+    d.name = "x";
+    d.rate_per_s = 1;
+    d.burst = 1000;
+    const Caller c(d);
+    std::atomic<int> granted{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            double retry = 0;
+            for (int i = 0; i < 500; ++i)
+                if (c.try_acquire(kT0, retry)) ++granted;
+        });
+    for (auto& t : threads) t.join();
+    BOOST_TEST(granted.load() == 1000);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

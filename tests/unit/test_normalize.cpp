@@ -1,0 +1,649 @@
+#define BOOST_TEST_MODULE normalize
+#include <boost/test/unit_test.hpp>
+
+#include "rdsgw/normalize.hpp"
+#include "rdsgw/timefmt.hpp"
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono;
+using namespace std::string_literals;
+using namespace std::string_view_literals;
+using rdsgw::is_rds_error_body;
+using rdsgw::normalize_backup_files;
+using rdsgw::NormalizedAnswer;
+using rdsgw::NormalizeError;
+using rdsgw::NormalizeOptions;
+using rdsgw::redact_link;
+
+namespace {
+
+// The example answer of the RDS documentation page, verbatim (seed/000_77f0e23c5fff866d.txt): typographic
+// quotes, a full-width comma after "]", and the time " 2018-08-016T10:15:14+0800".
+constexpr std::string_view kDocExample = R"DOC(
+    {
+       “files”: [
+        {
+            “name": “43e4feaab48f11e89039fa163ebaa7e4br01.xxx”,
+            “size”: 2803,
+            “download_link”:”https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx”,
+            “link_expired_time”:” 2018-08-016T10:15:14+0800”
+         }, 
+         {
+            “name": “43e4feaab48f11e89039fa163ebaa7e4br01.xxx”,
+            “size”: 2803,
+            “download_link”:”https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx”,
+            “link_expired_time”:” 2018-08-016T10:15:14+0800”
+         }
+         ]，
+        "bucket": "rdsbucket.op.svc.rds.1024.cn.north.1"
+    }
+)DOC";
+
+// The same example as quoted in the issue: one file, a trailing comma, and the full-width comma.
+constexpr std::string_view kIssueExample = R"DOC({
+   “files”: [
+    {
+        “name": “43e4feaab48f11e89039fa163ebaa7e4br01.xxx”,
+        “size”: 2803,
+        “download_link”:”https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx”,
+        “link_expired_time”:” 2018-08-016T10:15:14+0800”
+     },
+  ]，
+  "bucket": "rdsbucket.bucket"
+})DOC";
+
+// The documentation example with its typography repaired: what a real answer looks like.
+constexpr std::string_view kDocExampleRepaired = R"({
+   "files": [
+    {
+        "name": "43e4feaab48f11e89039fa163ebaa7e4br01.xxx",
+        "size": 2803,
+        "download_link":"https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx",
+        "link_expired_time":" 2018-08-016T10:15:14+0800"
+     },
+     {
+        "name": "43e4feaab48f11e89039fa163ebaa7e4br01.xxx",
+        "size": 2803,
+        "download_link":"https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx",
+        "link_expired_time":" 2018-08-016T10:15:14+0800"
+     }
+  ],
+  "bucket": "rdsbucket.op.svc.rds.1024.cn.north.1"
+})";
+
+// Text that must never appear in an error message: it is in every failing body below.
+constexpr std::string_view kSecrets[] = {"SECRET", "AKEXAMPLE", "myhwclouds", "2018-08", "br01"};
+
+const std::string kLink =
+    "https://obs.myhwclouds.com/rdsbucket.southchina.user.2/br01.qp?AccessKeyId=AKEXAMPLE&Expires=1534385714"
+    "&Signature=SECRETSIG%2Bx";
+const std::string kName = "43e4feaab48f11e89039fa163ebaa7e4br01.qp";
+const std::string kTime = "2018-08-16T10:15:14+0800";
+
+using Fields = std::vector<std::pair<std::string, std::string>>;  // key, raw JSON value
+
+// The fields of a valid file, in upstream order.
+Fields base_fields() {
+    return {{"name", "\"" + kName + "\""},
+            {"size", "2803"},
+            {"download_link", "\"" + kLink + "\""},
+            {"link_expired_time", "\"" + kTime + "\""}};
+}
+
+// A valid file with `key` set to the raw JSON `value` (added at the end when absent).
+Fields with(std::string key, std::string value, Fields f = base_fields()) {
+    for (auto& [k, v] : f)
+        if (k == key) {
+            v = std::move(value);
+            return f;
+        }
+    f.emplace_back(std::move(key), std::move(value));
+    return f;
+}
+
+Fields without(std::string_view key, Fields f = base_fields()) {
+    std::erase_if(f, [&](const auto& kv) { return kv.first == key; });
+    return f;
+}
+
+std::string object(const Fields& f) {
+    std::string s = "{";
+    for (const auto& [k, v] : f) {
+        if (s.size() > 1) s += ',';
+        s += '"' + k + "\":" + v;
+    }
+    return s + '}';
+}
+
+// An answer with the given file objects and bucket "b".
+std::string answer(const std::vector<Fields>& files) {
+    std::string s = "{\"files\":[";
+    for (std::size_t i = 0; i < files.size(); ++i) s += (i ? "," : "") + object(files[i]);
+    return s + "],\"bucket\":\"b\"}";
+}
+std::string answer(const Fields& file) {
+    return answer(std::vector<Fields>{file});
+}
+
+// The canonical form of the base file.
+const std::string kCanonicalBase = "{\"name\":\"" + kName + "\",\"size\":2803,\"download_link\":\"" + kLink +
+                                   "\",\"link_expired_time\":\"" + kTime + "\"}";
+std::string canonical_answer(const std::string& file) {
+    return "{\"files\":[" + file + "],\"bucket\":\"b\"}";
+}
+
+NormalizeOptions opts() {
+    return NormalizeOptions{};
+}
+NormalizeOptions http_allowed() {
+    NormalizeOptions o;
+    o.allow_http_links = true;
+    return o;
+}
+NormalizeOptions suffixes(std::vector<std::string> s) {
+    NormalizeOptions o;
+    o.link_host_suffixes = std::move(s);
+    return o;
+}
+NormalizeOptions legacy() {
+    NormalizeOptions o;
+    o.emit_legacy_expiry_field = true;
+    return o;
+}
+NormalizeOptions drop_unknown() {
+    NormalizeOptions o;
+    o.drop_unknown_fields = true;
+    return o;
+}
+NormalizeOptions max_body(std::size_t n) {
+    NormalizeOptions o;
+    o.max_body_bytes = n;
+    return o;
+}
+
+const system_clock::time_point kNow = sys_days{2018y / 8 / 16} + 2h;
+
+rdsgw::NormalizeResult run(std::string_view body, const NormalizeOptions& o = {}) {
+    return normalize_backup_files(body, kNow, o);
+}
+
+struct ErrorCase {
+    std::string label;
+    std::string body;
+    NormalizeOptions options;
+    std::string path;
+    std::string reason;
+};
+
+std::vector<ErrorCase> error_cases() {
+    const auto file_err = [](std::string label, Fields f, std::string field, std::string reason,
+                             NormalizeOptions o = {}) {
+        return ErrorCase{std::move(label), answer(f), std::move(o), "files[0]." + field, std::move(reason)};
+    };
+    const auto size_err = [&](std::string raw, std::string reason) {
+        return file_err("size " + raw, with("size", raw), "size", std::move(reason));
+    };
+    const auto name_err = [&](std::string raw, std::string reason) {
+        return file_err("name " + raw, with("name", raw), "name", std::move(reason));
+    };
+    const auto link_err = [&](std::string link, std::string reason, NormalizeOptions o = {}) {
+        return file_err("link " + link, with("download_link", "\"" + link + "\""), "download_link",
+                        std::move(reason), std::move(o));
+    };
+    const auto time_err = [&](std::string raw) {
+        return file_err("time " + raw, with("link_expired_time", raw), "link_expired_time",
+                        "not a valid time");
+    };
+    const std::string q = "?Signature=SECRETSIG";  // a secret-looking query on every bad link
+
+    return {
+        // The whole body.
+        {"documentation example, verbatim", std::string(kDocExample), opts(), "", "not valid JSON"},
+        {"issue example, verbatim", std::string(kIssueExample), opts(), "", "not valid JSON"},
+        {"empty body", "", opts(), "", "not valid JSON"},
+        {"white space only", "  \n", opts(), "", "not valid JSON"},
+        {"truncated", answer(base_fields()).substr(0, 40), opts(), "", "not valid JSON"},
+        {"trailing data", answer(base_fields()) + " {}", opts(), "", "not valid JSON"},
+        {"two documents", "{}{}", opts(), "", "not valid JSON"},
+        {"comment", "{\"files\":[] /* SECRET */}", opts(), "", "not valid JSON"},
+        {"trailing comma", "{\"files\":[],}", opts(), "", "not valid JSON"},
+        {"single quotes", "{'files':[]}", opts(), "", "not valid JSON"},
+        {"invalid UTF-8", "{\"files\":[],\"x\":\"\xff\xfe SECRET\"}", opts(), "", "not valid JSON"},
+        {"NaN", "{\"files\":[],\"x\":NaN}", opts(), "", "not valid JSON"},
+        {"number beyond a double", "{\"files\":[],\"x\":1e400}", opts(), "", "number out of range"},
+        {"negative number beyond a double", "{\"files\":[],\"x\":[-1e309]}", opts(), "",
+         "number out of range"},
+        {"size beyond a double", answer(with("size", "1e400")), opts(), "", "number out of range"},
+        {"too deep", "{\"files\":[],\"x\":" + std::string(40, '[') + std::string(40, ']') + "}", opts(), "",
+         "not valid JSON"},
+        {"array", "[" + answer(base_fields()) + "]", opts(), "", "not a JSON object"},
+        {"string", "\"SECRET\"", opts(), "", "not a JSON object"},
+        {"number", "42", opts(), "", "not a JSON object"},
+        {"null", "null", opts(), "", "not a JSON object"},
+        {"too large", answer(base_fields()), max_body(answer(base_fields()).size() - 1), "",
+         "body too large"},
+        {"too large, even if not JSON", std::string(2000, 'x'), max_body(1000), "", "body too large"},
+        // Duplicate keys: the path names the object.
+        {"duplicate top-level key", "{\"files\":[],\"files\":[" + object(base_fields()) + "]}", opts(), "",
+         "duplicate key"},
+        {"duplicate bucket", "{\"files\":[],\"bucket\":\"a\",\"bucket\":\"b\"}", opts(), "", "duplicate key"},
+        {"duplicate key in a file",
+         "{\"files\":[" + object(base_fields()).insert(1, "\"name\":\"x\",") + "]}", opts(), "files[0]",
+         "duplicate key"},
+        {"duplicate key in the second file",
+         "{\"files\":[" + object(base_fields()) + "," + object(base_fields()).insert(1, "\"size\":1,") + "]}",
+         opts(), "files[1]", "duplicate key"},
+        {"duplicate key inside an unknown field", "{\"files\":[],\"extra\":{\"k\":1,\"k\":2}}", opts(),
+         "extra", "duplicate key"},
+        {"duplicate key deep inside a file",
+         answer(with("meta", "{\"tags\":[{\"a\":1},{\"b\":1,\"b\":\"SECRET\"}]}")), opts(),
+         "files[0].meta.tags[1]", "duplicate key"},
+        {"duplicate key under a key that is not an identifier",
+         "{\"files\":[],\"SECRET key\\n\":{\"k\":1,\"k\":2}}", opts(), "<key>", "duplicate key"},
+        {"duplicated member whose first value held objects",
+         "{\"files\":[],\"x\":{\"a\":{\"p\":{}},\"a\":1}}", opts(), "", "duplicate key"},  // see below
+        // files
+        {"files missing", "{\"bucket\":\"SECRET\"}", opts(), "files", "missing"},
+        {"files an object", "{\"files\":{}}", opts(), "files", "not an array"},
+        {"files null", "{\"files\":null}", opts(), "files", "not an array"},
+        {"files a string", "{\"files\":\"SECRET\"}", opts(), "files", "not an array"},
+        {"file not an object", "{\"files\":[\"SECRET\"]}", opts(), "files[0]", "not an object"},
+        {"second file not an object", "{\"files\":[" + object(base_fields()) + ",[]]}", opts(), "files[1]",
+         "not an object"},
+        {"error in the third file", answer({base_fields(), base_fields(), with("size", "-1")}), opts(),
+         "files[2].size", "negative"},
+        // bucket
+        {"bucket a number", "{\"files\":[],\"bucket\":1}", opts(), "bucket", "not a string"},
+        {"bucket null", "{\"files\":[],\"bucket\":null}", opts(), "bucket", "not a string"},
+        // name
+        file_err("name missing", without("name"), "name", "missing"),
+        name_err("1", "not a string"),
+        name_err("null", "not a string"),
+        name_err("[\"SECRET\"]", "not a string"),
+        name_err("\"\"", "empty"),
+        name_err("\"SECRET/x\"", "contains a path separator"),
+        name_err("\"/SECRET\"", "contains a path separator"),
+        name_err("\"..\\\\SECRET\"", "contains a path separator"),
+        name_err("\"SECRET\\\\\"", "contains a path separator"),
+        name_err("\"..\"", "a dot segment"),
+        name_err("\".\"", "a dot segment"),
+        name_err("\"SECRET\\u0000x\"", "contains a control character"),
+        name_err("\"SECRET\\nx\"", "contains a control character"),
+        name_err("\"SECRET\\tx\"", "contains a control character"),
+        name_err("\"SECRET\\u001fx\"", "contains a control character"),
+        name_err("\"SECRET\\u007fx\"", "contains a control character"),
+        // size
+        file_err("size missing", without("size"), "size", "missing"),
+        size_err("-1", "negative"),
+        size_err("-9223372036854775809", "negative"),
+        size_err("-0.5", "negative"),
+        size_err("1.5", "not an integer"),
+        size_err("2803.000001", "not an integer"),
+        size_err("9223372036854775808", "out of range"),
+        size_err("18446744073709551615", "out of range"),
+        size_err("18446744073709551616", "out of range"),
+        size_err("1e30", "out of range"),
+        size_err("9.3e18", "out of range"),
+        size_err("true", "not an integer"),
+        size_err("false", "not an integer"),
+        size_err("null", "not an integer"),
+        size_err("{}", "not an integer"),
+        size_err("[2803]", "not an integer"),
+        size_err("\"\"", "not an integer"),
+        size_err("\"-1\"", "not an integer"),
+        size_err("\"+1\"", "not an integer"),
+        size_err("\" 1\"", "not an integer"),
+        size_err("\"1 \"", "not an integer"),
+        size_err("\"1.0\"", "not an integer"),
+        size_err("\"0x10\"", "not an integer"),
+        size_err("\"SECRET\"", "not an integer"),
+        size_err("\"\\uff11\"", "not an integer"),  // full-width digit one
+        size_err("\"9223372036854775808\"", "out of range"),
+        size_err("\"99999999999999999999999\"", "out of range"),
+        // download_link
+        file_err("link missing", without("download_link"), "download_link", "missing"),
+        file_err("link a number", with("download_link", "1"), "download_link", "not a string"),
+        file_err("link null", with("download_link", "null"), "download_link", "not a string"),
+        link_err("http://obs.myhwclouds.com/x" + q, "scheme is not https"),
+        link_err("ftp://obs.myhwclouds.com/x" + q, "scheme is not https or http", http_allowed()),
+        link_err("file:///etc/passwd" + q, "scheme is not https"),
+        link_err("javascript:alert(1)//SECRET", "scheme is not https"),
+        link_err("https:obs.myhwclouds.com/x" + q, "no host"),
+        link_err("https:///x" + q, "no host"),
+        link_err("https://:443/x" + q, "no host"),
+        link_err("//obs.myhwclouds.com/x" + q, "not an absolute URL"),
+        link_err("/x" + q, "not an absolute URL"),
+        link_err("", "not an absolute URL"),
+        link_err("SECRET", "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/x" + q + "#a#b", "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/x y" + q, "contains white space or a control character"),
+        link_err(" https://obs.myhwclouds.com/x" + q, "contains white space or a control character"),
+        link_err("https://obs.myhwclouds.com/x" + q + "\\t", "contains white space or a control character"),
+        link_err("https://obs.myhwclouds.com/x" + q + "\\u007f",
+                 "contains white space or a control character"),
+        link_err("https://obs.myhwclouds.com/\\u00e9" + q, "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/a\\\"b" + q, "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/a\\\\b" + q, "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/a<b>" + q, "not an absolute URL"),
+        link_err("https://obs.myhwclouds.com/a%zz" + q, "not an absolute URL"),
+        link_err("https://user:SECRET@obs.myhwclouds.com/x" + q, "userinfo not allowed"),
+        link_err("https://@obs.myhwclouds.com/x" + q, "userinfo not allowed"),
+        link_err("https://obs.myhwclouds.com%2eevil.net/x" + q, "host is not a DNS name"),
+        link_err("https://obs.myhwclouds.com!evil/x" + q, "host is not a DNS name"),
+        link_err("https://[v1.SECRET]/x" + q, "host is not a DNS name or an IP address"),
+        link_err("https://evilobs.com/x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://obs.com.evil.net/x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://obs.com./x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://xobs.myhwclouds.com/x" + q, "host not allowed", suffixes({"obs.myhwclouds.com"})),
+        link_err("https://10.0.0.1/x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://obs.myhwclouds.com/x" + q, "host not allowed", suffixes({""})),
+        // expiry
+        file_err("no expiry", without("link_expired_time"), "link_expired_time", "missing"),
+        file_err("time a number", with("link_expired_time", "1534385714"), "link_expired_time",
+                 "not a string"),
+        file_err("time null", with("link_expired_time", "null"), "link_expired_time", "not a string"),
+        file_err("legacy time a number", with("link_expired_link", "1", without("link_expired_time")),
+                 "link_expired_link", "not a string"),
+        file_err("legacy time invalid", with("link_expired_link", "\"SECRET\"", without("link_expired_time")),
+                 "link_expired_link", "not a valid time"),
+        file_err("legacy time invalid beside a valid one",
+                 with("link_expired_link", "\"2018-02-30T00:00:00Z\""), "link_expired_link",
+                 "not a valid time"),
+        file_err("both, different", with("link_expired_link", "\"2018-08-16T10:15:15+0800\""),
+                 "link_expired_link", "differs from link_expired_time"),
+        file_err("both, same clock time in another zone",
+                 with("link_expired_link", "\"2018-08-16T10:15:14Z\""), "link_expired_link",
+                 "differs from link_expired_time"),
+        time_err("\"SECRET\""),
+        time_err("\"\""),
+        time_err("\"2018-13-16T10:15:14+0800\""),
+        time_err("\"2018-02-30T10:15:14+0800\""),
+        time_err("\"2023-02-29T10:15:14+0800\""),
+        time_err("\"2018-08-16T24:15:14+0800\""),
+        time_err("\"2018-08-16T10:60:14+0800\""),
+        time_err("\"2018-08-16T10:15:60+0800\""),
+        time_err("\"2018-08-16T10:15:14+1500\""),
+        time_err("\"2018-08-16T10:15:14+0860\""),
+        time_err("\"2018-08-16T10:15:14\""),
+        time_err("\"2018-08-116T10:15:14+0800\""),
+        time_err("\"16/08/2018 10:15:14 +0800\""),
+        time_err("\"2018-08-16T10:15:14+0800\\u0000\""),
+        // database_name
+        file_err("database_name a number", with("database_name", "1"), "database_name", "not a string"),
+        file_err("database_name null", with("database_name", "null"), "database_name", "not a string"),
+    };
+}
+
+struct OkCase {
+    std::string label;
+    std::string body;
+    NormalizeOptions options;
+    std::string expected;
+};
+
+std::vector<OkCase> ok_cases() {
+    const std::string t = ",\"link_expired_time\":\"" + kTime + "\"";
+    const std::string head = "{\"name\":\"" + kName + "\",\"size\":2803,\"download_link\":\"" + kLink + "\"";
+    const auto file_ok = [&](std::string label, Fields f, std::string expected_file,
+                             NormalizeOptions o = {}) {
+        return OkCase{std::move(label), answer(f), std::move(o), canonical_answer(expected_file)};
+    };
+    const auto size_ok = [&](std::string raw, std::string out) {
+        return file_ok(
+            "size " + raw, with("size", raw),
+            "{\"name\":\"" + kName + "\",\"size\":" + out + ",\"download_link\":\"" + kLink + "\"" + t + "}");
+    };
+    const auto time_ok = [&](std::string text, std::string out) {
+        return file_ok("time " + text, with("link_expired_time", "\"" + text + "\""),
+                       head + ",\"link_expired_time\":\"" + out + "\"}");
+    };
+    const auto link_ok = [&](std::string link, NormalizeOptions o = {}) {
+        return file_ok(
+            "link " + link, with("download_link", "\"" + link + "\""),
+            "{\"name\":\"" + kName + "\",\"size\":2803,\"download_link\":\"" + link + "\"" + t + "}",
+            std::move(o));
+    };
+    const auto name_ok = [&](std::string raw) {
+        return file_ok("name " + raw, with("name", raw),
+                       "{\"name\":" + raw + ",\"size\":2803,\"download_link\":\"" + kLink + "\"" + t + "}");
+    };
+
+    return {
+        {"canonical input is unchanged", answer(base_fields()), opts(), canonical_answer(kCanonicalBase)},
+        {"white space between tokens is removed",
+         "\n{ \"files\" : [ " + object(base_fields()) + " ] ,\r\n\t\"bucket\" : \"b\" }\n", opts(),
+         canonical_answer(kCanonicalBase)},
+        {"documentation example, repaired", std::string(kDocExampleRepaired), opts(),
+         "{\"files\":[{\"name\":\"43e4feaab48f11e89039fa163ebaa7e4br01.xxx\",\"size\":2803,\"download_link\":"
+         "\"https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx\",\"link_expired_time\":"
+         "\"2018-08-16T10:15:14+0800\"},{\"name\":\"43e4feaab48f11e89039fa163ebaa7e4br01.xxx\",\"size\":2803,"
+         "\"download_link\":\"https://obs.myhwclouds.com/rdsbucket.southchina.user.2/xxxxxx\","
+         "\"link_expired_time\":\"2018-08-16T10:15:14+0800\"}],\"bucket\":\"rdsbucket.op.svc.rds.1024.cn."
+         "north.1\"}"},
+        {"no files", "{\"files\":[],\"bucket\":\"b\"}", opts(), "{\"files\":[],\"bucket\":\"b\"}"},
+        {"no bucket", "{\"files\":[]}", opts(), "{\"files\":[]}"},
+        {"empty bucket", "{\"bucket\":\"\",\"files\":[]}", opts(), "{\"files\":[],\"bucket\":\"\"}"},
+        {"top-level order: files, bucket, then unknown fields in their order",
+         "{\"z\":1,\"bucket\":\"b\",\"a\":{\"k\":[1,\"x\",null,true]},\"files\":[],\"m\":\"s\"}", opts(),
+         "{\"files\":[],\"bucket\":\"b\",\"z\":1,\"a\":{\"k\":[1,\"x\",null,true]},\"m\":\"s\"}"},
+        {"unknown top-level fields dropped", "{\"z\":1,\"bucket\":\"b\",\"files\":[],\"m\":\"s\"}",
+         drop_unknown(), "{\"files\":[],\"bucket\":\"b\"}"},
+        {"file order: name, size, link, expiry, database_name, then unknown fields in their order",
+         answer(Fields{{"zeta", "[1,2]"},
+                       {"link_expired_time", "\"" + kTime + "\""},
+                       {"database_name", "\"db1\""},
+                       {"download_link", "\"" + kLink + "\""},
+                       {"alpha", "{\"x\":false}"},
+                       {"size", "2803"},
+                       {"name", "\"" + kName + "\""}}),
+         opts(),
+         canonical_answer(head + t + ",\"database_name\":\"db1\",\"zeta\":[1,2],\"alpha\":{\"x\":false}}")},
+        file_ok("unknown file fields dropped", with("zeta", "1", with("database_name", "\"\"")),
+                head + t + ",\"database_name\":\"\"}", drop_unknown()),
+        file_ok("empty database_name kept", with("database_name", "\"\""),
+                head + t + ",\"database_name\":\"\"}"),
+        file_ok("unknown values are passed through, re-escaped",
+                with("note", "\"a\\\"b\\\\c\\/d\\u0001\\u00e9\\n\""),
+                head + t + ",\"note\":\"a\\\"b\\\\c/d\\u0001\xc3\xa9\\n\"}"),
+        file_ok("unknown numbers are passed through", with("n", "[-1,18446744073709551615,0.5]"),
+                head + t + ",\"n\":[-1,18446744073709551615,5E-1]}"),
+        // expiry names
+        file_ok("legacy expiry name only is renamed",
+                with("link_expired_link", "\" 2018-08-016T10:15:14+0800\"", without("link_expired_time")),
+                head + t + "}"),
+        file_ok("both names, same text", with("link_expired_link", "\"" + kTime + "\""), head + t + "}"),
+        file_ok("both names, same instant in other offsets: the canonical name's offset is kept",
+                with("link_expired_link", "\"2018-08-16T02:15:14Z\""), head + t + "}"),
+        file_ok("legacy name only, legacy emission",
+                with("link_expired_link", "\"" + kTime + "\"", without("link_expired_time")),
+                head + t + ",\"link_expired_link\":\"" + kTime + "\"}", legacy()),
+        file_ok("legacy emission writes both", base_fields(),
+                head + t + ",\"link_expired_link\":\"" + kTime + "\"}", legacy()),
+        file_ok("legacy emission uses the canonical value",
+                with("link_expired_time", "\"2018-08-16T10:15:14+08:00\""),
+                head + t + ",\"link_expired_link\":\"" + kTime + "\"}", legacy()),
+        // times
+        time_ok("2018-08-16T02:15:14Z", "2018-08-16T02:15:14+0000"),
+        time_ok("2018-08-16T10:15:14+08:00", "2018-08-16T10:15:14+0800"),
+        time_ok("2018-08-16T10:15:14.701000+0800", "2018-08-16T10:15:14+0800"),
+        time_ok(" 2018-08-16T10:15:14+0800\\t\\n", "2018-08-16T10:15:14+0800"),
+        time_ok(" 2018-08-016T10:15:14+0800", "2018-08-16T10:15:14+0800"),
+        time_ok("2024-02-29T10:15:14-0330", "2024-02-29T10:15:14-0330"),
+        time_ok("2018-08-16T10:15:14+1400", "2018-08-16T10:15:14+1400"),
+        // sizes
+        size_ok("0", "0"),
+        size_ok("-0", "0"),
+        size_ok("\"2803\"", "2803"),
+        size_ok("\"0002803\"", "2803"),
+        size_ok("2803.0", "2803"),
+        size_ok("2.803e3", "2803"),
+        size_ok("9223372036854775807", "9223372036854775807"),
+        size_ok("\"9223372036854775807\"", "9223372036854775807"),
+        size_ok("9.2e18", "9200000000000000000"),
+        // links
+        link_ok("https://obs.myhwclouds.com/b/o?AccessKeyId=AK&Signature=s%2B"),
+        link_ok("HTTPS://OBS.MYHWCLOUDS.COM/b/o"),
+        link_ok("https://obs.myhwclouds.com:8443/b/o"),
+        link_ok("https://obs.myhwclouds.com"),
+        link_ok("https://10.0.0.1/b/o"),
+        link_ok("https://[::1]:8443/b/o"),
+        link_ok("https://obs.myhwclouds.com/b/o?x=1#frag"),
+        link_ok("http://obs.myhwclouds.com/b/o", http_allowed()),
+        link_ok("https://obs.myhwclouds.com/b/o", http_allowed()),
+        link_ok("https://obs.com/b/o", suffixes({"obs.com"})),
+        link_ok("https://bucket.obs.com/b/o", suffixes({"obs.com"})),
+        link_ok("https://Bucket.OBS.Com/b/o", suffixes({"obs.COM"})),
+        link_ok("https://a.b.obs.com/b/o", suffixes({".obs.com"})),
+        link_ok("https://x.obs.myhwclouds.com/b/o", suffixes({"example.org", "myhwclouds.com"})),
+        // names
+        name_ok("\"a\""),
+        name_ok("\"...\""),
+        name_ok("\".hidden\""),
+        name_ok("\"a..b\""),
+        name_ok("\"\xe5\xa4\x87\xe4\xbb\xbd.qp\""),  // UTF-8
+        name_ok("\"a b:c*?\""),
+    };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(error_message_format) {
+    BOOST_TEST((NormalizeError{"files[2].size", "negative"}.message()) ==
+               "invalid upstream answer at files[2].size: negative");
+    BOOST_TEST((NormalizeError{"", "not valid JSON"}.message()) == "invalid upstream answer: not valid JSON");
+}
+
+BOOST_AUTO_TEST_CASE(rejects_each_broken_rule_naming_its_path) {
+    for (const ErrorCase& c : error_cases()) {
+        BOOST_TEST_CONTEXT("case: " << c.label) {
+            if (c.label == "duplicated member whose first value held objects") {
+                // Only the object or something inside the duplicated member may be named.
+                const auto r = run(c.body, c.options);
+                BOOST_TEST_REQUIRE(std::holds_alternative<NormalizeError>(r));
+                const auto& e = std::get<NormalizeError>(r);
+                BOOST_TEST(e.reason == "duplicate key");
+                BOOST_TEST((e.path == "x" || e.path.starts_with("x.a")), "path " << e.path);
+                continue;
+            }
+            const auto r = run(c.body, c.options);
+            BOOST_TEST_REQUIRE(std::holds_alternative<NormalizeError>(r));
+            const auto& e = std::get<NormalizeError>(r);
+            BOOST_TEST(e.path == c.path);
+            BOOST_TEST(e.reason == c.reason);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(error_messages_never_contain_values_from_the_body) {
+    std::size_t checked = 0;
+    for (const ErrorCase& c : error_cases()) {
+        const auto r = run(c.body, c.options);
+        BOOST_TEST_REQUIRE(std::holds_alternative<NormalizeError>(r));
+        const std::string m = std::get<NormalizeError>(r).message();
+        BOOST_TEST_CONTEXT("case: " << c.label << "; message: " << m) {
+            for (const std::string_view secret : kSecrets) BOOST_TEST(m.find(secret) == std::string::npos);
+            for (const char ch : m) BOOST_TEST((ch >= 0x20 && ch < 0x7f));
+        }
+        ++checked;
+    }
+    BOOST_TEST(checked > 100u);
+
+    // A file whose secret-looking link is valid but whose time is not: neither the link nor the time
+    // (nor the name) shows up in the message.
+    const std::string body = answer(with("link_expired_time", "\"2018-08-16T10:15:14+0800 SECRETTIME\"",
+                                         with("name", "\"SECRETNAME.qp\"")));
+    const auto r = run(body);
+    BOOST_TEST_REQUIRE(std::holds_alternative<NormalizeError>(r));
+    const std::string m = std::get<NormalizeError>(r).message();
+    BOOST_TEST(m == "invalid upstream answer at files[0].link_expired_time: not a valid time");
+}
+
+BOOST_AUTO_TEST_CASE(writes_the_canonical_form) {
+    for (const OkCase& c : ok_cases()) {
+        BOOST_TEST_CONTEXT("case: " << c.label) {
+            const auto r = run(c.body, c.options);
+            if (const auto* e = std::get_if<NormalizeError>(&r)) BOOST_TEST_MESSAGE(e->message());
+            BOOST_TEST_REQUIRE(std::holds_alternative<NormalizedAnswer>(r));
+            const auto& a = std::get<NormalizedAnswer>(r);
+            BOOST_TEST(a.body == c.expected);
+            // Canonical output is a fixed point.
+            const auto again = run(a.body, c.options);
+            BOOST_TEST_REQUIRE(std::holds_alternative<NormalizedAnswer>(again));
+            BOOST_TEST(std::get<NormalizedAnswer>(again).body == a.body);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_documentation_example_is_refused_and_its_time_is_read) {
+    BOOST_TEST(std::get<NormalizeError>(run(kDocExample)).message() ==
+               "invalid upstream answer: not valid JSON");
+    BOOST_TEST(kDocExample.find("]\xef\xbc\x8c") != std::string_view::npos);  // the full-width comma
+    BOOST_TEST(kDocExample.find("\xe2\x80\x9c") != std::string_view::npos);   // a typographic quote
+    const auto t = rdsgw::parse_rds_time(" 2018-08-016T10:15:14+0800");
+    BOOST_TEST_REQUIRE(t.has_value());
+    BOOST_TEST(rdsgw::format_rds_time(*t) == "2018-08-16T10:15:14+0800");
+}
+
+BOOST_AUTO_TEST_CASE(earliest_expiry_and_file_count) {
+    const auto at = [](std::string text) { return with("link_expired_time", "\"" + text + "\""); };
+    const auto r = run(answer({at("2018-08-16T10:15:14+0800"), at("2018-08-16T01:00:00Z"),
+                               at("2018-08-16T03:00:00+0100"), at("2018-08-17T00:00:00+1400")}));
+    BOOST_TEST_REQUIRE(std::holds_alternative<NormalizedAnswer>(r));
+    const auto& a = std::get<NormalizedAnswer>(r);
+    BOOST_TEST(a.file_count == 4u);
+    // 2018-08-17T00:00:00+1400 is 2018-08-16T10:00:00Z; 2018-08-16T03:00:00+0100 is 02:00Z; min is 01:00Z.
+    BOOST_TEST((a.earliest_expiry == sys_days{2018y / 8 / 16} + 1h));
+
+    const auto one = run(answer(at("2018-08-17T00:00:00+1400")));
+    BOOST_TEST((std::get<NormalizedAnswer>(one).earliest_expiry == sys_days{2018y / 8 / 16} + 10h));
+
+    const auto none = run("{\"files\":[]}");
+    BOOST_TEST(std::get<NormalizedAnswer>(none).file_count == 0u);
+    BOOST_TEST((std::get<NormalizedAnswer>(none).earliest_expiry == system_clock::time_point::max()));
+
+    // Beyond what system_clock::time_point holds (year 2262 with nanoseconds): clamped, not overflowed.
+    const auto far = run(answer(at("9999-12-31T23:59:59Z")));
+    BOOST_TEST((std::get<NormalizedAnswer>(far).earliest_expiry == system_clock::time_point::max()));
+}
+
+BOOST_AUTO_TEST_CASE(recognizes_rds_error_bodies) {
+    const std::pair<std::string_view, bool> cases[] = {
+        {R"({"error_code":"DBS.200001","error_msg":"parameter error"})", true},
+        {R"({"error_msg":"The token must be updated.","error_code":"APIGW.0307","request_id":"abc"})", true},
+        {R"({"error_code":"","error_msg":""})", true},
+        {R"( {"error_code":"X","error_msg":"y","extra":{"a":[1]}} )", true},
+        {R"({"error_code":"DBS.200001"})", false},
+        {R"({"error_msg":"x"})", false},
+        {R"({"error_code":200001,"error_msg":"x"})", false},
+        {R"({"error_code":"X","error_msg":null})", false},
+        {R"([{"error_code":"X","error_msg":"y"}])", false},
+        {R"({"error_code":"X","error_msg":"y"} trailing)", false},
+        {R"({"files":[]})", false},
+        {"", false},
+        {"<html>502 Bad Gateway</html>", false},
+    };
+    for (const auto& [body, expected] : cases) BOOST_TEST(is_rds_error_body(body) == expected, body);
+}
+
+BOOST_AUTO_TEST_CASE(redacts_links_to_scheme_host_and_path) {
+    const std::pair<std::string_view, std::string_view> cases[] = {
+        {"https://obs.myhwclouds.com/bucket/obj.qp?AccessKeyId=AK&Expires=1&Signature=SECRET",
+         "https://obs.myhwclouds.com/bucket/obj.qp"},
+        {"https://obs.myhwclouds.com:8443/b/o?x#frag", "https://obs.myhwclouds.com:8443/b/o"},
+        {"https://user:SECRET@obs.myhwclouds.com/b/o", "https://obs.myhwclouds.com/b/o"},
+        {"https://obs.myhwclouds.com", "https://obs.myhwclouds.com"},
+        {"https://obs.myhwclouds.com/b/o#SECRET", "https://obs.myhwclouds.com/b/o"},
+        {"http://[::1]:80/a%20b?q=SECRET", "http://[::1]:80/a%20b"},
+        {"not a link SECRET", "<invalid link>"},
+        {"", "<invalid link>"},
+        {"/relative/path?SECRET", "<invalid link>"},
+        {"mailto:SECRET@example.com", "<invalid link>"},
+        {"https://obs.myhwclouds.com/b\r\nX-Injected: SECRET", "<invalid link>"},
+    };
+    for (const auto& [in, out] : cases) BOOST_TEST(redact_link(in) == out, in);
+}

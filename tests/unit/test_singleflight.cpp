@@ -1,0 +1,425 @@
+#define BOOST_TEST_MODULE singleflight
+#include <boost/test/unit_test.hpp>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rdsgw/cache.hpp"
+
+namespace rdsgw {
+std::ostream& operator<<(std::ostream& os, SingleFlight::Role r) {
+    return os << (r == SingleFlight::Role::leader ? "leader" : "waiter");
+}
+}  // namespace rdsgw
+
+using namespace rdsgw;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+// Holds fetches open until release(). Each arriving coroutine waits on a timer of its own executor; release()
+// posts the cancellation to that executor, so the gate works across io_contexts run by different threads.
+class Gate {
+public:
+    asio::awaitable<void> wait() {
+        const asio::any_io_executor ex = co_await asio::this_coro::executor;
+        auto timer = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+        {
+            std::lock_guard lk(mu_);
+            ++arrived_;
+            if (open_) co_return;
+            waiting_.emplace_back(ex, timer);
+        }
+        co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    void release() {
+        std::lock_guard lk(mu_);
+        open_ = true;
+        for (auto& [ex, timer] : waiting_) asio::post(ex, [t = timer] { t->cancel(); });
+        waiting_.clear();
+    }
+    int arrived() const {
+        std::lock_guard lk(mu_);
+        return arrived_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    bool open_ = false;
+    int arrived_ = 0;
+    std::vector<std::pair<asio::any_io_executor, std::shared_ptr<asio::steady_timer>>> waiting_;
+};
+
+FetchPtr outcome(std::string body) {
+    auto a = std::make_shared<CachedAnswer>();
+    a->body = std::move(body);
+    auto o = std::make_shared<FetchOutcome>();
+    o->answer = std::move(a);
+    return o;
+}
+
+// A fetch that counts its executions, waits for the gate, then returns `result` (or throws when it is null).
+std::function<asio::awaitable<FetchPtr>()> gated_fetch(std::atomic<int>& count, Gate& gate, FetchPtr result) {
+    return [&count, &gate, result]() -> asio::awaitable<FetchPtr> {
+        ++count;
+        co_await gate.wait();
+        if (!result) throw std::runtime_error("upstream exploded");
+        co_return result;
+    };
+}
+
+// Waits (bounded) for a condition that other threads make true.
+template <class Pred>
+bool eventually(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+struct Record {
+    SingleFlight::Result result;
+    bool done = false;
+};
+
+// Spawns a caller of sf.run(key) on `ex` that stores what it got into `rec`.
+void spawn_caller(asio::any_io_executor ex, SingleFlight& sf, std::string key,
+                  std::function<asio::awaitable<FetchPtr>()> fetch, Record& rec) {
+    asio::co_spawn(
+        ex,
+        [&sf, &rec, key = std::move(key), fetch = std::move(fetch)]() -> asio::awaitable<void> {
+            rec.result = co_await sf.run(key, fetch);
+            rec.done = true;
+        },
+        asio::detached);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(thousand_callers_on_four_io_contexts_share_one_fetch) {
+    std::array<asio::io_context, 4> ctx{asio::io_context{1}, asio::io_context{1}, asio::io_context{1},
+                                        asio::io_context{1}};
+    SingleFlight sf({.max_waiters = 2000, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("the answer");
+    constexpr int kCallers = 1000;
+    std::vector<Record> recs(kCallers);
+    for (int i = 0; i < kCallers; ++i)
+        spawn_caller(ctx[i % 4].get_executor(), sf, "k", gated_fetch(fetches, gate, expected), recs[i]);
+    std::vector<std::thread> threads;
+    for (auto& c : ctx) threads.emplace_back([&c] { c.run(); });
+
+    BOOST_TEST(eventually([&] { return sf.waiting() == kCallers && gate.arrived() == 1; }));
+    BOOST_TEST(fetches == 1);
+    gate.release();
+    for (auto& t : threads) t.join();
+
+    BOOST_TEST(fetches == 1);
+    BOOST_TEST(sf.waiting() == 0u);
+    int leaders = 0;
+    int same = 0;
+    for (const auto& r : recs) {
+        BOOST_TEST_REQUIRE(r.done);
+        leaders += r.result.role == SingleFlight::Role::leader ? 1 : 0;
+        same += r.result.outcome == expected ? 1 : 0;
+        BOOST_TEST(!r.result.timed_out);
+        BOOST_TEST(!r.result.overflow);
+    }
+    BOOST_TEST(leaders == 1);
+    BOOST_TEST(same == kCallers);
+}
+
+BOOST_AUTO_TEST_CASE(different_keys_run_independently) {
+    std::array<asio::io_context, 2> ctx{asio::io_context{1}, asio::io_context{1}};
+    SingleFlight sf({.max_waiters = 1000, .wait_timeout = 120s});
+    std::atomic<int> fetches_a{0}, fetches_b{0};
+    Gate gate_a, gate_b;
+    const FetchPtr out_a = outcome("a"), out_b = outcome("b");
+    constexpr int kPerKey = 100;
+    std::vector<Record> recs_a(kPerKey), recs_b(kPerKey);
+    for (int i = 0; i < kPerKey; ++i) {
+        spawn_caller(ctx[i % 2].get_executor(), sf, "a", gated_fetch(fetches_a, gate_a, out_a), recs_a[i]);
+        spawn_caller(ctx[(i + 1) % 2].get_executor(), sf, "b", gated_fetch(fetches_b, gate_b, out_b), recs_b[i]);
+    }
+    std::vector<std::thread> threads;
+    for (auto& c : ctx) threads.emplace_back([&c] { c.run(); });
+
+    BOOST_TEST(eventually([&] { return sf.waiting() == 2 * kPerKey && gate_a.arrived() + gate_b.arrived() == 2; }));
+    gate_b.release();  // only b lands
+    BOOST_TEST(eventually([&] { return sf.waiting() == kPerKey; }));
+    gate_a.release();
+    for (auto& t : threads) t.join();
+
+    BOOST_TEST(fetches_a == 1);
+    BOOST_TEST(fetches_b == 1);
+    for (int i = 0; i < kPerKey; ++i) {
+        BOOST_TEST(recs_a[i].result.outcome == out_a);
+        BOOST_TEST(recs_b[i].result.outcome == out_b);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(b_lands_while_a_is_still_waiting) {
+    // The same as above on one io_context, stepping it by hand: b's callers finish while a's still wait.
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fa{0}, fb{0};
+    Gate ga, gb;
+    std::vector<Record> ra(5), rb(5);
+    for (int i = 0; i < 5; ++i) {
+        spawn_caller(ctx.get_executor(), sf, "a", gated_fetch(fa, ga, outcome("a")), ra[i]);
+        spawn_caller(ctx.get_executor(), sf, "b", gated_fetch(fb, gb, outcome("b")), rb[i]);
+    }
+    ctx.poll();
+    BOOST_TEST(sf.waiting() == 10u);
+    gb.release();
+    ctx.poll();
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST(rb[i].done);
+        BOOST_TEST(!ra[i].done);
+        BOOST_TEST_REQUIRE(rb[i].result.outcome);
+        BOOST_TEST(rb[i].result.outcome->answer->body == "b");
+    }
+    BOOST_TEST(sf.waiting() == 5u);
+    ga.release();
+    ctx.run();
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST_REQUIRE(ra[i].result.outcome);
+        BOOST_TEST(ra[i].result.outcome->answer->body == "a");
+    }
+    BOOST_TEST(fa == 1);
+    BOOST_TEST(fb == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_fetch_fails_its_waiters_once_and_the_next_call_starts_anew) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    std::vector<Record> recs(10);
+    for (auto& r : recs) spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
+    ctx.poll();
+    BOOST_TEST(sf.waiting() == 10u);
+    gate.release();
+    ctx.run();
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(!r.result.outcome);
+        BOOST_TEST(!r.result.timed_out);
+        BOOST_TEST(!r.result.overflow);
+    }
+    BOOST_TEST(fetches == 1);
+    BOOST_TEST(sf.waiting() == 0u);
+
+    // The failure is not remembered: the next call fetches again.
+    const FetchPtr good = outcome("good");
+    Gate open;
+    open.release();
+    Record again;
+    ctx.restart();
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, open, good), again);
+    ctx.run();
+    BOOST_TEST(fetches == 2);
+    BOOST_TEST(again.result.role == SingleFlight::Role::leader);
+    BOOST_TEST(again.result.outcome == good);
+}
+
+BOOST_AUTO_TEST_CASE(a_fetch_that_throws_before_its_first_suspension_or_is_empty) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    Record thrower, empty;
+    spawn_caller(
+        ctx.get_executor(), sf, "t",
+        []() -> asio::awaitable<FetchPtr> { throw std::logic_error("before any co_await"); }, thrower);
+    spawn_caller(ctx.get_executor(), sf, "e", {}, empty);  // std::bad_function_call
+    ctx.run();
+    BOOST_TEST(thrower.done);
+    BOOST_TEST(!thrower.result.outcome);
+    BOOST_TEST(!thrower.result.timed_out);
+    BOOST_TEST(empty.done);
+    BOOST_TEST(!empty.result.outcome);
+    BOOST_TEST(!empty.result.timed_out);
+}
+
+BOOST_AUTO_TEST_CASE(a_fetch_that_completes_immediately) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    const FetchPtr good = outcome("now");
+    Record r;
+    spawn_caller(
+        ctx.get_executor(), sf, "k", [good]() -> asio::awaitable<FetchPtr> { co_return good; }, r);
+    ctx.run();
+    BOOST_TEST(r.done);
+    BOOST_TEST(r.result.outcome == good);
+    BOOST_TEST(r.result.role == SingleFlight::Role::leader);
+}
+
+BOOST_AUTO_TEST_CASE(wait_timeout_gives_timed_out_and_the_fetch_goes_on) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 1s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr late = outcome("late");
+    Record leader;
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, late), leader);
+    while (!leader.done) ctx.run_one();  // the 1 s wait timer is the only thing that can finish it
+    BOOST_TEST(leader.result.timed_out);
+    BOOST_TEST(!leader.result.outcome);
+    BOOST_TEST(!leader.result.overflow);
+    BOOST_TEST(leader.result.role == SingleFlight::Role::leader);
+    BOOST_TEST(sf.waiting() == 0u);
+
+    // The fetch is still in flight: a new caller joins it instead of starting another.
+    Record joiner;
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("other")), joiner);
+    ctx.poll();
+    BOOST_TEST(sf.waiting() == 1u);
+    gate.release();
+    ctx.run();
+    BOOST_TEST(joiner.done);
+    BOOST_TEST(joiner.result.role == SingleFlight::Role::waiter);
+    BOOST_TEST(joiner.result.outcome == late);
+    BOOST_TEST(!joiner.result.timed_out);
+    BOOST_TEST(fetches == 1);
+}
+
+BOOST_AUTO_TEST_CASE(max_waiters_overflow_is_immediate) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 3, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("x");
+    std::vector<Record> recs(5);
+    for (auto& r : recs) spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, expected), r);
+    ctx.poll();  // nothing is released yet: only overflowed callers can have finished
+    int overflowed = 0;
+    for (const auto& r : recs) {
+        if (!r.done) continue;
+        ++overflowed;
+        BOOST_TEST(r.result.overflow);
+        BOOST_TEST(!r.result.outcome);
+        BOOST_TEST(r.result.role == SingleFlight::Role::waiter);
+    }
+    BOOST_TEST(overflowed == 2);
+    BOOST_TEST(sf.waiting() == 3u);
+    gate.release();
+    ctx.run();
+    int served = 0;
+    for (const auto& r : recs) served += r.result.outcome == expected ? 1 : 0;
+    BOOST_TEST(served == 3);
+    BOOST_TEST(fetches == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_leader_does_not_cancel_the_fetch) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("survives");
+    asio::cancellation_signal hang_up;
+    std::exception_ptr leader_error;
+    bool leader_finished = false;
+    bool leader_returned = false;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            co_await sf.run("k", gated_fetch(fetches, gate, expected));
+            leader_returned = true;
+        },
+        asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr e) {
+            leader_error = e;
+            leader_finished = true;
+        }));
+    ctx.poll();
+    BOOST_TEST(gate.arrived() == 1);
+    std::vector<Record> recs(3);
+    for (auto& r : recs) spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, expected), r);
+    ctx.poll();
+    BOOST_TEST(sf.waiting() == 4u);
+
+    hang_up.emit(asio::cancellation_type::terminal);  // the leader's client went away
+    ctx.poll();
+    BOOST_TEST(leader_finished);
+    BOOST_TEST(!leader_returned);
+    BOOST_TEST_REQUIRE(static_cast<bool>(leader_error));
+    try {
+        std::rethrow_exception(leader_error);
+    } catch (const boost::system::system_error& e) {
+        BOOST_TEST((e.code() == asio::error::operation_aborted));
+    }
+    BOOST_TEST(sf.waiting() == 3u);
+    for (const auto& r : recs) BOOST_TEST(!r.done);
+
+    gate.release();
+    ctx.run();
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(r.result.outcome == expected);
+    }
+    BOOST_TEST(fetches == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_abandoned_leader_context_fails_waiters_elsewhere_fast) {
+    // The leader (and so the fetch) lives on an io_context that is destroyed without ever finishing: the
+    // waiters on another io_context get a null outcome at once instead of waiting for their timeout.
+    auto leader_ctx = std::make_unique<asio::io_context>(1);
+    asio::io_context other(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    Record leader;
+    spawn_caller(leader_ctx->get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("never")), leader);
+    leader_ctx->poll();
+    BOOST_TEST(gate.arrived() == 1);
+    std::vector<Record> recs(3);
+    for (auto& r : recs) spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
+    other.poll();
+    BOOST_TEST(sf.waiting() == 4u);
+
+    gate.release();      // posts to leader_ctx, which never runs it
+    leader_ctx.reset();  // destroys the leader's coroutine and the fetch's
+    BOOST_TEST(sf.waiting() == 3u);
+    const auto start = std::chrono::steady_clock::now();
+    other.run();
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 60s));
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(!r.result.outcome);
+        BOOST_TEST(!r.result.timed_out);
+    }
+    BOOST_TEST(!leader.done);
+    BOOST_TEST(fetches == 1);
+
+    // And the key is free again.
+    Record next;
+    Gate open;
+    open.release();
+    other.restart();
+    spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, open, outcome("next")), next);
+    other.run();
+    BOOST_TEST_REQUIRE(next.result.outcome);
+    BOOST_TEST(next.result.outcome->answer->body == "next");
+}
