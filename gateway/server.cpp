@@ -163,7 +163,7 @@ struct Server::Impl {
             if (buf.size() == 0) {
                 slot.idle = true;
                 auto wait = first ? milliseconds(lim.header_timeout_ms) : milliseconds(lim.idle_timeout_ms);
-                if (draining.load()) wait = std::min(wait, milliseconds(100));
+                if (draining.load() && !first) wait = std::min(wait, milliseconds(100));
                 low.expires_after(wait);
                 boost::system::error_code ec;
                 std::size_t n = co_await stream.async_read_some(buf.prepare(4096), asio::redirect_error(use_awaitable, ec));
@@ -426,10 +426,23 @@ int Server::run() {
             I.drained = std::make_shared<Waker>(w0.w.ioc.get_executor());
         }
         for (auto& ws : I.workers) {
-            asio::post(ws->w.ioc, [&ws = *ws] {
+            asio::post(ws->w.ioc, [&I, &ws = *ws] {
                 boost::system::error_code ec;
-                if (ws.main_acceptor) ws.main_acceptor->close(ec);
-                if (ws.admin_acceptor) ws.admin_acceptor->close(ec);
+                // Take every connection the kernel already completed (the listen backlog) before closing:
+                // closing the listener would reset them, losing requests their clients already sent.
+                for (auto* acc : {ws.main_acceptor.get(), ws.admin_acceptor.get()}) {
+                    if (!acc) continue;
+                    acc->non_blocking(true, ec);
+                    for (;;) {
+                        tcp::socket sock(ws.w.ioc);
+                        acc->accept(sock, ec);
+                        if (ec) break;
+                        I.open_conns.fetch_add(1);
+                        asio::co_spawn(ws.w.ioc, I.session(ws, std::move(sock), acc == ws.admin_acceptor.get()),
+                                       asio::detached);
+                    }
+                    acc->close(ec);
+                }
                 for (SessionSlot* s : ws.sessions)
                     if (s->idle) s->low->socket().cancel(ec);
             });
