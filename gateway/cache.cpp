@@ -3,12 +3,13 @@
 // Decisions worth knowing:
 // - LinkCache: each shard is a mutex, an LRU list of entries (front: most recently used) and an index from
 //   the key to its list node. The index's keys are string_views into the entry's own key string (list nodes
-//   never move), so a lookup by string_view allocates nothing and the key is stored once.
+//   never move), so a lookup by string_view allocates nothing (no transparent hash needed) and the key is
+//   stored once.
 // - Entries keep two instants: fresh_until (stored_at + the TTL computed at put()) and valid_until (earliest
 //   link expiry - margin; time_point::max() for a 404). All arithmetic on instants saturates.
-// - The bounds are global (atomic totals); put() evicts from the key's own shard first (never the entry it
-//   just stored), then one entry at a time round-robin from the other shards. No two shard locks are ever
-//   held together. Events are reported after the locks are released.
+// - The bounds are global (atomic totals); put() evicts in global LRU order (each entry has a use stamp;
+//   the oldest shard tail is the globally least recently used entry), never the entry it just stored. No two
+//   shard locks are ever held together. Events are reported after the locks are released.
 // - An expired 404 entry is removed silently: on_expired is about links coming within the margin.
 // - SingleFlight: a Flight per key with its own mutex guards the waiters, the outcome and every operation
 //   on a waiter's timer (async_wait and cancel), so waking is race-free whatever executors the waiters use
@@ -63,11 +64,6 @@ std::uint64_t mix(std::uint64_t h) {  // murmur3's finalizer: every bit of the h
     return h;
 }
 
-struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 void notify(const std::function<void()>& f, std::size_t times) {
     if (!f) return;
     for (std::size_t i = 0; i < times; ++i) f();
@@ -83,15 +79,17 @@ struct LinkCache::Entry {
     SysClock::time_point fresh_until;
     SysClock::time_point valid_until;
     std::size_t footprint = 0;
+    std::uint64_t last_use = 0;  // from LinkCache::clock_: global LRU order
 };
 
 struct LinkCache::Shard {
     using List = std::list<Entry>;
     std::mutex mu;
     List lru;  // front: most recently used
-    std::unordered_map<std::string_view, List::iterator, KeyHash, std::equal_to<>> index;
+    // std::hash<string_view> (not a wrapper of it) so that the library caches each node's hash: bucket walks
+    // then compare hashes instead of rehashing the neighbours' keys.
+    std::unordered_map<std::string_view, List::iterator, std::hash<std::string_view>> index;
 };
-
 
 std::size_t CachedAnswer::footprint(std::size_t key_size) const {
     return body.size() + upstream_request_id.size() + key_size + kEntryOverhead;
@@ -111,8 +109,8 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
     constexpr std::size_t kPtr = sizeof(void*);
     constexpr std::size_t kComputed =
         (2 * kPtr + sizeof(Entry)) +
-        (kPtr + sizeof(std::pair<const std::string_view, Shard::List::iterator>) + sizeof(std::size_t)) + kPtr +
-        (2 * kPtr + sizeof(CachedAnswer)) + 3 * sizeof(std::size_t);
+        (kPtr + sizeof(std::pair<const std::string_view, Shard::List::iterator>) + sizeof(std::size_t)) +
+        kPtr + (2 * kPtr + sizeof(CachedAnswer)) + 3 * sizeof(std::size_t);
     static_assert(CachedAnswer::kEntryOverhead >= kComputed, "raise kEntryOverhead");
 
     std::size_t n = 1;
@@ -152,6 +150,7 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
         const bool fresh = links_valid && now < e.fresh_until;
         if (fresh || (links_valid && e.answer->status == 200)) {
             s.lru.splice(s.lru.begin(), s.lru, it->second);
+            e.last_use = clock_.fetch_add(1, std::memory_order_relaxed);
             return {e.answer, fresh};
         }
         expired = e.answer->status == 200;
@@ -201,9 +200,11 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
             e.fresh_until = fresh_until;
             e.valid_until = valid_until;
             e.footprint = fp;
+            e.last_use = clock_.fetch_add(1, std::memory_order_relaxed);
             own.lru.splice(own.lru.begin(), own.lru, it->second);
         } else {
-            own.lru.push_front(Entry{std::string(key), std::move(answer), fresh_until, valid_until, fp});
+            own.lru.push_front(Entry{std::string(key), std::move(answer), fresh_until, valid_until, fp,
+                                     clock_.fetch_add(1, std::memory_order_relaxed)});
             try {
                 own.index.emplace(std::string_view(own.lru.front().key), own.lru.begin());
             } catch (...) {
@@ -213,24 +214,28 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
             entries_.fetch_add(1, std::memory_order_relaxed);
             bytes_.fetch_add(fp, std::memory_order_relaxed);
         }
-        // Least recently used first, never the entry just stored (it is at the front).
-        while (over() && own.lru.size() > 1) {
-            remove_locked(own, std::prev(own.lru.end()), entries_, bytes_);
-            ++evicted;
-        }
     }
-    // Still over (the own shard held nothing else): one entry at a time from each other shard in turn.
-    for (bool progress = true; progress && over();) {
-        progress = false;
+    // Evict in global least-recently-used order: every entry carries a use stamp from one process-wide
+    // counter, and each shard's LRU tail is its oldest entry, so the oldest tail over all shards is the
+    // globally least recently used entry. Never the entry just stored. Only runs when over a bound.
+    while (over()) {
+        Shard* victim = nullptr;
+        std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
         for (auto& sp : shards_) {
-            if (sp.get() == &own) continue;
-            if (!over()) break;
             std::lock_guard lk(sp->mu);
             if (sp->lru.empty()) continue;
-            remove_locked(*sp, std::prev(sp->lru.end()), entries_, bytes_);
-            ++evicted;
-            progress = true;
+            const Entry& tail = sp->lru.back();
+            if (tail.key == key) continue;  // the new entry (alone in its shard)
+            if (tail.last_use < oldest) {
+                oldest = tail.last_use;
+                victim = sp.get();
+            }
         }
+        if (!victim) break;
+        std::lock_guard lk(victim->mu);
+        if (victim->lru.empty() || victim->lru.back().key == key) continue;
+        remove_locked(*victim, std::prev(victim->lru.end()), entries_, bytes_);
+        ++evicted;
     }
     notify(events_.on_evicted, evicted);
     return true;
@@ -263,8 +268,12 @@ std::size_t LinkCache::clear() {
     return removed;
 }
 
-std::size_t LinkCache::entries() const { return entries_.load(std::memory_order_relaxed); }
-std::uint64_t LinkCache::bytes() const { return bytes_.load(std::memory_order_relaxed); }
+std::size_t LinkCache::entries() const {
+    return entries_.load(std::memory_order_relaxed);
+}
+std::uint64_t LinkCache::bytes() const {
+    return bytes_.load(std::memory_order_relaxed);
+}
 
 // ------------------------------------------------------------------------------------------- SingleFlight
 
@@ -278,14 +287,16 @@ struct SingleFlight::Flight {
     explicit Flight(std::string k) : key(std::move(k)) {}
     const std::string key;
     std::mutex mu;
-    bool done = false;                              // guarded by mu
-    FetchPtr outcome;                               // guarded by mu; set once, with done
+    bool done = false;                             // guarded by mu
+    FetchPtr outcome;                              // guarded by mu; set once, with done
     std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by mu; those registered and not yet woken
 };
 
 SingleFlight::SingleFlight(Options opts) : opts_(opts) {}
 
-std::size_t SingleFlight::waiting() const { return waiting_.load(std::memory_order_relaxed); }
+std::size_t SingleFlight::waiting() const {
+    return waiting_.load(std::memory_order_relaxed);
+}
 
 void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome) {
     {
@@ -301,7 +312,11 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
         flight->outcome = std::move(outcome);
         for (auto& w : flight->waiters) {
             w->woken = true;
-            w->timer.cancel();  // its completion is delivered on the waiter's own executor
+            try {
+                w->timer.cancel();  // its completion is delivered on the waiter's own executor
+            } catch (const boost::system::system_error&) {
+                // the waiter then sees `woken` when its timer expires
+            }
         }
         woken.swap(flight->waiters);
     }
@@ -360,7 +375,12 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
             Finish(SingleFlight* s, std::shared_ptr<Flight> f) : self(s), flight(std::move(f)) {}
             Finish(const Finish&) = delete;
             Finish& operator=(const Finish&) = delete;
-            ~Finish() { self->complete(flight, nullptr); }
+            ~Finish() {
+                try {
+                    self->complete(flight, nullptr);
+                } catch (...) {  // only std::mutex::lock could throw; a destructor must not
+                }
+            }
             SingleFlight* self;
             std::shared_ptr<Flight> flight;
         };

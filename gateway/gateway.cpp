@@ -424,7 +424,7 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
             co_return serve_cached(stale, "STALE");
         }
         metrics_.rejected("overload");
-        Response r = error(result.outcome ? 502 : 503,
+        Response r = error(result.overflow || result.timed_out ? 503 : 502,
                            result.overflow    ? "too many callers waiting for this backup"
                            : result.timed_out ? "timed out waiting for the upstream answer"
                                               : "upstream fetch failed",

@@ -26,8 +26,8 @@ using SysClock = std::chrono::system_clock;
 
 // An answer as the gateway serves it: immutable once built, shared between the cache and responses.
 struct CachedAnswer {
-    unsigned status = 200;          // 200, or 404 for negative entries
-    std::string body;               // canonical JSON body (or the upstream's RDS error body for 404)
+    unsigned status = 200;  // 200, or 404 for negative entries
+    std::string body;       // canonical JSON body (or the upstream's RDS error body for 404)
     std::string upstream_request_id;
     SysClock::time_point earliest_expiry = SysClock::time_point::max();  // of the links inside
     SysClock::time_point stored_at{};
@@ -59,7 +59,7 @@ struct CacheEvents {
 std::string make_cache_key(std::string_view project_id, std::string_view backup_id);
 
 class LinkCache {
-public:
+  public:
     // opts.shards is rounded up to a power of two (at least 1).
     explicit LinkCache(CacheOptions opts, CacheEvents events = {});
     ~LinkCache();
@@ -76,8 +76,8 @@ public:
 
     // Stores an answer (status 200 with links, or 404 negative) with the TTL rule above; returns false when
     // it was not stored (TTL not positive, or larger than max_bytes).
-    // A 200 or 404 answer supersedes what is stored under `key`: the old entry is replaced, or removed when the
-    // new answer is not stored. Any other status (or a null answer) is not stored and changes nothing.
+    // A 200 or 404 answer supersedes what is stored under `key`: the old entry is replaced, or removed when
+    // the new answer is not stored. Any other status (or a null answer) is not stored and changes nothing.
     // When the bounds are exceeded, least recently used entries are evicted (on_evicted), first from the
     // key's own shard, then from the others, until entries() <= max_entries and bytes() <= max_bytes.
     bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now);
@@ -88,7 +88,7 @@ public:
     std::size_t entries() const;
     std::uint64_t bytes() const;
 
-private:
+  private:
     struct Entry;
     struct Shard;
     Shard& shard_for(std::string_view key);
@@ -97,11 +97,12 @@ private:
     std::vector<std::unique_ptr<Shard>> shards_;
     std::atomic<std::size_t> entries_{0};
     std::atomic<std::uint64_t> bytes_{0};
+    std::atomic<std::uint64_t> clock_{1};  // use stamps for global LRU eviction
 };
 
 // The outcome of one upstream fetch, shared by every caller that waited for it.
 struct FetchOutcome {
-    AnswerPtr answer;          // what to send (a 200, a passed-through RDS error, or a gateway error)
+    AnswerPtr answer;              // what to send (a 200, a passed-through RDS error, or a gateway error)
     bool upstream_failed = false;  // timeout, connection failure, 5xx, breaker open: stale may be served
     // Set by the gateway's fetch (not used by the cache itself):
     unsigned error_status = 0;     // non-zero: the gateway answers with its own error of this status
@@ -115,7 +116,7 @@ using FetchPtr = std::shared_ptr<const FetchOutcome>;
 
 // Single-flight: concurrent callers of run() with the same key share one execution of `fetch`.
 class SingleFlight {
-public:
+  public:
     struct Options {
         std::size_t max_waiters = 10000;  // per key; past it, callers get `overflow`
         std::chrono::milliseconds wait_timeout{15000};
@@ -127,10 +128,10 @@ public:
 
     enum class Role { leader, waiter };
     struct Result {
-        FetchPtr outcome;       // null on overflow or wait timeout
+        FetchPtr outcome;  // null on overflow or wait timeout
         Role role = Role::leader;
-        bool overflow = false;  // too many waiters
-        bool timed_out = false; // waited longer than wait_timeout
+        bool overflow = false;   // too many waiters
+        bool timed_out = false;  // waited longer than wait_timeout
     };
 
     // The first caller for `key` becomes the leader: `fetch` is started detached (co_spawn on the leader's
@@ -141,11 +142,12 @@ public:
     // waiting on the key, the leader included; the leader itself is never refused. A caller whose wait is
     // cancelled (per-operation cancellation, e.g. its session was cancelled) stops waiting and run() throws
     // boost::system::system_error(operation_aborted); the fetch goes on for the others.
-    boost::asio::awaitable<Result> run(std::string key, std::function<boost::asio::awaitable<FetchPtr>()> fetch);
+    boost::asio::awaitable<Result> run(std::string key,
+                                       std::function<boost::asio::awaitable<FetchPtr>()> fetch);
 
     std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
 
-private:
+  private:
     struct Flight;
     struct Waiter;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);

@@ -24,21 +24,26 @@ const std::string kProject = "97b026aa9cc4417888c14c84a1ad9860";
 const std::string kBackup = "c0c9f155c7b7423a9d30f0175998b63bbr01";
 const std::string kTarget = "/v3/" + kProject + "/backup-files?backup_id=" + kBackup;
 
-std::string target_for(const std::string& backup) { return "/v3/" + kProject + "/backup-files?backup_id=" + backup; }
+std::string target_for(const std::string& backup) {
+    return "/v3/" + kProject + "/backup-files?backup_id=" + backup;
+}
 
 const Pki& pki() {
     static const Pki p = make_pki();
     return p;
 }
 
-std::string str(const json::value& v) { return std::string(v.as_string()); }
+std::string str(const json::value& v) {
+    return std::string(v.as_string());
+}
 
 // Parses "yyyy-mm-ddThh:mm:ss+0800" (the mock's format) into seconds since the epoch.
 std::int64_t parse_beijing(const std::string& s) {
     int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
     char tail[8] = {};
     BOOST_REQUIRE_EQUAL(s.size(), 24u);
-    BOOST_REQUIRE_EQUAL(std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%5s", &y, &mo, &d, &h, &mi, &sec, tail), 7);
+    BOOST_REQUIRE_EQUAL(
+        std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%5s", &y, &mo, &d, &h, &mi, &sec, tail), 7);
     BOOST_REQUIRE_EQUAL(std::string(tail), "+0800");
     using namespace std::chrono;
     const auto day = sys_days{year{y} / month{static_cast<unsigned>(mo)} / static_cast<unsigned>(d)};
@@ -49,22 +54,20 @@ std::int64_t now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// The token request of RDS_API.md (the password is JSON-safe in these tests).
 std::string iam_body(const std::string& password = "secret-pw") {
-    return json::serialize(json::object{
-        {"auth", json::object{{"identity", json::object{{"methods", json::array{"password"}},
-                                                        {"password", json::object{{"user", json::object{
-                                                                                               {"domain", json::object{{"name", "acct"}}},
-                                                                                               {"name", "svc-user"},
-                                                                                               {"password", password},
-                                                                                           }}}}}},
-                              {"scope", json::object{{"project", json::object{{"name", "cn-north-4"}}}}}}}});
+    return R"({"auth":{"identity":{"methods":["password"],"password":{"user":{"domain":{"name":"acct"},)"
+           R"("name":"svc-user","password":")" +
+           password + R"("}}},"scope":{"project":{"name":"cn-north-4"}}}})";
 }
 
 Response post_json(HttpClient& c, const std::string& target, const std::string& body) {
     return c.request("POST", target, {{"Content-Type", "application/json;charset=utf8"}}, body);
 }
 
-std::uint64_t stat(const json::object& s, const char* key) { return s.at(key).to_number<std::uint64_t>(); }
+std::uint64_t stat(const json::object& s, const char* key) {
+    return s.at(key).to_number<std::uint64_t>();
+}
 
 }  // namespace
 
@@ -90,8 +93,8 @@ BOOST_AUTO_TEST_CASE(normal_answer_has_the_documented_shape) {
         BOOST_TEST(f.at("size").as_int64() > 0);
         BOOST_TEST(str(f.at("database_name")) == "");
         const auto link = str(f.at("download_link"));
-        const std::string prefix =
-            "https://obs.cn-north-4.myhuaweicloud.com/rdsbucket.demo/" + name + "?AccessKeyId=MOCKAK&Expires=";
+        const std::string prefix = "https://obs.cn-north-4.myhuaweicloud.com/rdsbucket.demo/" + name +
+                                   "?AccessKeyId=MOCKAK&Expires=";
         BOOST_TEST(link.rfind(prefix, 0) == 0u, link);
         BOOST_TEST(link.find("&Signature=mocksig") != std::string::npos);
         const auto expiry = parse_beijing(str(f.at("link_expired_time")));
@@ -187,7 +190,8 @@ BOOST_AUTO_TEST_CASE(script_then_normal_behaviour) {
 
 BOOST_AUTO_TEST_CASE(script_connection_actions_and_latency) {
     MockServer mock;
-    mock.configure(R"({"script":[{"action":"reset"},{"action":"close"},{"latency_ms":200},{"action":"hang"}]})");
+    mock.configure(
+        R"({"script":[{"action":"reset"},{"action":"close"},{"latency_ms":200},{"action":"hang"}]})");
     HttpClient c(mock.port());
     BOOST_CHECK_THROW(c.request("GET", kTarget), std::runtime_error);  // reset
     BOOST_TEST(!c.connected());
@@ -303,7 +307,8 @@ BOOST_AUTO_TEST_CASE(iam_tokens_issue_use_and_revoke) {
 }
 
 BOOST_AUTO_TEST_CASE(aksk_signatures_are_verified) {
-    MockServer mock(MockOptions().with_config(R"({"auth":"aksk","ak":"HPUAEXAMPLEAK0000001","sk":"exampleSecretKey"})"));
+    MockServer mock(
+        MockOptions().with_config(R"({"auth":"aksk","ak":"HPUAEXAMPLEAK0000001","sk":"exampleSecretKey"})"));
     HttpClient c(mock.port());
     auto signed_headers = [&](const std::string& sk, system_clock::time_point when) {
         rdsgw::SignableRequest req;
@@ -318,12 +323,14 @@ BOOST_AUTO_TEST_CASE(aksk_signatures_are_verified) {
                        {"X-Project-Id", kProject},
                        {"Authorization", rdsgw::authorization_header(req, "HPUAEXAMPLEAK0000001", sk)}};
     };
-    BOOST_TEST(c.request("GET", kTarget, signed_headers("exampleSecretKey", system_clock::now())).status == 200u);
+    BOOST_TEST(c.request("GET", kTarget, signed_headers("exampleSecretKey", system_clock::now())).status ==
+               200u);
     auto r = c.request("GET", kTarget, signed_headers("wrongSecretKey", system_clock::now()));
     BOOST_TEST(r.status == 401u);
     BOOST_TEST(str(r.json().at("error_code")) == "APIGW.0301");
-    BOOST_TEST(c.request("GET", kTarget, signed_headers("exampleSecretKey", system_clock::now() - 20min)).status ==
-               401u);
+    BOOST_TEST(
+        c.request("GET", kTarget, signed_headers("exampleSecretKey", system_clock::now() - 20min)).status ==
+        401u);
     BOOST_TEST(c.request("GET", kTarget).status == 401u);
 }
 
@@ -334,7 +341,8 @@ BOOST_AUTO_TEST_CASE(stats_count_connections_and_headers) {
     BOOST_TEST(stat(base, "control_connections") == 1u);
     {
         HttpClient a(mock.port());
-        for (int i = 0; i < 3; ++i) BOOST_TEST(a.request("GET", kTarget, {{"X-Request-Id", "req-a"}}).status == 200u);
+        for (int i = 0; i < 3; ++i)
+            BOOST_TEST(a.request("GET", kTarget, {{"X-Request-Id", "req-a"}}).status == 200u);
         HttpClient b(mock.port());
         BOOST_TEST(b.request("GET", target_for("other")).status == 200u);
         const auto s = mock.stats();
@@ -366,10 +374,12 @@ BOOST_AUTO_TEST_CASE(idle_close_gzip_and_pipelining) {
 
     mock.configure(R"({"idle_close_ms":0,"gzip":false})");
     const std::string one = "GET " + kTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    const std::string last = "GET " + target_for("x") + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    const std::string last =
+        "GET " + target_for("x") + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     const auto raw = send_raw(mock.port(), one + last);
     std::size_t answers = 0;
-    for (auto pos = raw.find("HTTP/1.1 200 OK"); pos != std::string::npos; pos = raw.find("HTTP/1.1 200 OK", pos + 1))
+    for (auto pos = raw.find("HTTP/1.1 200 OK"); pos != std::string::npos;
+         pos = raw.find("HTTP/1.1 200 OK", pos + 1))
         ++answers;
     BOOST_TEST(answers == 2u);
     BOOST_TEST(raw.find("x_0.qp") != std::string::npos);
@@ -402,18 +412,22 @@ BOOST_AUTO_TEST_CASE(tls_with_the_test_ca) {
     HttpClient c(mock.port(), mock.client_tls());
     for (int i = 0; i < 3; ++i) BOOST_TEST(c.request("GET", kTarget).status == 200u);
     BOOST_TEST(c.connected());
+    HttpClient fresh(mock.port(), mock.client_tls());
+    BOOST_TEST(fresh.connected());  // post-handshake messages (session tickets) do not look like a close
+    BOOST_TEST(fresh.request("GET", kTarget).status == 200u);
 
     // Verification is real: another CA, or a name the certificate does not carry, fail the handshake.
     BOOST_CHECK_THROW(HttpClient(mock.port(), TlsOptions::trusting(pki().other_ca_cert)), std::runtime_error);
     BOOST_CHECK_THROW(HttpClient(mock.port(), TlsOptions::trusting(pki().ca_cert, "wrong.example")),
                       std::runtime_error);
-    BOOST_TEST(HttpClient(mock.port(), TlsOptions::trusting(pki().ca_cert, "")).request("GET", kTarget).status ==
-               200u);  // checked against IP:127.0.0.1
+    BOOST_TEST(
+        HttpClient(mock.port(), TlsOptions::trusting(pki().ca_cert, "")).request("GET", kTarget).status ==
+        200u);  // checked against IP:127.0.0.1
 
     const auto s = mock.stats();
-    BOOST_TEST(stat(s, "tls_handshakes") == 3u);  // control, c, and the IP-checked client
-    BOOST_TEST(stat(s, "connections") == 5u);
-    BOOST_TEST(stat(s, "rds_requests") == 4u);
+    BOOST_TEST(stat(s, "tls_handshakes") == 4u);  // control, c, fresh, and the IP-checked client
+    BOOST_TEST(stat(s, "connections") == 6u);
+    BOOST_TEST(stat(s, "rds_requests") == 5u);
 }
 
 BOOST_AUTO_TEST_CASE(pki_files_are_consistent) {
@@ -421,14 +435,30 @@ BOOST_AUTO_TEST_CASE(pki_files_are_consistent) {
     const auto [cert, key] = p.client("restore-svc");
     BOOST_TEST(std::filesystem::exists(cert));
     BOOST_TEST(std::filesystem::exists(key));
+    // The openssl command checks chains and purposes independently of this library.
+    auto openssl_verify = [](const std::vector<std::string>& args) {
+        Child child;
+        std::vector<std::string> argv{"openssl", "verify"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        child.spawn(argv);
+        return child.wait_exit(10s).value_or(-1);
+    };
+    BOOST_TEST(openssl_verify({"-CAfile", p.ca_cert, "-purpose", "sslclient", cert}) == 0);
+    BOOST_TEST(openssl_verify({"-CAfile", p.ca_cert, "-purpose", "sslserver", cert}) != 0);
+    BOOST_TEST(openssl_verify({"-CAfile", p.ca_cert, "-purpose", "sslserver", p.server_cert}) == 0);
+    BOOST_TEST(openssl_verify({"-CAfile", p.other_ca_cert, p.server_cert}) != 0);
+    BOOST_TEST(openssl_verify({"-CAfile", p.other_ca_cert, p.client("x", true).first}) == 0);
+    BOOST_TEST(openssl_verify({"-CAfile", p.ca_cert, p.expired_cert}) != 0);
     // The mock serving the wrong-host, expired and untrusted certificates is rejected by a verifying client.
-    for (const auto& [c, k] : {std::pair{p.wrong_host_cert, p.wrong_host_key}, std::pair{p.expired_cert, p.expired_key},
-                               std::pair{p.untrusted_server_cert, p.untrusted_server_key}}) {
+    for (const auto& [c, k] :
+         {std::pair{p.wrong_host_cert, p.wrong_host_key}, std::pair{p.expired_cert, p.expired_key},
+          std::pair{p.untrusted_server_cert, p.untrusted_server_key}}) {
         Child child;
         child.spawn({RDSGW_MOCK_BIN, "--port", "0", "--tls-cert", c, "--tls-key", k});
         const int port = start_and_get_port(child);
         BOOST_CHECK_THROW(HttpClient(port, TlsOptions::trusting(p.ca_cert)), std::runtime_error);
-        BOOST_TEST(HttpClient(port, TlsOptions::unverified()).request("GET", kTarget).status == 200u);  // unverified works
+        BOOST_TEST(HttpClient(port, TlsOptions::unverified()).request("GET", kTarget).status ==
+                   200u);  // unverified works
     }
 }
 
@@ -443,7 +473,40 @@ BOOST_AUTO_TEST_CASE(sigterm_exits_zero) {
     BOOST_TEST(child.wait_exit(10s).value_or(-1) == 0);
     BOOST_TEST(!child.running());
 
+    // With a connection hanging, a slow answer pending and TLS, too.
+    MockServer mock(
+        MockOptions().with_tls(pki()).with_config(R"({"script":[{"action":"hang"},{"latency_ms":5000}]})"));
+    HttpClient hanging(mock.port(), mock.client_tls(), 200ms);
+    BOOST_CHECK_THROW(hanging.request("GET", kTarget), std::runtime_error);
+    HttpClient slow(mock.port(), mock.client_tls(), 200ms);
+    BOOST_CHECK_THROW(slow.request("GET", kTarget), std::runtime_error);
+    BOOST_TEST(mock.stop().value_or(-1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(child_process_helpers) {
     TempDir dir;
-    const auto file = dir.write("out.txt", "hello\n");
-    BOOST_TEST(std::filesystem::exists(file));
+    const auto file = dir.write("in.txt", "hello\n");
+    Child child;
+    child.spawn({"sh", "-c", "echo start; cat \"$1\"; echo \"V=$RDSGW_T\"; exit 3", "sh", file},
+                {{"RDSGW_T", "x y"}});
+    BOOST_TEST(child.wait_for_line("V=").value_or("") == "V=x y");
+    BOOST_TEST(child.wait_exit(10s).value_or(-1) == 3);
+    BOOST_TEST(child.output() == "start\nhello\nV=x y\n");
+    BOOST_TEST(!child.wait_for_line("never", 10s).has_value());  // returns at once: the child is gone
+    BOOST_CHECK_THROW(start_and_get_port(child, 1s), std::runtime_error);
+
+    Child missing;
+    missing.spawn({dir.file("no-such-program")});
+    BOOST_TEST(missing.wait_exit(10s).value_or(-1) == 127);
+    BOOST_TEST(missing.output().find("cannot execute") != std::string::npos);
+
+    Child sleeper;
+    sleeper.spawn({"sleep", "30"});
+    BOOST_TEST(!sleeper.wait_exit(50ms).has_value());
+    sleeper.signal(SIGKILL);
+    BOOST_TEST(sleeper.wait_exit(10s).value_or(-1) == 128 + SIGKILL);
+
+    const std::string path = dir.path();
+    { TempDir gone(std::move(dir)); }
+    BOOST_TEST(!std::filesystem::exists(path));
 }

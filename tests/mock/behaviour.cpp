@@ -31,9 +31,8 @@ bool one_of(std::string_view s, const std::array<std::string_view, N>& allowed) 
 
 constexpr std::array<std::string_view, 4> kExpiryFields{"link_expired_time", "link_expired_link", "both",
                                                         "both_different"};
-constexpr std::array<std::string_view, 9> kBodyModes{"normal",   "doc_example", "not_json",
-                                                     "html",     "empty",       "array",
-                                                     "bad_time", "bad_size",    "custom"};
+constexpr std::array<std::string_view, 9> kBodyModes{"normal", "doc_example", "not_json", "html",  "empty",
+                                                     "array",  "bad_time",    "bad_size", "custom"};
 constexpr std::array<std::string_view, 3> kErrorBodyModes{"rds", "html", "empty"};
 constexpr std::array<std::string_view, 4> kAuthModes{"none", "static", "iam", "aksk"};
 constexpr std::array<std::string_view, 3> kActions{"reset", "hang", "close"};

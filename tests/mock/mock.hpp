@@ -27,8 +27,10 @@ struct Behaviour {
     int latency_ms = 0;
     int files = 2;
     int link_lifetime_s = 900;
-    std::string expiry_field = "link_expired_time";  // link_expired_time|link_expired_link|both|both_different
-    std::string body_mode = "normal";  // normal|doc_example|not_json|html|empty|array|bad_time|bad_size|custom
+    std::string expiry_field =
+        "link_expired_time";  // link_expired_time|link_expired_link|both|both_different
+    std::string body_mode =
+        "normal";  // normal|doc_example|not_json|html|empty|array|bad_time|bad_size|custom
     std::string custom_body;
     std::string bucket = "rdsbucket.demo";
     unsigned status = 0;  // 0: normal behaviour; else every RDS answer has this status
@@ -68,7 +70,7 @@ struct Reply {
 // The state shared by all connections and threads. Cheap operations happen under one mutex; bodies are
 // built outside it.
 class State {
-public:
+  public:
     explicit State(Behaviour initial = {});
 
     // Applies a /_mock/config patch (or the --config JSON). Returns "" or an error message.
@@ -88,7 +90,7 @@ public:
     void on_open() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
     void on_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
 
-private:
+  private:
     struct TokenInfo {
         std::chrono::system_clock::time_point expires;
         bool revoked = false;

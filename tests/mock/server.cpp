@@ -1,7 +1,8 @@
 // rds-mock's network side and command line. One io_context per thread; one acceptor hands connections
 // round-robin to the threads; each connection is one C++20 coroutine (plain HTTP or TLS).
 //
-//   rds-mock [--listen 127.0.0.1] [--port 0] [--threads 1] [--tls-cert FILE --tls-key FILE] [--config JSON|FILE]
+//   rds-mock [--listen 127.0.0.1] [--port 0] [--threads 1] [--tls-cert FILE --tls-key FILE] [--config
+//   JSON|FILE]
 //
 // Prints "LISTENING <port>" once the socket listens; exits 0 on SIGTERM/SIGINT.
 #include <sys/socket.h>
@@ -126,7 +127,6 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
         } else {
             res.prepare_payload();
         }
-        lowest.expires_after(30s);
         auto [wec, wn] = co_await http::async_write(stream, res, use_nothrow);
         (void)wn;
         if (wec) co_return;
@@ -154,8 +154,9 @@ asio::awaitable<void> session(tcp::socket socket, ssl::context* tls, State& st) 
     co_await serve(tls_stream, st);
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::vector<std::unique_ptr<asio::io_context>>& ctxs,
-                                  ssl::context* tls, State& st) {
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor,
+                                  std::vector<std::unique_ptr<asio::io_context>>& ctxs, ssl::context* tls,
+                                  State& st) {
     std::size_t next = 0;
     for (;;) {
         auto& ctx = *ctxs[next++ % ctxs.size()];

@@ -119,7 +119,8 @@ std::string check_iam_body(const json::value& body, std::string& password) {
     if (user == nullptr || !user->is_object()) return "auth.identity.password.user is missing";
     if (get_string(user->find_pointer("/domain/name", ec)).empty())
         return "auth.identity.password.user.domain.name is missing";
-    if (get_string(user->find_pointer("/name", ec)).empty()) return "auth.identity.password.user.name is missing";
+    if (get_string(user->find_pointer("/name", ec)).empty())
+        return "auth.identity.password.user.name is missing";
     const auto* pw = user->find_pointer("/password", ec);
     if (pw == nullptr || !pw->is_string()) return "auth.identity.password.user.password is missing";
     password = std::string(pw->get_string());
@@ -156,7 +157,9 @@ bool apply_action(std::string_view action, Reply& reply) {
 
 }  // namespace
 
-std::string format_beijing(sys_seconds t) { return civil(t + hours(8), "+0800"); }
+std::string format_beijing(sys_seconds t) {
+    return civil(t + hours(8), "+0800");
+}
 
 std::string format_iam_time(system_clock::time_point t) {
     const auto secs = floor<seconds>(t);
@@ -249,7 +252,8 @@ Reply State::handle(const Request& req, bool& control_seen) {
                 reply = handle_iam(req);
             else
                 reply.response = error_json(405, "APIGW.0101", "method not allowed");
-        } else if (segs.size() == 3 && *segs.begin() == "v3" && *std::next(segs.begin(), 2) == "backup-files") {
+        } else if (segs.size() == 3 && *segs.begin() == "v3" &&
+                   *std::next(segs.begin(), 2) == "backup-files") {
             if (req.method() != http::verb::get) {
                 reply.response = error_json(405, "APIGW.0101", "method not allowed");
             } else {
@@ -260,7 +264,8 @@ Reply State::handle(const Request& req, bool& control_seen) {
                 reply = handle_rds(req, backup_id, has);
             }
         } else {
-            reply.response = error_json(404, "APIGW.0101", "The API does not exist or has not been published.");
+            reply.response =
+                error_json(404, "APIGW.0101", "The API does not exist or has not been published.");
         }
     }
     if (!reply.response.count("X-Request-Id") && reply.kind == Reply::Kind::respond)
@@ -282,7 +287,7 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         std::lock_guard lock(mu_);
         ++rds_requests_;
         ++rds_by_backup_[std::string(backup_id)];
-        last_rds_headers_ = std::move(headers);
+        last_rds_headers_.swap(headers);  // the previous headers are freed after the lock
         last_rds_target_.assign(req.target());
         snapshot = behaviour_;
         if (!script_.empty()) {
@@ -331,7 +336,8 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         return finish(error_json(404, "DBS.200002", "backup not found"));
 
     const std::string& mode = b->body_mode;
-    if (mode == "doc_example") return finish(make_response(200, std::string(kDocExample), "application/json"));
+    if (mode == "doc_example")
+        return finish(make_response(200, std::string(kDocExample), "application/json"));
     if (mode == "not_json") return finish(make_response(200, "this is not JSON {", "application/json"));
     if (mode == "html") return finish(make_response(200, std::string(kHtmlPage), "text/html"));
     if (mode == "empty") return finish(make_response(200, "", "application/json"));
@@ -457,7 +463,7 @@ Reply State::handle_iam(const Request& req) {
         const bool scripted_code = entry && entry->contains("error_code");
         const bool scripted_msg = entry && entry->contains("error_msg");
         reply.response = error_json(fail_status,
-                                    scripted_code ? b.error_code
+                                    scripted_code        ? b.error_code
                                     : fail_status == 401 ? "APIGW.0301"
                                                          : "IAM.0001",
                                     scripted_msg ? b.error_msg : "mock IAM error");
@@ -483,10 +489,10 @@ Reply State::handle_iam(const Request& req) {
         tokens_[token] = TokenInfo{expires, false};
         ++tokens_issued_;
     }
-    reply.response = json_response(
-        201, json::object{{"token", json::object{{"expires_at", format_iam_time(expires)},
-                                                 {"issued_at", format_iam_time(now)},
-                                                 {"methods", json::array{"password"}}}}});
+    reply.response =
+        json_response(201, json::object{{"token", json::object{{"expires_at", format_iam_time(expires)},
+                                                               {"issued_at", format_iam_time(now)},
+                                                               {"methods", json::array{"password"}}}}});
     reply.response.set("X-Subject-Token", token);
     return reply;
 }

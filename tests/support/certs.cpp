@@ -134,8 +134,8 @@ Cert read_cert(const std::string& path) {
 }
 
 // Makes a key and a certificate signed by (issuer, issuer_key) and writes both; returns {cert, key}.
-std::pair<std::string, std::string> issue(const std::string& dir, const std::string& stem, const CertSpec& spec,
-                                          X509* issuer, EVP_PKEY* issuer_key) {
+std::pair<std::string, std::string> issue(const std::string& dir, const std::string& stem,
+                                          const CertSpec& spec, X509* issuer, EVP_PKEY* issuer_key) {
     const Key key = new_key();
     const Cert cert = make_cert(key.get(), spec, issuer, issuer_key);
     std::pair<std::string, std::string> paths{dir + "/" + stem + ".crt", dir + "/" + stem + ".key"};
@@ -154,8 +154,8 @@ Pki make_pki() {
     pki.dir = pki.owner->path();
 
     const Key ca_key = new_key();
-    const Cert ca = make_cert(ca_key.get(), {"rds-gateway test CA", Kind::ca, "", -3600, 3650L * 86400}, nullptr,
-                              nullptr);
+    const Cert ca = make_cert(ca_key.get(), {"rds-gateway test CA", Kind::ca, "", -3600, 3650L * 86400},
+                              nullptr, nullptr);
     pki.ca_cert = pki.dir + "/ca.crt";
     pki.ca_key = pki.dir + "/ca.key";
     write_cert(pki.ca_cert, ca.get());
@@ -171,12 +171,13 @@ Pki make_pki() {
 
     std::tie(pki.server_cert, pki.server_key) =
         issue(pki.dir, "server", {"localhost", Kind::server, kLocalSan}, ca.get(), ca_key.get());
-    std::tie(pki.wrong_host_cert, pki.wrong_host_key) =
-        issue(pki.dir, "wrong-host", {"wrong.example", Kind::server, "DNS:wrong.example"}, ca.get(), ca_key.get());
-    std::tie(pki.expired_cert, pki.expired_key) = issue(
-        pki.dir, "expired", {"localhost", Kind::server, kLocalSan, -2L * 86400, -86400}, ca.get(), ca_key.get());
-    std::tie(pki.untrusted_server_cert, pki.untrusted_server_key) =
-        issue(pki.dir, "untrusted-server", {"localhost", Kind::server, kLocalSan}, other.get(), other_key.get());
+    std::tie(pki.wrong_host_cert, pki.wrong_host_key) = issue(
+        pki.dir, "wrong-host", {"wrong.example", Kind::server, "DNS:wrong.example"}, ca.get(), ca_key.get());
+    std::tie(pki.expired_cert, pki.expired_key) =
+        issue(pki.dir, "expired", {"localhost", Kind::server, kLocalSan, -2L * 86400, -86400}, ca.get(),
+              ca_key.get());
+    std::tie(pki.untrusted_server_cert, pki.untrusted_server_key) = issue(
+        pki.dir, "untrusted-server", {"localhost", Kind::server, kLocalSan}, other.get(), other_key.get());
     return pki;
 }
 

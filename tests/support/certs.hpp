@@ -11,8 +11,8 @@ namespace rdsgw::test {
 
 struct Pki {
     std::string dir;
-    std::string ca_cert, ca_key;          // the test CA (PEM)
-    std::string server_cert, server_key;  // signed by the CA for DNS:localhost and IP:127.0.0.1
+    std::string ca_cert, ca_key;              // the test CA (PEM)
+    std::string server_cert, server_key;      // signed by the CA for DNS:localhost and IP:127.0.0.1
     std::string other_ca_cert, other_ca_key;  // a second, unrelated CA ("wrong CA")
     // Signed by the CA, valid, but for DNS:wrong.example only (host-name verification must reject it).
     std::string wrong_host_cert, wrong_host_key;

@@ -29,7 +29,9 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) { return a.size() == b.size() && lower(a) == lower(b); }
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && lower(a) == lower(b);
+}
 
 tcp::endpoint loopback(int port) {
     return {asio::ip::address_v4::loopback(), static_cast<unsigned short>(port)};
@@ -48,7 +50,9 @@ std::string Response::header(std::string_view name) const {
     return it == headers.end() ? std::string() : it->second;
 }
 
-bool Response::has_header(std::string_view name) const { return headers.count(lower(name)) != 0; }
+bool Response::has_header(std::string_view name) const {
+    return headers.count(lower(name)) != 0;
+}
 
 boost::json::value Response::json() const {
     try {
@@ -62,8 +66,8 @@ boost::json::value parse_json(std::string_view text) {
     error_code ec;
     auto v = boost::json::parse(text, ec);
     if (ec) {
-        throw std::runtime_error("not JSON (" + ec.message() + "): " +
-                                 std::string(text.substr(0, 200)) + (text.size() > 200 ? "..." : ""));
+        throw std::runtime_error("not JSON (" + ec.message() + "): " + std::string(text.substr(0, 200)) +
+                                 (text.size() > 200 ? "..." : ""));
     }
     return v;
 }
@@ -130,7 +134,8 @@ struct HttpClient::Impl {
         error_code ec;
         stream->async_connect(loopback(port), [&](error_code e) { ec = e; });
         run(ioc);
-        if (ec) throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + ": " + ec.message());
+        if (ec)
+            throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + ": " + ec.message());
         ++connects;
         stream->socket().set_option(tcp::no_delay(true), ec);
         if (!tls_options) {
@@ -154,7 +159,8 @@ struct HttpClient::Impl {
         run(ioc);
         if (ec) {
             secure.reset();
-            throw std::runtime_error("TLS handshake with 127.0.0.1:" + std::to_string(port) + ": " + ec.message());
+            throw std::runtime_error("TLS handshake with 127.0.0.1:" + std::to_string(port) + ": " +
+                                     ec.message());
         }
         secure->next_layer().expires_never();
         open = true;
@@ -193,10 +199,18 @@ HttpClient::~HttpClient() {
 HttpClient::HttpClient(HttpClient&&) noexcept = default;
 HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 
-void HttpClient::reconnect() { impl_->connect(); }
-void HttpClient::close() { impl_->close(); }
-void HttpClient::set_timeout(std::chrono::milliseconds timeout) { impl_->timeout = timeout; }
-int HttpClient::connects() const { return impl_->connects; }
+void HttpClient::reconnect() {
+    impl_->connect();
+}
+void HttpClient::close() {
+    impl_->close();
+}
+void HttpClient::set_timeout(std::chrono::milliseconds timeout) {
+    impl_->timeout = timeout;
+}
+int HttpClient::connects() const {
+    return impl_->connects;
+}
 
 Response HttpClient::request(std::string_view method, std::string_view target, const Headers& headers,
                              std::string body) {

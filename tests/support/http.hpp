@@ -61,7 +61,7 @@ struct TlsOptions {
 // connection; it never reconnects by itself: once the server has closed the connection (or answered
 // "Connection: close"), request() throws until reconnect() is called.
 class HttpClient {
-public:
+  public:
     explicit HttpClient(int port, std::optional<TlsOptions> tls = std::nullopt,
                         std::chrono::milliseconds timeout = 10s);
     ~HttpClient();
@@ -87,7 +87,7 @@ public:
     // How many TCP connections this client has opened so far.
     int connects() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

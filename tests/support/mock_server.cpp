@@ -1,5 +1,6 @@
 #include "support/mock_server.hpp"
 
+#include <csignal>
 #include <stdexcept>
 
 #include <boost/json/serialize.hpp>
@@ -27,7 +28,8 @@ MockServer::MockServer(MockOptions options) {
                                   "--threads",
                                   std::to_string(options.threads)};
     if (options.pki != nullptr) {
-        argv.insert(argv.end(), {"--tls-cert", options.pki->server_cert, "--tls-key", options.pki->server_key});
+        argv.insert(argv.end(),
+                    {"--tls-cert", options.pki->server_cert, "--tls-key", options.pki->server_key});
         tls_ = TlsOptions::trusting(options.pki->ca_cert);
     }
     if (!options.config.empty()) argv.insert(argv.end(), {"--config", options.config});
@@ -53,7 +55,9 @@ void MockServer::configure(std::string_view json_patch) {
     if (res.status != 200) throw std::runtime_error("rds-mock rejected the configuration: " + res.body);
 }
 
-void MockServer::configure(const boost::json::object& patch) { configure(boost::json::serialize(patch)); }
+void MockServer::configure(const boost::json::object& patch) {
+    configure(boost::json::serialize(patch));
+}
 
 void MockServer::reset() {
     const auto res = control("POST", "/_mock/reset");
@@ -63,6 +67,12 @@ void MockServer::reset() {
 void MockServer::revoke() {
     const auto res = control("POST", "/_mock/revoke");
     if (res.status != 200) throw std::runtime_error("rds-mock revoke failed: " + res.body);
+}
+
+std::optional<int> MockServer::stop() {
+    if (control_) control_->close();
+    child_.signal(SIGTERM);
+    return child_.wait_exit(10s);
 }
 
 boost::json::object MockServer::stats() {

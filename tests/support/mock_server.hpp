@@ -39,7 +39,7 @@ struct MockOptions {
 // the mock's "connections" and "open_connections"; "control_connections" counts such connections) and
 // reopened when the mock has closed it. Every call throws std::runtime_error on an unexpected answer.
 class MockServer {
-public:
+  public:
     explicit MockServer(MockOptions options = {});
 
     int port() const { return port_; }
@@ -63,8 +63,11 @@ public:
     Response control(std::string_view method, std::string_view target, std::string body = {});
 
     Child& process() { return child_; }
+    // SIGTERM, then waits: the mock's exit status (0 expected), nullopt when it did not stop in 10 s.
+    // (The destructor stops a running mock too, without reporting.)
+    std::optional<int> stop();
 
-private:
+  private:
     Child child_;
     int port_ = 0;
     std::optional<TlsOptions> tls_;

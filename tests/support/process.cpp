@@ -22,7 +22,9 @@ namespace rdsgw::test {
 
 namespace {
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errno_text(const char* what) {
+    return std::string(what) + ": " + std::strerror(errno);
+}
 
 int decode_status(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -46,7 +48,9 @@ std::optional<bool> wait_exited(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-Child::~Child() { stop(); }
+Child::~Child() {
+    stop();
+}
 
 Child::Child(Child&& other) noexcept
     : pid_(other.pid_), reaped_(other.reaped_), exit_(other.exit_), out_path_(std::move(other.out_path_)) {
@@ -118,7 +122,8 @@ void Child::spawn(const std::vector<std::string>& argv,
     for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
         std::string_view kv(*e);
         const auto eq = kv.find('=');
-        if (eq != std::string_view::npos) vars[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+        if (eq != std::string_view::npos)
+            vars[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
     }
     for (const auto& [k, v] : env) vars[k] = v;
     std::vector<std::string> env_strings;
@@ -157,7 +162,9 @@ void Child::spawn(const std::vector<std::string>& argv,
     exit_ = -1;
 }
 
-bool Child::running() { return pid_ > 0 && !reap(WNOHANG); }
+bool Child::running() {
+    return pid_ > 0 && !reap(WNOHANG);
+}
 
 std::string Child::output() const {
     if (out_path_.empty()) return {};

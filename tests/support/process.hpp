@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 // One child process. Its stdout and stderr both go to a temporary file, readable at any time with
 // output(). The destructor stops a child still running (SIGTERM, then SIGKILL after 5 s) and reaps it.
 class Child {
-public:
+  public:
     Child() = default;
     ~Child();
     Child(Child&& other) noexcept;
@@ -41,8 +41,8 @@ public:
     // Waits until the output holds a complete line starting with `prefix` (the first such line after
     // byte offset `from`) and returns it without the newline. nullopt on timeout, or when the child exits
     // without writing it.
-    std::optional<std::string> wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout = 10s,
-                                             std::size_t from = 0);
+    std::optional<std::string> wait_for_line(const std::string& prefix,
+                                             std::chrono::milliseconds timeout = 10s, std::size_t from = 0);
 
     // Sends a signal (no-op when not running).
     void signal(int signo);
@@ -50,7 +50,7 @@ public:
     // killed it; nullopt on timeout (the child keeps running). Without waiting when already reaped.
     std::optional<int> wait_exit(std::chrono::milliseconds timeout = 10s);
 
-private:
+  private:
     void stop();
     bool reap(int options);  // waitpid wrapper; true when the child was reaped now or before
 

@@ -15,7 +15,7 @@
 namespace rdsgw::test {
 
 class TempDir {
-public:
+  public:
     explicit TempDir(std::string_view prefix = "rdsgw-test") {
         const char* base = std::getenv("TMPDIR");
         std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
@@ -46,7 +46,7 @@ public:
         return p;
     }
 
-private:
+  private:
     std::string path_;
 };
 

@@ -332,7 +332,8 @@ BOOST_AUTO_TEST_CASE(concurrent_put_and_get_stay_consistent) {
     constexpr int kKeys = 256;
     constexpr int kOps = 20000;
     std::vector<std::string> keys;
-    for (int i = 0; i < kKeys; ++i) keys.push_back(make_cache_key("project", "backup-" + std::to_string(1000 + i)));
+    for (int i = 0; i < kKeys; ++i)
+        keys.push_back(make_cache_key("project", "backup-" + std::to_string(1000 + i)));
     std::atomic<int> wrong{0};
     std::atomic<int> hits{0};
     std::vector<std::thread> threads;

@@ -12,8 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 #include <chrono>
@@ -44,7 +44,7 @@ namespace {
 // timer is only ever started and cancelled under the gate's mutex, so the gate works from any thread and
 // with any executor (one-thread io_contexts or a thread pool).
 class Gate {
-public:
+  public:
     asio::awaitable<void> wait() {
         const asio::any_io_executor ex = co_await asio::this_coro::executor;
         auto timer = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
@@ -57,7 +57,8 @@ public:
                 return;
             }
             auto hex = asio::get_associated_executor(handler, timer->get_executor());
-            asio::post(hex, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); });
+            asio::post(hex,
+                       [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); });
         };
         const auto token = asio::as_tuple(asio::use_awaitable);
         co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(start, token);
@@ -73,7 +74,7 @@ public:
         return arrived_;
     }
 
-private:
+  private:
     mutable std::mutex mu_;
     bool open_ = false;
     int arrived_ = 0;
@@ -192,12 +193,14 @@ BOOST_AUTO_TEST_CASE(different_keys_run_independently) {
     std::vector<Record> recs_a(kPerKey), recs_b(kPerKey);
     for (int i = 0; i < kPerKey; ++i) {
         spawn_caller(ctx[i % 2].get_executor(), sf, "a", gated_fetch(fetches_a, gate_a, out_a), recs_a[i]);
-        spawn_caller(ctx[(i + 1) % 2].get_executor(), sf, "b", gated_fetch(fetches_b, gate_b, out_b), recs_b[i]);
+        spawn_caller(ctx[(i + 1) % 2].get_executor(), sf, "b", gated_fetch(fetches_b, gate_b, out_b),
+                     recs_b[i]);
     }
     std::vector<std::thread> threads;
     for (auto& c : ctx) threads.emplace_back([&c] { c.run(); });
 
-    BOOST_TEST(eventually([&] { return sf.waiting() == 2 * kPerKey && gate_a.arrived() + gate_b.arrived() == 2; }));
+    BOOST_TEST(
+        eventually([&] { return sf.waiting() == 2 * kPerKey && gate_a.arrived() + gate_b.arrived() == 2; }));
     gate_b.release();  // only b lands
     BOOST_TEST(eventually([&] { return sf.waiting() == kPerKey; }));
     gate_a.release();
