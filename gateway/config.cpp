@@ -369,6 +369,7 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
             r.integer("idle_timeout_ms", c.limits.idle_timeout_ms, 1, 3600000);
             r.integer("max_inflight", c.limits.max_inflight, 1, 10000000);
             r.integer("drain_timeout_ms", c.limits.drain_timeout_ms, 0, 600000);
+            r.integer("drain_delay_ms", c.limits.drain_delay_ms, 0, 600000);
         }
         {
             Reader r = top.sub("request");

@@ -255,14 +255,14 @@ Response Gateway::readiness() {
     json::object cred{{"ok", cs.ready}, {"mode", std::string(creds_->kind())}};
     if (!cs.reason.empty()) cred["reason"] = cs.reason;
     if (std::isfinite(cs.seconds_to_expiry) && cs.seconds_to_expiry >= 0)
-        cred["seconds_to_expiry"] = std::floor(cs.seconds_to_expiry);
+        cred["seconds_to_expiry"] = static_cast<std::int64_t>(std::floor(cs.seconds_to_expiry));
     checks["credentials"] = std::move(cred);
     static constexpr const char* bnames[] = {"closed", "half-open", "open"};
     json::object up{{"ok", true}, {"breaker", bnames[static_cast<int>(bs)]}};
     auto last = last_upstream_success_ms_.load();
     if (last > 0) {
         auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
-        up["last_success_seconds_ago"] = static_cast<double>(now_ms - last) / 1000.0;
+        up["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
     }
     checks["upstream"] = std::move(up);
     checks["draining"] = json::object{{"ok", !draining}};

@@ -34,7 +34,8 @@ struct Metrics::Impl {
     prometheus::Gauge* sf_waiters = nullptr;
     prometheus::Gauge* cred_expiry = nullptr;
     prometheus::Gauge* breaker = nullptr;
-    prometheus::Gauge* log_dropped = nullptr;
+    prometheus::Counter* log_dropped = nullptr;
+    double log_dropped_seen = 0;
     prometheus::Gauge* open_conns = nullptr;
     std::mutex mu;  // guards counter creation and hooks
     std::vector<std::function<void(Metrics&)>> hooks;
@@ -93,7 +94,11 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
     impl_->cred_expiry = gauge("rdsgw_credential_expiry_seconds",
                                "Seconds until the current upstream credential expires (-1: none; +Inf: no expiry)");
     impl_->breaker = gauge("rdsgw_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open");
-    impl_->log_dropped = gauge("rdsgw_access_log_dropped_lines", "Access log lines dropped because the writer lagged");
+    impl_->log_dropped = &BuildCounter()
+                              .Name("rdsgw_access_log_dropped_lines_total")
+                              .Help("Access log lines dropped because the writer lagged")
+                              .Register(r)
+                              .Add({});
     BuildGauge()
         .Name("rdsgw_build_info")
         .Help("Build information")
@@ -203,7 +208,14 @@ void Metrics::set_cache(double entries, double bytes) {
 void Metrics::set_singleflight_waiters(double n) { impl_->sf_waiters->Set(n); }
 void Metrics::set_credential_expiry_seconds(double s) { impl_->cred_expiry->Set(s); }
 void Metrics::set_breaker_state(int s) { impl_->breaker->Set(s); }
-void Metrics::set_access_log_dropped(double n) { impl_->log_dropped->Set(n); }
+void Metrics::set_access_log_dropped(double total) {
+    // The access log counts drops itself; move the counter by what is new since the last collection.
+    std::lock_guard lk(impl_->mu);
+    if (total > impl_->log_dropped_seen) {
+        impl_->log_dropped->Increment(total - impl_->log_dropped_seen);
+        impl_->log_dropped_seen = total;
+    }
+}
 void Metrics::set_open_connections(double n) { impl_->open_conns->Set(n); }
 
 }  // namespace rdsgw

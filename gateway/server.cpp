@@ -387,6 +387,7 @@ bool Server::bind(std::string& why) {
         }
         I.server_tls = ctx;
     }
+    I.gw.metrics().on_collect([&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.open_conns.load())); });
     unsigned short port = cfg.listen.port;
     unsigned short admin_port = cfg.admin.port;
     for (unsigned i = 0; i < n; ++i) {
@@ -417,9 +418,10 @@ int Server::run() {
 
     asio::signal_set signals(w0.w.ioc, SIGTERM, SIGINT, SIGHUP);
     std::function<void(boost::system::error_code, int)> on_signal;
+    std::atomic<bool> drain_requested{false};
+    asio::steady_timer drain_delay(w0.w.ioc);
     auto begin_drain = [&] {
         if (I.draining.exchange(true)) return;
-        I.gw.set_draining(true);
         log_info("draining: stopped accepting, finishing in-flight requests");
         {
             std::lock_guard lk(I.drained_mu);
@@ -466,6 +468,15 @@ int Server::run() {
             },
             asio::detached);
     };
+    auto request_drain = [&] {
+        if (drain_requested.exchange(true)) return;
+        I.gw.set_draining(true);  // readiness turns 503 at once
+        if (I.cfg.limits.drain_delay_ms == 0) return begin_drain();
+        log_info("draining: readiness is 503; still serving for " + std::to_string(I.cfg.limits.drain_delay_ms) +
+                 " ms");
+        drain_delay.expires_after(milliseconds(I.cfg.limits.drain_delay_ms));
+        drain_delay.async_wait([&](boost::system::error_code) { begin_drain(); });
+    };
     on_signal = [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
@@ -475,7 +486,8 @@ int Server::run() {
             return;
         }
         log_info(sig == SIGTERM ? "SIGTERM received" : "SIGINT received");
-        begin_drain();
+        if (drain_requested.load()) begin_drain();  // a second signal skips the remaining delay
+        else request_drain();
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);

@@ -125,6 +125,9 @@ struct LimitsConfig {
     unsigned idle_timeout_ms = 60000;
     unsigned max_inflight = 4096;  // requests being handled at once, per process
     unsigned drain_timeout_ms = 10000;
+    // On SIGTERM, keep serving (and accepting) this long with /readyz answering 503 so that load balancers
+    // take the instance out before it stops accepting. 0: stop accepting at once.
+    unsigned drain_delay_ms = 0;
 };
 
 struct RequestConfig {
