@@ -471,6 +471,7 @@ Response Gateway::from_outcome(const FetchOutcome& o, const std::string& request
             r.headers.emplace_back("X-Upstream-Request-Id", o.answer->upstream_request_id);
         if (!o.retry_after.empty()) r.headers.emplace_back("Retry-After", o.retry_after);
     }
+    if (o.attempts > 1) r.headers.emplace_back("X-Upstream-Attempts", std::to_string(o.attempts));
     r.upstream_status = o.upstream_status;
     r.attempts = o.attempts;
     r.upstream_ms = o.upstream_ms;
