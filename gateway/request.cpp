@@ -20,8 +20,64 @@ std::string_view route_name(Route r) {
 }
 
 RequestRules::RequestRules(const RequestConfig& cfg)
-    : project_id(cfg.project_id_pattern, std::regex::ECMAScript | std::regex::optimize),
-      backup_id(cfg.backup_id_pattern, std::regex::ECMAScript | std::regex::optimize) {}
+    : project_id(cfg.project_id_pattern), backup_id(cfg.backup_id_pattern) {}
+
+IdPattern::IdPattern(const std::string& pattern) {
+    // Try the simple form: '[' class ']' '{' m [',' n] '}' where class is literal characters (letters,
+    // digits, '_', '.') and ranges a-b of them. Anything else falls back to std::regex.
+    auto simple = [&]() -> bool {
+        if (pattern.size() < 5 || pattern.front() != '[') return false;
+        auto close = pattern.find(']');
+        if (close == std::string::npos || close < 2) return false;
+        std::string_view cls(pattern.data() + 1, close - 1);
+        if (cls.front() == '^') return false;
+        auto plain = [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+        };
+        for (std::size_t i = 0; i < cls.size(); ++i) {
+            char a = cls[i];
+            if (!plain(a)) return false;
+            if (i + 2 < cls.size() && cls[i + 1] == '-') {
+                char b = cls[i + 2];
+                if (!plain(b) || b < a) return false;
+                for (int c = a; c <= b; ++c) allowed_[static_cast<unsigned char>(c)] = true;
+                i += 2;
+            } else {
+                allowed_[static_cast<unsigned char>(a)] = true;
+            }
+        }
+        std::string_view rep(pattern.data() + close + 1, pattern.size() - close - 1);
+        if (rep.size() < 3 || rep.front() != '{' || rep.back() != '}') return false;
+        rep = rep.substr(1, rep.size() - 2);
+        auto num = [](std::string_view d, std::size_t& out) {
+            if (d.empty() || d.size() > 6) return false;
+            out = 0;
+            for (char c : d) {
+                if (c < '0' || c > '9') return false;
+                out = out * 10 + static_cast<std::size_t>(c - '0');
+            }
+            return true;
+        };
+        auto comma = rep.find(',');
+        if (comma == std::string_view::npos) {
+            if (!num(rep, min_)) return false;
+            max_ = min_;
+        } else if (!num(rep.substr(0, comma), min_) || !num(rep.substr(comma + 1), max_) || max_ < min_) {
+            return false;
+        }
+        return true;
+    };
+    fast_ = simple();
+    if (!fast_) re_ = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
+}
+
+bool IdPattern::match(std::string_view s) const {
+    if (!fast_) return std::regex_match(s.begin(), s.end(), re_);
+    if (s.size() < min_ || s.size() > max_) return false;
+    for (unsigned char c : s)
+        if (!allowed_[c]) return false;
+    return true;
+}
 
 namespace {
 
@@ -132,7 +188,7 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
     if (!percent_decode(segs[0], decoded) || decoded != "v3")
         return fail("version_id", "version_id must be v3");
     if (segs[1].empty()) return fail("project_id", "project_id is required");
-    if (!percent_decode(segs[1], out.project_id) || !std::regex_match(out.project_id, rules.project_id))
+    if (!percent_decode(segs[1], out.project_id) || !rules.project_id.match(out.project_id))
         return fail("project_id", "project_id is malformed");
 
     bool seen = false;
@@ -161,7 +217,7 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
         seen = true;
         if (!percent_decode(raw_value, out.backup_id)) return fail("backup_id", "backup_id has a malformed percent-escape");
         if (out.backup_id.empty()) return fail("backup_id", "backup_id is required");
-        if (!std::regex_match(out.backup_id, rules.backup_id)) return fail("backup_id", "backup_id is malformed");
+        if (!rules.backup_id.match(out.backup_id)) return fail("backup_id", "backup_id is malformed");
         if (amp == query.size()) break;
     }
     if (!seen) return fail("backup_id", "backup_id is required");

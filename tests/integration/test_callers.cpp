@@ -2,9 +2,12 @@
 // mTLS subjects, per-project permissions, token buckets, SIGHUP reload of the callers' list, metrics),
 // against the real gateway binary and rds-mock.
 #define BOOST_TEST_MODULE callers
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 #include "harness.hpp"
@@ -23,7 +26,9 @@ const std::string kKeyA = "caller-a-key-SECRET-4b1f0c77";
 const std::string kKeyB = "caller-b-key-SECRET-77ae2190";
 
 using Env = std::vector<std::pair<std::string, std::string>>;
-Env token_env() { return {{"RDS_AUTH_TOKEN", kToken}}; }
+Env token_env() {
+    return {{"RDS_AUTH_TOKEN", kToken}};
+}
 
 struct Fixture {
     Pki pki = make_pki();
@@ -47,10 +52,16 @@ json::value with_callers(const MockServer& mock, const Pki& pki, json::array lis
     return cfg;
 }
 
-Headers key_header(const std::string& key) { return {{"X-Api-Key", key}}; }
-Headers bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
+Headers key_header(const std::string& key) {
+    return {{"X-Api-Key", key}};
+}
+Headers bearer(const std::string& key) {
+    return {{"Authorization", "Bearer " + key}};
+}
 
-std::string str(const json::value& v, const char* field) { return std::string(v.at(field).as_string()); }
+std::string str(const json::value& v, const char* field) {
+    return std::string(v.at(field).as_string());
+}
 
 // Checks the RDS error shape of a gateway-made error and returns its error_msg.
 std::string check_error_shape(const Response& r, unsigned status) {
@@ -95,11 +106,35 @@ Headers sdk_signed(const std::string& host, const std::string& path, const std::
     req.query = query;
     const std::string date = rdsgw::sdk_date(when);
     req.headers = {{"Host", host}, {"X-Sdk-Date", date}};
-    return {{"Host", host}, {"X-Sdk-Date", date}, {"Authorization", rdsgw::authorization_header(req, ak, sk)}};
+    return {
+        {"Host", host}, {"X-Sdk-Date", date}, {"Authorization", rdsgw::authorization_header(req, ak, sk)}};
 }
 
-std::string files_path(const std::string& project) { return "/v3/" + project + "/backup-files"; }
-std::string backup_query(const std::string& backup = kBackup) { return "backup_id=" + backup; }
+// The certificate's subject as the gateway writes it (X509_NAME_print_ex with XN_FLAG_RFC2253: the most
+// specific RDN first, comma-separated), which is what callers' cert_subjects must list.
+std::string rfc2253_subject(const std::string& cert_file) {
+    std::string out;
+    FILE* f = std::fopen(cert_file.c_str(), "r");
+    BOOST_REQUIRE(f != nullptr);
+    X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    BOOST_REQUIRE(cert != nullptr);
+    BIO* bio = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    if (n > 0) out.assign(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    X509_free(cert);
+    return out;
+}
+
+std::string files_path(const std::string& project) {
+    return "/v3/" + project + "/backup-files";
+}
+std::string backup_query(const std::string& backup = kBackup) {
+    return "backup_id=" + backup;
+}
 
 }  // namespace
 
@@ -120,7 +155,8 @@ BOOST_FIXTURE_TEST_CASE(unauthenticated_requests_get_401_and_never_reach_upstrea
         {"wrong Bearer", bearer(wrong), "invalid credentials"},
         {"wrong key differing in case", key_header("CALLER-A-KEY-SECRET-4B1F0C77"), "invalid credentials"},
         // The Authorization header is THE credential: a failed Bearer does not fall through to X-Api-Key.
-        {"wrong Bearer with right X-Api-Key", {{"Authorization", "Bearer " + wrong}, {"X-Api-Key", kKeyA}},
+        {"wrong Bearer with right X-Api-Key",
+         {{"Authorization", "Bearer " + wrong}, {"X-Api-Key", kKeyA}},
          "invalid credentials"},
     };
     for (const auto& c : cases) {
@@ -148,8 +184,9 @@ BOOST_FIXTURE_TEST_CASE(unauthenticated_requests_get_401_and_never_reach_upstrea
 }
 
 BOOST_FIXTURE_TEST_CASE(other_project_is_403_and_never_served_from_cache, Fixture) {
-    GatewayProc gw(with_callers(mock, pki, {key_caller("a", {kKeyA}, {kP1}), key_caller("b", {kKeyB}, {kP2})}),
-                   token_env());
+    GatewayProc gw(
+        with_callers(mock, pki, {key_caller("a", {kKeyA}, {kP1}), key_caller("b", {kKeyB}, {kP2})}),
+        token_env());
     // A reads its project: MISS, then HIT; a missing backup of its project is the upstream's 404 (cached).
     auto r = gw.get(backup_path(kBackup, kP1), key_header(kKeyA));
     BOOST_TEST_REQUIRE(r.status == 200u, r.body);
@@ -267,7 +304,8 @@ BOOST_FIXTURE_TEST_CASE(rate_limit_per_caller, Fixture) {
     // Meanwhile the other caller has its own bucket.
     auto other = cb.request("GET", backup_path(), key_header(kKeyB));
 
-    BOOST_TEST_CONTEXT("the burst took " << burst_ms << " ms (must be well under 1 s for the bucket to stay empty)") {
+    BOOST_TEST_CONTEXT("the burst took " << burst_ms
+                                         << " ms (must be well under 1 s for the bucket to stay empty)") {
         for (int i = 0; i < 3; ++i) BOOST_TEST(rs[i].status == 200u, "request " << i);
         for (int i = 3; i < 5; ++i) {
             BOOST_TEST_CONTEXT("request " << i) {
@@ -293,7 +331,12 @@ BOOST_FIXTURE_TEST_CASE(mutual_tls_subjects, Fixture) {
                              {"tls_key_file", pki.server_key},
                              {"client_ca_file", pki.ca_cert},
                              {"require_client_cert", true}}}});
-    auto svc = json::object{{"name", "svc-a"}, {"cert_subjects", json::array{"CN=svc-a"}}, {"projects", json::array{kP1}}};
+    // The test PKI's client certificates carry O=rds-gateway tests besides the CN.
+    auto [cert_a, key_a] = pki.client("svc-a");
+    const std::string subject_a = rfc2253_subject(cert_a);
+    BOOST_TEST(subject_a == "CN=svc-a,O=rds-gateway tests");
+    auto svc = json::object{
+        {"name", "svc-a"}, {"cert_subjects", json::array{subject_a}}, {"projects", json::array{kP1}}};
     cfg.at("callers").as_object()["list"].as_array().emplace_back(std::move(svc));
     GatewayProc gw(cfg, token_env());
 
@@ -320,7 +363,6 @@ BOOST_FIXTURE_TEST_CASE(mutual_tls_subjects, Fixture) {
     BOOST_TEST(eventually([&] { return metric(gw, "rdsgw_rejected_requests_total{reason=\"auth\"}") >= 2; }));
 
     // A mapped subject: its projects only.
-    auto [cert_a, key_a] = pki.client("svc-a");
     HttpClient a(gw.port, TlsOptions(trusting).with_client(cert_a, key_a));
     auto r = a.request("GET", backup_path(kBackup, kP1));
     BOOST_TEST(r.status == 200u, r.body);
@@ -353,13 +395,14 @@ BOOST_FIXTURE_TEST_CASE(sighup_reloads_callers_without_disturbing_connections, F
     HttpClient slow_client(gw.port);
     std::atomic<bool> slow_done{false};
     Response slow;
-    std::thread t([&] {
-        slow = slow_client.request("GET", backup_path("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabr01"), key_header(k1));
+    const auto upstream_before = mock.stat("rds_requests");
+    std::jthread t([&] {
+        slow =
+            slow_client.request("GET", backup_path("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabr01"), key_header(k1));
         slow_done = true;
     });
     // The mock counts a request when it arrives, before its latency: then the gateway is waiting on it.
-    BOOST_TEST_REQUIRE(mock.stat("rds_requests") == 1);
-    BOOST_TEST(eventually([&] { return mock.stat("rds_requests") == 2; }));
+    BOOST_TEST_REQUIRE(eventually([&] { return mock.stat("rds_requests") == upstream_before + 1; }));
 
     cfg.at("callers").as_object()["list"] = json::array{key_caller("two", {k2}, {"*"})};
     gw.write_config(cfg);

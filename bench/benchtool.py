@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench.sh (Python 3 standard library only).
+
+  benchtool.py ports N                       print N free loopback TCP ports
+  benchtool.py burst --port P --path PATH [-n 500] [--header 'Name: value']...
+                                             open N connections, then send one GET on each at once;
+                                             print JSON: statuses, p50/p99/max latency in ms
+  benchtool.py ready --port P [--path /readyz] [--log FILE] -- ARGV...
+                                             start ARGV, poll GET PATH until 200, print the ms from
+                                             just before the start to the first 200, stop ARGV
+  benchtool.py wrk FILE                      parse wrk --latency output: print "rps p99_ms non2xx errors"
+  benchtool.py table RESULTS.tsv META.txt    print the markdown report for the collected results
+"""
+import json
+import os
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    v = sorted(values)
+    k = max(0, min(len(v) - 1, int(-(-p * len(v) // 100)) - 1))
+    return v[k]
+
+
+class Conn:
+    __slots__ = ("sock", "buf", "t_send", "t_done", "status", "need")
+
+    def __init__(self, sock):
+        self.sock, self.buf, self.t_send, self.t_done, self.status, self.need = sock, b"", 0.0, 0.0, 0, -1
+
+
+def burst(args):
+    """N first requests at (nearly) the same instant. Every connection is opened (and accepted by the
+    server) before the burst, so the numbers are about the requests, not about accepting sockets. The
+    requests are written back to back in one loop (a few ms for 500) and each latency runs from its own
+    write to the last byte of its answer; answers are read with epoll, so the client adds little."""
+    host, port, n = "127.0.0.1", args["port"], args["n"]
+    head = "".join(h + "\r\n" for h in args["headers"])
+    req = (f"GET {args['path']} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n").encode()
+    conns = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        conns.append(Conn(s))
+    # The server accepts the connections asynchronously; give it a moment so the burst measures requests.
+    # (This pause is part of the scenario, not a synchronization.)
+    time.sleep(0.3)
+    ep = select.epoll(n + 1)
+    by_fd = {}
+    for c in conns:
+        ep.register(c.sock.fileno(), select.EPOLLIN)
+        by_fd[c.sock.fileno()] = c
+    clock = time.perf_counter
+    for c in conns:
+        c.t_send = clock()
+        c.sock.send(req)
+    pending = n
+    deadline = clock() + args["timeout"]
+    while pending and clock() < deadline:
+        for fd, _ in ep.poll(0.5):
+            c = by_fd[fd]
+            try:
+                data = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            now = clock()
+            if not data:
+                c.status, c.t_done = -1, now  # closed without a (full) answer
+                ep.unregister(fd)
+                pending -= 1
+                continue
+            c.buf += data
+            if c.need < 0:
+                end = c.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                lines = c.buf[:end].decode("latin-1").split("\r\n")
+                c.status = int(lines[0].split()[1])
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                c.need = end + 4 + length
+            if len(c.buf) >= c.need:
+                c.t_done = now
+                ep.unregister(fd)
+                pending -= 1
+    for c in conns:
+        c.sock.close()
+    done = [c for c in conns if c.t_done > 0]
+    lat = [(c.t_done - c.t_send) * 1000.0 for c in done]
+    statuses = {}
+    for c in conns:
+        key = str(c.status if c.t_done > 0 else "timeout")
+        statuses[key] = statuses.get(key, 0) + 1
+    out = {"n": n, "statuses": statuses, "ok": statuses.get("200", 0)}
+    if lat:
+        out.update(p50_ms=round(percentile(lat, 50), 2), p99_ms=round(percentile(lat, 99), 2),
+                   max_ms=round(max(lat), 2), min_ms=round(min(lat), 2))
+    print(json.dumps(out))
+    return 0 if statuses.get("200", 0) == n else 1
+
+
+def http_status(port, path, timeout=1.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+
+
+def ready(args):
+    """Milliseconds from just before exec to the first 200 from PATH, polled in a tight loop (a refused
+    connection costs microseconds on loopback; between attempts we yield for 0.2 ms)."""
+    log = open(args["log"], "ab") if args["log"] else subprocess.DEVNULL
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args["argv"], stdout=subprocess.DEVNULL, stderr=log, start_new_session=False)
+    ms = None
+    try:
+        deadline = t0 + args["timeout"]
+        while time.perf_counter() < deadline:
+            try:
+                if http_status(args["port"], args["path"]) == 200:
+                    ms = (time.perf_counter() - t0) * 1000.0
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.0002)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if ms is None:
+        print("ready: never answered 200 (exit status %s)" % proc.returncode, file=sys.stderr)
+        return 1
+    print("%.1f" % ms)
+    return 0
+
+
+def wrk_parse(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    rps, p99, non2xx, errors = None, None, 0, 0
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+    for line in text.splitlines():
+        f = line.split()
+        if line.startswith("Requests/sec:"):
+            rps = float(f[1])
+        elif len(f) == 2 and f[0] == "99%":
+            v = f[1]
+            for u in ("us", "ms", "s", "m"):
+                if v.endswith(u) and v[: -len(u)].replace(".", "", 1).isdigit():
+                    p99 = float(v[: -len(u)]) * units[u]
+                    break
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            non2xx = int(f[-1])
+        elif line.strip().startswith("Socket errors:"):
+            errors = sum(int(x.strip(",")) for x in f[2::2] if x.strip(",").isdigit())
+    if rps is None or p99 is None:
+        print("cannot parse wrk output " + path, file=sys.stderr)
+        return 1
+    print("%.1f %.3f %d %d" % (rps, p99, non2xx, errors))
+    return 0
+
+
+# (scenario, metric, unit, kind, target text, check) with kind: "higher" or "lower" is better.
+ROWS = [
+    ("hits (1 key)", "rps", "", "higher", ">= 1.3x nginx", lambda g, n, a: g >= 1.3 * n),
+    ("hits (1 key)", "p99", "ms", "lower", "<= nginx", lambda g, n, a: g <= n),
+    ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a: g >= n),
+    ("misses", "p99", "ms", "lower", "", None),
+    ("cold burst", "upstream calls", "", "lower", "exactly 1 (every round)",
+     lambda g, n, a: all(v == 1 for v in a)),
+    ("cold burst", "p50", "ms", "lower", "", None),
+    ("cold burst", "p99", "ms", "lower", "<= 120 ms", lambda g, n, a: g <= 120.0),
+    ("memory", "RSS at 100k entries", "MB", "lower", "< 150 MB", lambda g, n, a: g < 150.0),
+    ("memory", "start to /readyz 200", "ms", "lower", "< 100 ms", lambda g, n, a: g < 100.0),
+]
+
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit == "" and abs(v) >= 100:
+        s = "%.0f" % v
+    elif abs(v) >= 100:
+        s = "%.0f" % v
+    elif abs(v) >= 10:
+        s = "%.1f" % v
+    else:
+        s = "%.2f" % v
+    return s + (" " + unit if unit else "")
+
+
+def table(results_path, meta_path):
+    data = {}
+    for line in open(results_path, encoding="utf-8"):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 4:
+            continue
+        scen, metric, peer, value = parts
+        data.setdefault((scen, metric, peer), []).append(float(value))
+    out = []
+    if os.path.exists(meta_path):
+        out.append(open(meta_path, encoding="utf-8").read().rstrip("\n"))
+        out.append("")
+    out.append("| scenario | metric | gateway (median) | nginx (median) | ratio gw/nginx | target | met? |")
+    out.append("|---|---|---|---|---|---|---|")
+    all_met = True
+    for scen, metric, unit, kind, target, check in ROWS:
+        g = data.get((scen, metric, "gateway"))
+        n = data.get((scen, metric, "nginx"))
+        gm = statistics.median(g) if g else None
+        nm = statistics.median(n) if n else None
+        ratio = "%.2f" % (gm / nm) if gm is not None and nm else "—"
+        if check is None:
+            met = "—"
+        elif gm is None or (nm is None and "nginx" in target):
+            met = "not measured"
+            all_met = False
+        else:
+            ok = check(gm, nm, g)
+            all_met = all_met and ok
+            met = "yes" if ok else "**no**"
+        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (scen, metric, fmt(gm, unit), fmt(nm, unit), ratio,
+                                                              target or "—", met))
+    out.append("")
+    out.append("Every target met: %s" % ("yes" if all_met else "no"))
+    # Reference rows and raw values.
+    extra = sorted(k for k in data if k[2] not in ("gateway", "nginx"))
+    if extra:
+        out.append("")
+        out.append("Reference measurements (no proxy in between):")
+        out.append("")
+        out.append("| scenario | metric | who | median | values |")
+        out.append("|---|---|---|---|---|")
+        for k in extra:
+            v = data[k]
+            out.append("| %s | %s | %s | %s | %s |" % (k[0], k[1], k[2], fmt(statistics.median(v), ""),
+                                                     ", ".join(fmt(x, "") for x in v)))
+    out.append("")
+    out.append("Every round (in run order):")
+    out.append("")
+    out.append("| scenario | metric | gateway | nginx |")
+    out.append("|---|---|---|---|")
+    for scen, metric, unit, _, _, _ in ROWS:
+        g = data.get((scen, metric, "gateway"), [])
+        n = data.get((scen, metric, "nginx"), [])
+        out.append("| %s | %s | %s | %s |" % (scen, metric, ", ".join(fmt(x, "") for x in g) or "—",
+                                              ", ".join(fmt(x, "") for x in n) or "—"))
+    for k in sorted(data):
+        if k[2] in ("gateway", "nginx") and not any(k[0] == r[0] and k[1] == r[1] for r in ROWS):
+            out.append("| %s | %s (%s) | %s | |" % (k[0], k[1], k[2], ", ".join(fmt(x, "") for x in data[k])))
+    print("\n".join(out))
+    return 0
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(argv) >= 2 else 2
+    cmd, rest = argv[1], argv[2:]
+    if cmd == "ports":
+        print(" ".join(str(p) for p in free_ports(int(rest[0]))))
+        return 0
+    if cmd == "wrk":
+        return wrk_parse(rest[0])
+    if cmd == "table":
+        return table(rest[0], rest[1])
+    opts = {"port": 0, "path": "/readyz", "n": 500, "headers": [], "timeout": 30.0, "log": "", "argv": []}
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "--":
+            opts["argv"] = rest[i + 1:]
+            break
+        val = rest[i + 1]
+        if a == "--port":
+            opts["port"] = int(val)
+        elif a == "--path":
+            opts["path"] = val
+        elif a == "-n":
+            opts["n"] = int(val)
+        elif a == "--header":
+            opts["headers"].append(val)
+        elif a == "--timeout":
+            opts["timeout"] = float(val)
+        elif a == "--log":
+            opts["log"] = val
+        else:
+            print("unknown option " + a, file=sys.stderr)
+            return 2
+        i += 2
+    if cmd == "burst":
+        return burst(opts)
+    if cmd == "ready":
+        return ready(opts)
+    print("unknown command " + cmd, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# rds-gateway against nginx as the equivalent caching proxy, on this machine, in one command:
+#
+#   scripts/bench.sh [--quick] [--threads N] [--rounds N] [--duration S] [--mock-threads N]
+#                    [--access-log file|off] [--no-pin] [--build-dir DIR]
+#
+# Installs wrk and nginx (scripts/bootstrap.sh --bench), builds rds-gateway and rds-mock (Release), starts
+# rds-mock (plain HTTP, loopback), the gateway and nginx with the same job (cache, stampede lock, token
+# injection, upstream keep-alive), and measures, each at least 3 times with the two proxies alternating:
+#   1. cache hits on one key (wrk), 2. misses (a new backup_id per request; nginx without a cache),
+#   3. a cold burst of 500 concurrent first requests against a 100 ms upstream (bench/benchtool.py),
+#   4. RSS after 100,000 cached entries and the time from exec to the first /readyz 200.
+# Prints one markdown table (medians, ratio, targets) and writes it to build/bench/results.md.
+# Everything it starts is stopped on exit, error or Ctrl-C. See bench/README-bench.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+THREADS=1
+ROUNDS=3
+DURATION=10
+MOCK_THREADS=1
+ACCESS_LOG=file
+PIN=1
+BUILD_DIR=${BENCH_BUILD_DIR:-build/release}
+FILL=100000
+BURST=500
+CONNS=64
+WRK_THREADS=2
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1; DURATION=3 ;;
+    --threads) THREADS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --mock-threads) MOCK_THREADS=$2; shift ;;
+    --access-log) ACCESS_LOG=$2; shift ;;
+    --no-pin) PIN=0 ;;
+    --build-dir) BUILD_DIR=$2; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $ACCESS_LOG == file || $ACCESS_LOG == off ]] || { echo "bench: --access-log is file or off" >&2; exit 2; }
+((ROUNDS >= 1 && THREADS >= 1 && MOCK_THREADS >= 1)) || { echo "bench: bad numbers" >&2; exit 2; }
+# The memory fill is the slowest part: 3 rounds normally, 1 with --quick.
+MEM_ROUNDS=$ROUNDS
+((QUICK)) && MEM_ROUNDS=1
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- dependencies and build
+scripts/bootstrap.sh --bench
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+log "building rds-gateway and rds-mock (Release) in $BUILD_DIR"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target rds-gateway rds-mock | tail -n 1
+GW_BIN=$ROOT/$BUILD_DIR/rds-gateway
+MOCK_BIN=$ROOT/$BUILD_DIR/tests/rds-mock
+[[ $BUILD_DIR == /* ]] && GW_BIN=$BUILD_DIR/rds-gateway MOCK_BIN=$BUILD_DIR/tests/rds-mock
+TOOL=(python3 "$ROOT/bench/benchtool.py")
+
+# ---------------------------------------------------------------- processes and cleanup
+TMP=$(mktemp -d /tmp/rdsgw-bench.XXXXXX)
+OUT_DIR=$ROOT/build/bench
+mkdir -p "$OUT_DIR"
+MOCK_PID="" GW_PID="" NG_PID=""
+stop_pid() {  # stop_pid PID: SIGTERM, then wait for it
+  local pid=$1
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$GW_PID"; stop_pid "$NG_PID"; stop_pid "$MOCK_PID"
+  if ((rc == 0)); then rm -rf "$TMP"; else echo "bench: logs kept in $TMP" >&2; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# CPU placement: the proxy under test alone on its CPU(s), load generator and mock on the others, so
+# that neither proxy competes with wrk or the mock for its core. Needs more CPUs than proxy threads.
+NCPU=$(nproc)
+PROXY_PIN=() LOAD_PIN=()
+PIN_NOTE="none (--no-pin)"
+if ((PIN)); then
+  if ((NCPU > THREADS)); then
+    PROXY_PIN=(taskset -c "0-$((THREADS - 1))")
+    LOAD_PIN=(taskset -c "$THREADS-$((NCPU - 1))")
+    PIN_NOTE="gateway/nginx on CPU 0-$((THREADS - 1)); wrk, rds-mock and the burst client on CPU $THREADS-$((NCPU - 1))"
+  else
+    PIN_NOTE="none ($NCPU CPUs are not enough to give $THREADS proxy threads their own CPUs)"
+  fi
+fi
+
+read -r GW_PORT GW_ADMIN NG_PORT NG_NC_PORT MOCK_PORT < <("${TOOL[@]}" ports 5)
+export RDS_AUTH_TOKEN="bench-token-$(openssl rand -hex 16)"
+PROJECT=97b026aa9cc4417888c14c84a1ad9860
+MOCK_BASE="{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\"}"
+new_backup_id() { echo "$(openssl rand -hex 16)br01"; }
+new_nonce() { echo $((RANDOM * 32768 + RANDOM)); }
+bpath() { echo "/v3/$PROJECT/backup-files?backup_id=$1"; }
+
+wait_http() {  # wait_http URL [tries]: until the URL answers 200
+  local url=$1 tries=${2:-200}
+  for _ in $(seq 1 "$tries"); do
+    curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null | grep -q '^200$' && return 0
+    sleep 0.05
+  done
+  echo "bench: $url never answered 200" >&2
+  return 1
+}
+mock_post() {  # mock_post PATH JSON
+  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$MOCK_PORT$1"
+}
+mock_reset() {  # zero the counters (and the mock's per-backup table), then restore the base behaviour
+  mock_post /_mock/reset '{}'
+  mock_post /_mock/config "${1:-$MOCK_BASE}"
+}
+mock_stat() {
+  curl -sf "http://127.0.0.1:$MOCK_PORT/_mock/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"
+}
+rss_kb() {  # rss_kb PID...: summed VmRSS
+  local total=0 v
+  for p in "$@"; do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+nginx_pids() { echo "$NG_PID" $(pgrep -P "$NG_PID" || true); }
+
+# ---------------------------------------------------------------- configurations
+GW_ACCESS=off NG_ACCESS="access_log off;"
+if [[ $ACCESS_LOG == file ]]; then
+  GW_ACCESS=$TMP/gateway-access.log
+  NG_ACCESS="access_log $TMP/nginx-access.log bench;"
+fi
+cat >"$TMP/gateway.json" <<EOF
+{
+  "listen": {"address": "127.0.0.1", "port": $GW_PORT, "threads": $THREADS},
+  "admin": {"enabled": true, "address": "127.0.0.1", "port": $GW_ADMIN},
+  "upstream": {"base_url": "http://127.0.0.1:$MOCK_PORT", "pool_size": 32},
+  "auth": {"mode": "token", "token": {"env": "RDS_AUTH_TOKEN"}},
+  "cache": {"enabled": true, "max_entries": $FILL},
+  "callers": {"required": false, "list": []},
+  "limits": {"drain_timeout_ms": 2000},
+  "log": {"access": "$GW_ACCESS", "level": "warn"}
+}
+EOF
+USER_LINE=""
+(($(id -u) == 0)) && USER_LINE="user root;"
+sed -e "s|@TMP@|$TMP|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" \
+  -e "s|@PORT_CACHE@|$NG_PORT|g" -e "s|@PORT_NOCACHE@|$NG_NC_PORT|g" -e "s|@TOKEN@|$RDS_AUTH_TOKEN|g" \
+  -e "s|@USER_LINE@|$USER_LINE|" -e "s|@ACCESS_LOG_LINE@|$NG_ACCESS|" bench/nginx.conf.in >"$TMP/nginx.conf"
+GW_CMD=("${PROXY_PIN[@]}" "$GW_BIN" --config "$TMP/gateway.json")
+NG_CMD=("${PROXY_PIN[@]}" "$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log")
+"$NGINX" -t -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" 2>"$TMP/nginx-t.log" ||
+  { cat "$TMP/nginx-t.log" >&2; exit 1; }
+
+start_mock() {
+  "${LOAD_PIN[@]}" "$MOCK_BIN" --listen 127.0.0.1 --port "$MOCK_PORT" --threads "$MOCK_THREADS" \
+    --config "$MOCK_BASE" >"$TMP/mock.log" 2>&1 &
+  MOCK_PID=$!
+  wait_http "http://127.0.0.1:$MOCK_PORT/_mock/stats"
+}
+start_gateway() {
+  "${GW_CMD[@]}" >/dev/null 2>>"$TMP/gateway.log" &
+  GW_PID=$!
+  wait_http "http://127.0.0.1:$GW_PORT/readyz" || { tail -20 "$TMP/gateway.log" >&2; return 1; }
+}
+stop_gateway() { stop_pid "$GW_PID"; GW_PID=""; }
+start_nginx() {
+  rm -rf "$TMP/nginx-cache"
+  "${NG_CMD[@]}" 2>>"$TMP/nginx-error.log" &
+  NG_PID=$!
+  wait_http "http://127.0.0.1:$NG_PORT/readyz" || { tail -20 "$TMP/nginx-error.log" >&2; return 1; }
+}
+stop_nginx() { stop_pid "$NG_PID"; NG_PID=""; }
+
+port_of() {  # port_of PEER SCENARIO
+  case "$1" in
+    gateway) echo "$GW_PORT" ;;
+    nginx) [[ $2 == misses ]] && echo "$NG_NC_PORT" || echo "$NG_PORT" ;;
+    mock) echo "$MOCK_PORT" ;;
+  esac
+}
+order() { (($1 % 2)) && echo "gateway nginx" || echo "nginx gateway"; }  # alternate who goes first
+
+RESULTS=$TMP/results.tsv
+NOTES=$TMP/notes.txt
+: >"$RESULTS"
+: >"$NOTES"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
+note() { echo "- $*" >>"$NOTES"; echo "bench: $*" >&2; }
+
+run_wrk() {  # run_wrk SCENARIO PEER URL [wrk options...] [-- script args...] -> records rps and p99
+  local scen=$1 peer=$2 url=$3 out opts=() sargs=()
+  shift 3
+  while (($#)) && [[ $1 != -- ]]; do opts+=("$1"); shift; done
+  (($#)) && sargs=("$@")  # starts with "--"
+  out=$TMP/wrk-${scen%% *}-$peer-$(date +%s%N).txt
+  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${opts[@]}" "$url" "${sargs[@]}" \
+    >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+  local rps p99 non2xx errs
+  read -r rps p99 non2xx errs < <("${TOOL[@]}" wrk "$out")
+  record "$scen" rps "$peer" "$rps"
+  record "$scen" p99 "$peer" "$p99"
+  printf '   %-8s %-7s %10s rps   p99 %8s ms\n' "$scen" "$peer" "$rps" "$p99" >&2
+  ((non2xx == 0)) || note "$scen/$peer: $non2xx answers were not 2xx (run $out)"
+  ((errs == 0)) || note "$scen/$peer: $errs socket errors (run $out)"
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "ports: gateway $GW_PORT (admin $GW_ADMIN), nginx $NG_PORT (no cache: $NG_NC_PORT), mock $MOCK_PORT"
+log "pinning: $PIN_NOTE; access log: $ACCESS_LOG for both; load average now $LOAD_BEFORE"
+start_mock
+start_gateway
+start_nginx
+
+# ---------------------------------------------------------------- 1. hits on one key
+HIT_ID=$(new_backup_id)
+HIT_PATH=$(bpath "$HIT_ID")
+for peer in gateway nginx; do
+  url="http://127.0.0.1:$(port_of $peer hits)$HIT_PATH"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+  [[ $code == 200 ]] || { echo "bench: warm-up request to $peer answered $code" >&2; exit 1; }
+  cache=$(curl -s -o /dev/null -D - "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
+  [[ $cache == HIT ]] || note "hits/$peer: the second request said X-Cache: ${cache:-none}, not HIT"
+done
+log "1. cache hits: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, one URL, $ROUNDS rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  for peer in $(order "$r"); do run_wrk "hits (1 key)" "$peer" "http://127.0.0.1:$(port_of $peer hits)$HIT_PATH"; done
+done
+
+# ---------------------------------------------------------------- 2. misses
+log "2. misses: a new backup_id per request (nginx: the server block without a cache), $ROUNDS rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  for peer in $(order "$r") mock; do
+    mock_reset  # frees the mock's per-backup table, which grows by one entry per request here
+    extra=()
+    [[ $peer == mock ]] && extra=(-H "X-Auth-Token: $RDS_AUTH_TOKEN")
+    # The mock itself, straight from wrk: the ceiling of the load side (wrk + mock on their CPUs).
+    run_wrk misses "$peer" "http://127.0.0.1:$(port_of $peer misses)" "${extra[@]}" -s bench/misses.lua \
+      -- "$PROJECT" "$(new_nonce)"
+  done
+done
+# Mock rows are references, not a competitor.
+sed -i 's/^misses\t\(rps\|p99\)\tmock\t/misses (mock alone, no proxy)\t\1\tmock\t/' "$RESULTS"
+
+# ---------------------------------------------------------------- 3. cold burst
+log "3. cold burst: $BURST concurrent first requests for one new key, upstream latency 100 ms, $ROUNDS rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  for peer in $(order "$r") mock; do
+    mock_reset "{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\",\"latency_ms\":100}"
+    hdr=()
+    [[ $peer == mock ]] && hdr=(--header "X-Auth-Token: $RDS_AUTH_TOKEN")
+    json=$("${LOAD_PIN[@]}" "${TOOL[@]}" burst --port "$(port_of $peer burst)" --path "$(bpath "$(new_backup_id)")" \
+      -n "$BURST" "${hdr[@]}") || note "cold burst/$peer: not every request got 200: $json"
+    calls=$(mock_stat rds_requests)
+    read -r p50 p99 < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d.get('p50_ms',-1), d.get('p99_ms',-1))" "$json")
+    if [[ $peer == mock ]]; then
+      record "cold burst (mock alone, every request 100 ms)" "p99 (client floor)" mock "$p99"
+    else
+      record "cold burst" "upstream calls" "$peer" "$calls"
+      record "cold burst" p50 "$peer" "$p50"
+      record "cold burst" p99 "$peer" "$p99"
+    fi
+    printf '   burst    %-7s upstream calls %4s   p50 %8s ms   p99 %8s ms\n' "$peer" "$calls" "$p50" "$p99" >&2
+  done
+done
+mock_reset
+
+# ---------------------------------------------------------------- 4. memory and start-up
+log "4a. start to first /readyz 200 (fresh process each time)"
+stop_gateway
+stop_nginx
+READY_ROUNDS=$((ROUNDS < 5 ? 5 : ROUNDS))
+for r in $(seq 1 "$READY_ROUNDS"); do
+  for peer in $(order "$r"); do
+    if [[ $peer == gateway ]]; then
+      ms=$("${TOOL[@]}" ready --port "$GW_PORT" --path /readyz --log "$TMP/gateway.log" -- "${GW_CMD[@]}")
+    else
+      rm -rf "$TMP/nginx-cache"
+      ms=$("${TOOL[@]}" ready --port "$NG_PORT" --path /readyz --log "$TMP/nginx-error.log" -- "${NG_CMD[@]}")
+    fi
+    record memory "start to /readyz 200" "$peer" "$ms"
+    printf '   ready    %-7s %8s ms\n' "$peer" "$ms" >&2
+  done
+done
+
+log "4b. RSS after $FILL distinct cached entries (fresh process each round, $MEM_ROUNDS rounds)"
+PER_THREAD=$(((FILL + WRK_THREADS - 1) / WRK_THREADS))
+fill() {  # fill PORT: $FILL distinct misses through the proxy (wrk stops each thread after its share)
+  local out=$TMP/fill-$1-$(date +%s%N).txt
+  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d300s -s bench/misses.lua "http://127.0.0.1:$1" \
+    -- "$PROJECT" "$(new_nonce)" "$PER_THREAD" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+  local non2xx
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+  [[ -z $non2xx ]] || note "fill on port $1: $non2xx answers were not 2xx"
+  awk '/requests in/ {print "   fill: " $0}' "$out" >&2
+}
+for r in $(seq 1 "$MEM_ROUNDS"); do
+  for peer in $(order "$r"); do
+    mock_reset
+    if [[ $peer == gateway ]]; then
+      start_gateway
+      idle=$(rss_kb "$GW_PID")
+      fill "$GW_PORT"
+      entries=$(curl -s "http://127.0.0.1:$GW_ADMIN/metrics" | awk '/^rdsgw_cache_entries/ {print $2}')
+      cbytes=$(curl -s "http://127.0.0.1:$GW_ADMIN/metrics" | awk '/^rdsgw_cache_bytes/ {print $2}')
+      full=$(rss_kb "$GW_PID")
+      [[ ${entries%.*} -ge $FILL ]] || note "memory/gateway: only ${entries} cache entries after the fill"
+      record memory "RSS at 100k entries" gateway "$(echo "$full" | awk '{printf "%.1f", $1/1024}')"
+      record memory "RSS idle (before the fill)" gateway "$(echo "$idle" | awk '{printf "%.1f", $1/1024}')"
+      record memory "cache bytes (gateway's own accounting)" gateway "$(echo "${cbytes:-0}" | awk '{printf "%.1f", $1/1048576}')"
+      printf '   memory   gateway idle %s kB, after fill %s kB, %s entries, %s cache bytes\n' "$idle" "$full" "$entries" "$cbytes" >&2
+      stop_gateway
+    else
+      start_nginx
+      idle=$(rss_kb $(nginx_pids))
+      fill "$NG_PORT"
+      full=$(rss_kb $(nginx_pids))
+      disk=$(du -sk "$TMP/nginx-cache" | cut -f1)
+      files=$(find "$TMP/nginx-cache" -type f | wc -l)
+      record memory "RSS at 100k entries" nginx "$(echo "$full" | awk '{printf "%.1f", $1/1024}')"
+      record memory "RSS idle (before the fill)" nginx "$(echo "$idle" | awk '{printf "%.1f", $1/1024}')"
+      record memory "cache on disk (MB; nginx keeps bodies in files)" nginx "$(echo "$disk" | awk '{printf "%.1f", $1/1024}')"
+      printf '   memory   nginx   idle %s kB, after fill %s kB (processes: %s), %s cache files, %s kB on disk\n' \
+        "$idle" "$full" "$(nginx_pids)" "$files" "$disk" >&2
+      stop_nginx
+    fi
+  done
+done
+
+# ---------------------------------------------------------------- report
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+  echo "# rds-gateway vs nginx ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo
+  echo "- commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)'); $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')); load average $LOAD_BEFORE before, $LOAD_AFTER after"
+  echo "- proxies: $THREADS thread(s) each (gateway listen.threads $THREADS; nginx worker_processes $THREADS); $("$NGINX" -v 2>&1 | sed 's/.*: //'); token injection; gateway callers.required false (no API key; nginx checks none either)"
+  echo "- access log: $([[ $ACCESS_LOG == file ]] && echo 'to a file for both' || echo 'off for both'); rds-mock: plain HTTP, $MOCK_THREADS thread(s); pinning: $PIN_NOTE"
+  echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency; $ROUNDS rounds (memory: $MEM_ROUNDS, start-up: $READY_ROUNDS), the two proxies alternating who goes first; medians"
+  echo "- cold burst: $BURST connections opened first, then one GET each sent back to back; latency from each request's write to its answer's last byte"
+  echo "- RSS: VmRSS; nginx = master + all its children (worker, cache manager, cache loader), shared pages counted in each"
+  if [[ -s $NOTES ]]; then echo; echo "Warnings:"; echo; cat "$NOTES"; fi
+} >"$TMP/meta.txt"
+"${TOOL[@]}" table "$RESULTS" "$TMP/meta.txt" >"$OUT_DIR/results.md"
+cp "$RESULTS" "$OUT_DIR/results.tsv"
+echo
+cat "$OUT_DIR/results.md"
+echo
+echo "(written to build/bench/results.md)"
