@@ -115,6 +115,8 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     }
     std::vector<std::string> problems;
     callers_ = std::make_shared<const CallerRegistry>(caller_defs(cfg_.callers, problems));
+    callers_required_ = cfg_.callers.required;
+    metrics_require_auth_ = cfg_.callers.metrics_require_auth;
     for (auto& p : problems) log_error(p);
     static Metrics* breaker_metrics = nullptr;
     breaker_metrics = &metrics_;
@@ -162,8 +164,18 @@ bool Gateway::init_worker(Worker& w, std::string& why) {
 void Gateway::start_background(Worker& w0) { creds_->start(w0.ioc.get_executor()); }
 
 std::shared_ptr<const CallerRegistry> Gateway::callers() const {
-    std::lock_guard lk(callers_mu_);
-    return callers_;
+    // Per-thread snapshot, refreshed when a reload bumped the generation: no shared lock per request.
+    thread_local const Gateway* owner = nullptr;
+    thread_local std::uint64_t gen = 0;
+    thread_local std::shared_ptr<const CallerRegistry> snap;
+    std::uint64_t now_gen = callers_gen_.load(std::memory_order_acquire);
+    if (owner != this || gen != now_gen || !snap) {
+        std::lock_guard lk(callers_mu_);
+        snap = callers_;
+        gen = now_gen;
+        owner = this;
+    }
+    return snap;
 }
 
 void Gateway::reload(const Config& cfg) {
@@ -176,9 +188,22 @@ void Gateway::reload(const Config& cfg) {
     {
         std::lock_guard lk(callers_mu_);
         callers_ = std::move(reg);
+        callers_gen_.fetch_add(1, std::memory_order_release);
     }
+    if (!cfg.callers.required && callers_required_.load())
+        log_warn("callers.required is false: ANY client that reaches this port can fetch backup download links");
+    callers_required_.store(cfg.callers.required);
+    metrics_require_auth_.store(cfg.callers.metrics_require_auth);
     log_info("SIGHUP: callers reloaded (" + std::to_string(cfg.callers.list.size()) + ")");
     access_log_.reopen();
+}
+
+Response Gateway::auth_failed(const AuthOutcome& out, const std::string& request_id) {
+    metrics_.rejected("auth");
+    metrics_.auth_failure(out.reason.empty() ? "invalid credentials" : out.reason);
+    Response r = error(401, out.reason.empty() ? "authentication failed" : out.reason, request_id);
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
 }
 
 Response Gateway::error(unsigned status, std::string_view msg, const std::string& request_id) const {
@@ -216,15 +241,12 @@ asio::awaitable<Response> Gateway::handle(Worker& w, const RequestView& rq, cons
         }
         case Route::metrics: {
             if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) co_return *r;
-            if (cfg_.callers.metrics_require_auth) {
+            if (metrics_require_auth_.load()) {
                 std::vector<std::pair<std::string_view, std::string_view>> hs;
                 for (auto& f : *rq.fields) hs.emplace_back(f.name_string(), f.value());
                 AuthInput in{rq.method_string, rq.target, &hs, rq.tls_subject, sys::now()};
                 auto out = callers()->authenticate(in);
-                if (!out.caller) {
-                    metrics_.rejected("auth");
-                    co_return error(401, "authentication required", request_id);
-                }
+                if (!out.caller) co_return auth_failed(out, request_id);
             }
             Response r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -328,20 +350,14 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
     const auto now = sys::now();
     const Caller* caller = nullptr;
     std::shared_ptr<const CallerRegistry> reg;
-    if (cfg_.callers.required) {
+    if (callers_required_.load(std::memory_order_relaxed)) {
         reg = callers();
         std::vector<std::pair<std::string_view, std::string_view>> hs;
         hs.reserve(16);
         for (auto& f : *rq.fields) hs.emplace_back(f.name_string(), f.value());
         AuthInput in{rq.method_string, rq.target, &hs, rq.tls_subject, now};
         AuthOutcome out = reg->authenticate(in);
-        if (!out.caller) {
-            metrics_.rejected("auth");
-            metrics_.auth_failure(out.reason.empty() ? "invalid credentials" : out.reason);
-            Response r = error(401, out.reason.empty() ? "authentication failed" : out.reason, request_id);
-            r.headers.emplace_back("WWW-Authenticate", "Bearer");
-            co_return r;
-        }
+        if (!out.caller) co_return auth_failed(out, request_id);
         caller = out.caller;
         double retry_after = 0;
         if (!caller->try_acquire(steady::now(), retry_after)) {
@@ -386,6 +402,7 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
     };
     auto serve_cached = [&](const AnswerPtr& a, std::string_view cache_state) {
         Response r;
+        r.headers.reserve(5);
         r.status = a->status;
         r.shared_body = a;
         r.cache = cache_state;

@@ -105,15 +105,18 @@ void AccessLog::open_file() {
 
 void AccessLog::write(std::string line) {
     if (mode_ == Mode::off) return;
+    bool wake;
     {
         std::lock_guard lk(mu_);
         if (queue_.size() >= max_queue_) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
+        // Only the first line of a batch wakes the writer (one futex call per batch, not per line).
+        wake = queue_.empty() && !busy_;
         queue_.push_back(std::move(line));
     }
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
 }
 
 void AccessLog::reopen() {

@@ -189,6 +189,16 @@ start_nginx() {
 }
 stop_nginx() { stop_pid "$NG_PID"; NG_PID=""; }
 
+check_alive() {  # check_alive NAME PID: fail loudly when a process under test has died
+  local name=$1 pid=$2 rc=0
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null && return 0
+  wait "$pid" 2>/dev/null || rc=$?
+  echo "bench: $name (pid $pid) died, exit status $rc$( ((rc > 128)) && echo " (signal $((rc - 128)))")" >&2
+  exit 1
+}
+alive() { check_alive rds-mock "$MOCK_PID"; check_alive rds-gateway "$GW_PID"; check_alive nginx "$NG_PID"; }
+
 port_of() {  # port_of PEER SCENARIO
   case "$1" in
     gateway) echo "$GW_PORT" ;;
@@ -245,9 +255,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- 2. misses
+alive
 log "2. misses: a new backup_id per request (nginx: the server block without a cache), $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
   for peer in $(order "$r") mock; do
+    alive
     mock_reset  # frees the mock's per-backup table, which grows by one entry per request here
     extra=()
     [[ $peer == mock ]] && extra=(-H "X-Auth-Token: $RDS_AUTH_TOKEN")
@@ -260,14 +272,17 @@ done
 sed -i 's/^misses\t\(rps\|p99\)\tmock\t/misses (mock alone, no proxy)\t\1\tmock\t/' "$RESULTS"
 
 # ---------------------------------------------------------------- 3. cold burst
+alive
 log "3. cold burst: $BURST concurrent first requests for one new key, upstream latency 100 ms, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
   for peer in $(order "$r") mock; do
+    alive
     mock_reset "{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\",\"latency_ms\":100}"
     hdr=()
     [[ $peer == mock ]] && hdr=(--header "X-Auth-Token: $RDS_AUTH_TOKEN")
     json=$("${LOAD_PIN[@]}" "${TOOL[@]}" burst --port "$(port_of $peer burst)" --path "$(bpath "$(new_backup_id)")" \
       -n "$BURST" "${hdr[@]}") || note "cold burst/$peer: not every request got 200: $json"
+    [[ $json == {* ]] || { echo "bench: the burst client failed against $peer" >&2; alive; exit 1; }
     calls=$(mock_stat rds_requests)
     read -r p50 p99 < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d.get('p50_ms',-1), d.get('p99_ms',-1))" "$json")
     if [[ $peer == mock ]]; then
@@ -283,6 +298,7 @@ done
 mock_reset
 
 # ---------------------------------------------------------------- 4. memory and start-up
+alive
 log "4a. start to first /readyz 200 (fresh process each time)"
 stop_gateway
 stop_nginx

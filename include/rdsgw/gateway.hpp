@@ -99,6 +99,7 @@ private:
     Response readiness();
     Response admin_cache(const RequestView& rq, const std::string& request_id);
     Response error(unsigned status, std::string_view msg, const std::string& request_id) const;
+    Response auth_failed(const AuthOutcome& out, const std::string& request_id);
     Response from_outcome(const FetchOutcome& o, const std::string& request_id) const;
     std::shared_ptr<const CallerRegistry> callers() const;
 
@@ -117,6 +118,8 @@ private:
     ConcurrencyLimiter limiter_;
     mutable std::mutex callers_mu_;
     std::shared_ptr<const CallerRegistry> callers_;
+    std::atomic<std::uint64_t> callers_gen_{1};
+    std::atomic<bool> callers_required_{true}, metrics_require_auth_{false};  // reloadable on SIGHUP
     std::atomic<bool> listening_{false}, draining_{false};
     std::atomic<std::int64_t> last_upstream_success_ms_{0};
 };

@@ -44,13 +44,21 @@ struct Fixture {
     }
 };
 
-std::vector<std::pair<std::string, std::string>> env() { return {{"RDS_AUTH_TOKEN", "contract-token"}}; }
+std::vector<std::pair<std::string, std::string>> env() {
+    return {{"RDS_AUTH_TOKEN", "contract-token"}};
+}
 
-Response fetch(GatewayProc& gw) { return gw.get(backup_path(next_backup()), with_key()); }
+Response fetch(GatewayProc& gw) {
+    return gw.get(backup_path(next_backup()), with_key());
+}
 
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+bool contains(const std::string& hay, const std::string& needle) {
+    return hay.find(needle) != std::string::npos;
+}
 
-std::string str(const json::value& v) { return std::string(v.as_string()); }
+std::string str(const json::value& v) {
+    return std::string(v.as_string());
+}
 
 // The caller got the gateway's own 502 whose message is exactly `message` (or, when `exact` is false,
 // contains it), in the RDS error shape with the request id, and no link or link part anywhere in the body.
@@ -61,16 +69,20 @@ void expect_502(const Response& r, const std::string& message, bool exact = true
     BOOST_TEST(str(b.at("error_code")) == "RDSGW.502");
     BOOST_TEST(str(b.at("request_id")) == r.header("x-request-id"));
     const std::string msg = str(b.at("error_msg"));
-    if (exact) BOOST_TEST(msg == message);
-    else BOOST_TEST(contains(msg, message), msg);
-    for (const char* secret : {"myhuaweicloud", "example.org", "AccessKeyId", "Signature", "mocksig", "Expires", "?"})
+    if (exact)
+        BOOST_TEST(msg == message);
+    else
+        BOOST_TEST(contains(msg, message), msg);
+    for (const char* secret :
+         {"myhuaweicloud", "example.org", "AccessKeyId", "Signature", "mocksig", "Expires", "?"})
         BOOST_TEST(!contains(r.body, secret), secret);
 }
 
 // No link query string ever reached the gateway's logs (access log and warnings are on stdout).
 void expect_clean_logs(const GatewayProc& gw) {
     const std::string out = gw.child.output();
-    for (const char* secret : {"AccessKeyId", "Signature=", "mocksig", "SECRETSIG"}) BOOST_TEST(!contains(out, secret), secret);
+    for (const char* secret : {"AccessKeyId", "Signature=", "mocksig", "SECRETSIG"})
+        BOOST_TEST(!contains(out, secret), secret);
 }
 
 const std::regex kCanonicalTime(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{4})");
@@ -99,7 +111,8 @@ void expect_canonical_mock_answer(const Response& r, bool legacy) {
             BOOST_TEST(keys == want, boost::test_tools::per_element());
             BOOST_TEST_REQUIRE(f.at("size").is_int64());
             BOOST_TEST(f.at("size").as_int64() == 2803 + static_cast<std::int64_t>(i));
-            BOOST_TEST(str(f.at("download_link")).rfind("https://obs.cn-north-4.myhuaweicloud.com/", 0) == 0u);
+            BOOST_TEST(str(f.at("download_link")).rfind("https://obs.cn-north-4.myhuaweicloud.com/", 0) ==
+                       0u);
             const std::string t = str(f.at("link_expired_time"));
             BOOST_TEST(std::regex_match(t, kCanonicalTime), t);
             const auto parsed = rdsgw::parse_rds_time(t);
@@ -146,19 +159,21 @@ BOOST_FIXTURE_TEST_CASE(custom_answer_is_rewritten_exactly_to_the_canonical_form
         ]} )");
     const auto r = fetch(gw);
     BOOST_TEST_REQUIRE(r.status == 200u, r.body);
-    BOOST_TEST(r.body ==
-               R"({"files":[{"name":"a.qp","size":2803,)"
-               R"("download_link":"https://obs.cn-north-4.myhuaweicloud.com/b/a.qp?AccessKeyId=AK&Signature=SECRETSIG",)"
-               R"("link_expired_time":"2030-11-28T10:15:14+0800","database_name":"db1"},)"
-               R"({"name":"b.qp","size":2000,"download_link":"https://obs.cn-north-4.myhuaweicloud.com/b/b.qp",)"
-               R"("link_expired_time":"2030-11-28T02:15:14+0000"}],"bucket":"b"})");
+    BOOST_TEST(
+        r.body ==
+        R"({"files":[{"name":"a.qp","size":2803,)"
+        R"("download_link":"https://obs.cn-north-4.myhuaweicloud.com/b/a.qp?AccessKeyId=AK&Signature=SECRETSIG",)"
+        R"("link_expired_time":"2030-11-28T10:15:14+0800","database_name":"db1"},)"
+        R"({"name":"b.qp","size":2000,"download_link":"https://obs.cn-north-4.myhuaweicloud.com/b/b.qp",)"
+        R"("link_expired_time":"2030-11-28T02:15:14+0000"}],"bucket":"b"})");
     BOOST_TEST(r.header("content-length") == std::to_string(r.body.size()));
     expect_clean_logs(gw);
 }
 
 BOOST_FIXTURE_TEST_CASE(invalid_answers_become_502_naming_the_json_path, Fixture) {
     GatewayProc gw(config(), env());
-    const std::string link = "https://obs.cn-north-4.myhuaweicloud.com/b/a.qp?AccessKeyId=AK&Signature=SECRETSIG";
+    const std::string link =
+        "https://obs.cn-north-4.myhuaweicloud.com/b/a.qp?AccessKeyId=AK&Signature=SECRETSIG";
     auto file = [&](const std::string& name, const std::string& size, const std::string& dl,
                     const std::string& t) {
         return R"({"name":)" + name + R"(,"size":)" + size + R"(,"download_link":)" + dl +
@@ -175,30 +190,58 @@ BOOST_FIXTURE_TEST_CASE(invalid_answers_become_502_naming_the_json_path, Fixture
         return json::serialize(json::object{{"body_mode", "custom"}, {"custom_body", body}});
     };
     const std::vector<Case> cases = {
-        {R"({"body_mode":"doc_example"})", "invalid upstream answer: ", false, {"43e4feaab48f", "2018-08-016", "xxxxxx"}},
+        {R"({"body_mode":"doc_example"})",
+         "invalid upstream answer: ",
+         false,
+         {"43e4feaab48f", "2018-08-016", "xxxxxx"}},
         {R"({"body_mode":"not_json"})", "invalid upstream answer: ", false, {"this is not JSON"}},
         {R"({"body_mode":"html"})", "invalid upstream answer: ", false, {"<html", "Welcome", "captive"}},
         {R"({"body_mode":"empty"})", "invalid upstream answer: ", false, {}},
         {R"({"body_mode":"array"})", "invalid upstream answer: not a JSON object", true, {}},
-        {R"({"body_mode":"bad_time"})", "invalid upstream answer at files[0].link_expired_time: not a valid time",
-         true, {"2018-13-01"}},
+        {R"({"body_mode":"bad_time"})",
+         "invalid upstream answer at files[0].link_expired_time: not a valid time",
+         true,
+         {"2018-13-01"}},
         {R"({"body_mode":"bad_size"})", "invalid upstream answer at files[0].size: negative", true, {"-5"}},
         {custom(R"({"bucket":"b"})"), "invalid upstream answer at files: missing", true, {}},
         {custom(R"({"files":{"x":1}})"), "invalid upstream answer at files: not an array", true, {}},
-        {custom(R"({"files":[)" + good + "," + file("\"a.qp\"", "\"12kb\"", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
-         "invalid upstream answer at files[1].size: not an integer", true, {"12kb"}},
-        {custom(R"({"files":[)" + file("\"../etc/passwd\"", "1", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
-         "invalid upstream answer at files[0].name: contains a path separator", true, {"passwd"}},
+        {custom(R"({"files":[)" + good + "," +
+                file("\"a.qp\"", "\"12kb\"", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
+         "invalid upstream answer at files[1].size: not an integer",
+         true,
+         {"12kb"}},
+        {custom(R"({"files":[)" +
+                file("\"../etc/passwd\"", "1", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
+         "invalid upstream answer at files[0].name: contains a path separator",
+         true,
+         {"passwd"}},
         {custom(R"({"files":[)" + good + "," + good + "," +
-                file("\"a.qp\"", "1", "\"ftp://obs.cn-north-4.myhuaweicloud.com/x?Signature=SECRETSIG\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
-         "invalid upstream answer at files[2].download_link: scheme is not https", true, {"ftp"}},
-        {custom(R"({"files":[)" + file("\"a.qp\"", "1", "\"https://user:pw@obs.x.com/a?Signature=SECRETSIG\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
-         "invalid upstream answer at files[0].download_link: userinfo not allowed", true, {"user", "pw@"}},
-        {custom(R"({"files":[)" + file("\"a.qp\"", "1", "\"" + link + "\"", "\" 2018-08-016T10:15:14+0800\"") + "]}"),
-         "invalid upstream answer at files[0].link_expired_time: not a valid time", true, {"2018"}},
+                file("\"a.qp\"", "1", "\"ftp://obs.cn-north-4.myhuaweicloud.com/x?Signature=SECRETSIG\"",
+                     "\"2030-01-01T00:00:00+0800\"") +
+                "]}"),
+         "invalid upstream answer at files[2].download_link: scheme is not https",
+         true,
+         {"ftp"}},
+        {custom(R"({"files":[)" +
+                file("\"a.qp\"", "1", "\"https://user:pw@obs.x.com/a?Signature=SECRETSIG\"",
+                     "\"2030-01-01T00:00:00+0800\"") +
+                "]}"),
+         "invalid upstream answer at files[0].download_link: userinfo not allowed",
+         true,
+         {"user", "pw@"}},
+        {custom(R"({"files":[)" + file("\"a.qp\"", "1", "\"" + link + "\"", "\"2018-08-16 10:15:14+0800\"") +
+                "]}"),
+         "invalid upstream answer at files[0].link_expired_time: not a valid time",
+         true,
+         {"2018-08-16"}},
         {custom(R"({"files":[{"name":"a.qp","size":1,"download_link":")" + link + R"("}]})"),
-         "invalid upstream answer at files[0].link_expired_time: missing", true, {}},
-        {custom(R"({"files":[)" + good + R"(],"bucket":["b"]})"), "invalid upstream answer at bucket: not a string", true, {}},
+         "invalid upstream answer at files[0].link_expired_time: missing",
+         true,
+         {}},
+        {custom(R"({"files":[)" + good + R"(],"bucket":["b"]})"),
+         "invalid upstream answer at bucket: not a string",
+         true,
+         {}},
         {custom(R"({"files":[],"files":[]})"), "invalid upstream answer: duplicate key", true, {}},
     };
     for (const auto& c : cases) {
@@ -219,10 +262,12 @@ BOOST_FIXTURE_TEST_CASE(well_formed_rds_errors_pass_through_with_status_and_body
         unsigned status;
         std::string code, msg;
     };
-    for (const Case& c : {Case{400, "DBS.200001", "parameter error"}, Case{403, "DBS.200010", "no permission"},
-                          Case{500, "DBS.108000", "internal error"}}) {
+    for (const Case& c :
+         {Case{400, "DBS.200001", "parameter error"}, Case{403, "DBS.200010", "no permission"},
+          Case{500, "DBS.108000", "internal error"}}) {
         BOOST_TEST_CONTEXT(c.status) {
-            serve(json::serialize(json::object{{"status", c.status}, {"error_code", c.code}, {"error_msg", c.msg}}));
+            serve(json::serialize(
+                json::object{{"status", c.status}, {"error_code", c.code}, {"error_msg", c.msg}}));
             const auto r = fetch(gw);
             BOOST_TEST(r.status == c.status);
             BOOST_TEST(r.body == R"({"error_code":")" + c.code + R"(","error_msg":")" + c.msg + R"("})");
@@ -280,7 +325,8 @@ BOOST_FIXTURE_TEST_CASE(emit_legacy_expiry_field_writes_both_names_equal, Fixtur
         }
     }
     serve(R"({"expiry_field":"both_different"})");
-    expect_502(fetch(gw), "invalid upstream answer at files[0].link_expired_link: differs from link_expired_time");
+    expect_502(fetch(gw),
+               "invalid upstream answer at files[0].link_expired_link: differs from link_expired_time");
 }
 
 BOOST_FIXTURE_TEST_CASE(link_host_suffixes_refuse_other_hosts, Fixture) {
@@ -330,8 +376,9 @@ BOOST_FIXTURE_TEST_CASE(unknown_fields_pass_through_by_default_and_can_be_droppe
         serve_custom(body);
         const auto r = fetch(gw);
         BOOST_TEST_REQUIRE(r.status == 200u, r.body);
-        BOOST_TEST(r.body == R"({"files":[{"name":"a.qp","size":1,"download_link":"https://obs.example.org/a",)"
-                             R"("link_expired_time":"2030-01-01T00:00:00+0800"}],"bucket":"b"})");
+        BOOST_TEST(r.body ==
+                   R"({"files":[{"name":"a.qp","size":1,"download_link":"https://obs.example.org/a",)"
+                   R"("link_expired_time":"2030-01-01T00:00:00+0800"}],"bucket":"b"})");
     }
 }
 
