@@ -228,7 +228,7 @@ BOOST_FIXTURE_TEST_CASE(invalid_answers_become_502_naming_the_json_path, Fixture
                 "]}"),
          "invalid upstream answer at files[0].download_link: userinfo not allowed",
          true,
-         {"user", "pw@"}},
+         {"user:", "pw@"}},
         {custom(R"({"files":[)" + file("\"a.qp\"", "1", "\"" + link + "\"", "\"2018-08-16 10:15:14+0800\"") +
                 "]}"),
          "invalid upstream answer at files[0].link_expired_time: not a valid time",
