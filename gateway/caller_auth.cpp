@@ -20,6 +20,7 @@
 //   api_key_sha256 entry that is not 64 hex digits. Hashes are compared lower-cased.
 // - Rate limits: rate_per_s <= 0 means unlimited.
 #include "rdsgw/caller_auth.hpp"
+#include "rdsgw/text.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -34,22 +35,8 @@ constexpr std::string_view kMissing = "missing credentials";
 constexpr std::string_view kMalformed = "malformed credentials";
 constexpr std::string_view kInvalid = "invalid credentials";
 
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
-bool ascii_iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    return true;
-}
 
-std::string_view trim_sp_tab(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 
@@ -158,7 +145,7 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
     std::string_view api_key;
     bool have_api_key = false;
     if (authz.size() == 1) {
-        const std::string_view a = trim_sp_tab(authz[0]);
+        const std::string_view a = trim_ows(authz[0]);
         constexpr std::string_view kSdk = "SDK-HMAC-SHA256 ";
         constexpr std::string_view kBearer = "bearer ";
         if (a.substr(0, kSdk.size()) == kSdk) {
@@ -187,7 +174,7 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
             }
             const auto dates = header_values(in.headers, "x-sdk-date");
             if (dates.size() != 1) return fail(kMalformed);
-            const auto date = parse_sdk_date(trim_sp_tab(dates[0]));
+            const auto date = parse_sdk_date(trim_ows(dates[0]));
             if (!date) return fail(kMalformed);
             if (*date > in.now + skew_ || *date < in.now - skew_) return fail(kInvalid);
 
@@ -204,13 +191,13 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
             return succeed(who, "sdk_signature");
         }
         if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer)) {
-            api_key = trim_sp_tab(a.substr(kBearer.size()));
+            api_key = trim_ows(a.substr(kBearer.size()));
             have_api_key = true;
         } else {
             return fail(kMalformed);  // another scheme, or a bare "Bearer"
         }
     } else if (api_keys.size() == 1) {
-        api_key = trim_sp_tab(api_keys[0]);
+        api_key = trim_ows(api_keys[0]);
         have_api_key = true;
     }
 

@@ -6,6 +6,7 @@
 
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/signer.hpp"
+#include "rdsgw/text.hpp"
 #include "rdsgw/timefmt.hpp"
 
 namespace rdsgw {
@@ -58,17 +59,10 @@ bool header_has_token(std::string_view value, std::string_view token) {
     // Case-insensitive search of a comma-separated directive list.
     while (!value.empty()) {
         auto comma = value.find(',');
-        std::string_view part = value.substr(0, comma);
-        while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
-        while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+        std::string_view part = trim_ows(value.substr(0, comma));
         auto eq = part.find('=');
-        if (eq != std::string_view::npos) part = part.substr(0, eq);
-        if (part.size() == token.size()) {
-            bool same = true;
-            for (std::size_t i = 0; i < part.size(); ++i)
-                same = same && std::tolower(static_cast<unsigned char>(part[i])) == token[i];
-            if (same) return true;
-        }
+        if (eq != std::string_view::npos) part = trim_ows(part.substr(0, eq));
+        if (ascii_iequals(part, token)) return true;
         if (comma == std::string_view::npos) break;
         value.remove_prefix(comma + 1);
     }

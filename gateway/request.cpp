@@ -1,5 +1,7 @@
 #include "rdsgw/request.hpp"
 
+#include "rdsgw/text.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -250,14 +252,8 @@ std::string make_request_id() {
 }
 
 std::string_view valid_language(std::string_view v) {
-    auto ieq = [](std::string_view a, std::string_view b) {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i)
-            if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
-        return true;
-    };
-    if (ieq(v, "zh-cn")) return "zh-cn";
-    if (ieq(v, "en-us")) return "en-us";
+    if (ascii_iequals(v, "zh-cn")) return "zh-cn";
+    if (ascii_iequals(v, "en-us")) return "en-us";
     return {};
 }
 

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "rdsgw/async_util.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -20,8 +21,7 @@ std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::millisecond
 
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v,
                                                            std::chrono::system_clock::time_point now) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    v = trim_ows(v);
     if (v.empty()) return std::nullopt;
     bool digits = true;
     for (char c : v) digits = digits && c >= '0' && c <= '9';

@@ -9,6 +9,7 @@
 // - parse_sdk_date accepts exactly "YYYYMMDDTHHMMSSZ" with a real calendar date, hours 00-23, minutes and
 //   seconds 00-59 (no leap second), years from 1970 up to what system_clock can represent.
 #include "rdsgw/signer.hpp"
+#include "rdsgw/text.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -44,9 +45,6 @@ int hex_value(char c) {
     return -1;
 }
 
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
 std::string to_lower(std::string_view s) {
     std::string out(s);
@@ -54,18 +52,7 @@ std::string to_lower(std::string_view s) {
     return out;
 }
 
-bool ascii_iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    return true;
-}
 
-std::string_view trim_sp_tab(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 // Decodes "%XX" sequences once; anything else (including a malformed '%') is copied as is.
 std::string percent_decode(std::string_view s) {
@@ -128,7 +115,7 @@ CanonicalHeaders canonical_headers(const SignableRequest& req) {
     // Lower-case names; stable sort keeps duplicates in the order given so that their join is deterministic.
     std::vector<std::pair<std::string, std::string_view>> hs;
     hs.reserve(req.headers.size());
-    for (const auto& [name, value] : req.headers) hs.emplace_back(to_lower(name), trim_sp_tab(value));
+    for (const auto& [name, value] : req.headers) hs.emplace_back(to_lower(name), trim_ows(value));
     std::stable_sort(hs.begin(), hs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
 
     CanonicalHeaders out;
@@ -197,7 +184,7 @@ std::string canonical_query(std::string_view query) {
 
 std::string_view sdk_date_header(const SignableRequest& req) {
     for (const auto& [name, value] : req.headers)
-        if (ascii_iequals(name, "x-sdk-date")) return trim_sp_tab(value);
+        if (ascii_iequals(name, "x-sdk-date")) return trim_ows(value);
     return {};
 }
 

@@ -80,7 +80,7 @@ stop_pid() {  # stop_pid PID: SIGTERM, then wait for it
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  stop_pid "$GW_PID"; stop_pid "$NG_PID"; stop_pid "$MOCK_PID"
+  stop_pid "${WRK_PID:-}"; stop_pid "$GW_PID"; stop_pid "$NG_PID"; stop_pid "$MOCK_PID"
   if ((rc == 0)); then rm -rf "$TMP"; else echo "bench: logs kept in $TMP" >&2; fi
   exit "$rc"
 }
@@ -318,10 +318,21 @@ done
 
 log "4b. RSS after $FILL distinct cached entries (fresh process each round, $MEM_ROUNDS rounds)"
 PER_THREAD=$(((FILL + WRK_THREADS - 1) / WRK_THREADS))
-fill() {  # fill PORT: $FILL distinct misses through the proxy (wrk stops each thread after its share)
-  local out=$TMP/fill-$1-$(date +%s%N).txt
+WRK_PID=""
+fill() {  # fill PORT: $FILL distinct misses through the proxy
+  local out=$TMP/fill-$1-$(date +%s%N).txt marker=$TMP/fill-done-$(date +%s%N)-
   "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d300s -s bench/misses.lua "http://127.0.0.1:$1" \
-    -- "$PROJECT" "$(new_nonce)" "$PER_THREAD" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+    -- "$PROJECT" "$(new_nonce)" "$PER_THREAD" "$marker" >"$out" 2>&1 &
+  WRK_PID=$!
+  # Each wrk thread stops after its share and leaves a marker file; wrk itself would still wait out -d.
+  for _ in $(seq 1 3000); do
+    (($(compgen -G "$marker*" | wc -l) >= WRK_THREADS)) && break
+    kill -0 "$WRK_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -INT "$WRK_PID" 2>/dev/null || true
+  wait "$WRK_PID" || { cat "$out" >&2; WRK_PID=""; return 1; }
+  WRK_PID=""
   local non2xx
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
   [[ -z $non2xx ]] || note "fill on port $1: $non2xx answers were not 2xx"

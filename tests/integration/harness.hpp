@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "rdsgw/signer.hpp"
 #include "support/certs.hpp"
@@ -134,6 +135,18 @@ public:
 private:
     TempDir dir_;
 };
+
+// Waits for a condition with a deadline, checking every 20 ms. Only for state the gateway reaches on its own
+// schedule (a token arriving, a reload done), where no event can be observed from outside.
+template <class F>
+bool eventually(F cond, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return cond();
+}
 
 // Milliseconds of a duration (Boost.Test cannot print chrono types).
 template <class D>

@@ -85,17 +85,6 @@ double metric(GatewayProc& gw, const std::string& series) {
     return metric_value(r.body, series);
 }
 
-// Polls `pred` (a condition, not a delay) until it holds or `timeout` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > end) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
-
 // The headers of an SDK-signed GET: Host, X-Sdk-Date and the Authorization computed over exactly them,
 // the path and the raw query.
 Headers sdk_signed(const std::string& host, const std::string& path, const std::string& query,

@@ -35,18 +35,6 @@ json::value iam_config(const MockServer& mock, const Pki& pki, int margin_s, int
     return cfg;
 }
 
-// Waits for a condition with a deadline (checks every 20 ms). For state the gateway reaches on its own
-// schedule (a token arriving), where no event can be observed from outside.
-template <class F>
-bool eventually(F cond, std::chrono::milliseconds timeout) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return cond();
-}
-
 void no_secrets_in(const std::string& text) {
     for (const std::string& s : {kPassword, kSk, std::string("MOCKTOKEN-")}) {
         BOOST_TEST(text.find(s) == std::string::npos, "secret found: " << s.substr(0, 4) << "...");

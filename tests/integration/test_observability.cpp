@@ -20,16 +20,6 @@ const std::string kAk = "AKRECOGNIZABLE000001";
 const std::string kSk = "SK-recognizable-77aa00-0000000000000";
 const std::string kCallerSk = "CALLER-SK-recognizable-1234";
 
-template <class F>
-bool eventually(F cond, std::chrono::milliseconds timeout) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return cond();
-}
-
 // Checks the Prometheus text exposition format (0.0.4) line by line; returns the families' types.
 std::map<std::string, std::string> check_prometheus_text(const std::string& text) {
     static const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$)");
@@ -173,9 +163,11 @@ BOOST_AUTO_TEST_CASE(access_log_fields_and_reopen) {
         return ss.str();
     };
     BOOST_REQUIRE(eventually([&] { return read(path).find("log-2") != std::string::npos; }, 3s));
+    // Lines are in completion order, which need not be request order: find this request's line.
     std::istringstream lines(read(path));
     std::string line;
-    std::getline(lines, line);
+    while (std::getline(lines, line) && line.find("\"log-1\"") == std::string::npos) {
+    }
     auto j = json::parse(line).as_object();
     for (const char* k : {"time", "request_id", "client", "caller", "method", "route", "project_id", "backup_id",
                           "status", "cache", "upstream_status", "attempts", "upstream_ms", "total_ms", "bytes_sent"})
