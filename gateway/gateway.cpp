@@ -627,8 +627,7 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
         case E::too_large: co_return fail(502, "upstream answer too large", true);
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity") {
-        co_return fail(502, "upstream sent a " + last.content_encoding.substr(0, 16) +
-                                "-encoded answer although identity was requested",
+        co_return fail(502, "upstream sent an encoded answer (Content-Encoding) although identity was requested",
                        last.status >= 500);
     }
     auto answer = std::make_shared<CachedAnswer>();

@@ -306,10 +306,10 @@ READY_ROUNDS=$((ROUNDS < 5 ? 5 : ROUNDS))
 for r in $(seq 1 "$READY_ROUNDS"); do
   for peer in $(order "$r"); do
     if [[ $peer == gateway ]]; then
-      ms=$("${TOOL[@]}" ready --port "$GW_PORT" --path /readyz --log "$TMP/gateway.log" -- "${GW_CMD[@]}")
+      ms=$("${LOAD_PIN[@]}" "${TOOL[@]}" ready --port "$GW_PORT" --path /readyz --log "$TMP/gateway.log" -- "${GW_CMD[@]}")
     else
       rm -rf "$TMP/nginx-cache"
-      ms=$("${TOOL[@]}" ready --port "$NG_PORT" --path /readyz --log "$TMP/nginx-error.log" -- "${NG_CMD[@]}")
+      ms=$("${LOAD_PIN[@]}" "${TOOL[@]}" ready --port "$NG_PORT" --path /readyz --log "$TMP/nginx-error.log" -- "${NG_CMD[@]}")
     fi
     record memory "start to /readyz 200" "$peer" "$ms"
     printf '   ready    %-7s %8s ms\n' "$peer" "$ms" >&2
