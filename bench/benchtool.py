@@ -8,7 +8,8 @@
   benchtool.py ready --port P [--path /readyz] [--log FILE] -- ARGV...
                                              start ARGV, poll GET PATH until 200, print the ms from
                                              just before the start to the first 200, stop ARGV
-  benchtool.py wrk FILE                      parse wrk --latency output: print "rps p99_ms non2xx errors"
+  benchtool.py wrk FILE                      parse wrk --latency output: print
+                                             "rps p99_ms non2xx socket_errors requests"
   benchtool.py table RESULTS.tsv META.txt    print the markdown report for the collected results
 """
 import json
@@ -172,11 +173,13 @@ def ready(args):
 
 def wrk_parse(path):
     text = open(path, encoding="utf-8", errors="replace").read()
-    rps, p99, non2xx, errors = None, None, 0, 0
+    rps, p99, non2xx, errors, total = None, None, 0, 0, 0
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
     for line in text.splitlines():
         f = line.split()
-        if line.startswith("Requests/sec:"):
+        if " requests in " in line:
+            total = int(f[0])
+        elif line.startswith("Requests/sec:"):
             rps = float(f[1])
         elif len(f) == 2 and f[0] == "99%":
             v = f[1]
@@ -191,7 +194,7 @@ def wrk_parse(path):
     if rps is None or p99 is None:
         print("cannot parse wrk output " + path, file=sys.stderr)
         return 1
-    print("%.1f %.3f %d %d" % (rps, p99, non2xx, errors))
+    print("%.1f %.3f %d %d %d" % (rps, p99, non2xx, errors, total))
     return 0
 
 
@@ -200,7 +203,11 @@ ROWS = [
     ("hits (1 key)", "rps", "", "higher", ">= 1.3x nginx", lambda g, n, a: g >= 1.3 * n),
     ("hits (1 key)", "p99", "ms", "lower", "<= nginx", lambda g, n, a: g <= n),
     ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a: g >= n),
+    ("hits (1 key)", "proxy CPU busy", "%", "lower", "", None),
+    ("hits (1 key)", "CPU per request", "us", "lower", "", None),
     ("misses", "p99", "ms", "lower", "", None),
+    ("misses", "proxy CPU busy", "%", "lower", "", None),
+    ("misses", "CPU per request", "us", "lower", "", None),
     ("cold burst", "upstream calls", "", "lower", "exactly 1 (every round)",
      lambda g, n, a: all(v == 1 for v in a)),
     ("cold burst", "p50", "ms", "lower", "", None),
@@ -231,7 +238,10 @@ def table(results_path, meta_path):
         if len(parts) != 4:
             continue
         scen, metric, peer, value = parts
-        data.setdefault((scen, metric, peer), []).append(float(value))
+        try:
+            data.setdefault((scen, metric, peer), []).append(float(value))
+        except ValueError:
+            print("bench: ignoring the bad value %r for %s / %s / %s" % (value, scen, metric, peer), file=sys.stderr)
     out = []
     if os.path.exists(meta_path):
         out.append(open(meta_path, encoding="utf-8").read().rstrip("\n"))

@@ -2,6 +2,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
+#include <charconv>
 #include <cmath>
 
 #include "rdsgw/async_util.hpp"
@@ -208,7 +209,7 @@ Response Gateway::error(unsigned status, std::string_view msg, const std::string
 }
 
 asio::awaitable<Response> Gateway::handle(Worker& w, const RequestView& rq, const std::string& request_id) {
-    Route route = classify(rq.target);
+    Route route = rq.route;
     bool admin_here = cfg_.admin.enabled ? rq.admin_listener : true;
     if (rq.admin_listener && route == Route::backup_files) route = Route::not_found;
     if (!admin_here && (route == Route::metrics || route == Route::admin_cache)) route = Route::not_found;
@@ -677,7 +678,7 @@ std::string Gateway::access_line(const RequestView& rq, const Response& r, const
     s += ",\"method\":";
     json_escape_append(s, rq.method_string.size() <= 16 ? rq.method_string : std::string_view("other"));
     s += ",\"route\":\"";
-    Route route = classify(rq.target);
+    Route route = rq.route;
     s += route == Route::backup_files ? "/{version_id}/{project_id}/backup-files" : route_name(route);
     s += "\",\"project_id\":";
     json_escape_append(s, r.project_id);
@@ -691,18 +692,16 @@ std::string Gateway::access_line(const RequestView& rq, const Response& r, const
     s += r.upstream_status ? std::to_string(r.upstream_status) : "null";
     s += ",\"attempts\":";
     s += std::to_string(r.attempts);
-    s += ",\"upstream_ms\":";
-    if (r.upstream_ms >= 0) {
+    auto fixed = [&s](double v, int decimals) {
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.1f", r.upstream_ms);
-        s += buf;
-    } else {
-        s += "null";
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", total_ms);
+        auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+        s.append(buf, res.ptr);
+    };
+    s += ",\"upstream_ms\":";
+    if (r.upstream_ms >= 0) fixed(r.upstream_ms, 1);
+    else s += "null";
     s += ",\"total_ms\":";
-    s += buf;
+    fixed(total_ms, 2);
     s += ",\"bytes_sent\":";
     s += std::to_string(bytes_sent);
     s += "}";

@@ -40,6 +40,15 @@ bool log_enabled(LogLevel l) { return static_cast<int>(l) >= g_level.load(std::m
 void json_escape_append(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');
+    // Fast path: most values (ids, routes, addresses) need no escaping at all.
+    std::size_t plain = 0;
+    while (plain < s.size()) {
+        unsigned char c = static_cast<unsigned char>(s[plain]);
+        if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) break;
+        ++plain;
+    }
+    out.append(s.data(), plain);
+    s.remove_prefix(plain);
     for (unsigned char c : s) {
         switch (c) {
             case '"': out += "\\\""; break;

@@ -113,6 +113,10 @@ std::size_t split_path(std::string_view path, std::array<std::string_view, N>& s
 }  // namespace
 
 bool percent_decode(std::string_view in, std::string& out) {
+    if (in.find('%') == std::string_view::npos) {  // the common case: nothing to decode
+        out.assign(in.data(), in.size());
+        return true;
+    }
     out.clear();
     out.reserve(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) {

@@ -215,6 +215,7 @@ struct Server::Impl {
             rv.method = req.method();
             rv.method_string = req.method_string();
             rv.target = req.target();
+            rv.route = classify(rv.target);
             rv.fields = &req.base();
             rv.client_addr = client;
             rv.tls_subject = tls_subject;
@@ -254,8 +255,7 @@ struct Server::Impl {
             std::string_view m = req.method() == http::verb::get    ? "GET"
                                  : req.method() == http::verb::head ? "HEAD"
                                                                      : "other";
-            Route route = classify(rv.target);
-            gw.metrics().request_done(route_name(route), m, r.status, r.cache, ms / 1000.0);
+            gw.metrics().request_done(route_name(rv.route), m, r.status, r.cache, ms / 1000.0);
             if (gw.access_log().enabled()) gw.access_log().write(gw.access_line(rv, r, request_id, sent, ms));
             if (sent == 0 || !keep) {
                 boost::system::error_code ignored;

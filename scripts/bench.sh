@@ -140,6 +140,22 @@ rss_kb() {  # rss_kb PID...: summed VmRSS
   echo "$total"
 }
 nginx_pids() { echo "$NG_PID" $(pgrep -P "$NG_PID" || true); }
+cpu_ticks() {  # cpu_ticks PID...: summed user+system CPU time in clock ticks (all threads)
+  local total=0 v
+  for p in "$@"; do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+peer_pids() {
+  case "$1" in
+    gateway) echo "$GW_PID" ;;
+    nginx) nginx_pids ;;
+    mock) echo "$MOCK_PID" ;;
+  esac
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- configurations
 GW_ACCESS=off NG_ACCESS="access_log off;"
@@ -221,13 +237,30 @@ run_wrk() {  # run_wrk SCENARIO PEER URL [wrk options...] [-- script args...] ->
   while (($#)) && [[ $1 != -- ]]; do opts+=("$1"); shift; done
   (($#)) && sargs=("$@")  # starts with "--"
   out=$TMP/wrk-${scen%% *}-$peer-$(date +%s%N).txt
+  local pids t0 c0 c1 t1 m0 m1
+  pids=$(peer_pids "$peer")
+  c0=$(cpu_ticks $pids) m0=$(cpu_ticks "$MOCK_PID") t0=$(date +%s%N)
   "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${opts[@]}" "$url" "${sargs[@]}" \
     >"$out" 2>&1 || { cat "$out" >&2; return 1; }
-  local rps p99 non2xx errs
-  read -r rps p99 non2xx errs < <("${TOOL[@]}" wrk "$out")
+  c1=$(cpu_ticks $pids) m1=$(cpu_ticks "$MOCK_PID") t1=$(date +%s%N)
+  local rps p99 non2xx errs total busy per_req
+  read -r rps p99 non2xx errs total < <("${TOOL[@]}" wrk "$out")
+  # CPU the server used during the run: how busy it was (100% = one CPU) and its cost per request,
+  # which stays comparable even when the load side, not the proxy, limits the rate.
+  busy=$(awk -v c=$((c1 - c0)) -v hz="$CLK_TCK" -v ns=$((t1 - t0)) 'BEGIN {printf "%.1f", 100 * c / hz / (ns / 1e9)}')
+  per_req=$(awk -v c=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$total" 'BEGIN {printf "%.2f", (n > 0 ? 1e6 * c / hz / n : 0)}')
   record "$scen" rps "$peer" "$rps"
   record "$scen" p99 "$peer" "$p99"
-  printf '   %-8s %-7s %10s rps   p99 %8s ms\n' "$scen" "$peer" "$rps" "$p99" >&2
+  if [[ $peer == mock ]]; then
+    record "$scen" "mock CPU busy" "$peer" "$busy"
+  else
+    record "$scen" "proxy CPU busy" "$peer" "$busy"
+    record "$scen" "CPU per request" "$peer" "$per_req"
+    [[ $scen == misses ]] && record "$scen" "mock CPU busy" "$peer" \
+      "$(awk -v c=$((m1 - m0)) -v hz="$CLK_TCK" -v ns=$((t1 - t0)) 'BEGIN {printf "%.1f", 100 * c / hz / (ns / 1e9)}')"
+  fi
+  printf '   %-8s %-7s %10s rps   p99 %8s ms   CPU %6s%%  %6s us/req\n' "${scen%% *}" "$peer" "$rps" "$p99" \
+    "$busy" "$per_req" >&2
   ((non2xx == 0)) || note "$scen/$peer: $non2xx answers were not 2xx (run $out)"
   ((errs == 0)) || note "$scen/$peer: $errs socket errors (run $out)"
 }
@@ -269,7 +302,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 # Mock rows are references, not a competitor.
-sed -i 's/^misses\t\(rps\|p99\)\tmock\t/misses (mock alone, no proxy)\t\1\tmock\t/' "$RESULTS"
+sed -i 's/^misses\t\([^\t]*\)\tmock\t/misses (mock alone, no proxy)\t\1\tmock\t/' "$RESULTS"
 
 # ---------------------------------------------------------------- 3. cold burst
 alive

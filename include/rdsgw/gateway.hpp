@@ -37,6 +37,7 @@ struct RequestView {
     boost::beast::http::verb method;
     std::string_view method_string;
     std::string_view target;
+    Route route = Route::not_found;  // classify(target), computed once by the session
     const boost::beast::http::fields* fields = nullptr;
     std::string_view client_addr;
     std::string_view tls_subject;  // verified client certificate subject (mTLS), "" when none
