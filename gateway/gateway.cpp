@@ -208,7 +208,7 @@ Response Gateway::error(unsigned status, std::string_view msg, const std::string
     return r;
 }
 
-asio::awaitable<Response> Gateway::handle(Worker& w, const RequestView& rq, const std::string& request_id) {
+std::variant<Response, Gateway::Pending> Gateway::prepare(const RequestView& rq, const std::string& request_id) {
     Route route = rq.route;
     bool admin_here = cfg_.admin.enabled ? rq.admin_listener : true;
     if (rq.admin_listener && route == Route::backup_files) route = Route::not_found;
@@ -225,38 +225,45 @@ asio::awaitable<Response> Gateway::handle(Worker& w, const RequestView& rq, cons
 
     switch (route) {
         case Route::healthz: {
-            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) co_return *r;
+            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) return *r;
             Response r;
             r.body = "{\"status\":\"ok\"}";
-            co_return r;
+            return r;
         }
         case Route::readyz: {
-            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) co_return *r;
-            co_return readiness();
+            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) return *r;
+            return readiness();
         }
         case Route::metrics: {
-            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) co_return *r;
+            if (auto r = only({http::verb::get, http::verb::head}, "GET, HEAD")) return *r;
             if (metrics_require_auth_.load()) {
                 std::vector<std::pair<std::string_view, std::string_view>> hs;
                 for (auto& f : *rq.fields) hs.emplace_back(f.name_string(), f.value());
                 AuthInput in{rq.method_string, rq.target, &hs, rq.tls_subject, sys::now()};
                 auto out = callers()->authenticate(in);
-                if (!out.caller) co_return auth_failed(out, request_id);
+                if (!out.caller) return auth_failed(out, request_id);
             }
             Response r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
             r.body = metrics_.render();
-            co_return r;
+            return r;
         }
-        case Route::admin_cache: co_return admin_cache(rq, request_id);
-        case Route::backup_files: co_return co_await backup_files(w, rq, request_id);
+        case Route::admin_cache: return admin_cache(rq, request_id);
+        case Route::backup_files: return backup_files_sync(rq, request_id);
         case Route::not_found: break;
     }
     if (auto why = check_target(rq.target); !why.empty()) {
         metrics_.rejected("validation");
-        co_return error(400, why, request_id);
+        return error(400, why, request_id);
     }
-    co_return error(404, "no such resource", request_id);
+    return error(404, "no such resource", request_id);
+}
+
+asio::awaitable<Response> Gateway::handle(Worker& w, const RequestView& rq, const std::string& request_id) {
+    auto v = prepare(rq, request_id);
+    if (auto* r = std::get_if<Response>(&v)) co_return std::move(*r);
+    Pending p = std::move(std::get<Pending>(v));
+    co_return co_await backup_files_fetch(w, p, request_id);
 }
 
 Response Gateway::readiness() {
@@ -336,11 +343,13 @@ Response Gateway::admin_cache(const RequestView& rq, const std::string& request_
     return r;
 }
 
-asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq, const std::string& request_id) {
+// The synchronous part: everything up to a cache hit. A miss returns what the upstream part needs.
+std::variant<Response, Gateway::Pending> Gateway::backup_files_sync(const RequestView& rq,
+                                                                    const std::string& request_id) {
     if (rq.method != http::verb::get && rq.method != http::verb::head) {
         Response r = error(405, "method not allowed", request_id);
         r.headers.emplace_back("Allow", "GET, HEAD");
-        co_return r;
+        return r;
     }
     const auto now = sys::now();
     const Caller* caller = nullptr;
@@ -352,7 +361,7 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
         for (auto& f : *rq.fields) hs.emplace_back(f.name_string(), f.value());
         AuthInput in{rq.method_string, rq.target, &hs, rq.tls_subject, now};
         AuthOutcome out = reg->authenticate(in);
-        if (!out.caller) co_return auth_failed(out, request_id);
+        if (!out.caller) return auth_failed(out, request_id);
         caller = out.caller;
         double retry_after = 0;
         if (!caller->try_acquire(steady::now(), retry_after)) {
@@ -360,7 +369,7 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
             Response r = error(429, "rate limit exceeded for this caller", request_id);
             r.headers.emplace_back("Retry-After", std::to_string(static_cast<long long>(std::ceil(retry_after))));
             r.caller = caller->name();
-            co_return r;
+            return r;
         }
     }
     auto parsed = parse_backup_files(rq.target, rules_);
@@ -368,7 +377,7 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
         metrics_.rejected("validation");
         Response r = error(e->status, e->message, request_id);
         if (caller) r.caller = caller->name();
-        co_return r;
+        return r;
     }
     auto& req = std::get<BackupFilesRequest>(parsed);
     if (caller && !caller->may_read(req.project_id)) {
@@ -376,64 +385,66 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
         // Same answer whether or not the project or backup exists.
         Response r = error(403, "this caller may not read this project", request_id);
         r.caller = caller->name();
-        co_return r;
+        return r;
     }
 
-    std::string key = make_cache_key(req.project_id, req.backup_id);
-    bool no_cache = false;
+    Pending p;
+    p.key = make_cache_key(req.project_id, req.backup_id);
     if (cfg_.cache.honor_no_cache) {
         if (auto it = rq.fields->find(http::field::cache_control); it != rq.fields->end())
-            no_cache = header_has_token(it->value(), "no-cache");
+            p.no_cache = header_has_token(it->value(), "no-cache");
         if (auto it = rq.fields->find(http::field::pragma); it != rq.fields->end())
-            no_cache = no_cache || header_has_token(it->value(), "no-cache");
+            p.no_cache = p.no_cache || header_has_token(it->value(), "no-cache");
     }
-
-    auto finish = [&](Response r) {
-        if (caller) r.caller = caller->name();
-        r.project_id = req.project_id;
-        r.backup_id = req.backup_id;
-        r.headers.emplace_back("Cache-Control", "no-store");
-        return r;
-    };
-    auto serve_cached = [&](const AnswerPtr& a, std::string_view cache_state) {
-        Response r;
-        r.headers.reserve(5);
-        r.status = a->status;
-        r.shared_body = a;
-        r.cache = cache_state;
-        auto age = std::chrono::duration_cast<std::chrono::seconds>(now - a->stored_at).count();
-        r.headers.emplace_back("X-Cache", std::string(cache_state));
-        r.headers.emplace_back("Age", std::to_string(age < 0 ? 0 : age));
-        if (!a->upstream_request_id.empty()) r.headers.emplace_back("X-Upstream-Request-Id", a->upstream_request_id);
-        return finish(std::move(r));
-    };
-
-    AnswerPtr stale;
-    if (cache_ && !no_cache) {
-        auto found = cache_->get(key, now);
+    if (caller) p.caller = caller->name();
+    p.project_id = std::move(req.project_id);
+    p.backup_id = std::move(req.backup_id);
+    if (cache_ && !p.no_cache) {
+        auto found = cache_->get(p.key, now);
         if (found.answer && found.fresh) {
             metrics_.cache_event(found.answer->status == 200 ? "hit" : "negative_hit");
-            co_return serve_cached(found.answer, "HIT");
+            return serve_cached(p, found.answer, "HIT");
         }
-        stale = found.answer;
+        p.stale = std::move(found.answer);
     }
-    if (draining_) {
-        // Still answer: in-flight and newly read requests finish during the drain.
-    }
-    std::string language;
-    if (auto it = rq.fields->find("X-Language"); it != rq.fields->end()) language = valid_language(it->value());
+    if (auto it = rq.fields->find("X-Language"); it != rq.fields->end()) p.language = valid_language(it->value());
+    return p;
+}
 
+Response Gateway::finish(Pending& p, Response r) const {
+    r.caller = std::move(p.caller);
+    r.project_id = std::move(p.project_id);
+    r.backup_id = std::move(p.backup_id);
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+Response Gateway::serve_cached(Pending& p, const AnswerPtr& a, std::string_view cache_state) const {
+    Response r;
+    r.headers.reserve(5);
+    r.status = a->status;
+    r.shared_body = a;
+    r.cache = cache_state;
+    auto age = std::chrono::duration_cast<std::chrono::seconds>(sys::now() - a->stored_at).count();
+    r.headers.emplace_back("X-Cache", std::string(cache_state));
+    r.headers.emplace_back("Age", std::to_string(age < 0 ? 0 : age));
+    if (!a->upstream_request_id.empty()) r.headers.emplace_back("X-Upstream-Request-Id", a->upstream_request_id);
+    return finish(p, std::move(r));
+}
+
+// The asynchronous part of a miss: one shared upstream fetch, stale answers on upstream failure.
+asio::awaitable<Response> Gateway::backup_files_fetch(Worker& w, Pending& p, const std::string& request_id) {
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
-    std::function<asio::awaitable<FetchPtr>()> fetch =
-        [this, &w, p = req.project_id, b = req.backup_id, id = request_id, lang = language]() {
-            return fetch_upstream(w, p, b, id, lang);
-        };
-    auto result = co_await flights_.run(key, std::move(fetch));
+    std::function<asio::awaitable<FetchPtr>()> fetch = [this, &w, pr = p.project_id, b = p.backup_id,
+                                                        id = request_id, lang = p.language]() {
+        return fetch_upstream(w, pr, b, id, lang);
+    };
+    auto result = co_await flights_.run(p.key, std::move(fetch));
     if (result.overflow || result.timed_out || !result.outcome) {
-        if (stale && cfg_.cache.stale_on_error) {
+        if (p.stale && cfg_.cache.stale_on_error) {
             metrics_.cache_event("stale");
-            co_return serve_cached(stale, "STALE");
+            co_return serve_cached(p, p.stale, "STALE");
         }
         metrics_.rejected("overload");
         Response r = error(result.overflow || result.timed_out ? 503 : 502,
@@ -443,30 +454,30 @@ asio::awaitable<Response> Gateway::backup_files(Worker& w, const RequestView& rq
                            request_id);
         r.headers.emplace_back("Retry-After", "1");
         r.cache = result.role == SingleFlight::Role::leader ? "MISS" : "COALESCED";
-        co_return finish(std::move(r));
+        co_return finish(p, std::move(r));
     }
     const FetchOutcome& o = *result.outcome;
     if (o.upstream_failed && cfg_.cache.stale_on_error && cache_) {
-        if (!stale) {
-            auto again = cache_->get(key, sys::now());
-            if (again.answer) stale = again.answer;
-        }
-        if (stale && stale->status == 200 && stale->earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) > sys::now()) {
+        if (!p.stale) p.stale = cache_->get(p.key, sys::now()).answer;
+        if (p.stale && p.stale->status == 200 &&
+            p.stale->earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) > sys::now()) {
             metrics_.cache_event("stale");
-            Response r = serve_cached(stale, "STALE");
+            AnswerPtr stale = p.stale;
+            Response r = serve_cached(p, stale, "STALE");
             r.upstream_status = o.upstream_status;
             r.attempts = o.attempts;
             r.upstream_ms = o.upstream_ms;
             co_return r;
         }
     }
-    std::string_view state = no_cache ? "BYPASS" : result.role == SingleFlight::Role::leader ? "MISS" : "COALESCED";
-    metrics_.cache_event(no_cache ? "bypass" : result.role == SingleFlight::Role::leader ? "miss" : "coalesced");
+    const bool leader = result.role == SingleFlight::Role::leader;
+    std::string_view state = p.no_cache ? "BYPASS" : leader ? "MISS" : "COALESCED";
+    metrics_.cache_event(p.no_cache ? "bypass" : leader ? "miss" : "coalesced");
     Response r = from_outcome(o, request_id);
     r.cache = state;
     r.headers.emplace_back("X-Cache", std::string(state));
     r.headers.emplace_back("Age", "0");
-    co_return finish(std::move(r));
+    co_return finish(p, std::move(r));
 }
 
 Response Gateway::from_outcome(const FetchOutcome& o, const std::string& request_id) const {

@@ -99,11 +99,9 @@ struct Server::Impl {
         }
     }
 
-    // Writes a complete response; returns bytes written (0 on error).
-    template <class Stream>
-    asio::awaitable<std::size_t> write_response(Stream& stream, const Response& r, const std::string& request_id,
-                                                bool keep_alive, unsigned version, bool head) {
-        std::string_view body = r.body_view();
+    // The status line and headers of a response.
+    static std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id,
+                                     bool keep_alive, unsigned version) {
         std::string h;
         h.reserve(256);
         h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -115,7 +113,7 @@ struct Server::Impl {
         h += "\r\nContent-Type: ";
         h += r.content_type;
         h += "\r\nContent-Length: ";
-        h += std::to_string(body.size());
+        h += std::to_string(body_size);
         h += "\r\nX-Request-Id: ";
         h += request_id;
         for (auto& [k, v] : r.headers) {
@@ -127,6 +125,16 @@ struct Server::Impl {
         if (!keep_alive) h += "\r\nConnection: close";
         else if (version == 10) h += "\r\nConnection: keep-alive";
         h += "\r\n\r\n";
+        return h;
+    }
+
+    // Writes a complete response (head and prepared body bytes in one gathered write); returns bytes written
+    // (0 on error).
+    template <class Stream>
+    asio::awaitable<std::size_t> write_response(Stream& stream, const Response& r, const std::string& request_id,
+                                                bool keep_alive, unsigned version, bool head) {
+        std::string_view body = r.body_view();
+        std::string h = response_head(r, body.size(), request_id, keep_alive, version);
         std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body.data(), head ? 0 : body.size())};
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, ec));
@@ -243,14 +251,30 @@ struct Server::Impl {
             } else {
                 gw.metrics().inflight_add(1);
                 low.expires_never();
-                r = co_await gw.handle(ws.w, rv, request_id);
+                // Cache hits and every refusal are answered synchronously; only a miss suspends.
+                auto v = gw.prepare(rv, request_id);
+                if (auto* ready = std::get_if<Response>(&v)) {
+                    r = std::move(*ready);
+                } else {
+                    Gateway::Pending p = std::move(std::get<Gateway::Pending>(v));
+                    r = co_await gw.backup_files_fetch(ws.w, p, request_id);
+                }
                 inflight.fetch_sub(1);
                 gw.metrics().inflight_add(-1);
             }
             bool keep = req.keep_alive() && !r.close && !body_refused && !draining.load();
             low.expires_after(milliseconds(lim.idle_timeout_ms));
-            std::size_t sent = co_await write_response(stream, r, request_id, keep,
-                                                       req.version() == 10 ? 10 : 11, req.method() == http::verb::head);
+            // Written inline (not through write_response) to save a coroutine frame per request.
+            std::size_t sent = 0;
+            {
+                std::string_view body = r.body_view();
+                std::string h = response_head(r, body.size(), request_id, keep, req.version() == 10 ? 10 : 11);
+                std::array<asio::const_buffer, 2> bufs{
+                    asio::buffer(h), asio::buffer(body.data(), req.method() == http::verb::head ? 0 : body.size())};
+                boost::system::error_code wec;
+                std::size_t n = co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, wec));
+                sent = wec ? 0 : n;
+            }
             double ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
             std::string_view m = req.method() == http::verb::get    ? "GET"
                                  : req.method() == http::verb::head ? "HEAD"

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "rdsgw/cache.hpp"
@@ -75,6 +76,17 @@ public:
     bool init_worker(Worker& w, std::string& why);
     void start_background(Worker& w0);
 
+    // What a cache miss still needs after the synchronous checks: the upstream part of the pipeline.
+    struct Pending {
+        std::string key, project_id, backup_id, language, caller;
+        bool no_cache = false;
+        AnswerPtr stale;  // a cached answer past its TTL, servable if the upstream fails
+    };
+    // The synchronous part of the pipeline (routing, caller checks, validation, cache hits): a Response, or
+    // Pending when the upstream must be asked (then call backup_files_fetch on the same thread).
+    std::variant<Response, Pending> prepare(const RequestView& rq, const std::string& request_id);
+    boost::asio::awaitable<Response> backup_files_fetch(Worker& w, Pending& p, const std::string& request_id);
+    // Both in one.
     boost::asio::awaitable<Response> handle(Worker& w, const RequestView& rq, const std::string& request_id);
 
     // SIGHUP: re-read secrets and the callers' list from `cfg` (other settings need a restart).
@@ -94,7 +106,9 @@ public:
 
 private:
     struct Fetch;
-    boost::asio::awaitable<Response> backup_files(Worker& w, const RequestView& rq, const std::string& request_id);
+    std::variant<Response, Pending> backup_files_sync(const RequestView& rq, const std::string& request_id);
+    Response finish(Pending& p, Response r) const;
+    Response serve_cached(Pending& p, const AnswerPtr& a, std::string_view cache_state) const;
     boost::asio::awaitable<FetchPtr> fetch_upstream(Worker& w, std::string project_id, std::string backup_id,
                                                     std::string request_id, std::string language);
     Response readiness();
