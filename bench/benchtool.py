@@ -202,9 +202,9 @@ def wrk_parse(path):
 ROWS = [
     ("hits (1 key)", "rps", "", "higher", ">= 1.3x nginx", lambda g, n, a: g >= 1.3 * n),
     ("hits (1 key)", "p99", "ms", "lower", "<= nginx", lambda g, n, a: g <= n),
-    ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a: g >= n),
     ("hits (1 key)", "proxy CPU busy", "%", "lower", "", None),
     ("hits (1 key)", "CPU per request", "us", "lower", "", None),
+    ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a: g >= n),
     ("misses", "p99", "ms", "lower", "", None),
     ("misses", "proxy CPU busy", "%", "lower", "", None),
     ("misses", "CPU per request", "us", "lower", "", None),
@@ -220,6 +220,8 @@ ROWS = [
 def fmt(v, unit):
     if v is None:
         return "—"
+    if v == int(v) and abs(v) < 1e9:
+        return "%d" % v + (" " + unit if unit else "")
     if unit == "" and abs(v) >= 100:
         s = "%.0f" % v
     elif abs(v) >= 100:

@@ -2,7 +2,7 @@
 # rds-gateway against nginx as the equivalent caching proxy, on this machine, in one command:
 #
 #   scripts/bench.sh [--quick] [--threads N] [--rounds N] [--duration S] [--mock-threads N]
-#                    [--access-log file|off] [--no-pin] [--build-dir DIR]
+#                    [--access-log file|off] [--upstream-keepalive N] [--no-pin] [--build-dir DIR]
 #
 # Installs wrk and nginx (scripts/bootstrap.sh --bench), builds rds-gateway and rds-mock (Release), starts
 # rds-mock (plain HTTP, loopback), the gateway and nginx with the same job (cache, stampede lock, token
@@ -28,6 +28,7 @@ FILL=100000
 BURST=500
 CONNS=64
 WRK_THREADS=2
+KEEPALIVE=32
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
@@ -38,6 +39,7 @@ while (($#)); do
     --duration) DURATION=$2; shift ;;
     --mock-threads) MOCK_THREADS=$2; shift ;;
     --access-log) ACCESS_LOG=$2; shift ;;
+    --upstream-keepalive) KEEPALIVE=$2; shift ;;
     --no-pin) PIN=0 ;;
     --build-dir) BUILD_DIR=$2; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -57,8 +59,15 @@ log() { printf '== %s\n' "$*" >&2; }
 scripts/bootstrap.sh --bench
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building rds-gateway and rds-mock (Release) in $BUILD_DIR"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target rds-gateway rds-mock | tail -n 1
+mkdir -p "$BUILD_DIR"
+BUILD_LOG=$BUILD_DIR/bench-build.log
+if ! { cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target rds-gateway rds-mock; } >"$BUILD_LOG" 2>&1; then
+  tail -n 40 "$BUILD_LOG" >&2
+  echo "bench: the build failed (whole log: $BUILD_LOG)" >&2
+  exit 1
+fi
+tail -n 1 "$BUILD_LOG"
 GW_BIN=$ROOT/$BUILD_DIR/rds-gateway
 MOCK_BIN=$ROOT/$BUILD_DIR/tests/rds-mock
 [[ $BUILD_DIR == /* ]] && GW_BIN=$BUILD_DIR/rds-gateway MOCK_BIN=$BUILD_DIR/tests/rds-mock
@@ -66,6 +75,13 @@ TOOL=(python3 "$ROOT/bench/benchtool.py")
 
 # ---------------------------------------------------------------- processes and cleanup
 TMP=$(mktemp -d /tmp/rdsgw-bench.XXXXXX)
+# nginx's cache files go to a tmpfs when there is one: 100,000 small files on a slow shared disk make
+# nginx's fills (and removing them) take minutes, and would measure the disk rather than nginx.
+CACHE_DIR=$TMP/nginx-cache
+SHM_DIR=""
+if [[ -d /dev/shm && -w /dev/shm ]] && SHM_DIR=$(mktemp -d /dev/shm/rdsgw-bench.XXXXXX 2>/dev/null); then
+  CACHE_DIR=$SHM_DIR/nginx-cache
+fi
 OUT_DIR=$ROOT/build/bench
 mkdir -p "$OUT_DIR"
 MOCK_PID="" GW_PID="" NG_PID=""
@@ -81,6 +97,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_pid "${WRK_PID:-}"; stop_pid "$GW_PID"; stop_pid "$NG_PID"; stop_pid "$MOCK_PID"
+  [[ -n $SHM_DIR ]] && rm -rf "$SHM_DIR"
   if ((rc == 0)); then rm -rf "$TMP"; else echo "bench: logs kept in $TMP" >&2; fi
   exit "$rc"
 }
@@ -167,7 +184,7 @@ cat >"$TMP/gateway.json" <<EOF
 {
   "listen": {"address": "127.0.0.1", "port": $GW_PORT, "threads": $THREADS},
   "admin": {"enabled": true, "address": "127.0.0.1", "port": $GW_ADMIN},
-  "upstream": {"base_url": "http://127.0.0.1:$MOCK_PORT", "pool_size": 32},
+  "upstream": {"base_url": "http://127.0.0.1:$MOCK_PORT", "pool_size": $KEEPALIVE},
   "auth": {"mode": "token", "token": {"env": "RDS_AUTH_TOKEN"}},
   "cache": {"enabled": true, "max_entries": $FILL},
   "callers": {"required": false, "list": []},
@@ -177,7 +194,7 @@ cat >"$TMP/gateway.json" <<EOF
 EOF
 USER_LINE=""
 (($(id -u) == 0)) && USER_LINE="user root;"
-sed -e "s|@TMP@|$TMP|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" \
+sed -e "s|@TMP@|$TMP|g" -e "s|@CACHE_DIR@|$CACHE_DIR|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
   -e "s|@PORT_CACHE@|$NG_PORT|g" -e "s|@PORT_NOCACHE@|$NG_NC_PORT|g" -e "s|@TOKEN@|$RDS_AUTH_TOKEN|g" \
   -e "s|@USER_LINE@|$USER_LINE|" -e "s|@ACCESS_LOG_LINE@|$NG_ACCESS|" bench/nginx.conf.in >"$TMP/nginx.conf"
 GW_CMD=("${PROXY_PIN[@]}" "$GW_BIN" --config "$TMP/gateway.json")
@@ -198,7 +215,7 @@ start_gateway() {
 }
 stop_gateway() { stop_pid "$GW_PID"; GW_PID=""; }
 start_nginx() {
-  rm -rf "$TMP/nginx-cache"
+  rm -rf "$CACHE_DIR"
   "${NG_CMD[@]}" 2>>"$TMP/nginx-error.log" &
   NG_PID=$!
   wait_http "http://127.0.0.1:$NG_PORT/readyz" || { tail -20 "$TMP/nginx-error.log" >&2; return 1; }
@@ -231,6 +248,12 @@ NOTES=$TMP/notes.txt
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
 note() { echo "- $*" >>"$NOTES"; echo "bench: $*" >&2; }
 
+truncate_logs() {  # the access logs grow by ~1 GB in a full run; both writers append (O_APPEND)
+  [[ $ACCESS_LOG == file ]] || return 0
+  : >"$TMP/gateway-access.log"
+  : >"$TMP/nginx-access.log"
+}
+
 run_wrk() {  # run_wrk SCENARIO PEER URL [wrk options...] [-- script args...] -> records rps and p99
   local scen=$1 peer=$2 url=$3 out opts=() sargs=()
   shift 3
@@ -243,6 +266,7 @@ run_wrk() {  # run_wrk SCENARIO PEER URL [wrk options...] [-- script args...] ->
   "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${opts[@]}" "$url" "${sargs[@]}" \
     >"$out" 2>&1 || { cat "$out" >&2; return 1; }
   c1=$(cpu_ticks $pids) m1=$(cpu_ticks "$MOCK_PID") t1=$(date +%s%N)
+  truncate_logs
   local rps p99 non2xx errs total busy per_req
   read -r rps p99 non2xx errs total < <("${TOOL[@]}" wrk "$out")
   # CPU the server used during the run: how busy it was (100% = one CPU) and its cost per request,
@@ -299,6 +323,8 @@ for r in $(seq 1 "$ROUNDS"); do
     # The mock itself, straight from wrk: the ceiling of the load side (wrk + mock on their CPUs).
     run_wrk misses "$peer" "http://127.0.0.1:$(port_of $peer misses)" "${extra[@]}" -s bench/misses.lua \
       -- "$PROJECT" "$(new_nonce)"
+    # New upstream connections during the run (the mock counts accepts since the reset).
+    [[ $peer == mock ]] || record misses "upstream connections opened" "$peer" "$(mock_stat connections)"
   done
 done
 # Mock rows are references, not a competitor.
@@ -341,7 +367,7 @@ for r in $(seq 1 "$READY_ROUNDS"); do
     if [[ $peer == gateway ]]; then
       ms=$("${LOAD_PIN[@]}" "${TOOL[@]}" ready --port "$GW_PORT" --path /readyz --log "$TMP/gateway.log" -- "${GW_CMD[@]}")
     else
-      rm -rf "$TMP/nginx-cache"
+      rm -rf "$CACHE_DIR"
       ms=$("${LOAD_PIN[@]}" "${TOOL[@]}" ready --port "$NG_PORT" --path /readyz --log "$TMP/nginx-error.log" -- "${NG_CMD[@]}")
     fi
     record memory "start to /readyz 200" "$peer" "$ms"
@@ -370,6 +396,7 @@ fill() {  # fill PORT: $FILL distinct misses through the proxy
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
   [[ -z $non2xx ]] || note "fill on port $1: $non2xx answers were not 2xx"
   awk '/requests in/ {print "   fill: " $0}' "$out" >&2
+  truncate_logs
 }
 for r in $(seq 1 "$MEM_ROUNDS"); do
   for peer in $(order "$r"); do
@@ -392,12 +419,12 @@ for r in $(seq 1 "$MEM_ROUNDS"); do
       idle=$(rss_kb $(nginx_pids))
       fill "$NG_PORT"
       full=$(rss_kb $(nginx_pids))
-      disk=$(du -sk "$TMP/nginx-cache" | cut -f1)
-      files=$(find "$TMP/nginx-cache" -type f | wc -l)
+      disk=$(du -sk "$CACHE_DIR" | cut -f1)
+      files=$(find "$CACHE_DIR" -type f | wc -l)
       record memory "RSS at 100k entries" nginx "$(echo "$full" | awk '{printf "%.1f", $1/1024}')"
       record memory "RSS idle (before the fill)" nginx "$(echo "$idle" | awk '{printf "%.1f", $1/1024}')"
-      record memory "cache on disk (MB; nginx keeps bodies in files)" nginx "$(echo "$disk" | awk '{printf "%.1f", $1/1024}')"
-      printf '   memory   nginx   idle %s kB, after fill %s kB (processes: %s), %s cache files, %s kB on disk\n' \
+      record memory "cache files (MB; nginx keeps bodies in files, not in RSS)" nginx "$(echo "$disk" | awk '{printf "%.1f", $1/1024}')"
+      printf '   memory   nginx   idle %s kB, after fill %s kB (processes: %s), %s cache files, %s kB in them\n' \
         "$idle" "$full" "$(nginx_pids)" "$files" "$disk" >&2
       stop_nginx
     fi
@@ -410,11 +437,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "# rds-gateway vs nginx ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
   echo "- commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)'); $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')); load average $LOAD_BEFORE before, $LOAD_AFTER after"
-  echo "- proxies: $THREADS thread(s) each (gateway listen.threads $THREADS; nginx worker_processes $THREADS); $("$NGINX" -v 2>&1 | sed 's/.*: //'); token injection; gateway callers.required false (no API key; nginx checks none either)"
+  echo "- proxies: $THREADS thread(s) each (gateway listen.threads $THREADS; nginx worker_processes $THREADS); $("$NGINX" -v 2>&1 | sed 's/.*: //'); token injection; idle upstream connections kept: $KEEPALIVE (nginx keepalive, gateway upstream.pool_size); gateway callers.required false (no API key; nginx checks none either)"
   echo "- access log: $([[ $ACCESS_LOG == file ]] && echo 'to a file for both' || echo 'off for both'); rds-mock: plain HTTP, $MOCK_THREADS thread(s); pinning: $PIN_NOTE"
   echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency; $ROUNDS rounds (memory: $MEM_ROUNDS, start-up: $READY_ROUNDS), the two proxies alternating who goes first; medians"
   echo "- cold burst: $BURST connections opened first, then one GET each sent back to back; latency from each request's write to its answer's last byte"
-  echo "- RSS: VmRSS; nginx = master + all its children (worker, cache manager, cache loader), shared pages counted in each"
+  echo "- RSS: VmRSS; nginx = master + all its children (worker, cache manager, cache loader), shared pages counted in each; nginx cache files in $([[ -n $SHM_DIR ]] && echo "a tmpfs (/dev/shm)" || echo "the temp dir")"
   if [[ -s $NOTES ]]; then echo; echo "Warnings:"; echo; cat "$NOTES"; fi
 } >"$TMP/meta.txt"
 "${TOOL[@]}" table "$RESULTS" "$TMP/meta.txt" >"$OUT_DIR/results.md"

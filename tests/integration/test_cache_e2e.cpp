@@ -68,15 +68,20 @@ BOOST_AUTO_TEST_CASE(thousand_concurrent_cold_requests_one_upstream_call) {
     early.join();
     for (auto& t : ts) t.join();
     BOOST_TEST(mock.stat("rds_requests") == 1);
-    int miss = 0, coalesced = 0;
+    int miss = 0, coalesced = 0, hit = 0;
     for (int i = 0; i < n - 1; ++i) {
         BOOST_TEST(status[i] == 200u);
         BOOST_TEST(bodies[i] == bodies[0]);
         miss += cache[i] == "MISS";
         coalesced += cache[i] == "COALESCED";
+        hit += cache[i] == "HIT";
     }
-    BOOST_TEST(miss + coalesced >= n - 2);  // the rest (if any) came late enough to be HITs
+    BOOST_TEST_MESSAGE("miss=" << miss << " coalesced=" << coalesced << " hit=" << hit);
+    // Callers whose request arrived after the fetch landed are HITs (how many depends on the machine's speed);
+    // every other caller shared the one fetch.
+    BOOST_TEST(miss + coalesced + hit == n - 1);
     BOOST_TEST(miss <= 1);
+    BOOST_TEST(coalesced >= 1);
     // The fetch landed in the cache even if its first caller was the one that hung up.
     auto r = gw.get(backup_path(), with_key());
     BOOST_TEST(r.header("x-cache") == "HIT");
