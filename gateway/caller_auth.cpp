@@ -35,9 +35,6 @@ constexpr std::string_view kMissing = "missing credentials";
 constexpr std::string_view kMalformed = "malformed credentials";
 constexpr std::string_view kInvalid = "invalid credentials";
 
-
-
-
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 
 // Values of every header with this name (case-insensitive), in order.

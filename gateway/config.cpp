@@ -55,7 +55,7 @@ namespace {
 
 // Walks one JSON object, remembering which keys were read so that unknown keys can be reported.
 class Reader {
-public:
+  public:
     Reader(const json::object* obj, std::string path, std::vector<std::string>& errors)
         : obj_(obj), path_(std::move(path)), errors_(errors) {}
 
@@ -68,8 +68,12 @@ public:
     }
     Reader(const Reader&) = delete;
 
-    std::string at(std::string_view key) const { return path_.empty() ? std::string(key) : path_ + "." + std::string(key); }
-    void error(std::string_view key, std::string_view msg) { errors_.push_back(at(key) + ": " + std::string(msg)); }
+    std::string at(std::string_view key) const {
+        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+    }
+    void error(std::string_view key, std::string_view msg) {
+        errors_.push_back(at(key) + ": " + std::string(msg));
+    }
 
     const json::value* get(std::string_view key) {
         seen_.insert(std::string(key));
@@ -111,7 +115,8 @@ public:
             ok = true;
         }
         if (!ok || n < lo || n > hi) {
-            return error(key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+            return error(key,
+                         "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
         }
         out = static_cast<T>(n);
     }
@@ -120,10 +125,14 @@ public:
         const json::value* v = get(key);
         if (!v) return;
         double d = 0;
-        if (v->is_double()) d = v->get_double();
-        else if (v->is_int64()) d = static_cast<double>(v->get_int64());
-        else if (v->is_uint64()) d = static_cast<double>(v->get_uint64());
-        else return error(key, "must be a number");
+        if (v->is_double())
+            d = v->get_double();
+        else if (v->is_int64())
+            d = static_cast<double>(v->get_int64());
+        else if (v->is_uint64())
+            d = static_cast<double>(v->get_uint64());
+        else
+            return error(key, "must be a number");
         if (!(d >= lo && d <= hi)) {
             std::ostringstream m;
             m << "must be a number in [" << lo << ", " << hi << "]";
@@ -169,7 +178,7 @@ public:
 
     const json::object* obj() const { return obj_; }
 
-private:
+  private:
     const json::object* obj_;
     std::string path_;
     std::vector<std::string>& errors_;
@@ -269,10 +278,14 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
             Reader r = top.sub("auth");
             std::string mode = "token";
             r.str("mode", mode);
-            if (mode == "token") c.auth.mode = AuthMode::token;
-            else if (mode == "iam") c.auth.mode = AuthMode::iam;
-            else if (mode == "aksk") c.auth.mode = AuthMode::aksk;
-            else r.error("mode", "must be \"token\", \"iam\" or \"aksk\"");
+            if (mode == "token")
+                c.auth.mode = AuthMode::token;
+            else if (mode == "iam")
+                c.auth.mode = AuthMode::iam;
+            else if (mode == "aksk")
+                c.auth.mode = AuthMode::aksk;
+            else
+                r.error("mode", "must be \"token\", \"iam\" or \"aksk\"");
             r.secret("token", c.auth.token);
             {
                 Reader i = r.sub("iam");
@@ -292,7 +305,8 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
                     if (c.auth.iam.domain.empty()) i.error("domain", "is required in iam mode");
                     if (c.auth.iam.user.empty()) i.error("user", "is required in iam mode");
                     if (c.auth.iam.project.empty() == c.auth.iam.project_id.empty())
-                        i.error("project", "exactly one of project (name) or project_id is required in iam mode");
+                        i.error("project",
+                                "exactly one of project (name) or project_id is required in iam mode");
                     if (c.auth.iam.min_validity_s >= c.auth.iam.refresh_margin_s)
                         i.error("min_validity_s", "must be smaller than refresh_margin_s");
                 }
@@ -340,9 +354,11 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
                     cr.strings("api_key_sha256", cc.api_key_sha256);
                     static const std::regex hex64("[0-9a-f]{64}");
                     for (auto& h : cc.api_key_sha256) {
-                        for (auto& ch : h) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                        for (auto& ch : h)
+                            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
                         if (!std::regex_match(h, hex64))
-                            cr.error("api_key_sha256", "each entry must be 64 hex digits (sha256sum of the key)");
+                            cr.error("api_key_sha256",
+                                     "each entry must be 64 hex digits (sha256sum of the key)");
                     }
                     cr.str("access_key", cc.access_key);
                     cr.secret("secret_key", cc.secret_key);
@@ -352,11 +368,13 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
                         cr.error("access_key", "is used by two callers");
                     cr.strings("cert_subjects", cc.cert_subjects);
                     cr.strings("projects", cc.projects);
-                    if (cc.projects.empty()) cr.error("projects", "must list at least one project id, or \"*\"");
+                    if (cc.projects.empty())
+                        cr.error("projects", "must list at least one project id, or \"*\"");
                     cr.number("rate_per_s", cc.rate_per_s, 0, 1e9);
                     cr.number("burst", cc.burst, 0, 1e9);
                     if (cc.api_key_sha256.empty() && cc.access_key.empty() && cc.cert_subjects.empty())
-                        cr.error("name", "caller has no credential (api_key_sha256, access_key or cert_subjects)");
+                        cr.error("name",
+                                 "caller has no credential (api_key_sha256, access_key or cert_subjects)");
                     c.callers.list.push_back(std::move(cc));
                 }
             }
@@ -390,14 +408,16 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
             Reader r = top.sub("log");
             r.str("access", c.log.access, true);
             r.str("level", c.log.level);
-            if (c.log.level != "debug" && c.log.level != "info" && c.log.level != "warn" && c.log.level != "error")
+            if (c.log.level != "debug" && c.log.level != "info" && c.log.level != "warn" &&
+                c.log.level != "error")
                 r.error("level", "must be debug, info, warn or error");
             r.integer("access_queue", c.log.access_queue, 16, 10000000);
         }
     }
     if (c.callers.required && c.callers.list.empty())
         errors.push_back(
-            "callers.list: is empty while callers.required is true (set callers.required to false to run without "
+            "callers.list: is empty while callers.required is true (set callers.required to false to run "
+            "without "
             "caller authentication)");
     return errors.empty();
 }

@@ -21,7 +21,8 @@ namespace asio = boost::asio;
 using steady = std::chrono::steady_clock;
 using sys = std::chrono::system_clock;
 
-asio::awaitable<bool> CredentialSource::renew_after_rejection(const std::shared_ptr<const void>&, steady::time_point) {
+asio::awaitable<bool> CredentialSource::renew_after_rejection(const std::shared_ptr<const void>&,
+                                                              steady::time_point) {
     co_return false;
 }
 
@@ -35,7 +36,7 @@ struct Secret {
 
 // ---------------------------------------------------------------- static token
 class TokenSource final : public CredentialSource {
-public:
+  public:
     TokenSource(SecretRef ref, Metrics* m) : ref_(std::move(ref)), metrics_(m) {}
     bool init(std::string& why) { return reload(why); }
     std::string_view kind() const override { return "token"; }
@@ -73,7 +74,7 @@ public:
         return {true, "", kInf};
     }
 
-private:
+  private:
     SecretRef ref_;
     Metrics* metrics_;
     mutable std::mutex mu_;
@@ -86,7 +87,7 @@ struct Keys {
 };
 
 class AkskSource final : public CredentialSource {
-public:
+  public:
     AkskSource(AkskConfig cfg, Metrics* m) : cfg_(std::move(cfg)), metrics_(m) {}
     std::string_view kind() const override { return "aksk"; }
     bool reload(std::string& why) override {
@@ -112,8 +113,8 @@ public:
         if (metrics_) metrics_->credential_refresh("aksk", "ok");
         return true;
     }
-    bool apply(UpstreamRequest& req, const Endpoint& ep, sys::time_point now, std::shared_ptr<const void>& used,
-               std::string& why) override {
+    bool apply(UpstreamRequest& req, const Endpoint& ep, sys::time_point now,
+               std::shared_ptr<const void>& used, std::string& why) override {
         std::shared_ptr<const Keys> k;
         {
             std::lock_guard lk(mu_);
@@ -148,7 +149,7 @@ public:
         return {true, "", kInf};
     }
 
-private:
+  private:
     AkskConfig cfg_;
     Metrics* metrics_;
     mutable std::mutex mu_;
@@ -162,7 +163,7 @@ struct IamToken {
 };
 
 class IamSource final : public CredentialSource, public std::enable_shared_from_this<IamSource> {
-public:
+  public:
     IamSource(IamConfig cfg, CredentialDeps deps) : cfg_(std::move(cfg)), deps_(std::move(deps)) {}
     std::string_view kind() const override { return "iam"; }
 
@@ -233,7 +234,8 @@ public:
         return true;
     }
 
-    asio::awaitable<bool> renew_after_rejection(const std::shared_ptr<const void>& used_ref, steady::time_point deadline) override {
+    asio::awaitable<bool> renew_after_rejection(const std::shared_ptr<const void>& used_ref,
+                                                steady::time_point deadline) override {
         std::shared_ptr<const void> used = used_ref;
         auto me = shared_from_this();
         std::shared_ptr<Waker> w = std::make_shared<Waker>(co_await asio::this_coro::executor);
@@ -252,7 +254,7 @@ public:
         bool ok = co_await w->wait(deadline);
         std::lock_guard lk(mu_);
         std::erase(waiters_, w);
-        co_return ok && cur_ && cur_ != used;
+        co_return ok&& cur_&& cur_ != used;
     }
 
     Status status(sys::time_point now) const override {
@@ -269,7 +271,7 @@ public:
         return {true, "", left};
     }
 
-private:
+  private:
     asio::awaitable<void> refresh_loop() {
         auto self = shared_from_this();
         unsigned failures = 0;
@@ -280,7 +282,8 @@ private:
                 std::lock_guard lk(mu_);
                 if (stopped_) co_return;
                 auto now_sys = sys::now();
-                if (!cur_) next = steady::now();
+                if (!cur_)
+                    next = steady::now();
                 else {
                     auto refresh_at = cur_->expires_at - std::chrono::seconds(cfg_.refresh_margin_s);
                     next = steady::now() + std::chrono::duration_cast<steady::duration>(
@@ -361,7 +364,8 @@ private:
             err = "IAM answer has a malformed token.expires_at";
             co_return false;
         }
-        auto tok = std::make_shared<const IamToken>(IamToken{std::move(res.subject_token), sys::time_point(t->utc)});
+        auto tok =
+            std::make_shared<const IamToken>(IamToken{std::move(res.subject_token), sys::time_point(t->utc)});
         if (tok->expires_at - sys::now() <= std::chrono::seconds(cfg_.min_validity_s)) {
             err = "IAM issued a token that is already (nearly) expired";
             co_return false;
@@ -391,7 +395,7 @@ private:
 
 // Keeps the IamSource alive through shared_ptr while exposing it as a unique_ptr<CredentialSource>.
 class IamHandle final : public CredentialSource {
-public:
+  public:
     explicit IamHandle(std::shared_ptr<IamSource> s) : s_(std::move(s)) {}
     ~IamHandle() override { s_->stop(); }
     std::string_view kind() const override { return s_->kind(); }
@@ -403,12 +407,13 @@ public:
                std::string& w) override {
         return s_->apply(r, e, n, u, w);
     }
-    asio::awaitable<bool> renew_after_rejection(const std::shared_ptr<const void>& u, steady::time_point d) override {
+    asio::awaitable<bool> renew_after_rejection(const std::shared_ptr<const void>& u,
+                                                steady::time_point d) override {
         return s_->renew_after_rejection(u, d);
     }
     Status status(sys::time_point n) const override { return s_->status(n); }
 
-private:
+  private:
     std::shared_ptr<IamSource> s_;
 };
 
@@ -416,14 +421,16 @@ private:
 
 std::string iam_request_body(const IamConfig& cfg, std::string_view password) {
     namespace json = boost::json;
-    json::object user{{"domain", json::object{{"name", cfg.domain}}}, {"name", cfg.user}, {"password", password}};
+    json::object user{
+        {"domain", json::object{{"name", cfg.domain}}}, {"name", cfg.user}, {"password", password}};
     json::object scope_project;
-    if (!cfg.project_id.empty()) scope_project["id"] = cfg.project_id;
-    else scope_project["name"] = cfg.project;
-    json::value v = {
-        {"auth",
-         {{"identity", {{"methods", json::array{"password"}}, {"password", {{"user", user}}}}},
-          {"scope", {{"project", scope_project}}}}}};
+    if (!cfg.project_id.empty())
+        scope_project["id"] = cfg.project_id;
+    else
+        scope_project["name"] = cfg.project;
+    json::value v = {{"auth",
+                      {{"identity", {{"methods", json::array{"password"}}, {"password", {{"user", user}}}}},
+                       {"scope", {{"project", scope_project}}}}}};
     return json::serialize(v);
 }
 

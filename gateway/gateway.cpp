@@ -130,7 +130,9 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     });
 }
 
-Gateway::~Gateway() { creds_->stop(); }
+Gateway::~Gateway() {
+    creds_->stop();
+}
 
 bool Gateway::init_worker(Worker& w, std::string& why) {
     if (!upstream_tls_ && upstream_ep_.host.empty()) {
@@ -152,11 +154,14 @@ bool Gateway::init_worker(Worker& w, std::string& why) {
     po.max_idle = cfg_.upstream.pool_size;
     po.max_response_bytes = cfg_.upstream.max_response_bytes;
     po.dns_refresh = std::chrono::seconds(cfg_.upstream.dns_refresh_s);
-    w.pool = std::make_unique<ConnectionPool>(w.ioc.get_executor(), upstream_ep_, upstream_tls_, po, &metrics_);
+    w.pool =
+        std::make_unique<ConnectionPool>(w.ioc.get_executor(), upstream_ep_, upstream_tls_, po, &metrics_);
     return true;
 }
 
-void Gateway::start_background(Worker& w0) { creds_->start(w0.ioc.get_executor()); }
+void Gateway::start_background(Worker& w0) {
+    creds_->start(w0.ioc.get_executor());
+}
 
 std::shared_ptr<const CallerRegistry> Gateway::callers() const {
     // Per-thread snapshot, refreshed when a reload bumped the generation: no shared lock per request.
@@ -175,8 +180,10 @@ std::shared_ptr<const CallerRegistry> Gateway::callers() const {
 
 void Gateway::reload(const Config& cfg) {
     std::string why;
-    if (!creds_->reload(why)) log_error("SIGHUP: upstream credentials not reloaded: " + why);
-    else log_info("SIGHUP: upstream credentials reloaded");
+    if (!creds_->reload(why))
+        log_error("SIGHUP: upstream credentials not reloaded: " + why);
+    else
+        log_info("SIGHUP: upstream credentials reloaded");
     std::vector<std::string> problems;
     auto reg = std::make_shared<const CallerRegistry>(caller_defs(cfg.callers, problems));
     for (auto& p : problems) log_error("SIGHUP: " + p);
@@ -186,7 +193,8 @@ void Gateway::reload(const Config& cfg) {
         callers_gen_.fetch_add(1, std::memory_order_release);
     }
     if (!cfg.callers.required && callers_required_.load())
-        log_warn("callers.required is false: ANY client that reaches this port can fetch backup download links");
+        log_warn(
+            "callers.required is false: ANY client that reaches this port can fetch backup download links");
     callers_required_.store(cfg.callers.required);
     metrics_require_auth_.store(cfg.callers.metrics_require_auth);
     log_info("SIGHUP: callers reloaded (" + std::to_string(cfg.callers.list.size()) + ")");
@@ -208,14 +216,16 @@ Response Gateway::error(unsigned status, std::string_view msg, const std::string
     return r;
 }
 
-std::variant<Response, Gateway::Pending> Gateway::prepare(const RequestView& rq, const std::string& request_id) {
+std::variant<Response, Gateway::Pending> Gateway::prepare(const RequestView& rq,
+                                                          const std::string& request_id) {
     Route route = rq.route;
     bool admin_here = cfg_.admin.enabled ? rq.admin_listener : true;
     if (rq.admin_listener && route == Route::backup_files) route = Route::not_found;
     if (!admin_here && (route == Route::metrics || route == Route::admin_cache)) route = Route::not_found;
     if (route == Route::admin_cache && !cfg_.admin.enabled) route = Route::not_found;
 
-    auto only = [&](std::initializer_list<http::verb> verbs, std::string_view allow) -> std::optional<Response> {
+    auto only = [&](std::initializer_list<http::verb> verbs,
+                    std::string_view allow) -> std::optional<Response> {
         for (auto v : verbs)
             if (rq.method == v) return std::nullopt;
         Response r = error(405, "method not allowed", request_id);
@@ -248,9 +258,12 @@ std::variant<Response, Gateway::Pending> Gateway::prepare(const RequestView& rq,
             r.body = metrics_.render();
             return r;
         }
-        case Route::admin_cache: return admin_cache(rq, request_id);
-        case Route::backup_files: return backup_files_sync(rq, request_id);
-        case Route::not_found: break;
+        case Route::admin_cache:
+            return admin_cache(rq, request_id);
+        case Route::backup_files:
+            return backup_files_sync(rq, request_id);
+        case Route::not_found:
+            break;
     }
     if (auto why = check_target(rq.target); !why.empty()) {
         metrics_.rejected("validation");
@@ -291,9 +304,12 @@ Response Gateway::readiness() {
     checks["upstream"] = std::move(up);
     checks["draining"] = json::object{{"ok", !draining}};
     std::string reason;
-    if (!listening) reason = "starting: not listening yet";
-    else if (draining) reason = "draining: shutting down";
-    else if (!cs.ready) reason = "credentials: " + cs.reason;
+    if (!listening)
+        reason = "starting: not listening yet";
+    else if (draining)
+        reason = "draining: shutting down";
+    else if (!cs.ready)
+        reason = "credentials: " + cs.reason;
     json::object body{{"status", ready ? "ready" : "not ready"}, {"checks", std::move(checks)}};
     if (!ready) body["reason"] = reason;
     Response r;
@@ -323,9 +339,12 @@ Response Gateway::admin_cache(const RequestView& rq, const std::string& request_
             if (eq == std::string_view::npos || !percent_decode(part.substr(0, eq), name) ||
                 !percent_decode(part.substr(eq + 1), value))
                 return error(400, "malformed query", request_id);
-            if (name == "project_id") project = value;
-            else if (name == "backup_id") backup = value;
-            else return error(400, "unknown query parameter; use project_id and backup_id", request_id);
+            if (name == "project_id")
+                project = value;
+            else if (name == "backup_id")
+                backup = value;
+            else
+                return error(400, "unknown query parameter; use project_id and backup_id", request_id);
             if (amp == std::string_view::npos) break;
             query.remove_prefix(amp + 1);
         }
@@ -337,7 +356,8 @@ Response Gateway::admin_cache(const RequestView& rq, const std::string& request_
         log_info("admin: cache purged (" + std::to_string(n) + " entries)");
         return r;
     }
-    if (project.empty() || backup.empty()) return error(400, "give both project_id and backup_id, or neither", request_id);
+    if (project.empty() || backup.empty())
+        return error(400, "give both project_id and backup_id, or neither", request_id);
     bool removed = cache_->erase(make_cache_key(project, backup));
     r.body = std::string("{\"purged\":") + (removed ? "1" : "0") + "}";
     return r;
@@ -367,7 +387,8 @@ std::variant<Response, Gateway::Pending> Gateway::backup_files_sync(const Reques
         if (!caller->try_acquire(steady::now(), retry_after)) {
             metrics_.rejected("rate");
             Response r = error(429, "rate limit exceeded for this caller", request_id);
-            r.headers.emplace_back("Retry-After", std::to_string(static_cast<long long>(std::ceil(retry_after))));
+            r.headers.emplace_back("Retry-After",
+                                   std::to_string(static_cast<long long>(std::ceil(retry_after))));
             r.caller = caller->name();
             return r;
         }
@@ -407,7 +428,8 @@ std::variant<Response, Gateway::Pending> Gateway::backup_files_sync(const Reques
         }
         p.stale = std::move(found.answer);
     }
-    if (auto it = rq.fields->find("X-Language"); it != rq.fields->end()) p.language = valid_language(it->value());
+    if (auto it = rq.fields->find("X-Language"); it != rq.fields->end())
+        p.language = valid_language(it->value());
     return p;
 }
 
@@ -428,7 +450,8 @@ Response Gateway::serve_cached(Pending& p, const AnswerPtr& a, std::string_view 
     auto age = std::chrono::duration_cast<std::chrono::seconds>(sys::now() - a->stored_at).count();
     r.headers.emplace_back("X-Cache", std::string(cache_state));
     r.headers.emplace_back("Age", std::to_string(age < 0 ? 0 : age));
-    if (!a->upstream_request_id.empty()) r.headers.emplace_back("X-Upstream-Request-Id", a->upstream_request_id);
+    if (!a->upstream_request_id.empty())
+        r.headers.emplace_back("X-Upstream-Request-Id", a->upstream_request_id);
     return finish(p, std::move(r));
 }
 
@@ -539,8 +562,10 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
     };
     auto describe_last = [&]() -> std::string {
         std::string s = " after " + std::to_string(attempt) + (attempt == 1 ? " attempt" : " attempts");
-        if (last.error != UpstreamResponse::Error::none) s += " (last: " + last.error_detail + ")";
-        else if (last.status) s += " (last: HTTP " + std::to_string(last.status) + ")";
+        if (last.error != UpstreamResponse::Error::none)
+            s += " (last: " + last.error_detail + ")";
+        else if (last.status)
+            s += " (last: HTTP " + std::to_string(last.status) + ")";
         return s;
     };
 
@@ -558,7 +583,8 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
         }
         ++attempt;
         UpstreamRequest req;
-        req.target = "/v3/" + sdk_uri_encode(project_id) + "/backup-files?backup_id=" + sdk_uri_encode(backup_id);
+        req.target =
+            "/v3/" + sdk_uri_encode(project_id) + "/backup-files?backup_id=" + sdk_uri_encode(backup_id);
         req.headers.reserve(8);
         req.headers.emplace_back("Accept", "application/json");
         req.headers.emplace_back("Accept-Encoding", "identity");
@@ -573,7 +599,8 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
             --attempt;
             co_return fail(503, why, false);
         }
-        auto attempt_deadline = std::min(deadline, steady::now() + milliseconds(cfg_.upstream.request_timeout_ms));
+        auto attempt_deadline =
+            std::min(deadline, steady::now() + milliseconds(cfg_.upstream.request_timeout_ms));
         auto t0 = steady::now();
         last = co_await w.pool->exchange(req, attempt_deadline);
         permit.reset();
@@ -630,16 +657,22 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
 
     using E = UpstreamResponse::Error;
     switch (last.error) {
-        case E::none: break;
-        case E::timeout: co_return fail(504, "upstream did not answer in time" + describe_last(), true);
+        case E::none:
+            break;
+        case E::timeout:
+            co_return fail(504, "upstream did not answer in time" + describe_last(), true);
         case E::connect:
-        case E::tls: co_return fail(502, "upstream unreachable" + describe_last(), true);
+        case E::tls:
+            co_return fail(502, "upstream unreachable" + describe_last(), true);
         case E::reset:
-        case E::protocol: co_return fail(502, "upstream connection failed" + describe_last(), true);
-        case E::too_large: co_return fail(502, "upstream answer too large", true);
+        case E::protocol:
+            co_return fail(502, "upstream connection failed" + describe_last(), true);
+        case E::too_large:
+            co_return fail(502, "upstream answer too large", true);
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity") {
-        co_return fail(502, "upstream sent an encoded answer (Content-Encoding) although identity was requested",
+        co_return fail(502,
+                       "upstream sent an encoded answer (Content-Encoding) although identity was requested",
                        last.status >= 500);
     }
     auto answer = std::make_shared<CachedAnswer>();
@@ -661,8 +694,9 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
     }
     if (!is_rds_error_body(last.body)) {
         out->answer = nullptr;
-        co_return fail(502, "upstream answered HTTP " + std::to_string(last.status) + " without an RDS error body" +
-                                (attempt > 1 ? describe_last() : std::string()),
+        co_return fail(502,
+                       "upstream answered HTTP " + std::to_string(last.status) +
+                           " without an RDS error body" + (attempt > 1 ? describe_last() : std::string()),
                        last.status >= 500);
     }
     // A well-formed RDS error passes through with its status; a 404 is cached briefly.
@@ -709,8 +743,10 @@ std::string Gateway::access_line(const RequestView& rq, const Response& r, const
         s.append(buf, res.ptr);
     };
     s += ",\"upstream_ms\":";
-    if (r.upstream_ms >= 0) fixed(r.upstream_ms, 1);
-    else s += "null";
+    if (r.upstream_ms >= 0)
+        fixed(r.upstream_ms, 1);
+    else
+        s += "null";
     s += ",\"total_ms\":";
     fixed(total_ms, 2);
     s += ",\"bytes_sent\":";

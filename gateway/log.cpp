@@ -34,8 +34,12 @@ LogLevel parse_level(std::string_view s) {
     if (s == "error") return LogLevel::error;
     return LogLevel::info;
 }
-void set_log_level(LogLevel l) { g_level.store(static_cast<int>(l)); }
-bool log_enabled(LogLevel l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+void set_log_level(LogLevel l) {
+    g_level.store(static_cast<int>(l));
+}
+bool log_enabled(LogLevel l) {
+    return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
+}
 
 void json_escape_append(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
@@ -51,11 +55,21 @@ void json_escape_append(std::string& out, std::string_view s) {
     s.remove_prefix(plain);
     for (unsigned char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20 || c == 0x7f) {
                     out += "\\u00";
@@ -72,21 +86,27 @@ void json_escape_append(std::string& out, std::string_view s) {
 void log(LogLevel l, std::string_view msg) {
     if (!log_enabled(l)) return;
     static constexpr const char* names[] = {"debug", "info", "warn", "error"};
-    std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) + "\",\"level\":\"" +
-                       names[static_cast<int>(l)] + "\",\"msg\":";
+    std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) +
+                       "\",\"level\":\"" + names[static_cast<int>(l)] + "\",\"msg\":";
     json_escape_append(line, msg);
     line += "}\n";
     std::lock_guard lk(g_diag_mu);
     write_all(2, line.data(), line.size());
 }
 
-AccessLog::AccessLog(std::string target, std::size_t max_queue) : path_(std::move(target)), max_queue_(max_queue) {
-    if (path_ == "off") mode_ = Mode::off;
-    else if (path_ == "stdout") mode_ = Mode::stdout_;
-    else mode_ = Mode::file;
+AccessLog::AccessLog(std::string target, std::size_t max_queue)
+    : path_(std::move(target)), max_queue_(max_queue) {
+    if (path_ == "off")
+        mode_ = Mode::off;
+    else if (path_ == "stdout")
+        mode_ = Mode::stdout_;
+    else
+        mode_ = Mode::file;
     if (mode_ == Mode::off) return;
-    if (mode_ == Mode::file) open_file();
-    else fd_ = 1;
+    if (mode_ == Mode::file)
+        open_file();
+    else
+        fd_ = 1;
     thread_ = std::thread([this] { run(); });
 }
 

@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (!cfg.callers.required) {
-        rdsgw::log_warn("callers.required is false: ANY client that reaches this port can fetch backup download links");
+        rdsgw::log_warn(
+            "callers.required is false: ANY client that reaches this port can fetch backup download links");
     }
     rdsgw::Gateway gateway(cfg, std::move(creds), metrics, access_log);
     rdsgw::Server server(gateway, [path](rdsgw::Config& fresh) {
@@ -104,8 +105,9 @@ int main(int argc, char** argv) {
     }
     rdsgw::log_info("rds-gateway " RDSGW_VERSION " listening on " + cfg.listen.address + ":" +
                     std::to_string(server.main_port()) +
-                    (server.admin_port() ? " (admin " + cfg.admin.address + ":" + std::to_string(server.admin_port()) + ")"
-                                         : std::string()));
+                    (server.admin_port()
+                         ? " (admin " + cfg.admin.address + ":" + std::to_string(server.admin_port()) + ")"
+                         : std::string()));
     // Machine-readable line for scripts and tests (stderr, so the access log on stdout stays pure JSON).
     std::fprintf(stderr, "LISTENING %u %u\n", server.main_port(), server.admin_port());
     std::fflush(stderr);

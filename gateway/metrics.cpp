@@ -14,7 +14,7 @@ namespace rdsgw {
 namespace {
 // OpenTelemetry's default HTTP duration buckets, in seconds.
 const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                                       0.5,   0.75, 1,     2.5,  5,     7.5,  10};
+                                                       0.5,   0.75, 1,     2.5,  5,     7.5, 10};
 enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kFamilies };
 }  // namespace
 
@@ -50,18 +50,20 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
     using namespace prometheus;
     auto& r = *impl_->reg;
     impl_->generation = ++g_generation;
-    impl_->counters[kRequests] = &BuildCounter()
-                                      .Name("rdsgw_requests_total")
-                                      .Help("Requests answered, by route, method, status code and cache result")
-                                      .Register(r);
+    impl_->counters[kRequests] =
+        &BuildCounter()
+             .Name("rdsgw_requests_total")
+             .Help("Requests answered, by route, method, status code and cache result")
+             .Register(r);
     impl_->counters[kRejected] = &BuildCounter()
                                       .Name("rdsgw_rejected_requests_total")
                                       .Help("Requests refused by the gateway itself, by reason")
                                       .Register(r);
-    impl_->counters[kUpstream] = &BuildCounter()
-                                      .Name("rdsgw_upstream_requests_total")
-                                      .Help("Upstream attempts by status (0: no HTTP answer) and attempt number")
-                                      .Register(r);
+    impl_->counters[kUpstream] =
+        &BuildCounter()
+             .Name("rdsgw_upstream_requests_total")
+             .Help("Upstream attempts by status (0: no HTTP answer) and attempt number")
+             .Register(r);
     impl_->counters[kCache] =
         &BuildCounter().Name("rdsgw_cache_events_total").Help("Cache events by kind").Register(r);
     impl_->counters[kRefresh] = &BuildCounter()
@@ -91,9 +93,11 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
     impl_->cache_entries = gauge("rdsgw_cache_entries", "Entries in the link cache");
     impl_->cache_bytes = gauge("rdsgw_cache_bytes", "Bytes accounted to the link cache");
     impl_->sf_waiters = gauge("rdsgw_singleflight_waiters", "Callers waiting for a shared upstream fetch");
-    impl_->cred_expiry = gauge("rdsgw_credential_expiry_seconds",
-                               "Seconds until the current upstream credential expires (-1: none; +Inf: no expiry)");
-    impl_->breaker = gauge("rdsgw_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open");
+    impl_->cred_expiry =
+        gauge("rdsgw_credential_expiry_seconds",
+              "Seconds until the current upstream credential expires (-1: none; +Inf: no expiry)");
+    impl_->breaker =
+        gauge("rdsgw_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open");
     impl_->log_dropped = &BuildCounter()
                               .Name("rdsgw_access_log_dropped_lines_total")
                               .Help("Access log lines dropped because the writer lagged")
@@ -124,8 +128,8 @@ std::string Metrics::render() {
     return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
 }
 
-prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std::string_view b, std::string_view c,
-                                             std::string_view d) {
+prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std::string_view b,
+                                             std::string_view c, std::string_view d) {
     // Per-thread cache: key = generation|family|labels. Label sets are bounded, so this stays small.
     thread_local std::unordered_map<std::string, prometheus::Counter*> cache;
     thread_local std::string key;
@@ -141,14 +145,26 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
     std::map<std::string, std::string> labels;
     switch (family) {
         case kRequests:
-            labels = {{"route", std::string(a)}, {"method", std::string(b)}, {"code", std::string(c)},
+            labels = {{"route", std::string(a)},
+                      {"method", std::string(b)},
+                      {"code", std::string(c)},
                       {"cache", std::string(d)}};
             break;
-        case kRejected: labels = {{"reason", std::string(a)}}; break;
-        case kUpstream: labels = {{"code", std::string(a)}, {"attempt", std::string(b)}}; break;
-        case kCache: labels = {{"event", std::string(a)}}; break;
-        case kRefresh: labels = {{"kind", std::string(a)}, {"result", std::string(b)}}; break;
-        case kAuthFail: labels = {{"reason", std::string(a)}}; break;
+        case kRejected:
+            labels = {{"reason", std::string(a)}};
+            break;
+        case kUpstream:
+            labels = {{"code", std::string(a)}, {"attempt", std::string(b)}};
+            break;
+        case kCache:
+            labels = {{"event", std::string(a)}};
+            break;
+        case kRefresh:
+            labels = {{"kind", std::string(a)}, {"result", std::string(b)}};
+            break;
+        case kAuthFail:
+            labels = {{"reason", std::string(a)}};
+            break;
     }
     prometheus::Counter* ctr;
     {
@@ -159,11 +175,12 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
     return *ctr;
 }
 
-void Metrics::request_done(std::string_view route, std::string_view method, unsigned status, std::string_view cache,
-                           double seconds) {
+void Metrics::request_done(std::string_view route, std::string_view method, unsigned status,
+                           std::string_view cache, double seconds) {
     char code[8];
     int n = std::snprintf(code, sizeof code, "%u", status);
-    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(n)), cache).Increment();
+    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(n)), cache)
+        .Increment();
     prometheus::Histogram* h;
     {
         thread_local std::unordered_map<std::string, prometheus::Histogram*> hc;
@@ -182,7 +199,9 @@ void Metrics::request_done(std::string_view route, std::string_view method, unsi
     h->Observe(seconds);
 }
 
-void Metrics::rejected(std::string_view reason) { counter_cached(kRejected, reason).Increment(); }
+void Metrics::rejected(std::string_view reason) {
+    counter_cached(kRejected, reason).Increment();
+}
 
 void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
     std::string code = std::to_string(status);
@@ -191,12 +210,18 @@ void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
     impl_->up_hist->Observe(seconds);
 }
 
-void Metrics::cache_event(std::string_view event) { counter_cached(kCache, event).Increment(); }
+void Metrics::cache_event(std::string_view event) {
+    counter_cached(kCache, event).Increment();
+}
 void Metrics::credential_refresh(std::string_view kind, std::string_view result) {
     counter_cached(kRefresh, kind, result).Increment();
 }
-void Metrics::auth_failure(std::string_view reason) { counter_cached(kAuthFail, reason).Increment(); }
-void Metrics::inflight_add(int d) { impl_->inflight->Increment(d); }
+void Metrics::auth_failure(std::string_view reason) {
+    counter_cached(kAuthFail, reason).Increment();
+}
+void Metrics::inflight_add(int d) {
+    impl_->inflight->Increment(d);
+}
 void Metrics::upstream_connections_add(int open_delta, int idle_delta) {
     if (open_delta) impl_->up_open->Increment(open_delta);
     if (idle_delta) impl_->up_idle->Increment(idle_delta);
@@ -205,9 +230,15 @@ void Metrics::set_cache(double entries, double bytes) {
     impl_->cache_entries->Set(entries);
     impl_->cache_bytes->Set(bytes);
 }
-void Metrics::set_singleflight_waiters(double n) { impl_->sf_waiters->Set(n); }
-void Metrics::set_credential_expiry_seconds(double s) { impl_->cred_expiry->Set(s); }
-void Metrics::set_breaker_state(int s) { impl_->breaker->Set(s); }
+void Metrics::set_singleflight_waiters(double n) {
+    impl_->sf_waiters->Set(n);
+}
+void Metrics::set_credential_expiry_seconds(double s) {
+    impl_->cred_expiry->Set(s);
+}
+void Metrics::set_breaker_state(int s) {
+    impl_->breaker->Set(s);
+}
 void Metrics::set_access_log_dropped(double total) {
     // The access log counts drops itself; move the counter by what is new since the last collection.
     std::lock_guard lk(impl_->mu);
@@ -216,6 +247,8 @@ void Metrics::set_access_log_dropped(double total) {
         impl_->log_dropped_seen = total;
     }
 }
-void Metrics::set_open_connections(double n) { impl_->open_conns->Set(n); }
+void Metrics::set_open_connections(double n) {
+    impl_->open_conns->Set(n);
+}
 
 }  // namespace rdsgw

@@ -11,12 +11,18 @@ namespace rdsgw {
 
 std::string_view route_name(Route r) {
     switch (r) {
-        case Route::backup_files: return "backup_files";
-        case Route::healthz: return "healthz";
-        case Route::readyz: return "readyz";
-        case Route::metrics: return "metrics";
-        case Route::admin_cache: return "admin_cache";
-        case Route::not_found: return "not_found";
+        case Route::backup_files:
+            return "backup_files";
+        case Route::healthz:
+            return "healthz";
+        case Route::readyz:
+            return "readyz";
+        case Route::metrics:
+            return "metrics";
+        case Route::admin_cache:
+            return "admin_cache";
+        case Route::not_found:
+            return "not_found";
     }
     return "not_found";
 }
@@ -34,7 +40,8 @@ IdPattern::IdPattern(const std::string& pattern) {
         std::string_view cls(pattern.data() + 1, close - 1);
         if (cls.front() == '^') return false;
         auto plain = [](char c) {
-            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                   c == '.';
         };
         for (std::size_t i = 0; i < cls.size(); ++i) {
             char a = cls[i];
@@ -178,13 +185,15 @@ Route classify(std::string_view target) {
     return Route::not_found;
 }
 
-std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target, const RequestRules& rules) {
+std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target,
+                                                                  const RequestRules& rules) {
     auto fail = [](std::string field, std::string msg) {
         return RequestError{400, std::move(field), std::move(msg)};
     };
     if (auto why = check_target(target); !why.empty()) return fail("request-target", why);
     std::string_view path = path_of(target);
-    std::string_view query = path.size() < target.size() ? target.substr(path.size() + 1) : std::string_view{};
+    std::string_view query =
+        path.size() < target.size() ? target.substr(path.size() + 1) : std::string_view{};
     std::array<std::string_view, 3> segs;
     if (split_path(path, segs) != 3 || segs[2] != "backup-files")
         return RequestError{404, "request-target", "no such resource"};
@@ -212,16 +221,19 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
         std::string_view raw_name = part.substr(0, eq);
         std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
         std::string name;
-        if (!percent_decode(raw_name, name)) return fail("request-target", "query has a malformed percent-escape");
+        if (!percent_decode(raw_name, name))
+            return fail("request-target", "query has a malformed percent-escape");
         if (name != "backup_id") {
             // Name the parameter only when it is short and plain (never echo arbitrary input).
             bool plain = is_sane_request_id(name) && name.size() <= 32;
-            return fail(plain ? name : "query", plain ? "unknown query parameter " + name + "; only backup_id is accepted"
-                                                      : "unknown query parameter; only backup_id is accepted");
+            return fail(plain ? name : "query",
+                        plain ? "unknown query parameter " + name + "; only backup_id is accepted"
+                              : "unknown query parameter; only backup_id is accepted");
         }
         if (seen) return fail("backup_id", "backup_id must be given exactly once");
         seen = true;
-        if (!percent_decode(raw_value, out.backup_id)) return fail("backup_id", "backup_id has a malformed percent-escape");
+        if (!percent_decode(raw_value, out.backup_id))
+            return fail("backup_id", "backup_id has a malformed percent-escape");
         if (out.backup_id.empty()) return fail("backup_id", "backup_id is required");
         if (!rules.backup_id.match(out.backup_id)) return fail("backup_id", "backup_id is malformed");
         if (amp == query.size()) break;

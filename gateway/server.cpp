@@ -24,8 +24,8 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using asio::use_awaitable;
+using std::chrono::milliseconds;
 
 namespace {
 
@@ -122,8 +122,10 @@ struct Server::Impl {
             h += ": ";
             h += v;
         }
-        if (!keep_alive) h += "\r\nConnection: close";
-        else if (version == 10) h += "\r\nConnection: keep-alive";
+        if (!keep_alive)
+            h += "\r\nConnection: close";
+        else if (version == 10)
+            h += "\r\nConnection: keep-alive";
         h += "\r\n\r\n";
         return h;
     }
@@ -131,11 +133,13 @@ struct Server::Impl {
     // Writes a complete response (head and prepared body bytes in one gathered write); returns bytes written
     // (0 on error).
     template <class Stream>
-    asio::awaitable<std::size_t> write_response(Stream& stream, const Response& r, const std::string& request_id,
-                                                bool keep_alive, unsigned version, bool head) {
+    asio::awaitable<std::size_t> write_response(Stream& stream, const Response& r,
+                                                const std::string& request_id, bool keep_alive,
+                                                unsigned version, bool head) {
         std::string_view body = r.body_view();
         std::string h = response_head(r, body.size(), request_id, keep_alive, version);
-        std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body.data(), head ? 0 : body.size())};
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(h),
+                                               asio::buffer(body.data(), head ? 0 : body.size())};
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, ec));
         co_return ec ? 0 : n;
@@ -174,10 +178,13 @@ struct Server::Impl {
                 if (draining.load() && !first) wait = std::min(wait, milliseconds(100));
                 low.expires_after(wait);
                 boost::system::error_code ec;
-                std::size_t n = co_await stream.async_read_some(buf.prepare(4096), asio::redirect_error(use_awaitable, ec));
+                std::size_t n = co_await stream.async_read_some(buf.prepare(4096),
+                                                                asio::redirect_error(use_awaitable, ec));
                 if (ec) {
                     // A drain cancels idle reads; serve a request already on its way, else close.
-                    if (ec == asio::error::operation_aborted && draining.load() && low.socket().available() > 0) continue;
+                    if (ec == asio::error::operation_aborted && draining.load() &&
+                        low.socket().available() > 0)
+                        continue;
                     co_return;
                 }
                 buf.commit(n);
@@ -202,9 +209,9 @@ struct Server::Impl {
                     request_id = make_request_id();
                     gw.metrics().rejected("limit");
                     co_await simple_reply_and_close(stream, 413, "request body not allowed", request_id);
-                } else if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == asio::error::eof ||
-                           ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-                           ec == ssl::error::stream_truncated) {
+                } else if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+                           ec == asio::error::eof || ec == asio::error::connection_reset ||
+                           ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated) {
                     // Timed out (a client trickling bytes) or gone: drop the connection.
                 } else {
                     request_id = make_request_id();
@@ -268,17 +275,20 @@ struct Server::Impl {
             std::size_t sent = 0;
             {
                 std::string_view body = r.body_view();
-                std::string h = response_head(r, body.size(), request_id, keep, req.version() == 10 ? 10 : 11);
+                std::string h =
+                    response_head(r, body.size(), request_id, keep, req.version() == 10 ? 10 : 11);
                 std::array<asio::const_buffer, 2> bufs{
-                    asio::buffer(h), asio::buffer(body.data(), req.method() == http::verb::head ? 0 : body.size())};
+                    asio::buffer(h),
+                    asio::buffer(body.data(), req.method() == http::verb::head ? 0 : body.size())};
                 boost::system::error_code wec;
-                std::size_t n = co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, wec));
+                std::size_t n =
+                    co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, wec));
                 sent = wec ? 0 : n;
             }
             double ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
             std::string_view m = req.method() == http::verb::get    ? "GET"
                                  : req.method() == http::verb::head ? "HEAD"
-                                                                     : "other";
+                                                                    : "other";
             gw.metrics().request_done(route_name(rv.route), m, r.status, r.cache, ms / 1000.0);
             if (gw.access_log().enabled()) gw.access_log().write(gw.access_line(rv, r, request_id, sent, ms));
             if (sent == 0 || !keep) {
@@ -316,7 +326,8 @@ struct Server::Impl {
             beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *server_tls);
             auto& low = beast::get_lowest_layer(stream);
             low.expires_after(milliseconds(cfg.limits.header_timeout_ms));
-            co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+            co_await stream.async_handshake(ssl::stream_base::server,
+                                            asio::redirect_error(use_awaitable, ec));
             if (ec) {
                 gw.metrics().rejected("auth");
                 co_return;
@@ -377,7 +388,8 @@ struct Server::Impl {
     }
 };
 
-Server::Server(Gateway& gw, std::function<bool(Config&)> reload) : impl_(std::make_unique<Impl>(gw, std::move(reload))) {}
+Server::Server(Gateway& gw, std::function<bool(Config&)> reload)
+    : impl_(std::make_unique<Impl>(gw, std::move(reload))) {}
 Server::~Server() = default;
 
 bool Server::bind(std::string& why) {
@@ -411,7 +423,8 @@ bool Server::bind(std::string& why) {
         }
         I.server_tls = ctx;
     }
-    I.gw.metrics().on_collect([&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.open_conns.load())); });
+    I.gw.metrics().on_collect(
+        [&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.open_conns.load())); });
     unsigned short port = cfg.listen.port;
     unsigned short admin_port = cfg.admin.port;
     for (unsigned i = 0; i < n; ++i) {
@@ -421,7 +434,8 @@ bool Server::bind(std::string& why) {
         if (!I.open_acceptor(ws->w.ioc, cfg.listen.address, port, ws->main_acceptor, why)) return false;
         port = ws->main_acceptor->local_endpoint().port();  // port 0: the others share the chosen port
         if (i == 0 && cfg.admin.enabled) {
-            if (!I.open_acceptor(ws->w.ioc, cfg.admin.address, admin_port, ws->admin_acceptor, why)) return false;
+            if (!I.open_acceptor(ws->w.ioc, cfg.admin.address, admin_port, ws->admin_acceptor, why))
+                return false;
             admin_port = ws->admin_acceptor->local_endpoint().port();
         }
         I.workers.push_back(std::move(ws));
@@ -436,7 +450,8 @@ int Server::run() {
     auto& w0 = *I.workers[0];
     for (auto& ws : I.workers) {
         asio::co_spawn(ws->w.ioc, I.accept_loop(*ws, *ws->main_acceptor, false), asio::detached);
-        if (ws->admin_acceptor) asio::co_spawn(ws->w.ioc, I.accept_loop(*ws, *ws->admin_acceptor, true), asio::detached);
+        if (ws->admin_acceptor)
+            asio::co_spawn(ws->w.ioc, I.accept_loop(*ws, *ws->admin_acceptor, true), asio::detached);
     }
     I.gw.start_background(w0.w);
 
@@ -464,7 +479,8 @@ int Server::run() {
                         acc->accept(sock, ec);
                         if (ec) break;
                         I.open_conns.fetch_add(1);
-                        asio::co_spawn(ws.w.ioc, I.session(ws, std::move(sock), acc == ws.admin_acceptor.get()),
+                        asio::co_spawn(ws.w.ioc,
+                                       I.session(ws, std::move(sock), acc == ws.admin_acceptor.get()),
                                        asio::detached);
                     }
                     acc->close(ec);
@@ -484,7 +500,8 @@ int Server::run() {
                 if (I.open_conns.load() > 0)
                     co_await d->wait(steady::now() + milliseconds(I.cfg.limits.drain_timeout_ms));
                 if (I.open_conns.load() > 0)
-                    log_warn("drain timeout: closing " + std::to_string(I.open_conns.load()) + " connections");
+                    log_warn("drain timeout: closing " + std::to_string(I.open_conns.load()) +
+                             " connections");
                 else
                     log_info("drained");
                 I.gw.credentials().stop();
@@ -496,8 +513,8 @@ int Server::run() {
         if (drain_requested.exchange(true)) return;
         I.gw.set_draining(true);  // readiness turns 503 at once
         if (I.cfg.limits.drain_delay_ms == 0) return begin_drain();
-        log_info("draining: readiness is 503; still serving for " + std::to_string(I.cfg.limits.drain_delay_ms) +
-                 " ms");
+        log_info("draining: readiness is 503; still serving for " +
+                 std::to_string(I.cfg.limits.drain_delay_ms) + " ms");
         drain_delay.expires_after(milliseconds(I.cfg.limits.drain_delay_ms));
         drain_delay.async_wait([&](boost::system::error_code) { begin_drain(); });
     };
@@ -510,15 +527,18 @@ int Server::run() {
             return;
         }
         log_info(sig == SIGTERM ? "SIGTERM received" : "SIGINT received");
-        if (drain_requested.load()) begin_drain();  // a second signal skips the remaining delay
-        else request_drain();
+        if (drain_requested.load())
+            begin_drain();  // a second signal skips the remaining delay
+        else
+            request_drain();
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
 
     I.gw.set_listening(true);
     std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < I.workers.size(); ++i) threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
+    for (std::size_t i = 1; i < I.workers.size(); ++i)
+        threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
     w0.w.ioc.run();
     for (auto& ws : I.workers) ws->w.ioc.stop();
     for (auto& t : threads) t.join();

@@ -45,14 +45,11 @@ int hex_value(char c) {
     return -1;
 }
 
-
 std::string to_lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = ascii_lower(c);
     return out;
 }
-
-
 
 // Decodes "%XX" sequences once; anything else (including a malformed '%') is copied as is.
 std::string percent_decode(std::string_view s) {

@@ -35,8 +35,10 @@ bool Endpoint::parse(std::string_view base_url, Endpoint& out, std::string& why)
         why = "not an absolute URL";
         return false;
     }
-    if (u->scheme() == "https") out.tls = true;
-    else if (u->scheme() == "http") out.tls = false;
+    if (u->scheme() == "https")
+        out.tls = true;
+    else if (u->scheme() == "http")
+        out.tls = false;
     else {
         why = "scheme must be http or https";
         return false;
@@ -56,13 +58,20 @@ bool Endpoint::parse(std::string_view base_url, Endpoint& out, std::string& why)
 
 std::string_view error_name(UpstreamResponse::Error e) {
     switch (e) {
-        case UpstreamResponse::Error::none: return "none";
-        case UpstreamResponse::Error::connect: return "connect";
-        case UpstreamResponse::Error::tls: return "tls";
-        case UpstreamResponse::Error::reset: return "reset";
-        case UpstreamResponse::Error::timeout: return "timeout";
-        case UpstreamResponse::Error::too_large: return "too_large";
-        case UpstreamResponse::Error::protocol: return "protocol";
+        case UpstreamResponse::Error::none:
+            return "none";
+        case UpstreamResponse::Error::connect:
+            return "connect";
+        case UpstreamResponse::Error::tls:
+            return "tls";
+        case UpstreamResponse::Error::reset:
+            return "reset";
+        case UpstreamResponse::Error::timeout:
+            return "timeout";
+        case UpstreamResponse::Error::too_large:
+            return "too_large";
+        case UpstreamResponse::Error::protocol:
+            return "protocol";
     }
     return "none";
 }
@@ -73,14 +82,18 @@ std::shared_ptr<ssl::context> make_client_tls_context(const std::string& ca_file
     ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                      ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     ctx->set_verify_mode(ssl::verify_peer, ec);
-    if (ca_file.empty()) ctx->set_default_verify_paths(ec);
-    else ctx->load_verify_file(ca_file, ec);
+    if (ca_file.empty())
+        ctx->set_default_verify_paths(ec);
+    else
+        ctx->load_verify_file(ca_file, ec);
     if (ec) {
-        why = "cannot load CA " + (ca_file.empty() ? std::string("system store") : ca_file) + ": " + ec.message();
+        why = "cannot load CA " + (ca_file.empty() ? std::string("system store") : ca_file) + ": " +
+              ec.message();
         return nullptr;
     }
     // Client-side session cache so sessions can be resumed (we keep the latest session per pool).
-    SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(ctx->native_handle(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     return ctx;
 }
 
@@ -99,9 +112,9 @@ struct ConnectionPool::Conn {
         if (!sock.is_open()) return true;
         char c;
         ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) return true;                                      // orderly close
+        if (n == 0) return true;                                       // orderly close
         if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);  // error
-        return true;                                                  // unexpected bytes (or TLS close_notify)
+        return true;  // unexpected bytes (or TLS close_notify)
     }
     void close() {
         boost::system::error_code ec;
@@ -112,7 +125,11 @@ struct ConnectionPool::Conn {
 
 ConnectionPool::ConnectionPool(asio::any_io_executor ex, Endpoint ep, std::shared_ptr<ssl::context> tls,
                                PoolOptions opts, Metrics* metrics)
-    : ex_(std::move(ex)), ep_(std::move(ep)), tls_(std::move(tls)), opts_(opts), metrics_(metrics),
+    : ex_(std::move(ex)),
+      ep_(std::move(ep)),
+      tls_(std::move(tls)),
+      opts_(opts),
+      metrics_(metrics),
       alive_(std::make_shared<bool>(true)) {
     asio::co_spawn(ex_, sweep_loop(), asio::detached);
 }
@@ -122,7 +139,9 @@ ConnectionPool::~ConnectionPool() {
     close_idle();
 }
 
-std::size_t ConnectionPool::idle_count() const { return idle_.size(); }
+std::size_t ConnectionPool::idle_count() const {
+    return idle_.size();
+}
 
 void ConnectionPool::close_idle() {
     for (auto& c : idle_) c->close();
@@ -137,7 +156,8 @@ asio::awaitable<void> ConnectionPool::sweep_loop() {
     auto alive = alive_;
     asio::steady_timer timer(ex_);
     for (;;) {
-        timer.expires_after(std::max<std::chrono::milliseconds>(opts_.idle_timeout / 2, std::chrono::milliseconds(50)));
+        timer.expires_after(
+            std::max<std::chrono::milliseconds>(opts_.idle_timeout / 2, std::chrono::milliseconds(50)));
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!*alive || ec) co_return;
@@ -192,12 +212,14 @@ asio::awaitable<bool> ConnectionPool::resolve(steady::time_point deadline, Upstr
         }
     });
     boost::system::error_code ec;
-    auto results = co_await resolver.async_resolve(ep_.host, ep_.port, asio::redirect_error(use_awaitable, ec));
+    auto results =
+        co_await resolver.async_resolve(ep_.host, ep_.port, asio::redirect_error(use_awaitable, ec));
     timer.cancel();
     if (ec) {
         if (!addrs_.empty() && !timed_out) co_return true;  // keep the last good answer
         err.error = timed_out ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
-        err.error_detail = "cannot resolve upstream host " + ep_.host + ": " + (timed_out ? "timeout" : ec.message());
+        err.error_detail =
+            "cannot resolve upstream host " + ep_.host + ": " + (timed_out ? "timeout" : ec.message());
         co_return false;
     }
     addrs_ = std::move(results);
@@ -211,16 +233,20 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
     if (!co_await resolve(deadline, err)) co_return nullptr;
     auto c = std::make_unique<Conn>();
     auto connect_deadline = std::min(deadline, steady::now() + opts_.connect_timeout);
-    if (ep_.tls) c->tls.emplace(ex_, *tls_);
-    else c->tcp.emplace(ex_);
+    if (ep_.tls)
+        c->tls.emplace(ex_, *tls_);
+    else
+        c->tcp.emplace(ex_);
     auto& low = c->lowest();
     low.expires_at(connect_deadline);
     boost::system::error_code ec;
     co_await low.async_connect(addrs_, asio::redirect_error(use_awaitable, ec));
     if (ec) {
         resolve_needed_ = true;  // re-resolve on connection failure
-        err.error = ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
-        if (ec == beast::error::timeout && connect_deadline < deadline) err.error = UpstreamResponse::Error::connect;
+        err.error =
+            ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
+        if (ec == beast::error::timeout && connect_deadline < deadline)
+            err.error = UpstreamResponse::Error::connect;
         err.error_detail = "cannot connect to upstream " + ep_.host_header + ": " +
                            (ec == beast::error::timeout ? std::string("connect timeout") : ec.message());
         co_return nullptr;
@@ -243,11 +269,12 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
         if (ec) {
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
-            err.error = ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::tls;
+            err.error =
+                ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::tls;
             std::string detail = ec.message();
             long vr = SSL_get_verify_result(ssl);
-            if (vr != X509_V_OK) detail = std::string("certificate verification failed: ") +
-                                          X509_verify_cert_error_string(vr);
+            if (vr != X509_V_OK)
+                detail = std::string("certificate verification failed: ") + X509_verify_cert_error_string(vr);
             err.error_detail = "TLS handshake with upstream " + ep_.host_header + " failed: " + detail;
             co_return nullptr;
         }
@@ -283,7 +310,8 @@ std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
 }
 }  // namespace
 
-asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req, steady::time_point deadline) {
+asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req,
+                                                           steady::time_point deadline) {
     auto alive = alive_;
     const std::string wire = serialize_request(req, ep_);
     for (int round = 0; round < 2; ++round) {
@@ -298,15 +326,19 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
         auto& low = c->lowest();
         low.expires_at(deadline);
         boost::system::error_code ec;
-        if (c->tls) co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-        else co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        if (c->tls)
+            co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        else
+            co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
         http::response_parser<http::string_body> parser;
         parser.body_limit(opts_.max_response_bytes);
         parser.header_limit(64 * 1024);
         if (req.method == "HEAD") parser.skip(true);
         if (!ec) {
-            if (c->tls) co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
-            else co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+            if (c->tls)
+                co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+            else
+                co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
         }
         if (!*alive) co_return res;
         res.got_response_bytes = parser.got_some();
@@ -315,7 +347,8 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             // A reused connection that failed before any answer byte: the server had closed it; go again on a
             // fresh connection without the caller noticing.
-            if (reused && !res.got_response_bytes && ec != beast::error::timeout && steady::now() < deadline) continue;
+            if (reused && !res.got_response_bytes && ec != beast::error::timeout && steady::now() < deadline)
+                continue;
             if (ec == beast::error::timeout) {
                 res.error = UpstreamResponse::Error::timeout;
                 res.error_detail = "upstream did not answer in time";
@@ -329,27 +362,32 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
                 res.error_detail = "malformed upstream answer: " + ec.message();
             } else {
                 res.error = UpstreamResponse::Error::reset;
-                res.error_detail = res.got_response_bytes ? "upstream closed the connection mid-answer"
-                                                          : "upstream closed the connection without answering";
+                res.error_detail = res.got_response_bytes
+                                       ? "upstream closed the connection mid-answer"
+                                       : "upstream closed the connection without answering";
             }
             co_return res;
         }
         auto& msg = parser.get();
         res.status = msg.result_int();
         if (auto it = msg.find("X-Request-Id"); it != msg.end()) res.request_id = std::string(it->value());
-        if (auto it = msg.find(http::field::retry_after); it != msg.end()) res.retry_after = std::string(it->value());
+        if (auto it = msg.find(http::field::retry_after); it != msg.end())
+            res.retry_after = std::string(it->value());
         if (auto it = msg.find(http::field::content_encoding); it != msg.end())
             res.content_encoding = std::string(it->value());
-        if (auto it = msg.find("X-Subject-Token"); it != msg.end()) res.subject_token = std::string(it->value());
+        if (auto it = msg.find("X-Subject-Token"); it != msg.end())
+            res.subject_token = std::string(it->value());
         res.body = std::move(msg.body());
         bool keep = msg.keep_alive();
         if (c->tls) {
             // Keep the newest session (TLS 1.3 tickets arrive after the handshake) for resumption.
             if (SSL_SESSION* s = SSL_get1_session(c->tls->native_handle()))
-                session_ = std::shared_ptr<void>(s, [](void* p) { SSL_SESSION_free(static_cast<SSL_SESSION*>(p)); });
+                session_ =
+                    std::shared_ptr<void>(s, [](void* p) { SSL_SESSION_free(static_cast<SSL_SESSION*>(p)); });
         }
         ++c->uses;
-        if (keep) put_idle(std::move(c));
+        if (keep)
+            put_idle(std::move(c));
         else {
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);

@@ -21,7 +21,7 @@ THREADS=1
 ROUNDS=3
 DURATION=10
 MOCK_THREADS=1
-ACCESS_LOG=file
+ACCESS_LOG="file"
 PIN=1
 BUILD_DIR=${BENCH_BUILD_DIR:-build/release}
 FILL=100000
@@ -30,7 +30,7 @@ CONNS=64
 WRK_THREADS=2
 KEEPALIVE=32
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 while (($#)); do
   case "$1" in
     --quick) QUICK=1; DURATION=3 ;;
@@ -122,7 +122,8 @@ if ((PIN)); then
 fi
 
 read -r GW_PORT GW_ADMIN NG_PORT NG_NC_PORT MOCK_PORT < <("${TOOL[@]}" ports 5)
-export RDS_AUTH_TOKEN="bench-token-$(openssl rand -hex 16)"
+RDS_AUTH_TOKEN="bench-token-$(openssl rand -hex 16)"
+export RDS_AUTH_TOKEN
 PROJECT=97b026aa9cc4417888c14c84a1ad9860
 MOCK_BASE="{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\"}"
 new_backup_id() { echo "$(openssl rand -hex 16)br01"; }
@@ -156,6 +157,7 @@ rss_kb() {  # rss_kb PID...: summed VmRSS
   done
   echo "$total"
 }
+# shellcheck disable=SC2046  # one word per pid is the point
 nginx_pids() { echo "$NG_PID" $(pgrep -P "$NG_PID" || true); }
 cpu_ticks() {  # cpu_ticks PID...: summed user+system CPU time in clock ticks (all threads)
   local total=0 v
@@ -300,7 +302,7 @@ start_nginx
 HIT_ID=$(new_backup_id)
 HIT_PATH=$(bpath "$HIT_ID")
 for peer in gateway nginx; do
-  url="http://127.0.0.1:$(port_of $peer hits)$HIT_PATH"
+  url="http://127.0.0.1:$(port_of "$peer" hits)$HIT_PATH"
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
   [[ $code == 200 ]] || { echo "bench: warm-up request to $peer answered $code" >&2; exit 1; }
   cache=$(curl -s -o /dev/null -D - "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
@@ -308,7 +310,7 @@ for peer in gateway nginx; do
 done
 log "1. cache hits: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, one URL, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-  for peer in $(order "$r"); do run_wrk "hits (1 key)" "$peer" "http://127.0.0.1:$(port_of $peer hits)$HIT_PATH"; done
+  for peer in $(order "$r"); do run_wrk "hits (1 key)" "$peer" "http://127.0.0.1:$(port_of "$peer" hits)$HIT_PATH"; done
 done
 
 # ---------------------------------------------------------------- 2. misses
@@ -321,7 +323,7 @@ for r in $(seq 1 "$ROUNDS"); do
     extra=()
     [[ $peer == mock ]] && extra=(-H "X-Auth-Token: $RDS_AUTH_TOKEN")
     # The mock itself, straight from wrk: the ceiling of the load side (wrk + mock on their CPUs).
-    run_wrk misses "$peer" "http://127.0.0.1:$(port_of $peer misses)" "${extra[@]}" -s bench/misses.lua \
+    run_wrk misses "$peer" "http://127.0.0.1:$(port_of "$peer" misses)" "${extra[@]}" -s bench/misses.lua \
       -- "$PROJECT" "$(new_nonce)"
     # New upstream connections during the run (the mock counts accepts since the reset).
     [[ $peer == mock ]] || record misses "upstream connections opened" "$peer" "$(mock_stat connections)"
@@ -339,9 +341,9 @@ for r in $(seq 1 "$ROUNDS"); do
     mock_reset "{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\",\"latency_ms\":100}"
     hdr=()
     [[ $peer == mock ]] && hdr=(--header "X-Auth-Token: $RDS_AUTH_TOKEN")
-    json=$("${LOAD_PIN[@]}" "${TOOL[@]}" burst --port "$(port_of $peer burst)" --path "$(bpath "$(new_backup_id)")" \
+    json=$("${LOAD_PIN[@]}" "${TOOL[@]}" burst --port "$(port_of "$peer" burst)" --path "$(bpath "$(new_backup_id)")" \
       -n "$BURST" "${hdr[@]}") || note "cold burst/$peer: not every request got 200: $json"
-    [[ $json == {* ]] || { echo "bench: the burst client failed against $peer" >&2; alive; exit 1; }
+    [[ $json == "{"* ]] || { echo "bench: the burst client failed against $peer" >&2; alive; exit 1; }
     calls=$(mock_stat rds_requests)
     read -r p50 p99 < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d.get('p50_ms',-1), d.get('p99_ms',-1))" "$json")
     if [[ $peer == mock ]]; then
@@ -379,7 +381,9 @@ log "4b. RSS after $FILL distinct cached entries (fresh process each round, $MEM
 PER_THREAD=$(((FILL + WRK_THREADS - 1) / WRK_THREADS))
 WRK_PID=""
 fill() {  # fill PORT: $FILL distinct misses through the proxy
-  local out=$TMP/fill-$1-$(date +%s%N).txt marker=$TMP/fill-done-$(date +%s%N)-
+  local out marker
+  out=$TMP/fill-$1-$(date +%s%N).txt
+  marker=$TMP/fill-done-$(date +%s%N)-
   "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d300s -s bench/misses.lua "http://127.0.0.1:$1" \
     -- "$PROJECT" "$(new_nonce)" "$PER_THREAD" "$marker" >"$out" 2>&1 &
   WRK_PID=$!
@@ -416,8 +420,10 @@ for r in $(seq 1 "$MEM_ROUNDS"); do
       stop_gateway
     else
       start_nginx
+      # shellcheck disable=SC2046
       idle=$(rss_kb $(nginx_pids))
       fill "$NG_PORT"
+      # shellcheck disable=SC2046
       full=$(rss_kb $(nginx_pids))
       disk=$(du -sk "$CACHE_DIR" | cut -f1)
       files=$(find "$CACHE_DIR" -type f | wc -l)

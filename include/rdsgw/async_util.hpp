@@ -15,7 +15,7 @@ namespace rdsgw {
 // A one-shot wake-up for a coroutine running on a single-threaded io_context (one per worker thread).
 // Any thread may call fire(); the waiting coroutine resumes on its own executor. No polling.
 class Waker : public std::enable_shared_from_this<Waker> {
-public:
+  public:
     explicit Waker(boost::asio::any_io_executor ex) : timer_(std::move(ex)) {}
     void fire() {
         if (fired_.exchange(true)) return;
@@ -31,7 +31,7 @@ public:
         co_return fired_.load();
     }
 
-private:
+  private:
     boost::asio::steady_timer timer_;
     std::atomic<bool> fired_{false};
 };

@@ -45,7 +45,7 @@ struct AuthOutcome {
 };
 
 class Caller {
-public:
+  public:
     explicit Caller(CallerDef def);
     const std::string& name() const { return def_.name; }
     const CallerDef& def() const { return def_; }
@@ -53,7 +53,7 @@ public:
     // Token bucket: true when a request may proceed; otherwise retry_after_s says when one token is back.
     bool try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const;
 
-private:
+  private:
     CallerDef def_;
     mutable std::mutex mu_;
     mutable double tokens_;
@@ -61,15 +61,16 @@ private:
 };
 
 class CallerRegistry {
-public:
-    explicit CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew = std::chrono::minutes(15));
+  public:
+    explicit CallerRegistry(std::vector<CallerDef> defs,
+                            std::chrono::seconds max_clock_skew = std::chrono::minutes(15));
     // Tries, in order: mTLS subject, SDK signature (Authorization: SDK-HMAC-SHA256 ...),
     // API key (Authorization: Bearer <key> or X-Api-Key).
     AuthOutcome authenticate(const AuthInput& in) const;
     const Caller* find(std::string_view name) const;
     std::size_t size() const { return callers_.size(); }
 
-private:
+  private:
     std::vector<std::unique_ptr<Caller>> callers_;
     std::chrono::seconds skew_;
 };

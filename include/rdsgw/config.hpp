@@ -21,7 +21,7 @@ bool load_secret(const SecretRef& ref, std::string& out, std::string& why);
 struct ListenConfig {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8080;
-    unsigned threads = 0;  // 0: one per core
+    unsigned threads = 0;       // 0: one per core
     std::string tls_cert_file;  // optional TLS on the listener
     std::string tls_key_file;
     std::string client_ca_file;        // mutual TLS: verify client certificates against this CA
@@ -52,9 +52,9 @@ struct RetryConfig {
     unsigned max_attempts = 3;
     unsigned base_backoff_ms = 50;
     unsigned max_backoff_ms = 2000;
-    unsigned deadline_ms = 15000;  // overall, for the caller's answer
-    double budget_ratio = 0.2;     // retries at most this share of active upstream requests...
-    unsigned budget_min = 3;       // ...but always this many concurrent retries
+    unsigned deadline_ms = 15000;   // overall, for the caller's answer
+    double budget_ratio = 0.2;      // retries at most this share of active upstream requests...
+    unsigned budget_min = 3;        // ...but always this many concurrent retries
     unsigned breaker_failures = 5;  // consecutive failures that open the circuit breaker
     unsigned breaker_open_ms = 5000;
 };
@@ -65,8 +65,8 @@ struct IamConfig {
     std::string domain;
     std::string user;
     SecretRef password{"RDS_IAM_PASSWORD", ""};
-    std::string project;     // project name (scope), e.g. cn-north-4
-    std::string project_id;  // or project id
+    std::string project;               // project name (scope), e.g. cn-north-4
+    std::string project_id;            // or project id
     unsigned refresh_margin_s = 3600;  // refresh this long before expiry
     unsigned min_validity_s = 30;      // never inject a token with less than this left
     unsigned retry_base_ms = 200;

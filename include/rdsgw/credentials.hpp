@@ -16,10 +16,10 @@ namespace rdsgw {
 class Metrics;
 
 class CredentialSource {
-public:
+  public:
     struct Status {
         bool ready = false;
-        std::string reason;  // why not ready (never a secret)
+        std::string reason;             // why not ready (never a secret)
         double seconds_to_expiry = -1;  // -1 none, +inf no expiry
     };
     virtual ~CredentialSource() = default;
@@ -39,8 +39,8 @@ public:
     // The upstream answered 401 APIGW.0307/0301 to a request that used `used`. Drops that credential if it is
     // still the current one (so a burst of 401s causes one refresh) and waits for a new one. True when a
     // retry may help.
-    virtual boost::asio::awaitable<bool> renew_after_rejection(const std::shared_ptr<const void>& used,
-                                                               std::chrono::steady_clock::time_point deadline);
+    virtual boost::asio::awaitable<bool> renew_after_rejection(
+        const std::shared_ptr<const void>& used, std::chrono::steady_clock::time_point deadline);
     virtual Status status(std::chrono::system_clock::time_point now) const = 0;
 };
 

@@ -68,7 +68,7 @@ struct Response {
 std::string make_error_body(unsigned status, std::string_view message, std::string_view request_id);
 
 class Gateway {
-public:
+  public:
     Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& metrics, AccessLog& access_log);
     ~Gateway();
 
@@ -104,7 +104,7 @@ public:
     std::string access_line(const RequestView& rq, const Response& r, const std::string& request_id,
                             std::size_t bytes_sent, double total_ms) const;
 
-private:
+  private:
     struct Fetch;
     std::variant<Response, Pending> backup_files_sync(const RequestView& rq, const std::string& request_id);
     Response finish(Pending& p, Response r) const;

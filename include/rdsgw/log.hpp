@@ -18,16 +18,24 @@ void set_log_level(LogLevel l);
 bool log_enabled(LogLevel l);
 // Writes {"time":..,"level":..,"msg":..} to stderr. Callers must never pass a secret.
 void log(LogLevel l, std::string_view msg);
-inline void log_debug(std::string_view m) { log(LogLevel::debug, m); }
-inline void log_info(std::string_view m) { log(LogLevel::info, m); }
-inline void log_warn(std::string_view m) { log(LogLevel::warn, m); }
-inline void log_error(std::string_view m) { log(LogLevel::error, m); }
+inline void log_debug(std::string_view m) {
+    log(LogLevel::debug, m);
+}
+inline void log_info(std::string_view m) {
+    log(LogLevel::info, m);
+}
+inline void log_warn(std::string_view m) {
+    log(LogLevel::warn, m);
+}
+inline void log_error(std::string_view m) {
+    log(LogLevel::error, m);
+}
 
 // Appends s to out as a JSON string literal (with quotes).
 void json_escape_append(std::string& out, std::string_view s);
 
 class AccessLog {
-public:
+  public:
     // target: "stdout", "off", or a file path (opened for append; reopen() reopens it for rotation).
     AccessLog(std::string target, std::size_t max_queue);
     ~AccessLog();
@@ -37,9 +45,9 @@ public:
     void write(std::string line);
     void reopen();  // SIGHUP: reopen the file
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
-    void flush();   // waits until the queue is written (shutdown, tests)
+    void flush();  // waits until the queue is written (shutdown, tests)
 
-private:
+  private:
     enum class Mode { off, stdout_, file };
     void run();
     void open_file();

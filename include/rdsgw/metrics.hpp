@@ -22,7 +22,7 @@ class Family;
 namespace rdsgw {
 
 class Metrics {
-public:
+  public:
     explicit Metrics(std::string_view version);
     ~Metrics();
     Metrics(const Metrics&) = delete;
@@ -33,8 +33,8 @@ public:
     void on_collect(std::function<void(Metrics&)> hook);
 
     // route: route_name(); method: "GET" | "HEAD" | "other"; cache: "HIT" | "MISS" | ... | "" (none).
-    void request_done(std::string_view route, std::string_view method, unsigned status, std::string_view cache,
-                      double seconds);
+    void request_done(std::string_view route, std::string_view method, unsigned status,
+                      std::string_view cache, double seconds);
     // reason: "limit" | "auth" | "forbidden" | "validation" | "rate" | "overload" | "credentials"
     void rejected(std::string_view reason);
     // status 0 = no HTTP answer (connect failure, reset, timeout); attempt is 1-based.
@@ -56,7 +56,7 @@ public:
     void set_access_log_dropped(double n);
     void set_open_connections(double n);
 
-private:
+  private:
     prometheus::Counter& counter_cached(int family, std::string_view a, std::string_view b = {},
                                         std::string_view c = {}, std::string_view d = {});
     struct Impl;

@@ -16,12 +16,12 @@ std::string_view route_name(Route r);  // bounded set, used as a metric label an
 // "[character class]{m,n}" (or "{n}"), like the defaults, are compiled to a byte table and a length range:
 // the same answer as std::regex, without its cost on every request.
 class IdPattern {
-public:
+  public:
     explicit IdPattern(const std::string& pattern);
     bool match(std::string_view s) const;
     bool is_fast() const { return fast_; }
 
-private:
+  private:
     bool fast_ = false;
     bool allowed_[256] = {};
     std::size_t min_ = 0, max_ = 0;
@@ -51,7 +51,8 @@ struct RequestError {
 Route classify(std::string_view target);
 
 // Validates a backup-files request target: /{version_id}/{project_id}/backup-files?backup_id=...
-std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target, const RequestRules& rules);
+std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target,
+                                                                  const RequestRules& rules);
 
 // Checks that the raw target is a well-formed origin-form target with no control characters, CR, LF,
 // spaces, fragment, encoded slashes or dot segments. Returns an error message or "".

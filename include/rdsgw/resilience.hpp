@@ -16,14 +16,15 @@ namespace rdsgw {
 class Waker;
 
 // Full jitter: uniform in [0, min(max, base * 2^(retry-1))]. retry is 1 for the first retry.
-std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::milliseconds base, std::chrono::milliseconds max);
+std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::milliseconds base,
+                                        std::chrono::milliseconds max);
 // Retry-After as delta-seconds or an HTTP-date; nullopt when absent or malformed.
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v,
                                                            std::chrono::system_clock::time_point now);
 
 // Envoy-style budget: concurrent retries may not exceed max(min_concurrent, ratio * active requests).
 class RetryBudget {
-public:
+  public:
     RetryBudget(double ratio, unsigned min_concurrent) : ratio_(ratio), min_(min_concurrent) {}
     void request_started() { active_.fetch_add(1, std::memory_order_relaxed); }
     void request_finished() { active_.fetch_sub(1, std::memory_order_relaxed); }
@@ -31,14 +32,14 @@ public:
     void retry_finished() { retries_.fetch_sub(1, std::memory_order_relaxed); }
     unsigned active() const { return active_.load(); }
 
-private:
+  private:
     double ratio_;
     unsigned min_;
     std::atomic<unsigned> active_{0}, retries_{0};
 };
 
 class CircuitBreaker {
-public:
+  public:
     enum class State { closed = 0, half_open = 1, open = 2 };
     CircuitBreaker(unsigned failure_threshold, std::chrono::milliseconds open_for)
         : threshold_(failure_threshold), open_for_(open_for) {}
@@ -50,7 +51,7 @@ public:
     // Called with (old, new) on every change; set before use.
     void set_listener(void (*fn)(State, State)) { listener_ = fn; }
 
-private:
+  private:
     void change(State s);
     unsigned threshold_;
     std::chrono::milliseconds open_for_;
@@ -64,10 +65,10 @@ private:
 
 // At most `max` concurrent holders; up to `max_queue` more wait (bounded in time); the rest are refused.
 class ConcurrencyLimiter {
-public:
+  public:
     ConcurrencyLimiter(unsigned max, unsigned max_queue) : max_(max), max_queue_(max_queue) {}
     class Permit {
-    public:
+      public:
         Permit() = default;
         explicit Permit(ConcurrencyLimiter* l) : l_(l) {}
         Permit(Permit&& o) noexcept : l_(std::exchange(o.l_, nullptr)) {}
@@ -85,14 +86,14 @@ public:
             l_ = nullptr;
         }
 
-    private:
+      private:
         ConcurrencyLimiter* l_ = nullptr;
     };
     // Empty permit when the queue is full or the wait timed out.
     boost::asio::awaitable<Permit> acquire(std::chrono::steady_clock::time_point deadline);
     unsigned in_use() const { return in_use_.load(); }
 
-private:
+  private:
     void release();
     unsigned max_, max_queue_;
     std::atomic<unsigned> in_use_{0};

@@ -13,7 +13,7 @@
 namespace rdsgw {
 
 class Server {
-public:
+  public:
     // `reload` re-reads the config file for SIGHUP; it returns false (and the old config stays) on errors.
     Server(Gateway& gw, std::function<bool(Config&)> reload);
     ~Server();
@@ -26,7 +26,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::unique_ptr<Impl> impl_;
     unsigned short main_port_ = 0, admin_port_ = 0;
 };

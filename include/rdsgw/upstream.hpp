@@ -27,11 +27,12 @@ struct Endpoint {
 };
 
 // A TLS client context that verifies the peer against ca_file (or the system store when empty).
-std::shared_ptr<boost::asio::ssl::context> make_client_tls_context(const std::string& ca_file, std::string& why);
+std::shared_ptr<boost::asio::ssl::context> make_client_tls_context(const std::string& ca_file,
+                                                                   std::string& why);
 
 struct UpstreamRequest {
     std::string method = "GET";
-    std::string target;  // origin-form, already encoded
+    std::string target;                                        // origin-form, already encoded
     std::vector<std::pair<std::string, std::string>> headers;  // besides Host, which the pool adds
     std::string body;
 };
@@ -39,14 +40,14 @@ struct UpstreamRequest {
 struct UpstreamResponse {
     enum class Error { none, connect, tls, reset, timeout, too_large, protocol };
     Error error = Error::none;
-    std::string error_detail;    // for messages and logs; never a secret
+    std::string error_detail;  // for messages and logs; never a secret
     bool got_response_bytes = false;
     unsigned status = 0;
     std::string body;
-    std::string request_id;      // X-Request-Id
-    std::string retry_after;     // Retry-After
+    std::string request_id;   // X-Request-Id
+    std::string retry_after;  // Retry-After
     std::string content_encoding;
-    std::string subject_token;   // X-Subject-Token (IAM)
+    std::string subject_token;  // X-Subject-Token (IAM)
     bool reused_connection = false;
 };
 std::string_view error_name(UpstreamResponse::Error e);
@@ -60,9 +61,9 @@ struct PoolOptions {
 };
 
 class ConnectionPool {
-public:
-    ConnectionPool(boost::asio::any_io_executor ex, Endpoint ep, std::shared_ptr<boost::asio::ssl::context> tls,
-                   PoolOptions opts, Metrics* metrics);
+  public:
+    ConnectionPool(boost::asio::any_io_executor ex, Endpoint ep,
+                   std::shared_ptr<boost::asio::ssl::context> tls, PoolOptions opts, Metrics* metrics);
     ~ConnectionPool();
     ConnectionPool(const ConnectionPool&) = delete;
 
@@ -77,11 +78,12 @@ public:
     std::uint64_t sessions_resumed() const { return resumed_; }
     void close_idle();
 
-private:
+  private:
     struct Conn;
     boost::asio::awaitable<std::unique_ptr<Conn>> connect(std::chrono::steady_clock::time_point deadline,
                                                           UpstreamResponse& err);
-    boost::asio::awaitable<bool> resolve(std::chrono::steady_clock::time_point deadline, UpstreamResponse& err);
+    boost::asio::awaitable<bool> resolve(std::chrono::steady_clock::time_point deadline,
+                                         UpstreamResponse& err);
     boost::asio::awaitable<void> sweep_loop();
     std::unique_ptr<Conn> take_idle();
     void put_idle(std::unique_ptr<Conn> c);

@@ -35,8 +35,10 @@ inline void merge(json::value& base, const json::value& patch) {
     if (base.is_object() && patch.is_object()) {
         for (auto& kv : patch.get_object()) {
             auto* existing = base.get_object().if_contains(kv.key());
-            if (existing && existing->is_object() && kv.value().is_object()) merge(*existing, kv.value());
-            else base.get_object()[kv.key()] = kv.value();
+            if (existing && existing->is_object() && kv.value().is_object())
+                merge(*existing, kv.value());
+            else
+                base.get_object()[kv.key()] = kv.value();
         }
     } else {
         base = patch;
@@ -44,10 +46,11 @@ inline void merge(json::value& base, const json::value& patch) {
 }
 
 class MockServer {
-public:
+  public:
     // TLS when pki is given. `behaviour` is the mock's initial --config.
     explicit MockServer(const Pki* pki, const std::string& behaviour = "{}", int threads = 1) : pki_(pki) {
-        std::vector<std::string> argv = {RDSGW_MOCK_BIN, "--threads", std::to_string(threads), "--config", behaviour};
+        std::vector<std::string> argv = {RDSGW_MOCK_BIN, "--threads", std::to_string(threads), "--config",
+                                         behaviour};
         if (pki) {
             argv.insert(argv.end(), {"--tls-cert", pki->server_cert, "--tls-key", pki->server_key});
         }
@@ -82,7 +85,7 @@ public:
     Child child;
     int port = 0;
 
-private:
+  private:
     const Pki* pki_;
 };
 
@@ -109,7 +112,7 @@ inline json::value base_config(const MockServer& mock, const Pki* pki) {
 }
 
 class GatewayProc {
-public:
+  public:
     GatewayProc(const json::value& cfg, std::vector<std::pair<std::string, std::string>> env = {})
         : dir_("rdsgw-gw") {
         config_path = dir_.path() + "/gateway.json";
@@ -124,7 +127,9 @@ public:
         std::ofstream f(config_path);
         f << json::serialize(cfg);
     }
-    Response get(const std::string& target, const Headers& h = {}) { return rdsgw::test::get(port, target, h); }
+    Response get(const std::string& target, const Headers& h = {}) {
+        return rdsgw::test::get(port, target, h);
+    }
     Response admin_get(const std::string& target) { return rdsgw::test::get(admin_port, target); }
     std::string dir() const { return dir_.path(); }
 
@@ -132,7 +137,7 @@ public:
     int port = 0, admin_port = 0;
     std::string config_path;
 
-private:
+  private:
     TempDir dir_;
 };
 

@@ -1,7 +1,7 @@
 // The link cache and single-flight end to end (issue 6), against rds-mock's request counters.
 #define BOOST_TEST_MODULE cache_e2e
-#include <atomic>
 #include <sys/resource.h>
+#include <atomic>
 
 #include <barrier>
 #include <thread>
@@ -15,7 +15,9 @@ namespace json = boost::json;
 
 namespace {
 const std::string kToken = "cache-token-1";
-std::vector<std::pair<std::string, std::string>> env() { return {{"RDS_AUTH_TOKEN", kToken}}; }
+std::vector<std::pair<std::string, std::string>> env() {
+    return {{"RDS_AUTH_TOKEN", kToken}};
+}
 json::value config(const MockServer& mock, const Pki& pki, const std::string& patch = "{}") {
     auto cfg = base_config(mock, &pki);
     cfg.at("log").as_object()["access"] = "off";
@@ -77,8 +79,8 @@ BOOST_AUTO_TEST_CASE(thousand_concurrent_cold_requests_one_upstream_call) {
         hit += cache[i] == "HIT";
     }
     BOOST_TEST_MESSAGE("miss=" << miss << " coalesced=" << coalesced << " hit=" << hit);
-    // Callers whose request arrived after the fetch landed are HITs (how many depends on the machine's speed);
-    // every other caller shared the one fetch.
+    // Callers whose request arrived after the fetch landed are HITs (how many depends on the machine's
+    // speed); every other caller shared the one fetch.
     BOOST_TEST(miss + coalesced + hit == n - 1);
     BOOST_TEST(miss <= 1);
     BOOST_TEST(coalesced >= 1);
@@ -92,7 +94,8 @@ BOOST_AUTO_TEST_CASE(leader_hangs_up_fetch_still_fills_cache) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"latency_ms":300})");
     GatewayProc gw(config(mock, pki), env());
-    send_raw(gw.port, "GET " + backup_path() + " HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + kApiKey + "\r\n\r\n", 20ms);
+    send_raw(gw.port, "GET " + backup_path() + " HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + kApiKey + "\r\n\r\n",
+             20ms);
     // Wait for the upstream call the vanished caller started to land (counted by the mock).
     for (int i = 0; i < 100 && mock.stat("rds_ok") < 1; ++i) std::this_thread::sleep_for(20ms);
     auto r = gw.get(backup_path(), with_key());
@@ -119,14 +122,15 @@ BOOST_AUTO_TEST_CASE(never_a_link_closer_to_expiry_than_the_margin) {
         for (auto& f : body.at("files").as_array()) {
             auto t = rdsgw::parse_rds_time(f.at("link_expired_time").as_string());
             BOOST_REQUIRE(t.has_value());
-            double left = std::chrono::duration<double>(std::chrono::system_clock::time_point(t->utc) - now).count();
+            double left =
+                std::chrono::duration<double>(std::chrono::system_clock::time_point(t->utc) - now).count();
             worst = std::min(worst, left);
         }
         std::this_thread::sleep_for(5ms);  // pacing of the client loop
     }
     BOOST_TEST_MESSAGE("answers=" << answers << " hits=" << hits << " upstream=" << mock.stat("rds_requests")
                                   << " closest link expiry seen=" << worst << " s");
-    BOOST_TEST(worst > 1.8);  // margin 2 s (minus transit)
+    BOOST_TEST(worst > 1.8);                     // margin 2 s (minus transit)
     BOOST_TEST(mock.stat("rds_requests") >= 3);  // refetched about every 2 s
     BOOST_TEST(hits > answers / 2);
 }
@@ -136,7 +140,8 @@ BOOST_AUTO_TEST_CASE(eviction_by_entries_and_bytes) {
     MockServer mock(&pki);
     {
         GatewayProc gw(config(mock, pki, R"({"cache":{"max_entries":3}})"), env());
-        for (int i = 0; i < 5; ++i) BOOST_TEST(gw.get(backup_path(id(i)), with_key()).header("x-cache") == "MISS");
+        for (int i = 0; i < 5; ++i)
+            BOOST_TEST(gw.get(backup_path(id(i)), with_key()).header("x-cache") == "MISS");
         auto m = gw.admin_get("/metrics").body;
         BOOST_TEST(metric_value(m, "rdsgw_cache_entries") == 3.0);
         BOOST_TEST(metric_value(m, R"(rdsgw_cache_events_total{event="evicted"})") == 2.0);
@@ -190,7 +195,9 @@ BOOST_AUTO_TEST_CASE(stale_on_error) {
     }
     mock.reset();
     {
-        GatewayProc gw(config(mock, pki, R"({"cache":{"ttl_s":1,"stale_on_error":false},"retry":{"max_attempts":1}})"), env());
+        GatewayProc gw(
+            config(mock, pki, R"({"cache":{"ttl_s":1,"stale_on_error":false},"retry":{"max_attempts":1}})"),
+            env());
         BOOST_TEST(gw.get(backup_path(), with_key()).status == 200u);
         std::this_thread::sleep_for(1100ms);
         mock.configure(R"({"status":503})");
@@ -230,6 +237,7 @@ BOOST_AUTO_TEST_CASE(no_cache_headers_and_purge) {
     {
         GatewayProc gw(config(mock, pki, R"({"cache":{"honor_no_cache":false}})"), env());
         gw.get(backup_path(), with_key());
-        BOOST_TEST(gw.get(backup_path(), with_key({{"Cache-Control", "no-cache"}})).header("x-cache") == "HIT");
+        BOOST_TEST(gw.get(backup_path(), with_key({{"Cache-Control", "no-cache"}})).header("x-cache") ==
+                   "HIT");
     }
 }

@@ -19,18 +19,17 @@ const std::string kSk = "gateway-SECRET-KEY-c0ffee-000000000000";
 
 json::value iam_config(const MockServer& mock, const Pki& pki, int margin_s, int min_validity_s) {
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["auth"] = {
-        {"mode", "iam"},
-        {"iam",
-         {{"endpoint", mock.base_url()},
-          {"domain", "acct"},
-          {"user", "gw-user"},
-          {"password", {{"env", "GW_IAM_PASSWORD"}}},
-          {"project", "cn-north-4"},
-          {"refresh_margin_s", margin_s},
-          {"min_validity_s", min_validity_s},
-          {"retry_base_ms", 50},
-          {"retry_max_ms", 300}}}};
+    cfg.as_object()["auth"] = {{"mode", "iam"},
+                               {"iam",
+                                {{"endpoint", mock.base_url()},
+                                 {"domain", "acct"},
+                                 {"user", "gw-user"},
+                                 {"password", {{"env", "GW_IAM_PASSWORD"}}},
+                                 {"project", "cn-north-4"},
+                                 {"refresh_margin_s", margin_s},
+                                 {"min_validity_s", min_validity_s},
+                                 {"retry_base_ms", 50},
+                                 {"retry_max_ms", 300}}}};
     cfg.as_object()["cache"] = {{"enabled", false}};  // every request goes upstream
     return cfg;
 }
@@ -56,7 +55,8 @@ BOOST_AUTO_TEST_CASE(iam_refresh_under_load) {
             HttpClient c(gw.port);
             while (!stop) {
                 auto r = c.request("GET", backup_path(), with_key());
-                if (r.status == 200) ++ok;
+                if (r.status == 200)
+                    ++ok;
                 else {
                     ++bad;
                     BOOST_TEST_MESSAGE("unexpected " << r.status << " " << r.body);
@@ -162,7 +162,8 @@ BOOST_AUTO_TEST_CASE(aksk_signing) {
         auto seen = mock.stats().at("last_rds_headers").as_object();
         BOOST_TEST(std::string(seen.at("x-project-id").as_string()) == kProject);
         BOOST_TEST(seen.contains("x-sdk-date"));
-        BOOST_TEST(std::string(seen.at("authorization").as_string()).rfind("SDK-HMAC-SHA256 Access=" + kAk, 0) == 0);
+        BOOST_TEST(
+            std::string(seen.at("authorization").as_string()).rfind("SDK-HMAC-SHA256 Access=" + kAk, 0) == 0);
         BOOST_TEST(!seen.contains("x-auth-token"));
         no_secrets_in(gw.child.output() + r.body);
     }
@@ -190,7 +191,8 @@ BOOST_AUTO_TEST_CASE(token_file_rotated_on_sighup) {
     std::ofstream(tok) << "token-two-BBBB\n";
     auto mark = gw.child.output().size();
     gw.child.signal(SIGHUP);
-    BOOST_REQUIRE(eventually([&] { return gw.child.output().find("credentials reloaded", mark) != std::string::npos; }, 5s));
+    BOOST_REQUIRE(eventually(
+        [&] { return gw.child.output().find("credentials reloaded", mark) != std::string::npos; }, 5s));
     BOOST_TEST(gw.get(backup_path("y" + kBackup.substr(1)), with_key()).status == 200u);
     auto out = gw.child.output();
     BOOST_TEST(out.find("token-one-AAAA") == std::string::npos);

@@ -23,7 +23,8 @@ const std::string kCallerSk = "CALLER-SK-recognizable-1234";
 // Checks the Prometheus text exposition format (0.0.4) line by line; returns the families' types.
 std::map<std::string, std::string> check_prometheus_text(const std::string& text) {
     static const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$)");
-    static const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
+    static const std::regex type(
+        R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
     static const std::regex sample(
         R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? (-?[0-9.eE+-]+|[+-]Inf|NaN)( -?[0-9]+)?$)");
     std::map<std::string, std::string> types;
@@ -63,17 +64,18 @@ BOOST_AUTO_TEST_CASE(metrics_parse_and_count) {
     const int misses = 3, hits = 5;
     for (int i = 0; i < misses; ++i) gw.get(backup_path("obs" + std::to_string(i)), with_key());
     for (int i = 0; i < hits; ++i) gw.get(backup_path("obs0"), with_key());
-    gw.get(backup_path(), {});                       // 401
+    gw.get(backup_path(), {});                                // 401
     gw.get("/v3/" + kProject + "/backup-files", with_key());  // 400
     auto text = gw.admin_get("/metrics").body;
     auto types = check_prometheus_text(text);
     for (const char* f :
          {"rdsgw_requests_total", "rdsgw_request_duration_seconds", "rdsgw_upstream_requests_total",
-          "rdsgw_upstream_duration_seconds", "rdsgw_upstream_connections_open", "rdsgw_upstream_connections_idle",
-          "rdsgw_cache_entries", "rdsgw_cache_bytes", "rdsgw_cache_events_total", "rdsgw_singleflight_waiters",
-          "rdsgw_credential_refreshes_total", "rdsgw_credential_expiry_seconds", "rdsgw_circuit_breaker_state",
-          "rdsgw_requests_in_flight", "rdsgw_rejected_requests_total", "rdsgw_build_info",
-          "rdsgw_access_log_dropped_lines_total", "rdsgw_open_connections", "rdsgw_caller_auth_failures_total"}) {
+          "rdsgw_upstream_duration_seconds", "rdsgw_upstream_connections_open",
+          "rdsgw_upstream_connections_idle", "rdsgw_cache_entries", "rdsgw_cache_bytes",
+          "rdsgw_cache_events_total", "rdsgw_singleflight_waiters", "rdsgw_credential_refreshes_total",
+          "rdsgw_credential_expiry_seconds", "rdsgw_circuit_breaker_state", "rdsgw_requests_in_flight",
+          "rdsgw_rejected_requests_total", "rdsgw_build_info", "rdsgw_access_log_dropped_lines_total",
+          "rdsgw_open_connections", "rdsgw_caller_auth_failures_total"}) {
         BOOST_TEST(types.count(f) == 1u, "missing family " << f);
     }
     for (auto& [name, t] : types) {
@@ -82,12 +84,14 @@ BOOST_AUTO_TEST_CASE(metrics_parse_and_count) {
     BOOST_TEST(types["rdsgw_request_duration_seconds"] == "histogram");
     BOOST_TEST(metric_value(text, R"(rdsgw_cache_events_total{event="hit"})") == hits);
     BOOST_TEST(metric_value(text, R"(rdsgw_cache_events_total{event="miss"})") == misses);
-    BOOST_TEST(metric_value(text,
-                            R"(rdsgw_requests_total{cache="HIT",code="200",method="GET",route="backup_files"})") ==
-               hits);
-    BOOST_TEST(metric_value(text,
-                            R"(rdsgw_requests_total{cache="MISS",code="200",method="GET",route="backup_files"})") ==
-               misses);
+    BOOST_TEST(
+        metric_value(text,
+                     R"(rdsgw_requests_total{cache="HIT",code="200",method="GET",route="backup_files"})") ==
+        hits);
+    BOOST_TEST(
+        metric_value(text,
+                     R"(rdsgw_requests_total{cache="MISS",code="200",method="GET",route="backup_files"})") ==
+        misses);
     BOOST_TEST(metric_value(text, R"(rdsgw_upstream_requests_total{attempt="1",code="200"})") == misses);
     BOOST_TEST(metric_value(text, R"(rdsgw_rejected_requests_total{reason="auth"})") == 1);
     BOOST_TEST(metric_value(text, R"(rdsgw_rejected_requests_total{reason="validation"})") == 1);
@@ -169,8 +173,9 @@ BOOST_AUTO_TEST_CASE(access_log_fields_and_reopen) {
     while (std::getline(lines, line) && line.find("\"log-1\"") == std::string::npos) {
     }
     auto j = json::parse(line).as_object();
-    for (const char* k : {"time", "request_id", "client", "caller", "method", "route", "project_id", "backup_id",
-                          "status", "cache", "upstream_status", "attempts", "upstream_ms", "total_ms", "bytes_sent"})
+    for (const char* k :
+         {"time", "request_id", "client", "caller", "method", "route", "project_id", "backup_id", "status",
+          "cache", "upstream_status", "attempts", "upstream_ms", "total_ms", "bytes_sent"})
         BOOST_TEST(j.contains(k), k);
     BOOST_TEST(std::string(j.at("request_id").as_string()) == "log-1");
     BOOST_TEST(std::string(j.at("caller").as_string()) == "tester");
@@ -182,7 +187,8 @@ BOOST_AUTO_TEST_CASE(access_log_fields_and_reopen) {
     std::filesystem::rename(path, path + ".1");
     auto mark = gw.child.output().size();
     gw.child.signal(SIGHUP);
-    BOOST_REQUIRE(eventually([&] { return gw.child.output().find("callers reloaded", mark) != std::string::npos; }, 5s));
+    BOOST_REQUIRE(eventually(
+        [&] { return gw.child.output().find("callers reloaded", mark) != std::string::npos; }, 5s));
     gw.get(backup_path(), with_key({{"X-Request-Id", "log-3"}}));
     BOOST_REQUIRE(eventually([&] { return read(path).find("log-3") != std::string::npos; }, 3s));
     BOOST_TEST(read(path + ".1").find("log-3") == std::string::npos);
@@ -203,8 +209,10 @@ BOOST_AUTO_TEST_CASE(no_secret_anywhere) {
                                  {"project", "cn-north-4"},
                                  {"refresh_margin_s", 2},
                                  {"min_validity_s", 1}}}};
-    cfg.at("callers").at("list").as_array().push_back(json::object{
-        {"name", "sdk"}, {"access_key", "CALLERAK1"}, {"secret_key", {{"env", "CALLER_SK"}}}, {"projects", {"*"}}});
+    cfg.at("callers").at("list").as_array().push_back(json::object{{"name", "sdk"},
+                                                                   {"access_key", "CALLERAK1"},
+                                                                   {"secret_key", {{"env", "CALLER_SK"}}},
+                                                                   {"projects", {"*"}}});
     cfg.as_object()["cache"] = {{"ttl_s", 1}};
     cfg.as_object()["retry"] = {{"base_backoff_ms", 1}, {"max_backoff_ms", 5}};
     GatewayProc gw(cfg, {{"GW_IAM_PASSWORD", kPassword}, {"CALLER_SK", kCallerSk}});
@@ -217,10 +225,10 @@ BOOST_AUTO_TEST_CASE(no_secret_anywhere) {
     };
     auto t0 = std::chrono::steady_clock::now();
     int i = 0;
-    while (std::chrono::steady_clock::now() - t0 < 4s) {  // spans a token refresh
-        record(gw.get(backup_path("sec" + std::to_string(i % 5)), with_key()));  // misses, then hits
-        record(gw.get(backup_path("gone00"), with_key()));                      // 404 pass-through
-        record(gw.get(backup_path(), {{"X-Api-Key", "wrong-" + kApiKey}}));    // 401
+    while (std::chrono::steady_clock::now() - t0 < 4s) {                            // spans a token refresh
+        record(gw.get(backup_path("sec" + std::to_string(i % 5)), with_key()));     // misses, then hits
+        record(gw.get(backup_path("gone00"), with_key()));                          // 404 pass-through
+        record(gw.get(backup_path(), {{"X-Api-Key", "wrong-" + kApiKey}}));         // 401
         record(gw.get(backup_path(), {{"Authorization", "Bearer " + kCallerSk}}));  // 401
         ++i;
         std::this_thread::sleep_for(50ms);  // pacing
@@ -237,10 +245,12 @@ BOOST_AUTO_TEST_CASE(no_secret_anywhere) {
 
     std::string logs = gw.child.output();
     BOOST_TEST(logs.find("obtained a new IAM token") != std::string::npos);
-    for (const std::string& secret : {kPassword, kApiKey, kCallerSk, std::string("MOCKTOKEN-"),
-                                      std::string("Signature=mocksig"), std::string("AccessKeyId=MOCKAK"),
-                                      std::string("Expires=")}) {
-        BOOST_TEST(logs.find(secret) == std::string::npos, "a secret is in the logs: " << secret.substr(0, 3));
-        BOOST_TEST(seen.find(secret) == std::string::npos, "a secret reached a caller/metrics: " << secret.substr(0, 3));
+    for (const std::string& secret :
+         {kPassword, kApiKey, kCallerSk, std::string("MOCKTOKEN-"), std::string("Signature=mocksig"),
+          std::string("AccessKeyId=MOCKAK"), std::string("Expires=")}) {
+        BOOST_TEST(logs.find(secret) == std::string::npos,
+                   "a secret is in the logs: " << secret.substr(0, 3));
+        BOOST_TEST(seen.find(secret) == std::string::npos,
+                   "a secret reached a caller/metrics: " << secret.substr(0, 3));
     }
 }

@@ -12,7 +12,9 @@ namespace json = boost::json;
 
 namespace {
 const std::string kToken = "resilience-token-1";
-std::vector<std::pair<std::string, std::string>> env() { return {{"RDS_AUTH_TOKEN", kToken}}; }
+std::vector<std::pair<std::string, std::string>> env() {
+    return {{"RDS_AUTH_TOKEN", kToken}};
+}
 
 json::value config(const MockServer& mock, const Pki& pki, const std::string& patch = "{}") {
     auto cfg = base_config(mock, &pki);
@@ -65,12 +67,9 @@ BOOST_AUTO_TEST_CASE(retries_then_success) {
         long long min_ms;
     };
     std::vector<C> cases = {
-        {R"([{"status":503}])", 0},
-        {R"([{"status":502},{"status":504}])", 0},
-        {R"([{"status":429}])", 0},
-        {R"([{"status":429,"retry_after":"1"}])", 900},
-        {R"([{"action":"reset"}])", 0},
-        {R"([{"action":"close"}])", 0},
+        {R"([{"status":503}])", 0},     {R"([{"status":502},{"status":504}])", 0},
+        {R"([{"status":429}])", 0},     {R"([{"status":429,"retry_after":"1"}])", 900},
+        {R"([{"action":"reset"}])", 0}, {R"([{"action":"close"}])", 0},
     };
     int i = 0;
     for (auto& c : cases) {
@@ -82,7 +81,8 @@ BOOST_AUTO_TEST_CASE(retries_then_success) {
         BOOST_TEST_CONTEXT(c.script) {
             BOOST_TEST(r.status == 200u, r.body);
             BOOST_TEST(ms >= c.min_ms);
-            BOOST_TEST(mock.stat("rds_requests") == static_cast<std::int64_t>(json::parse(c.script).as_array().size() + 1));
+            BOOST_TEST(mock.stat("rds_requests") ==
+                       static_cast<std::int64_t>(json::parse(c.script).as_array().size() + 1));
         }
     }
     // Not retried: a 500 and a 400 pass through after one attempt.
@@ -116,8 +116,8 @@ BOOST_AUTO_TEST_CASE(failure_after_attempts_is_explained) {
 BOOST_AUTO_TEST_CASE(never_answering_upstream_gets_504_by_the_deadline) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"script":[{"action":"hang"},{"action":"hang"},{"action":"hang"}]})");
-    GatewayProc gw(config(mock, pki, R"({"upstream":{"request_timeout_ms":5000},"retry":{"deadline_ms":800}})"),
-                   env());
+    GatewayProc gw(
+        config(mock, pki, R"({"upstream":{"request_timeout_ms":5000},"retry":{"deadline_ms":800}})"), env());
     auto t0 = std::chrono::steady_clock::now();
     auto r = gw.get(backup_path(), with_key());
     auto ms = to_ms(std::chrono::steady_clock::now() - t0);
@@ -129,9 +129,9 @@ BOOST_AUTO_TEST_CASE(never_answering_upstream_gets_504_by_the_deadline) {
 BOOST_AUTO_TEST_CASE(breaker_opens_and_probes) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"status":503})");
-    GatewayProc gw(config(mock, pki,
-                          R"({"retry":{"max_attempts":1,"breaker_failures":3,"breaker_open_ms":700}})"),
-                   env());
+    GatewayProc gw(
+        config(mock, pki, R"({"retry":{"max_attempts":1,"breaker_failures":3,"breaker_open_ms":700}})"),
+        env());
     for (int i = 0; i < 3; ++i) BOOST_TEST(gw.get(backup_path(id(i)), with_key()).status == 503u);
     BOOST_TEST(mock.stat("rds_requests") == 3);
     // Open: fast 503s, the upstream sees nothing.
@@ -161,7 +161,8 @@ BOOST_AUTO_TEST_CASE(refused_connections_fail_fast_and_breaker_stops_attempts) {
     int dead_port = start_and_get_port(dead);
     dead.signal(SIGTERM);
     dead.wait_exit();
-    auto cfg = config(mock, pki, R"({"retry":{"max_attempts":2,"breaker_failures":2,"breaker_open_ms":60000}})");
+    auto cfg =
+        config(mock, pki, R"({"retry":{"max_attempts":2,"breaker_failures":2,"breaker_open_ms":60000}})");
     cfg.at("upstream").as_object()["base_url"] = "https://localhost:" + std::to_string(dead_port);
     GatewayProc gw(cfg, env());
     auto t0 = std::chrono::steady_clock::now();
@@ -209,15 +210,17 @@ BOOST_AUTO_TEST_CASE(retry_budget_bounds_attempts_during_outage) {
 BOOST_AUTO_TEST_CASE(overload_is_refused_at_once) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"latency_ms":400})", 2);
-    GatewayProc gw(config(mock, pki, R"({"upstream":{"max_concurrent":2,"max_queue":1,"queue_timeout_ms":2000}})"),
-                   env());
+    GatewayProc gw(
+        config(mock, pki, R"({"upstream":{"max_concurrent":2,"max_queue":1,"queue_timeout_ms":2000}})"),
+        env());
     std::atomic<int> ok{0}, refused{0};
     std::vector<std::thread> ts;
     for (int t = 0; t < 6; ++t) {
         ts.emplace_back([&, t] {
             auto t0 = std::chrono::steady_clock::now();
             auto r = gw.get(backup_path(id(t)), with_key());
-            if (r.status == 200) ++ok;
+            if (r.status == 200)
+                ++ok;
             else if (r.status == 503 && r.header("retry-after") == "1" &&
                      to_ms(std::chrono::steady_clock::now() - t0) < 300)
                 ++refused;

@@ -14,7 +14,9 @@ namespace json = boost::json;
 
 namespace {
 const std::string kToken = "upstream-token-SECRET-7f3a9c";
-std::vector<std::pair<std::string, std::string>> token_env() { return {{"RDS_AUTH_TOKEN", kToken}}; }
+std::vector<std::pair<std::string, std::string>> token_env() {
+    return {{"RDS_AUTH_TOKEN", kToken}};
+}
 
 struct Fixture {
     Pki pki = make_pki();
@@ -64,7 +66,8 @@ BOOST_FIXTURE_TEST_CASE(forwards_with_injected_token_and_normalizes, Fixture) {
 
 BOOST_FIXTURE_TEST_CASE(insane_request_id_replaced_and_bad_language_dropped, Fixture) {
     GatewayProc gw(base_config(mock, &pki), token_env());
-    auto r = gw.get(backup_path(), with_key({{"X-Request-Id", "bad id with spaces"}, {"X-Language", "xx-evil"}}));
+    auto r =
+        gw.get(backup_path(), with_key({{"X-Request-Id", "bad id with spaces"}, {"X-Language", "xx-evil"}}));
     BOOST_TEST_REQUIRE(r.status == 200u);
     BOOST_TEST(r.header("x-request-id") != "bad id with spaces");
     BOOST_TEST(r.header("x-request-id").size() == 32u);
@@ -196,7 +199,9 @@ BOOST_AUTO_TEST_CASE(unreachable_upstream_is_502_and_slow_upstream_504_in_time) 
 
 BOOST_FIXTURE_TEST_CASE(limits, Fixture) {
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["limits"] = {{"max_header_bytes", 1024}, {"max_connections", 3}, {"header_timeout_ms", 600},
+    cfg.as_object()["limits"] = {{"max_header_bytes", 1024},
+                                 {"max_connections", 3},
+                                 {"header_timeout_ms", 600},
                                  {"idle_timeout_ms", 400}};
     GatewayProc gw(cfg, token_env());
     // 431: oversized header.
@@ -257,8 +262,8 @@ BOOST_FIXTURE_TEST_CASE(pipelining_and_http10, Fixture) {
     GatewayProc gw(base_config(mock, &pki), token_env());
     std::string reqs;
     for (int i = 1; i <= 3; ++i)
-        reqs += "GET " + backup_path() + " HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + kApiKey + "\r\nX-Request-Id: pipe-" +
-                std::to_string(i) + "\r\n\r\n";
+        reqs += "GET " + backup_path() + " HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + kApiKey +
+                "\r\nX-Request-Id: pipe-" + std::to_string(i) + "\r\n\r\n";
     reqs += "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: pipe-4\r\nConnection: close\r\n\r\n";
     std::string raw = send_raw(gw.port, reqs);
     auto p1 = raw.find("X-Request-Id: pipe-1"), p2 = raw.find("X-Request-Id: pipe-2"),
@@ -266,12 +271,15 @@ BOOST_FIXTURE_TEST_CASE(pipelining_and_http10, Fixture) {
     BOOST_TEST_REQUIRE(p4 != std::string::npos, raw.substr(0, 300));
     BOOST_TEST((p1 < p2 && p2 < p3 && p3 < p4));
     std::size_t n200 = 0;
-    for (auto pos = raw.find("HTTP/1.1 200"); pos != std::string::npos; pos = raw.find("HTTP/1.1 200", pos + 1)) ++n200;
+    for (auto pos = raw.find("HTTP/1.1 200"); pos != std::string::npos;
+         pos = raw.find("HTTP/1.1 200", pos + 1))
+        ++n200;
     BOOST_TEST(n200 == 4u);
 
     raw = send_raw(gw.port, "GET /healthz HTTP/1.0\r\n\r\n");
     BOOST_TEST(raw.rfind("HTTP/1.0 200", 0) == 0, raw.substr(0, 40));
-    raw = send_raw(gw.port, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n");
+    raw = send_raw(gw.port,
+                   "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n");
     BOOST_TEST(raw.find("Connection: keep-alive") != std::string::npos);
     BOOST_TEST(raw.find("HTTP/1.0 200", 10) != std::string::npos);
     // A malformed request line: 400 and close.
@@ -302,8 +310,10 @@ BOOST_AUTO_TEST_CASE(graceful_shutdown_loses_no_request) {
                     char id[32];
                     std::snprintf(id, sizeof id, "b%dx%d", t, i);
                     auto r = c->request("GET", backup_path(id), with_key({{"Connection", "close"}}));
-                    if (r.status == 200) ++ok;
-                    else ++lost;
+                    if (r.status == 200)
+                        ++ok;
+                    else
+                        ++lost;
                 } catch (const std::exception&) {
                     ++lost;  // accepted, then reset or no answer
                 }

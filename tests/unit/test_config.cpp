@@ -100,7 +100,7 @@ BOOST_AUTO_TEST_CASE(bad_keys_are_named) {
         auto errs = errors_of(c.text);
         BOOST_TEST(!errs.empty(), c.text);
         BOOST_TEST(mentions(errs, c.named), c.text << " should name " << c.named << "; got: "
-                                                    << (errs.empty() ? std::string("nothing") : errs.front()));
+                                                   << (errs.empty() ? std::string("nothing") : errs.front()));
     }
 }
 

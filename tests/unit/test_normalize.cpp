@@ -651,7 +651,8 @@ BOOST_AUTO_TEST_CASE(redacts_links_to_scheme_host_and_path) {
 BOOST_AUTO_TEST_CASE(passed_through_numbers_keep_their_exact_value) {
     // Boost.JSON 1.81 alone reads this 1 ulp off; the normalizer re-reads doubles exactly (fuzzer finding).
     NormalizeOptions opts;
-    auto r = normalize_backup_files(R"({"files":[],"x":6.406666666666667E69})", std::chrono::system_clock::now(), opts);
+    auto r = normalize_backup_files(R"({"files":[],"x":6.406666666666667E69})",
+                                    std::chrono::system_clock::now(), opts);
     BOOST_REQUIRE(std::holds_alternative<NormalizedAnswer>(r));
     const std::string& body = std::get<NormalizedAnswer>(r).body;
     BOOST_TEST(body.find("6.406666666666667E69") != std::string::npos, body);

@@ -4,7 +4,9 @@
 #include "rdsgw/request.hpp"
 
 namespace rdsgw {
-inline std::ostream& operator<<(std::ostream& o, Route r) { return o << route_name(r); }
+inline std::ostream& operator<<(std::ostream& o, Route r) {
+    return o << route_name(r);
+}
 }  // namespace rdsgw
 
 using namespace rdsgw;
@@ -139,15 +141,29 @@ BOOST_AUTO_TEST_CASE(request_ids_and_language) {
 }
 
 BOOST_AUTO_TEST_CASE(fast_patterns_agree_with_std_regex) {
-    const std::vector<std::string> patterns = {"[A-Za-z0-9]{1,64}", "[0-9a-f]{32}", "[a-z0-9_.]{2,5}",
-                                               "[A-Z]{3}", "[0-9a-f]{32}br0[134]", "(abc|def)", "[^x]{1,3}"};
-    const std::vector<std::string> inputs = {"", "a", "abc", "ABC", "a_b", "a.b", "0123456789abcdef0123456789abcdef",
-                                             "0123456789abcdef0123456789abcdeF", std::string(64, 'z'),
-                                             std::string(65, 'z'), "abc-def", "def", "x", "yy", "a\nb"};
+    const std::vector<std::string> patterns = {"[A-Za-z0-9]{1,64}", "[0-9a-f]{32}",         "[a-z0-9_.]{2,5}",
+                                               "[A-Z]{3}",          "[0-9a-f]{32}br0[134]", "(abc|def)",
+                                               "[^x]{1,3}"};
+    const std::vector<std::string> inputs = {"",
+                                             "a",
+                                             "abc",
+                                             "ABC",
+                                             "a_b",
+                                             "a.b",
+                                             "0123456789abcdef0123456789abcdef",
+                                             "0123456789abcdef0123456789abcdeF",
+                                             std::string(64, 'z'),
+                                             std::string(65, 'z'),
+                                             "abc-def",
+                                             "def",
+                                             "x",
+                                             "yy",
+                                             "a\nb"};
     for (const auto& p : patterns) {
         IdPattern fast(p);
         std::regex re(p, std::regex::ECMAScript);
-        for (const auto& in : inputs) BOOST_TEST(fast.match(in) == std::regex_match(in, re), p << " on " << in);
+        for (const auto& in : inputs)
+            BOOST_TEST(fast.match(in) == std::regex_match(in, re), p << " on " << in);
     }
     BOOST_TEST(IdPattern("[A-Za-z0-9]{1,64}").is_fast());
     BOOST_TEST(!IdPattern("(abc|def)").is_fast());
