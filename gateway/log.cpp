@@ -141,9 +141,10 @@ void AccessLog::write(std::string line) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        // Only the first line of a batch wakes the writer (one futex call per batch, not per line).
-        wake = queue_.empty() && !busy_;
         queue_.push_back(std::move(line));
+        // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
+        // woken early only when a batch is large, so requests make no futex call per line.
+        wake = queue_.size() == kWakeBatch;
     }
     if (wake) cv_.notify_one();
 }
@@ -172,7 +173,8 @@ void AccessLog::run() {
             std::unique_lock lk(mu_);
             busy_ = false;
             idle_cv_.notify_all();
-            cv_.wait(lk, [&] { return stop_ || reopen_ || !queue_.empty(); });
+            cv_.wait_for(lk, kFlushInterval, [&] { return stop_ || reopen_ || queue_.size() >= kWakeBatch; });
+            if (queue_.empty() && !stop_ && !reopen_) continue;
             if (queue_.empty() && stop_) return;
             batch.swap(queue_);
             reopen = reopen_;

@@ -2,6 +2,7 @@
 // (one JSON line per request, written by a background thread; lines are dropped and counted when it lags).
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -49,6 +50,8 @@ class AccessLog {
 
   private:
     enum class Mode { off, stdout_, file };
+    static constexpr std::chrono::milliseconds kFlushInterval{20};
+    static constexpr std::size_t kWakeBatch = 1024;
     void run();
     void open_file();
     Mode mode_;
