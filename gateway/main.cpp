@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (a == "--version") {
-            std::cout << "rds-gateway " RDSGW_VERSION "\n";
+            std::cout << "rds-gateway " RDSGW_VERSION " (malloc: " RDSGW_ALLOCATOR ")\n";
             return 0;
         }
         if ((a == "--config" || a == "--check-config") && i + 1 < argc) {

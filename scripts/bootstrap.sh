@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   g++ cmake ninja-build make pkg-config git curl openssl ca-certificates python3
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-test1.81-dev
-  libssl-dev prometheus-cpp-dev zlib1g-dev
+  libssl-dev prometheus-cpp-dev zlib1g-dev libjemalloc-dev
   clang libclang-rt-14-dev libbenchmark-dev
 )
 # Extra packages only the benchmark needs (scripts/bench.sh passes --bench).

@@ -351,6 +351,7 @@ BOOST_AUTO_TEST_CASE(check_config_and_cli) {
     v.spawn({RDSGW_GATEWAY_BIN, "--version"});
     BOOST_TEST(v.wait_exit().value_or(-1) == 0);
     BOOST_TEST(v.output().find("rds-gateway ") != std::string::npos);
+    BOOST_TEST(v.output().find("(malloc: ") != std::string::npos);
     Child h;
     h.spawn({RDSGW_GATEWAY_BIN, "--help"});
     BOOST_TEST(h.wait_exit().value_or(-1) == 0);
