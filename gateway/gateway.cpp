@@ -113,13 +113,11 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     callers_required_ = cfg_.callers.required;
     metrics_require_auth_ = cfg_.callers.metrics_require_auth;
     for (auto& p : problems) log_error(p);
-    static Metrics* breaker_metrics = nullptr;
-    breaker_metrics = &metrics_;
-    breaker_.set_listener([](CircuitBreaker::State from, CircuitBreaker::State to) {
+    breaker_.set_listener([this](CircuitBreaker::State from, CircuitBreaker::State to) {
         static constexpr const char* names[] = {"closed", "half-open", "open"};
         log_warn(std::string("upstream circuit breaker: ") + names[static_cast<int>(from)] + " -> " +
                  names[static_cast<int>(to)]);
-        if (breaker_metrics) breaker_metrics->set_breaker_state(static_cast<int>(to));
+        metrics_.set_breaker_state(static_cast<int>(to));
     });
     metrics_.on_collect([this](Metrics& m) {
         if (cache_) m.set_cache(static_cast<double>(cache_->entries()), static_cast<double>(cache_->bytes()));

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 namespace rdsgw {
 
@@ -49,7 +51,7 @@ class CircuitBreaker {
     void on_failure(std::chrono::steady_clock::time_point now);
     State state() const { return static_cast<State>(state_.load()); }
     // Called with (old, new) on every change; set before use.
-    void set_listener(void (*fn)(State, State)) { listener_ = fn; }
+    void set_listener(std::function<void(State, State)> fn) { listener_ = std::move(fn); }
 
   private:
     void change(State s);
@@ -60,7 +62,7 @@ class CircuitBreaker {
     unsigned failures_ = 0;
     bool probe_in_flight_ = false;
     std::chrono::steady_clock::time_point opened_at_{};
-    void (*listener_)(State, State) = nullptr;
+    std::function<void(State, State)> listener_;
 };
 
 // At most `max` concurrent holders; up to `max_queue` more wait (bounded in time); the rest are refused.
