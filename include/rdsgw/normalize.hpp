@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -48,7 +49,9 @@ using NormalizeResult = std::variant<NormalizedAnswer, NormalizeError>;
 //   - "size": KB, 0..INT64_MAX: an integral JSON number (a double only when exactly integral) or a string
 //     of ASCII digits only; written as a JSON integer.
 //   - "download_link": an RFC 3986 URI (Boost.URL) with scheme https (or http when allow_http_links), a
-//     non-empty host that is a DNS name [A-Za-z0-9._-] or an IPv4/IPv6 literal, no userinfo; when
+//     non-empty host that is a DNS name [A-Za-z0-9._-] or an IPv4/IPv6 literal, no userinfo, and after the
+//     authority a path that is empty or starts with "/" (so "https://10.0.0.1.evil.net/" is refused, where
+//     Boost.URL 1.81 alone would find host 10.0.0.1); when
 //     link_host_suffixes is set the host equals a suffix or ends in "." + suffix (ASCII case-insensitive; a
 //     leading "." on a suffix is ignored; an empty suffix matches nothing). Written unchanged.
 //   - "link_expired_time", or the documentation's misnamed "link_expired_link" (renamed): parse_rds_time;
@@ -68,5 +71,14 @@ bool is_rds_error_body(std::string_view body);
 
 // "https://host/path" of a download link, without query or fragment: what logs may show of a link.
 std::string redact_link(std::string_view link);
+
+namespace detail {
+// The download_link check, exposed for fuzz/fuzz_link.cpp and the unit tests. check_link returns a reason,
+// or nullptr and the link's host. plain_link_host is its fast path (the common shape only, else nullopt);
+// check_link_reference is Boost.URL's verdict alone. Where plain_link_host answers, the three agree.
+std::optional<std::string_view> plain_link_host(std::string_view link, bool allow_http);
+const char* check_link_reference(std::string_view link, bool allow_http);
+const char* check_link(std::string_view link, bool allow_http, std::string_view& host);
+}  // namespace detail
 
 }  // namespace rdsgw

@@ -341,6 +341,12 @@ std::vector<ErrorCase> error_cases() {
         link_err("https://obs.com./x" + q, "host not allowed", suffixes({"obs.com"})),
         link_err("https://xobs.myhwclouds.com/x" + q, "host not allowed", suffixes({"obs.myhwclouds.com"})),
         link_err("https://10.0.0.1/x" + q, "host not allowed", suffixes({"obs.com"})),
+        // Boost.URL 1.81 alone would read these as host 10.0.0.1 (or obs.com) followed by a "path" that
+        // does not start with '/': a client would go to another host than the one checked.
+        link_err("https://10.0.0.1.evil.net/x" + q, "not an absolute URL", suffixes({"10.0.0.1"})),
+        link_err("https://10.0.0.1evil/x" + q, "not an absolute URL"),
+        link_err("https://obs.com:443evil.net/x" + q, "not an absolute URL"),
+        link_err("https://obs.com:/x" + q, "host not allowed", suffixes({"evil.net"})),
         link_err("https://obs.myhwclouds.com/x" + q, "host not allowed", suffixes({""})),
         // expiry
         file_err("no expiry", without("link_expired_time"), "link_expired_time", "missing"),
@@ -493,6 +499,10 @@ std::vector<OkCase> ok_cases() {
         link_ok("https://10.0.0.1/b/o"),
         link_ok("https://[::1]:8443/b/o"),
         link_ok("https://obs.myhwclouds.com/b/o?x=1#frag"),
+        link_ok("https://obs.myhwclouds.com:/b/o"),
+        link_ok("https://obs.myhwclouds.com?x=/?y"),
+        link_ok("https://obs.myhwclouds.com#f?/"),
+        link_ok("https://o_b-s.1.example/a:b@c!$&'()*+,;=~/%41%4a?q=%2F/?#f/?:@"),
         link_ok("http://obs.myhwclouds.com/b/o", http_allowed()),
         link_ok("https://obs.myhwclouds.com/b/o", http_allowed()),
         link_ok("https://obs.com/b/o", suffixes({"obs.com"})),
@@ -659,4 +669,39 @@ BOOST_AUTO_TEST_CASE(passed_through_numbers_keep_their_exact_value) {
     auto again = normalize_backup_files(body, std::chrono::system_clock::now(), opts);
     BOOST_REQUIRE(std::holds_alternative<NormalizedAnswer>(again));
     BOOST_TEST(std::get<NormalizedAnswer>(again).body == body);
+}
+
+// The fast path of the link check answers only for links Boost.URL accepts with the same host; everything
+// else goes to Boost.URL (fuzz/fuzz_link.cpp checks this on arbitrary bytes).
+BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
+    const std::vector<std::pair<std::string, std::string>> plain = {
+        {"https://obs.cn-north-4.myhuaweicloud.com/b/x.qp?AccessKeyId=AK&Expires=1&Signature=a%2Bb",
+         "obs.cn-north-4.myhuaweicloud.com"},
+        {"https://obs.myhwclouds.com", "obs.myhwclouds.com"},
+        {"https://obs.myhwclouds.com:8443/b/o", "obs.myhwclouds.com"},
+        {"https://obs.myhwclouds.com?x", "obs.myhwclouds.com"},
+    };
+    for (const auto& [link, host] : plain) {
+        BOOST_TEST_CONTEXT("link " << link) {
+            const auto fast = rdsgw::detail::plain_link_host(link, false);
+            BOOST_TEST_REQUIRE(fast.has_value());
+            BOOST_TEST(*fast == host);
+            BOOST_TEST(rdsgw::detail::check_link_reference(link, false) == nullptr);
+        }
+    }
+    // Not the plain shape: the fast path declines and check_link gives Boost.URL's verdict.
+    for (const std::string link :
+         {"HTTPS://obs.com/x", "https://10.0.0.1/x", "https://[::1]/x", "https://u@obs.com/x",
+          "https://10.0.0.1.evil.net/x", "https://obs.com/%zz", "https://obs.com/a b", "http://obs.com/x",
+          "https://obs.com/x#a#b", "https://obs.com%2e/x"}) {
+        BOOST_TEST_CONTEXT("link " << link) {
+            BOOST_TEST(!rdsgw::detail::plain_link_host(link, false).has_value());
+            std::string_view host;
+            const char* verdict = rdsgw::detail::check_link(link, false, host);
+            const char* reference = rdsgw::detail::check_link_reference(link, false);
+            BOOST_TEST((verdict == nullptr) == (reference == nullptr));
+            if (verdict && reference) BOOST_TEST(std::string_view(verdict) == std::string_view(reference));
+        }
+    }
+    BOOST_TEST(rdsgw::detail::plain_link_host("http://obs.com/x", true).value_or("") == "obs.com");
 }
