@@ -18,13 +18,17 @@
 // - CallerRegistry's constructor throws std::invalid_argument (naming the caller and the field, never a
 //   secret) for duplicate names, duplicate access keys, an access key without a secret key, or an
 //   api_key_sha256 entry that is not 64 hex digits. Hashes are compared lower-cased.
-// - Rate limits: rate_per_s <= 0 means unlimited.
+// - Rate limits: rate_per_s <= 0 means unlimited. On a reload, CallerRegistry::adopt_rate_state carries each
+//   surviving caller's bucket level (matched by name) into the new registry: a SIGHUP neither refills nor
+//   empties a bucket. The level is taken at the reload time at the OLD rate and capacity, capped at the new
+//   capacity, and refilled at the new rate from then on; a caller that was unlimited before starts full.
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/text.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "rdsgw/signer.hpp"
 
@@ -102,6 +106,28 @@ bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retr
     return false;
 }
 
+void Caller::adopt_rate_state(const Caller& previous, std::chrono::steady_clock::time_point now) const {
+    if (&previous == this) return;
+    if (!(def_.rate_per_s > 0)) return;  // unlimited now: the bucket is not used
+    const double old_rate = previous.def_.rate_per_s;
+    if (!(old_rate > 0)) return;  // unlimited before: nothing was counted, start full
+    double level = 0;
+    std::chrono::steady_clock::time_point at;
+    {
+        std::lock_guard lock(previous.mu_);
+        level = previous.tokens_;
+        at = previous.last_;
+    }
+    if (now > at) {  // the refill previous's own next try_acquire would make (time only moves forward)
+        level = std::min(capacity_of(previous.def_),
+                         level + std::chrono::duration<double>(now - at).count() * old_rate);
+        at = now;
+    }
+    std::lock_guard lock(mu_);
+    tokens_ = std::min(capacity_of(def_), level);
+    last_ = at;
+}
+
 CallerRegistry::CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew)
     : skew_(max_clock_skew) {
     callers_.reserve(defs.size());
@@ -125,6 +151,16 @@ const Caller* CallerRegistry::find(std::string_view name) const {
     for (const auto& c : callers_)
         if (c->name() == name) return c.get();
     return nullptr;
+}
+
+void CallerRegistry::adopt_rate_state(const CallerRegistry& previous,
+                                      std::chrono::steady_clock::time_point now) const {
+    if (&previous == this) return;
+    std::unordered_map<std::string_view, const Caller*> old;
+    old.reserve(previous.callers_.size());
+    for (const auto& c : previous.callers_) old.emplace(c->name(), c.get());
+    for (const auto& c : callers_)
+        if (const auto it = old.find(c->name()); it != old.end()) c->adopt_rate_state(*it->second, now);
 }
 
 AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {

@@ -187,6 +187,7 @@ void Gateway::reload(const Config& cfg) {
     for (auto& p : problems) log_error("SIGHUP: " + p);
     {
         std::lock_guard lk(callers_mu_);
+        reg->adopt_rate_state(*callers_, steady::now());  // a reload neither refills nor empties buckets
         callers_ = std::move(reg);
         callers_gen_.fetch_add(1, std::memory_order_release);
     }

@@ -52,6 +52,13 @@ class Caller {
     bool may_read(std::string_view project_id) const;
     // Token bucket: true when a request may proceed; otherwise retry_after_s says when one token is back.
     bool try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const;
+    // Replaces this bucket's level with `previous`'s level at `now` (refilled at previous's rate up to
+    // previous's capacity, as try_acquire would), capped at this caller's capacity; from `now` on it refills
+    // at this caller's rate. Nothing changes when either side is unlimited (a bucket that was not counting
+    // starts full). Safe while other threads call try_acquire on either caller: each bucket is read or
+    // written under its own mutex, never both mutexes at once. Const like try_acquire: only the bucket
+    // state (mutable) changes.
+    void adopt_rate_state(const Caller& previous, std::chrono::steady_clock::time_point now) const;
 
   private:
     CallerDef def_;
@@ -69,6 +76,12 @@ class CallerRegistry {
     AuthOutcome authenticate(const AuthInput& in) const;
     const Caller* find(std::string_view name) const;
     std::size_t size() const { return callers_.size(); }
+    // For a reload: every caller of this registry that `previous` has under the same name takes over that
+    // caller's token-bucket level (Caller::adopt_rate_state), so a reload neither refills nor empties a
+    // bucket. Callers new here keep their full bucket; callers only in `previous` are simply not carried.
+    // Call it before this registry serves requests; `previous` may be serving requests meanwhile, and a
+    // token taken from it after its caller was copied is not seen here (at most the requests in flight).
+    void adopt_rate_state(const CallerRegistry& previous, std::chrono::steady_clock::time_point now) const;
 
   private:
     std::vector<std::unique_ptr<Caller>> callers_;

@@ -620,3 +620,135 @@ BOOST_AUTO_TEST_CASE(concurrent_acquires_grant_exactly_the_burst) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// SIGHUP builds a new registry; adopt_rate_state carries each surviving caller's bucket into it.
+BOOST_AUTO_TEST_SUITE(reload_keeps_rate_state)
+
+const steady_clock::time_point kT0 = steady_clock::time_point{} + hours(1000);
+
+CallerDef limited(const std::string& name, double rate, double burst) {
+    CallerDef d;
+    d.name = name;
+    d.api_key_sha256 = {sha256_hex(name + "-key")};
+    d.projects = {"*"};
+    d.rate_per_s = rate;
+    d.burst = burst;
+    return d;
+}
+
+// How many requests pass at one instant (no refill), up to `limit`.
+int grants_at(const Caller& c, steady_clock::time_point now, int limit = 1000) {
+    double retry = 0;
+    int n = 0;
+    while (n < limit && c.try_acquire(now, retry)) ++n;
+    return n;
+}
+
+BOOST_AUTO_TEST_CASE(drained_bucket_stays_drained) {
+    const auto before = make_registry();
+    const Caller* old = before.find("restore-svc");  // 2/s, burst 3
+    BOOST_TEST(grants_at(*old, kT0) == 3);
+    const auto after = make_registry();  // same config re-read
+    after.adopt_rate_state(before, kT0);
+    const Caller* c = after.find("restore-svc");
+    double retry = 0;
+    BOOST_TEST(!c->try_acquire(kT0, retry));  // without adopting, the fresh bucket would grant 3 here
+    BOOST_TEST(retry == 0.5, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(c->try_acquire(kT0 + milliseconds(500), retry));  // refills at 2/s as before
+    BOOST_TEST(!c->try_acquire(kT0 + milliseconds(500), retry));
+    // The untouched caller carries its full bucket (capacity 1).
+    BOOST_TEST(grants_at(*after.find("audit-svc"), kT0) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(partial_level_and_time_since_last_request_carry_over) {
+    const CallerRegistry before({limited("a", 2, 10)});
+    BOOST_TEST(grants_at(*before.find("a"), kT0, 7) == 7);  // 3 left at kT0
+    const CallerRegistry after({limited("a", 2, 10)});
+    after.adopt_rate_state(before, kT0 + seconds(1));  // +2 tokens at the old rate: 5
+    BOOST_TEST(grants_at(*after.find("a"), kT0 + seconds(1)) == 5);
+}
+
+BOOST_AUTO_TEST_CASE(new_callers_start_full_removed_callers_dropped) {
+    const CallerRegistry before({limited("a", 1, 2), limited("gone", 1, 2)});
+    BOOST_TEST(grants_at(*before.find("a"), kT0) == 2);
+    BOOST_TEST(grants_at(*before.find("gone"), kT0) == 2);
+    const CallerRegistry after({limited("a", 1, 2), limited("new", 1, 4)});
+    after.adopt_rate_state(before, kT0);
+    BOOST_TEST(grants_at(*after.find("a"), kT0) == 0);
+    BOOST_TEST(grants_at(*after.find("new"), kT0) == 4);
+    BOOST_TEST(after.find("gone") == nullptr);
+    BOOST_TEST(after.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(raised_burst_and_rate_give_back_nothing) {
+    const CallerRegistry before({limited("a", 2, 3)});
+    BOOST_TEST(grants_at(*before.find("a"), kT0) == 3);
+    const CallerRegistry after({limited("a", 10, 50)});
+    // 100 ms after draining: 0.2 tokens at the old rate, not the new burst of 50.
+    after.adopt_rate_state(before, kT0 + milliseconds(100));
+    const Caller* c = after.find("a");
+    double retry = 0;
+    BOOST_TEST(!c->try_acquire(kT0 + milliseconds(100), retry));
+    BOOST_TEST(retry == 0.08, boost::test_tools::tolerance(1e-9));  // 0.8 token at the new 10/s
+    BOOST_TEST(grants_at(*c, kT0 + milliseconds(180)) == 1);
+    // From then on the new rate and burst apply.
+    BOOST_TEST(grants_at(*c, kT0 + milliseconds(180) + seconds(1)) == 10);
+    BOOST_TEST(grants_at(*c, kT0 + seconds(100)) == 50);
+}
+
+BOOST_AUTO_TEST_CASE(unused_bucket_is_capped_at_the_smaller_burst) {
+    const CallerRegistry before({limited("a", 1, 3), limited("b", 1, 3)});  // never used: full
+    const CallerRegistry after({limited("a", 1, 1), limited("b", 1, 8)});
+    after.adopt_rate_state(before, kT0);
+    BOOST_TEST(grants_at(*after.find("a"), kT0) == 1);  // lowered burst caps the level
+    BOOST_TEST(grants_at(*after.find("b"), kT0) == 3);  // raised burst: what was there, no more
+}
+
+BOOST_AUTO_TEST_CASE(unlimited_on_either_side) {
+    // Unlimited before: nothing was counted, the newly limited bucket starts full.
+    const CallerRegistry before({limited("a", 0, 0), limited("b", 1, 2)});
+    BOOST_TEST(grants_at(*before.find("a"), kT0) == 1000);
+    BOOST_TEST(grants_at(*before.find("b"), kT0) == 2);
+    const CallerRegistry after({limited("a", 1, 2), limited("b", 0, 0)});
+    after.adopt_rate_state(before, kT0);
+    BOOST_TEST(grants_at(*after.find("a"), kT0) == 2);
+    BOOST_TEST(grants_at(*after.find("b"), kT0) == 1000);  // unlimited now, whatever the old level
+}
+
+BOOST_AUTO_TEST_CASE(reload_time_before_last_request_refills_nothing) {
+    const CallerRegistry before({limited("a", 1, 2)});
+    BOOST_TEST(grants_at(*before.find("a"), kT0) == 2);
+    const CallerRegistry after({limited("a", 1, 2)});
+    after.adopt_rate_state(before, kT0 - seconds(10));
+    BOOST_TEST(grants_at(*after.find("a"), kT0) == 0);
+    BOOST_TEST(grants_at(*after.find("a"), kT0 + seconds(1)) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(adopt_while_previous_serves_requests) {
+    const CallerRegistry before({limited("a", 1, 1000)});
+    const Caller& old = *before.find("a");
+    std::atomic<int> granted{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            double retry = 0;
+            for (int i = 0; i < 150; ++i)
+                if (old.try_acquire(kT0, retry)) ++granted;
+        });
+    // Adopting concurrently with those requests is data-race free (run under ThreadSanitizer in CI), and
+    // carries a level between what the bucket had before and after those requests.
+    for (int i = 0; i < 50; ++i) {
+        const CallerRegistry mid({limited("a", 1, 1000)});
+        mid.adopt_rate_state(before, kT0);
+        const int level = grants_at(*mid.find("a"), kT0, 2000);
+        BOOST_TEST(level <= 1000);
+        BOOST_TEST(level >= 400);  // 600 taken at most
+    }
+    for (auto& t : threads) t.join();
+    BOOST_TEST(granted.load() == 600);
+    const CallerRegistry after({limited("a", 1, 1000)});
+    after.adopt_rate_state(before, kT0);
+    BOOST_TEST(grants_at(*after.find("a"), kT0, 2000) == 400);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
