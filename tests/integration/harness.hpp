@@ -111,6 +111,22 @@ inline json::value base_config(const MockServer& mock, const Pki* pki) {
     return cfg;
 }
 
+// The "auth" block for IAM mode against the mock's IAM side; the password comes from env GW_IAM_PASSWORD.
+// retry_base_ms / retry_max_ms: 0 leaves that field out (the gateway's default applies).
+inline json::object iam_auth(const MockServer& mock, int refresh_margin_s, int min_validity_s,
+                             int retry_base_ms = 0, int retry_max_ms = 0) {
+    json::object iam{{"endpoint", mock.base_url()},
+                     {"domain", "acct"},
+                     {"user", "gw-user"},
+                     {"password", {{"env", "GW_IAM_PASSWORD"}}},
+                     {"project", "cn-north-4"},
+                     {"refresh_margin_s", refresh_margin_s},
+                     {"min_validity_s", min_validity_s}};
+    if (retry_base_ms > 0) iam["retry_base_ms"] = retry_base_ms;
+    if (retry_max_ms > 0) iam["retry_max_ms"] = retry_max_ms;
+    return {{"mode", "iam"}, {"iam", std::move(iam)}};
+}
+
 class GatewayProc {
   public:
     GatewayProc(const json::value& cfg, std::vector<std::pair<std::string, std::string>> env = {})

@@ -19,17 +19,7 @@ const std::string kSk = "gateway-SECRET-KEY-c0ffee-000000000000";
 
 json::value iam_config(const MockServer& mock, const Pki& pki, int margin_s, int min_validity_s) {
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["auth"] = {{"mode", "iam"},
-                               {"iam",
-                                {{"endpoint", mock.base_url()},
-                                 {"domain", "acct"},
-                                 {"user", "gw-user"},
-                                 {"password", {{"env", "GW_IAM_PASSWORD"}}},
-                                 {"project", "cn-north-4"},
-                                 {"refresh_margin_s", margin_s},
-                                 {"min_validity_s", min_validity_s},
-                                 {"retry_base_ms", 50},
-                                 {"retry_max_ms", 300}}}};
+    cfg.as_object()["auth"] = iam_auth(mock, margin_s, min_validity_s, 50, 300);
     cfg.as_object()["cache"] = {{"enabled", false}};  // every request goes upstream
     return cfg;
 }

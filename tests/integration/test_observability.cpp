@@ -109,17 +109,7 @@ BOOST_AUTO_TEST_CASE(readiness_reasons_credentials_and_drain) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"auth":"iam","token_lifetime_s":4})");
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["auth"] = {{"mode", "iam"},
-                               {"iam",
-                                {{"endpoint", mock.base_url()},
-                                 {"domain", "d"},
-                                 {"user", "u"},
-                                 {"password", {{"env", "GW_IAM_PASSWORD"}}},
-                                 {"project", "cn-north-4"},
-                                 {"refresh_margin_s", 3},
-                                 {"min_validity_s", 1},
-                                 {"retry_base_ms", 50},
-                                 {"retry_max_ms", 200}}}};
+    cfg.as_object()["auth"] = iam_auth(mock, 3, 1, 50, 200);
     cfg.as_object()["limits"] = {{"drain_delay_ms", 1500}};
     GatewayProc gw(cfg, {{"GW_IAM_PASSWORD", kPassword}});
     BOOST_REQUIRE(eventually([&] { return gw.get("/readyz").status == 200; }, 5s));
@@ -200,15 +190,7 @@ BOOST_AUTO_TEST_CASE(no_secret_anywhere) {
     MockServer mock(&pki, R"({"auth":"iam","token_lifetime_s":3,"iam_password":")" + kPassword + R"(",
                              "missing_backups":["gone00"]})");
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["auth"] = {{"mode", "iam"},
-                               {"iam",
-                                {{"endpoint", mock.base_url()},
-                                 {"domain", "d"},
-                                 {"user", "u"},
-                                 {"password", {{"env", "GW_IAM_PASSWORD"}}},
-                                 {"project", "cn-north-4"},
-                                 {"refresh_margin_s", 2},
-                                 {"min_validity_s", 1}}}};
+    cfg.as_object()["auth"] = iam_auth(mock, 2, 1);
     cfg.at("callers").at("list").as_array().push_back(json::object{{"name", "sdk"},
                                                                    {"access_key", "CALLERAK1"},
                                                                    {"secret_key", {{"env", "CALLER_SK"}}},
