@@ -707,50 +707,70 @@ asio::awaitable<FetchPtr> Gateway::fetch_upstream(Worker& w, std::string project
     co_return out;
 }
 
+namespace {
+// Appends v rounded to `decimals` (1 or 2) places, without the cost of floating-point formatting.
+void append_fixed(std::string& s, double v, int decimals) {
+    const double scale = decimals == 1 ? 10.0 : 100.0;
+    if (!(v >= 0) || v > 1e12) v = 0;  // negative or absurd durations never come from a steady clock
+    const auto scaled = static_cast<std::uint64_t>(v * scale + 0.5);
+    const std::uint64_t whole = scaled / static_cast<std::uint64_t>(scale);
+    const auto frac = static_cast<unsigned>(scaled % static_cast<std::uint64_t>(scale));
+    char buf[32];
+    char* p = std::to_chars(buf, buf + 24, whole).ptr;
+    *p++ = '.';
+    if (decimals == 2) *p++ = static_cast<char>('0' + frac / 10);
+    *p++ = static_cast<char>('0' + frac % 10);
+    s.append(buf, p);
+}
+void append_uint(std::string& s, std::uint64_t v) {
+    char buf[24];
+    s.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+}  // namespace
+
 std::string Gateway::access_line(const RequestView& rq, const Response& r, const std::string& request_id,
                                  std::size_t bytes_sent, double total_ms) const {
+    using namespace std::string_view_literals;
     std::string s;
     s.reserve(384);
-    s += "{\"time\":\"";
+    s += "{\"time\":\""sv;
     s += format_log_time(sys::now());
-    s += "\",\"request_id\":";
+    s += "\",\"request_id\":"sv;
     json_escape_append(s, request_id);
-    s += ",\"client\":";
+    s += ",\"client\":"sv;
     json_escape_append(s, rq.client_addr);
-    s += ",\"caller\":";
+    s += ",\"caller\":"sv;
     json_escape_append(s, r.caller);
-    s += ",\"method\":";
+    s += ",\"method\":"sv;
     json_escape_append(s, rq.method_string.size() <= 16 ? rq.method_string : std::string_view("other"));
-    s += ",\"route\":\"";
+    s += ",\"route\":\""sv;
     Route route = rq.route;
-    s += route == Route::backup_files ? "/{version_id}/{project_id}/backup-files" : route_name(route);
-    s += "\",\"project_id\":";
+    s += route == Route::backup_files ? "/{version_id}/{project_id}/backup-files"sv : route_name(route);
+    s += "\",\"project_id\":"sv;
     json_escape_append(s, r.project_id);
-    s += ",\"backup_id\":";
+    s += ",\"backup_id\":"sv;
     json_escape_append(s, r.backup_id);
-    s += ",\"status\":";
-    s += std::to_string(r.status);
-    s += ",\"cache\":";
+    s += ",\"status\":"sv;
+    append_uint(s, r.status);
+    s += ",\"cache\":"sv;
     json_escape_append(s, r.cache);
-    s += ",\"upstream_status\":";
-    s += r.upstream_status ? std::to_string(r.upstream_status) : "null";
-    s += ",\"attempts\":";
-    s += std::to_string(r.attempts);
-    auto fixed = [&s](double v, int decimals) {
-        char buf[32];
-        auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
-        s.append(buf, res.ptr);
-    };
-    s += ",\"upstream_ms\":";
-    if (r.upstream_ms >= 0)
-        fixed(r.upstream_ms, 1);
+    s += ",\"upstream_status\":"sv;
+    if (r.upstream_status)
+        append_uint(s, r.upstream_status);
     else
-        s += "null";
-    s += ",\"total_ms\":";
-    fixed(total_ms, 2);
-    s += ",\"bytes_sent\":";
-    s += std::to_string(bytes_sent);
-    s += "}";
+        s += "null"sv;
+    s += ",\"attempts\":"sv;
+    append_uint(s, r.attempts);
+    s += ",\"upstream_ms\":"sv;
+    if (r.upstream_ms >= 0)
+        append_fixed(s, r.upstream_ms, 1);
+    else
+        s += "null"sv;
+    s += ",\"total_ms\":"sv;
+    append_fixed(s, total_ms, 2);
+    s += ",\"bytes_sent\":"sv;
+    append_uint(s, bytes_sent);
+    s += '}';
     return s;
 }
 

@@ -1,5 +1,7 @@
 #include "rdsgw/metrics.hpp"
 
+#include <charconv>
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -177,9 +179,10 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
 
 void Metrics::request_done(std::string_view route, std::string_view method, unsigned status,
                            std::string_view cache, double seconds) {
-    char code[8];
-    int n = std::snprintf(code, sizeof code, "%u", status);
-    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(n)), cache)
+    char code[16];
+    const char* code_end = std::to_chars(code, code + sizeof code, status).ptr;
+    counter_cached(kRequests, route, method,
+                   std::string_view(code, static_cast<std::size_t>(code_end - code)), cache)
         .Increment();
     prometheus::Histogram* h;
     {
@@ -204,9 +207,12 @@ void Metrics::rejected(std::string_view reason) {
 }
 
 void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
-    std::string code = std::to_string(status);
-    std::string att = std::to_string(attempt > 9 ? 9 : attempt);
-    counter_cached(kUpstream, code, att).Increment();
+    char code[16];
+    const char* code_end = std::to_chars(code, code + sizeof code, status).ptr;
+    const char att = static_cast<char>('0' + (attempt > 9 ? 9 : attempt));
+    counter_cached(kUpstream, std::string_view(code, static_cast<std::size_t>(code_end - code)),
+                   std::string_view(&att, 1))
+        .Increment();
     impl_->up_hist->Observe(seconds);
 }
 

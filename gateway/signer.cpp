@@ -229,12 +229,19 @@ std::optional<std::chrono::system_clock::time_point> parse_sdk_date(std::string_
 }
 
 std::string sdk_uri_encode(std::string_view raw) {
+    const auto unreserved = [](unsigned char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+               c == '_' || c == '.' || c == '~';
+    };
+    std::size_t plain = 0;  // the common case (ids): nothing to encode, one copy
+    while (plain < raw.size() && unreserved(static_cast<unsigned char>(raw[plain]))) ++plain;
+    if (plain == raw.size()) return std::string(raw);
     std::string out;
     out.reserve(raw.size() * 3);
-    for (const char ch : raw) {
+    out.append(raw.data(), plain);
+    for (const char ch : raw.substr(plain)) {
         const auto c = static_cast<unsigned char>(ch);
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '_' || c == '.' || c == '~') {
+        if (unreserved(c)) {
             out.push_back(ch);
         } else {
             out.push_back('%');
