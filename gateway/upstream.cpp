@@ -1,5 +1,7 @@
 #include "rdsgw/upstream.hpp"
 
+#include <algorithm>
+
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
@@ -156,12 +158,15 @@ asio::awaitable<void> ConnectionPool::sweep_loop() {
     auto alive = alive_;
     asio::steady_timer timer(ex_);
     for (;;) {
-        timer.expires_after(
-            std::max<std::chrono::milliseconds>(opts_.idle_timeout / 2, std::chrono::milliseconds(50)));
+        // At least once a second, so that surplus idle connections (trim_surplus) go soon after a burst.
+        timer.expires_after(std::clamp<std::chrono::milliseconds>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(opts_.idle_timeout / 2),
+            std::chrono::milliseconds(50), std::chrono::milliseconds(1000)));
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!*alive || ec) co_return;
         auto now = steady::now();
+        trim_surplus(now);
         std::erase_if(idle_, [&](std::unique_ptr<Conn>& c) {
             if (now - c->idle_since < opts_.idle_timeout && !c->stale()) return false;
             c->close();
@@ -192,14 +197,33 @@ std::unique_ptr<ConnectionPool::Conn> ConnectionPool::take_idle() {
 }
 
 void ConnectionPool::put_idle(std::unique_ptr<Conn> c) {
-    if (idle_.size() >= opts_.max_idle) {
+    if (opts_.max_idle == 0) {
         c->close();
         if (metrics_) metrics_->upstream_connections_add(-1, 0);
         return;
     }
-    c->idle_since = steady::now();
+    const auto now = steady::now();
+    c->idle_since = now;
     idle_.push_back(std::move(c));
     if (metrics_) metrics_->upstream_connections_add(0, 1);
+    trim_surplus(now);
+}
+
+// Idle connections beyond max_idle are not closed the moment they come back: closing them at once made
+// every burst above max_idle concurrent requests open (and the upstream accept) new connections, a few
+// percent of all misses in the benchmark. They linger kSurplusLinger, then go, oldest first (the pool hands
+// out the newest). A hard bound of 8 x max_idle holds however long a burst lasts.
+void ConnectionPool::trim_surplus(steady::time_point now) {
+    constexpr auto kSurplusLinger = std::chrono::seconds(1);
+    const std::size_t hard_max = opts_.max_idle * 8;
+    std::size_t drop = 0;
+    while (idle_.size() - drop > opts_.max_idle &&
+           (idle_.size() - drop > hard_max || now - idle_[drop]->idle_since >= kSurplusLinger))
+        ++drop;
+    if (drop == 0) return;
+    for (std::size_t i = 0; i < drop; ++i) idle_[i]->close();
+    idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(drop));
+    if (metrics_) metrics_->upstream_connections_add(-static_cast<int>(drop), -static_cast<int>(drop));
 }
 
 asio::awaitable<bool> ConnectionPool::resolve(steady::time_point deadline, UpstreamResponse& err) {

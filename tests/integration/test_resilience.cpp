@@ -2,6 +2,8 @@
 // retries with backoff and Retry-After, deadlines, the circuit breaker, the retry budget and overload.
 #define BOOST_TEST_MODULE resilience
 #include <atomic>
+#include <barrier>
+#include <optional>
 #include <thread>
 
 #include "harness.hpp"
@@ -42,6 +44,45 @@ BOOST_AUTO_TEST_CASE(pool_reuses_connections) {
     BOOST_TEST(mock.stat("rds_requests") == n);
     BOOST_TEST(mock.stat("connections") <= 4);
     BOOST_TEST(mock.stat("tls_handshakes") <= 4);
+}
+
+// A burst above pool_size: the extra connections linger a moment instead of closing at once, so the next
+// burst finds them; afterwards the pool shrinks back to pool_size by itself.
+BOOST_AUTO_TEST_CASE(surplus_connections_linger_then_shrink_to_pool_size) {
+    Pki pki = make_pki();
+    MockServer mock(&pki, R"({"latency_ms":100})");
+    GatewayProc gw(config(mock, pki, R"({"listen":{"threads":1},"upstream":{"pool_size":2}})"), env());
+    const int n = 8;
+    auto burst = [&](int first) {
+        std::vector<std::optional<HttpClient>> clients(n);
+        for (auto& c : clients) c.emplace(gw.port);
+        std::barrier start(n);
+        std::vector<unsigned> status(n);
+        std::vector<std::thread> ts;
+        for (int i = 0; i < n; ++i)
+            ts.emplace_back([&, i] {
+                start.arrive_and_wait();
+                status[i] = clients[i]->request("GET", backup_path(id(first + i)), with_key()).status;
+            });
+        for (auto& t : ts) t.join();
+        for (unsigned st : status) BOOST_TEST(st == 200u);
+    };
+    // The mock counts every connection it accepts, its own /_mock/stats requests' too: measure that.
+    const long long before = mock.stat("connections");
+    const long long per_stat = mock.stat("connections") - before;
+    burst(0);
+    const long long opened = mock.stat("connections") - before - 2 * per_stat;
+    BOOST_TEST(opened >= 2);  // 100 ms answers: the 8 requests overlapped
+    BOOST_TEST(opened <= n);
+    burst(100);  // right after: served on the lingering connections
+    BOOST_TEST(mock.stat("connections") - before - 3 * per_stat == opened);
+    BOOST_TEST(mock.stat("rds_requests") == 2 * n);
+    // Then, idle, the pool goes back to pool_size (surplus lingers 1 s; the sweep runs at least every
+    // second).
+    auto idle = [&] {
+        return metric_value(gw.admin_get("/metrics").body, "rdsgw_upstream_connections_idle");
+    };
+    BOOST_TEST(eventually([&] { return idle() == 2; }, 5s));
 }
 
 BOOST_AUTO_TEST_CASE(idle_connection_closed_by_upstream_is_replaced) {
