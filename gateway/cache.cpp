@@ -89,6 +89,14 @@ struct LinkCache::Shard {
     // std::hash<string_view> (not a wrapper of it) so that the library caches each node's hash: bucket walks
     // then compare hashes instead of rehashing the neighbours' keys.
     std::unordered_map<std::string_view, List::iterator, std::hash<std::string_view>> index;
+    // The use stamp of the LRU tail (max() when empty), written under mu after every change of the list,
+    // read without it by put()'s eviction scan: finding the globally oldest entry then costs one atomic load
+    // per shard instead of locking every shard and reading its cold tail node.
+    std::atomic<std::uint64_t> tail_stamp{std::numeric_limits<std::uint64_t>::max()};
+    void update_tail() {
+        tail_stamp.store(lru.empty() ? std::numeric_limits<std::uint64_t>::max() : lru.back().last_use,
+                         std::memory_order_relaxed);
+    }
 };
 
 std::size_t CachedAnswer::footprint(std::size_t key_size) const {
@@ -117,7 +125,12 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
     while (n < opts_.shards && n < (std::size_t{1} << 16)) n <<= 1;
     opts_.shards = n;
     shards_.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
+    // Buckets for a full cache up front (capped): no rehash of a large index on the request path.
+    const std::size_t per_shard = std::min<std::size_t>(opts_.max_entries, std::size_t{1} << 22) / n + 1;
+    for (std::size_t i = 0; i < n; ++i) {
+        shards_.push_back(std::make_unique<Shard>());
+        shards_.back()->index.reserve(per_shard);
+    }
 }
 
 LinkCache::~LinkCache() = default;
@@ -135,6 +148,7 @@ void remove_locked(Shard& s, Iter it, std::atomic<std::size_t>& entries, std::at
     entries.fetch_sub(1, std::memory_order_relaxed);
     bytes.fetch_sub(it->footprint, std::memory_order_relaxed);
     s.lru.erase(it);
+    s.update_tail();
 }
 }  // namespace
 
@@ -151,6 +165,7 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
         if (fresh || (links_valid && e.answer->status == 200)) {
             s.lru.splice(s.lru.begin(), s.lru, it->second);
             e.last_use = clock_.fetch_add(1, std::memory_order_relaxed);
+            s.update_tail();
             return {e.answer, fresh};
         }
         expired = e.answer->status == 200;
@@ -209,32 +224,44 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
                 own.index.emplace(std::string_view(own.lru.front().key), own.lru.begin());
             } catch (...) {
                 own.lru.pop_front();
+                own.update_tail();
                 throw;
             }
             entries_.fetch_add(1, std::memory_order_relaxed);
             bytes_.fetch_add(fp, std::memory_order_relaxed);
         }
+        own.update_tail();
     }
     // Evict in global least-recently-used order: every entry carries a use stamp from one process-wide
     // counter, and each shard's LRU tail is its oldest entry, so the oldest tail over all shards is the
-    // globally least recently used entry. Never the entry just stored. Only runs when over a bound.
+    // globally least recently used entry. Never the entry just stored (it can only be the tail of its own
+    // shard, which is then skipped). Only runs when over a bound; the evicted answers are released after
+    // the shard lock.
+    bool skip_own = false;
     while (over()) {
         Shard* victim = nullptr;
         std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
         for (auto& sp : shards_) {
-            std::lock_guard lk(sp->mu);
-            if (sp->lru.empty()) continue;
-            const Entry& tail = sp->lru.back();
-            if (tail.key == key) continue;  // the new entry (alone in its shard)
-            if (tail.last_use < oldest) {
-                oldest = tail.last_use;
+            if (skip_own && sp.get() == &own) continue;
+            const std::uint64_t t = sp->tail_stamp.load(std::memory_order_relaxed);
+            if (t < oldest) {
+                oldest = t;
                 victim = sp.get();
             }
         }
         if (!victim) break;
-        std::lock_guard lk(victim->mu);
-        if (victim->lru.empty() || victim->lru.back().key == key) continue;
-        remove_locked(*victim, std::prev(victim->lru.end()), entries_, bytes_);
+        AnswerPtr released;
+        {
+            std::lock_guard lk(victim->mu);
+            if (victim->lru.empty()) continue;
+            Entry& tail = victim->lru.back();
+            if (victim == &own && tail.key == key) {
+                skip_own = true;
+                continue;
+            }
+            released = std::move(tail.answer);
+            remove_locked(*victim, std::prev(victim->lru.end()), entries_, bytes_);
+        }
         ++evicted;
     }
     notify(events_.on_evicted, evicted);
@@ -258,6 +285,7 @@ std::size_t LinkCache::clear() {
             std::lock_guard lk(sp->mu);
             sp->index.clear();
             dead.swap(sp->lru);
+            sp->update_tail();
             for (const Entry& e : dead) {
                 entries_.fetch_sub(1, std::memory_order_relaxed);
                 bytes_.fetch_sub(e.footprint, std::memory_order_relaxed);

@@ -78,8 +78,8 @@ class LinkCache {
     // it was not stored (TTL not positive, or larger than max_bytes).
     // A 200 or 404 answer supersedes what is stored under `key`: the old entry is replaced, or removed when
     // the new answer is not stored. Any other status (or a null answer) is not stored and changes nothing.
-    // When the bounds are exceeded, least recently used entries are evicted (on_evicted), first from the
-    // key's own shard, then from the others, until entries() <= max_entries and bytes() <= max_bytes.
+    // When the bounds are exceeded, entries are evicted (on_evicted) in global least-recently-used order
+    // (never the one just stored) until entries() <= max_entries and bytes() <= max_bytes.
     bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now);
 
     bool erase(std::string_view key);
