@@ -2,7 +2,8 @@
 // Besides "no crash, no sanitizer report" it checks invariants and aborts when one breaks:
 //  - an accepted answer's canonical body is valid JSON and a fixed point of normalization;
 //  - an error message carries only printable ASCII and no more than the path and the reason;
-//  - an accepted time's canonical form parses back to the same instant and offset.
+//  - an accepted time's canonical form parses back to the same instant and offset;
+//  - where the one-pass fast path answers, the general path gives the same answer (both option sets).
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/timefmt.hpp"
 
@@ -24,8 +25,27 @@ const rdsgw::NormalizeOptions& options() {
     return o;
 }
 
+const rdsgw::NormalizeOptions& plain_options() {
+    static const rdsgw::NormalizeOptions o = [] {
+        rdsgw::NormalizeOptions x;
+        x.max_body_bytes = 64 * 1024;
+        x.allow_http_links = true;
+        return x;
+    }();
+    return o;
+}
+
 void check(bool ok) {
     if (!ok) std::abort();
+}
+
+void check_fast_path(std::string_view in, const rdsgw::NormalizeOptions& opts) {
+    rdsgw::NormalizedAnswer fast;
+    if (!rdsgw::detail::normalize_plain(in, opts, fast)) return;
+    const rdsgw::NormalizeResult ref = rdsgw::detail::normalize_reference(in, opts);
+    const auto* r = std::get_if<rdsgw::NormalizedAnswer>(&ref);
+    check(r != nullptr && r->body == fast.body && r->file_count == fast.file_count &&
+          r->earliest_expiry == fast.earliest_expiry);
 }
 
 }  // namespace
@@ -34,6 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view in(reinterpret_cast<const char*>(data), size);
     const auto now = std::chrono::system_clock::time_point{};
 
+    check_fast_path(in, options());
+    check_fast_path(in, plain_options());
     const rdsgw::NormalizeResult r = rdsgw::normalize_backup_files(in, now, options());
     if (const auto* a = std::get_if<rdsgw::NormalizedAnswer>(&r)) {
         // Growth is bounded: re-spelled doubles ("1.5" -> "1.5E0"), sizes ("1e18" -> 19 digits), canonical

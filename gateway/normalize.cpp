@@ -399,17 +399,21 @@ const char* check_size(const json::value& v, std::int64_t& out) {
     }
 }
 
-const char* check_name(const json::value& v) {
-    const json::string* s = v.if_string();
-    if (s == nullptr) return "not a string";
-    if (s->empty()) return "empty";
-    if (*s == "." || *s == "..") return "a dot segment";
-    for (const char ch : *s) {
+const char* check_name_text(std::string_view s) {
+    if (s.empty()) return "empty";
+    if (s == "." || s == "..") return "a dot segment";
+    for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
         if (c < 0x20 || c == 0x7f) return "contains a control character";
         if (c == '/' || c == '\\') return "contains a path separator";
     }
     return nullptr;
+}
+
+const char* check_name(const json::value& v) {
+    const json::string* s = v.if_string();
+    if (s == nullptr) return "not a string";
+    return check_name_text(std::string_view(*s));
 }
 
 bool host_name_chars(std::string_view h) {
@@ -553,11 +557,9 @@ const char* check_link(std::string_view s, bool allow_http, std::string_view& ho
 
 namespace {
 
-const char* check_link(const json::value& v, const NormalizeOptions& opts) {
-    const json::string* s = v.if_string();
-    if (s == nullptr) return "not a string";
+const char* check_link_text(std::string_view s, const NormalizeOptions& opts) {
     std::string_view host;
-    if (const char* why = detail::check_link(std::string_view(*s), opts.allow_http_links, host)) return why;
+    if (const char* why = detail::check_link(s, opts.allow_http_links, host)) return why;
     if (!opts.link_host_suffixes.empty()) {
         bool ok = false;
         for (const std::string& suffix : opts.link_host_suffixes)
@@ -568,6 +570,12 @@ const char* check_link(const json::value& v, const NormalizeOptions& opts) {
         if (!ok) return "host not allowed";
     }
     return nullptr;
+}
+
+const char* check_link(const json::value& v, const NormalizeOptions& opts) {
+    const json::string* s = v.if_string();
+    if (s == nullptr) return "not a string";
+    return check_link_text(std::string_view(*s), opts);
 }
 
 chr::system_clock::time_point to_time_point(chr::sys_seconds t) {
@@ -680,7 +688,234 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     return std::nullopt;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The fast path. Nearly every real answer has one plain shape: an object with "files" (an array of objects
+// with only the documented fields, the size an integer) and maybe "bucket", no duplicate or unknown
+// members. For it, a SAX handler validates and writes the canonical answer in one pass, without building a
+// DOM (about half the cost of the general path). Anything else (another shape, an unknown member, any
+// failed rule) makes it give up, and the general path above decides, so every error message still comes
+// from one place. fuzz/fuzz_normalize.cpp checks that where the fast path answers, the general path gives
+// the same bytes.
+
+struct PlainSlot {
+    std::string_view view;
+    std::string own;  // when the parser handed the value over in parts (escapes) or from its own buffer
+    bool set = false;
+};
+
+struct PlainHandler {
+    static constexpr std::size_t max_object_size = json::object::max_size();
+    static constexpr std::size_t max_array_size = json::array::max_size();
+    static constexpr std::size_t max_key_size = json::string::max_size();
+    static constexpr std::size_t max_string_size = json::string::max_size();
+
+    PlainHandler(std::string_view in, const NormalizeOptions& o, NormalizedAnswer& a)
+        : input(in), opts(o), ans(a), w(a.body) {}
+
+    std::string_view input;
+    const NormalizeOptions& opts;
+    NormalizedAnswer& ans;
+    Writer w;
+    int depth = 0;
+    bool in_files = false, seen_files = false, seen_bucket = false, top_done = false;
+    enum class TopKey { none, files, bucket } top_key = TopKey::none;
+    FileField field = FileField::other;
+    unsigned seen_fields = 0;  // bits of FileField
+    PlainSlot name, link, exp_time, exp_link, db, bucket;
+    std::int64_t size = -1;
+    std::string scratch;
+    bool parts = false;
+    chr::sys_seconds earliest = chr::sys_seconds::max();
+    std::size_t files = 0;
+
+    bool keep(PlainSlot& slot, std::string_view v) {
+        if (slot.set) return false;
+        slot.set = true;
+        const bool in_input = v.data() >= input.data() && v.data() + v.size() <= input.data() + input.size();
+        if (in_input && !parts) {
+            slot.view = v;
+        } else {
+            slot.own.assign(v.data(), v.size());
+            slot.view = slot.own;
+        }
+        return true;
+    }
+    void reset_file() {
+        for (PlainSlot* sl : {&name, &link, &exp_time, &exp_link, &db}) sl->set = false;
+        size = -1;
+        seen_fields = 0;
+    }
+    bool finish_file() {
+        if (!name.set || check_name_text(name.view) != nullptr) return false;
+        if (size < 0) return false;
+        if (!link.set || check_link_text(link.view, opts) != nullptr) return false;
+        std::optional<OffsetTime> t;
+        if (exp_time.set && !(t = parse_rds_time(exp_time.view))) return false;
+        if (exp_link.set) {
+            const std::optional<OffsetTime> l = parse_rds_time(exp_link.view);
+            if (!l || (t && t->utc != l->utc)) return false;
+            if (!t) t = l;
+        }
+        if (!t) return false;
+        const std::string when = format_rds_time(*t);
+        if (t->utc < earliest) earliest = t->utc;
+        if (files++ != 0) w.ch(',');
+        w.raw("{\"name\":");
+        w.string(name.view);
+        w.raw(",\"size\":");
+        w.integer(size);
+        w.raw(",\"download_link\":");
+        w.plain_string(link.view);
+        w.raw(",\"link_expired_time\":\"");
+        w.raw(when);
+        if (opts.emit_legacy_expiry_field) {
+            w.raw("\",\"link_expired_link\":\"");
+            w.raw(when);
+        }
+        w.ch('"');
+        if (db.set) {
+            w.raw(",\"database_name\":");
+            w.string(db.view);
+        }
+        w.ch('}');
+        return true;
+    }
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) {
+        if (depth == 0) {
+            w.raw("{\"files\":[");
+        } else if (depth == 2 && in_files) {
+            reset_file();
+        } else {
+            return false;
+        }
+        ++depth;
+        return true;
+    }
+    bool on_object_end(std::size_t, json::error_code&) {
+        --depth;
+        if (depth == 2) return finish_file();
+        if (depth == 0) top_done = true;
+        return true;
+    }
+    bool on_array_begin(json::error_code&) {
+        if (depth != 1 || top_key != TopKey::files) return false;
+        in_files = true;
+        ++depth;
+        return true;
+    }
+    bool on_array_end(std::size_t, json::error_code&) {
+        --depth;
+        in_files = false;
+        return true;
+    }
+    bool on_key_part(json::string_view, std::size_t, json::error_code&) { return false; }
+    bool on_key(json::string_view k, std::size_t, json::error_code&) {
+        if (depth == 1) {
+            if (k == "files" && !seen_files) {
+                seen_files = true;
+                top_key = TopKey::files;
+                return true;
+            }
+            if (k == "bucket" && !seen_bucket) {
+                seen_bucket = true;
+                top_key = TopKey::bucket;
+                return true;
+            }
+            return false;
+        }
+        field = classify(k);
+        const unsigned bit = 1u << static_cast<unsigned>(field);
+        if (field == FileField::other || (seen_fields & bit) != 0) return false;
+        seen_fields |= bit;
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+        if (!parts) scratch.clear();
+        parts = true;
+        scratch.append(s.data(), s.size());
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, json::error_code&) {
+        std::string_view v(s.data(), s.size());
+        if (parts) {
+            scratch.append(s.data(), s.size());
+            v = scratch;
+        }
+        bool ok = false;
+        if (depth == 1 && top_key == TopKey::bucket) {
+            ok = keep(bucket, v);
+        } else if (depth == 3) {
+            switch (field) {
+                case FileField::name:
+                    ok = keep(name, v);
+                    break;
+                case FileField::download_link:
+                    ok = keep(link, v);
+                    break;
+                case FileField::link_expired_time:
+                    ok = keep(exp_time, v);
+                    break;
+                case FileField::link_expired_link:
+                    ok = keep(exp_link, v);
+                    break;
+                case FileField::database_name:
+                    ok = keep(db, v);
+                    break;
+                default:
+                    break;  // a size as a string: the general path
+            }
+        }
+        parts = false;
+        return ok;
+    }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+        if (depth != 3 || field != FileField::size || i < 0) return false;
+        size = i;
+        return true;
+    }
+    bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+        if (depth != 3 || field != FileField::size || u > static_cast<std::uint64_t>(INT64_MAX)) return false;
+        size = static_cast<std::int64_t>(u);
+        return true;
+    }
+    bool on_double(double, json::string_view, json::error_code&) { return false; }
+    bool on_bool(bool, json::error_code&) { return false; }
+    bool on_null(json::error_code&) { return false; }
+    bool on_comment_part(json::string_view, json::error_code&) { return false; }
+    bool on_comment(json::string_view, json::error_code&) { return false; }
+};
+
 }  // namespace
+
+namespace detail {
+
+bool normalize_plain(std::string_view body, const NormalizeOptions& opts, NormalizedAnswer& out) {
+    if (body.size() > opts.max_body_bytes) return false;
+    out.body.clear();
+    out.body.reserve(body.size() + 64 + (opts.emit_legacy_expiry_field ? 96 : 0));
+    json::basic_parser<PlainHandler> p(json::parse_options{}, body, opts, out);
+    json::error_code ec;
+    const std::size_t n = p.write_some(false, body.data(), body.size(), ec);
+    PlainHandler& h = p.handler();
+    if (ec || n != body.size() || !h.top_done || !h.seen_files) return false;
+    h.w.ch(']');
+    if (h.bucket.set) {
+        h.w.raw(",\"bucket\":");
+        h.w.string(h.bucket.view);
+    }
+    h.w.ch('}');
+    out.file_count = h.files;
+    out.earliest_expiry = h.files == 0 ? chr::system_clock::time_point::max() : to_time_point(h.earliest);
+    return true;
+}
+
+}  // namespace detail
+
+namespace {}  // namespace
 
 std::string NormalizeError::message() const {
     std::string m = "invalid upstream answer";
@@ -696,6 +931,11 @@ std::string NormalizeError::message() const {
 NormalizeResult normalize_backup_files(std::string_view body, std::chrono::system_clock::time_point now,
                                        const NormalizeOptions& opts) {
     (void)now;  // no policy depends on it yet; see the header
+    if (NormalizedAnswer ans; detail::normalize_plain(body, opts, ans)) return ans;
+    return detail::normalize_reference(body, opts);
+}
+
+NormalizeResult detail::normalize_reference(std::string_view body, const NormalizeOptions& opts) {
     if (body.size() > opts.max_body_bytes) return fail("", "body too large");
 
     // The DOM lives in an arena sized from the body: one or two allocations for the whole parse.

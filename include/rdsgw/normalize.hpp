@@ -79,6 +79,11 @@ namespace detail {
 std::optional<std::string_view> plain_link_host(std::string_view link, bool allow_http);
 const char* check_link_reference(std::string_view link, bool allow_http);
 const char* check_link(std::string_view link, bool allow_http, std::string_view& host);
+// normalize_backup_files is normalize_plain (a one-pass fast path for the plain shape; false: not handled)
+// and, when that declines, normalize_reference (the general path, the source of every error). Where
+// normalize_plain answers, normalize_reference gives the same answer (fuzz/fuzz_normalize.cpp).
+bool normalize_plain(std::string_view body, const NormalizeOptions& opts, NormalizedAnswer& out);
+NormalizeResult normalize_reference(std::string_view body, const NormalizeOptions& opts);
 }  // namespace detail
 
 }  // namespace rdsgw

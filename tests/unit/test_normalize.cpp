@@ -705,3 +705,43 @@ BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
     }
     BOOST_TEST(rdsgw::detail::plain_link_host("http://obs.com/x", true).value_or("") == "obs.com");
 }
+
+// The one-pass fast path answers for the plain shape only, and then exactly as the general path does; every
+// error comes from the general path.
+BOOST_AUTO_TEST_CASE(fast_path_agrees_with_the_general_path) {
+    std::size_t handled = 0;
+    for (const OkCase& c : ok_cases()) {
+        BOOST_TEST_CONTEXT("case: " << c.label) {
+            NormalizedAnswer fast;
+            if (!rdsgw::detail::normalize_plain(c.body, c.options, fast)) continue;
+            ++handled;
+            const auto ref = rdsgw::detail::normalize_reference(c.body, c.options);
+            BOOST_TEST_REQUIRE(std::holds_alternative<NormalizedAnswer>(ref));
+            const auto& r = std::get<NormalizedAnswer>(ref);
+            BOOST_TEST(fast.body == r.body);
+            BOOST_TEST(fast.file_count == r.file_count);
+            BOOST_TEST((fast.earliest_expiry == r.earliest_expiry));
+            BOOST_TEST(fast.body == c.expected);
+        }
+    }
+    BOOST_TEST(handled >= 20u);  // links, names, times, plain sizes: the shapes real answers have
+    for (const ErrorCase& c : error_cases()) {
+        BOOST_TEST_CONTEXT("case: " << c.label) {
+            NormalizedAnswer fast;
+            BOOST_TEST(!rdsgw::detail::normalize_plain(c.body, c.options, fast));
+        }
+    }
+    // Shapes the fast path leaves to the general path although they are valid.
+    const std::string file =
+        R"({"name":"a","size":1,"download_link":"https://obs.com/a","link_expired_time":")" + kTime + R"("})";
+    for (const std::string& body : {R"({"files":[)" + file + R"(],"x":1})",  // unknown member
+                                   R"({"files":[)" + file.substr(0, file.size() - 1) + R"(,"x":1}]})",
+                                   R"({"files":[{"name":"a","size":"1","download_link":"https://obs.com/a",)"
+                                   R"("link_expired_time":")" +
+                                       kTime + R"("}]})"}) {  // size as a string
+        NormalizedAnswer fast;
+        BOOST_TEST(!rdsgw::detail::normalize_plain(body, NormalizeOptions{}, fast));
+        BOOST_TEST(
+            std::holds_alternative<NormalizedAnswer>(normalize_backup_files(body, {}, NormalizeOptions{})));
+    }
+}
