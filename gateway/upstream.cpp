@@ -315,6 +315,58 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
 }
 
 namespace {
+
+// Reads an answer straight into an UpstreamResponse: the status, the body and the few headers the gateway
+// uses. Beast's response_parser would build a header container (an allocation and a tree insert per
+// header) only to have four of them looked up. The first of a repeated header wins, as a lookup would.
+class AnswerParser final : public http::basic_parser<false> {
+  public:
+    explicit AnswerParser(UpstreamResponse& r) : r_(r) {}
+
+  private:
+    void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                         beast::error_code&) override {}
+    void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+        r_.status = static_cast<unsigned>(code);
+    }
+    void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
+                       beast::error_code&) override {
+        if (f == http::field::retry_after)
+            take(seen_retry_after_, r_.retry_after, value);
+        else if (f == http::field::content_encoding)
+            take(seen_encoding_, r_.content_encoding, value);
+        else if (name.size() == 12 && beast::iequals(name, "X-Request-Id"))
+            take(seen_request_id_, r_.request_id, value);
+        else if (name.size() == 15 && beast::iequals(name, "X-Subject-Token"))
+            take(seen_subject_token_, r_.subject_token, value);
+    }
+    void on_header_impl(beast::error_code&) override {}
+    void on_body_init_impl(boost::optional<std::uint64_t> const& length, beast::error_code&) override {
+        // body_limit() has already refused a larger declared length.
+        if (length) r_.body.reserve(static_cast<std::size_t>(*length));
+    }
+    std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+        r_.body.append(body.data(), body.size());
+        return body.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+        r_.body.append(body.data(), body.size());
+        return body.size();
+    }
+    void on_finish_impl(beast::error_code&) override {}
+
+    static void take(bool& seen, std::string& out, beast::string_view value) {
+        if (seen) return;
+        seen = true;
+        out.assign(value.data(), value.size());
+    }
+
+    UpstreamResponse& r_;
+    bool seen_retry_after_ = false, seen_encoding_ = false, seen_request_id_ = false,
+         seen_subject_token_ = false;
+};
+
 std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
     std::string out;
     out.reserve(256 + req.body.size());
@@ -361,7 +413,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
         else
             co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-        http::response_parser<http::string_body> parser;
+        AnswerParser parser(res);
         parser.body_limit(opts_.max_response_bytes);
         parser.header_limit(64 * 1024);
         if (req.method == "HEAD") parser.skip(true);
@@ -374,6 +426,13 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
         if (!*alive) co_return res;
         res.got_response_bytes = parser.got_some();
         if (ec) {
+            // Nothing of a partial answer is reported.
+            res.status = 0;
+            res.body.clear();
+            res.request_id.clear();
+            res.retry_after.clear();
+            res.content_encoding.clear();
+            res.subject_token.clear();
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             // A reused connection that failed before any answer byte: the server had closed it; go again on a
@@ -399,17 +458,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             }
             co_return res;
         }
-        auto& msg = parser.get();
-        res.status = msg.result_int();
-        if (auto it = msg.find("X-Request-Id"); it != msg.end()) res.request_id = std::string(it->value());
-        if (auto it = msg.find(http::field::retry_after); it != msg.end())
-            res.retry_after = std::string(it->value());
-        if (auto it = msg.find(http::field::content_encoding); it != msg.end())
-            res.content_encoding = std::string(it->value());
-        if (auto it = msg.find("X-Subject-Token"); it != msg.end())
-            res.subject_token = std::string(it->value());
-        res.body = std::move(msg.body());
-        bool keep = msg.keep_alive();
+        bool keep = parser.keep_alive();
         if (c->tls) {
             // Keep the newest session (TLS 1.3 tickets arrive after the handshake) for resumption.
             if (SSL_SESSION* s = SSL_get1_session(c->tls->native_handle()))
