@@ -45,12 +45,15 @@ void json_escape_append(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');
     // Fast path: most values (ids, routes, addresses) need no escaping at all.
+    struct Table {
+        bool special[256] = {};
+        constexpr Table() {
+            for (unsigned c = 0; c < 256; ++c) special[c] = c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+        }
+    };
+    static constexpr Table kTable{};
     std::size_t plain = 0;
-    while (plain < s.size()) {
-        unsigned char c = static_cast<unsigned char>(s[plain]);
-        if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) break;
-        ++plain;
-    }
+    while (plain < s.size() && !kTable.special[static_cast<unsigned char>(s[plain])]) ++plain;
     out.append(s.data(), plain);
     s.remove_prefix(plain);
     for (unsigned char c : s) {

@@ -227,6 +227,15 @@ struct DuplicateCheck {
 // Output: compact JSON written directly. Strings taken from the DOM are valid UTF-8 (the parser refuses
 // anything else); they are escaped as RFC 8259 requires.
 
+// Bytes a JSON string must escape.
+struct EscapeTable {
+    bool v[256] = {};
+    constexpr EscapeTable() {
+        for (unsigned c = 0; c < 256; ++c) v[c] = c < 0x20 || c == '"' || c == '\\';
+    }
+};
+constexpr EscapeTable kEscape{};
+
 class Writer {
   public:
     explicit Writer(std::string& out) : out_(out) {}
@@ -290,10 +299,7 @@ class Writer {
     }
 
   private:
-    static bool needs_escape(char ch) {
-        const auto c = static_cast<unsigned char>(ch);
-        return c < 0x20 || c == '"' || c == '\\';
-    }
+    static bool needs_escape(char ch) { return kEscape.v[static_cast<unsigned char>(ch)]; }
     void escape(unsigned char c) {
         switch (c) {
             case '"':
@@ -399,9 +405,21 @@ const char* check_size(const json::value& v, std::int64_t& out) {
     }
 }
 
+// Bytes a file name may not hold: controls, DEL, '/' and '\\'.
+struct NameTable {
+    bool bad[256] = {};
+    constexpr NameTable() {
+        for (unsigned c = 0; c < 256; ++c) bad[c] = c < 0x20 || c == 0x7f || c == '/' || c == '\\';
+    }
+};
+constexpr NameTable kName{};
+
 const char* check_name_text(std::string_view s) {
     if (s.empty()) return "empty";
     if (s == "." || s == "..") return "a dot segment";
+    bool clean = true;
+    for (const char ch : s) clean &= !kName.bad[static_cast<unsigned char>(ch)];
+    if (clean) return nullptr;
     for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
         if (c < 0x20 || c == 0x7f) return "contains a control character";
@@ -440,10 +458,12 @@ constexpr bool pchar_table_entry(unsigned char c) {
            c == '.' || c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' ||
            c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' || c == ':' || c == '@';
 }
+// For the part of a link after the authority: pchar, '/' and '?' (what needs no further look).
 struct PcharTable {
     bool v[256] = {};
     constexpr PcharTable() {
-        for (unsigned c = 0; c < 256; ++c) v[c] = pchar_table_entry(static_cast<unsigned char>(c));
+        for (unsigned c = 0; c < 256; ++c)
+            v[c] = pchar_table_entry(static_cast<unsigned char>(c)) || c == '/' || c == '?';
     }
 };
 constexpr PcharTable kPchar{};
@@ -490,7 +510,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     bool fragment = false;
     while (i < s.size()) {
         const char c = s[i];
-        if (kPchar.v[static_cast<unsigned char>(c)] || c == '/' || c == '?') {
+        if (kPchar.v[static_cast<unsigned char>(c)]) {
             ++i;
         } else if (c == '%') {
             if (i + 2 >= s.size() || !hex_digit(s[i + 1]) || !hex_digit(s[i + 2])) return std::nullopt;
