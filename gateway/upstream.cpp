@@ -118,6 +118,13 @@ struct ConnectionPool::Conn {
         if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);  // error
         return true;  // unexpected bytes (or TLS close_notify)
     }
+    // True when TLS data already sits unread in OpenSSL (decrypted, or still in its read buffer): bytes the
+    // socket peek in stale() cannot see any more.
+    bool tls_pending() {
+        if (!tls) return false;
+        SSL* ssl = tls->native_handle();
+        return SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
+    }
     void close() {
         boost::system::error_code ec;
         lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -182,11 +189,9 @@ std::unique_ptr<ConnectionPool::Conn> ConnectionPool::take_idle() {
         std::unique_ptr<Conn> c = std::move(idle_.back());
         idle_.pop_back();
         if (metrics_) metrics_->upstream_connections_add(0, -1);
-        // The peek for a server-side close costs a syscall per request; a connection back in the pool for
-        // less than a second is taken as is (servers close idle connections after seconds, and a request on
-        // a connection that turns out closed is sent again on a new one, see exchange()).
-        const auto idle = now - c->idle_since;
-        if (idle >= opts_.idle_timeout || (idle >= std::chrono::seconds(1) && c->stale())) {
+        // Every reused connection is peeked first (one non-blocking recv): a server-side close, or bytes
+        // nobody asked for, which would otherwise be read as this request's answer (another backup's links).
+        if (now - c->idle_since >= opts_.idle_timeout || c->stale()) {
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             continue;
@@ -413,26 +418,42 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
         else
             co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-        AnswerParser parser(res);
-        parser.body_limit(opts_.max_response_bytes);
-        parser.header_limit(64 * 1024);
-        if (req.method == "HEAD") parser.skip(true);
-        if (!ec) {
-            if (c->tls)
-                co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
-            else
-                co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
-        }
-        if (!*alive) co_return res;
-        res.got_response_bytes = parser.got_some();
-        if (ec) {
-            // Nothing of a partial answer is reported.
+        // Interim answers (1xx, e.g. 103 Early Hints), which Beast reads as complete messages, are skipped, a
+        // few at most; a connection with bytes left over after the answer is not reused (they would be
+        // taken for the next request's answer).
+        bool keep = false;
+        const auto clear_answer = [&res] {
             res.status = 0;
             res.body.clear();
             res.request_id.clear();
             res.retry_after.clear();
             res.content_encoding.clear();
             res.subject_token.clear();
+        };
+        for (int interim = 0; !ec; ++interim) {
+            AnswerParser parser(res);
+            parser.body_limit(opts_.max_response_bytes);
+            parser.header_limit(64 * 1024);
+            if (req.method == "HEAD") parser.skip(true);
+            if (c->tls)
+                co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+            else
+                co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
+            res.got_response_bytes = res.got_response_bytes || parser.got_some();
+            if (ec || !*alive) break;
+            if (res.status >= 100 && res.status < 200 && res.status != 101 && interim < 4) {
+                clear_answer();
+                continue;
+            }
+            keep = parser.keep_alive() && c->buf.size() == 0 && !c->tls_pending();
+            break;
+        }
+        if (!*alive) {
+            clear_answer();
+            co_return res;
+        }
+        if (ec) {
+            clear_answer();  // nothing of a partial answer is reported
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             // A reused connection that failed before any answer byte: the server had closed it; go again on a
@@ -458,7 +479,6 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             }
             co_return res;
         }
-        bool keep = parser.keep_alive();
         if (c->tls) {
             // Keep the newest session (TLS 1.3 tickets arrive after the handshake) for resumption.
             if (SSL_SESSION* s = SSL_get1_session(c->tls->native_handle()))

@@ -85,6 +85,27 @@ BOOST_AUTO_TEST_CASE(surplus_connections_linger_then_shrink_to_pool_size) {
     BOOST_TEST(eventually([&] { return idle() == 2; }, 5s));
 }
 
+// An interim 1xx answer before the real one is skipped; bytes after an answer are never read as the next
+// request's answer (a connection holding them is not reused).
+BOOST_AUTO_TEST_CASE(interim_answers_skipped_and_leftover_bytes_never_reused) {
+    Pki pki = make_pki();
+    MockServer mock(&pki, R"({"raw_before":"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"})");
+    GatewayProc gw(config(mock, pki, R"({"listen":{"threads":1}})"), env());
+    HttpClient c(gw.port);
+    auto r = c.request("GET", backup_path(id(1)), with_key());
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST(json::parse(r.body).at("files").as_array().size() == 2u);
+    // Stray bytes after each answer: a well-formed answer with no files, which must never be served.
+    mock.configure(
+        R"({"raw_before":"","raw_after":"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"files\":[]}"})");
+    for (int i = 2; i < 6; ++i) {
+        auto r2 = c.request("GET", backup_path(id(i)), with_key());
+        BOOST_TEST(r2.status == 200u);
+        BOOST_TEST(json::parse(r2.body).at("files").as_array().size() == 2u);
+    }
+    BOOST_TEST(mock.stat("rds_requests") == 5);
+}
+
 BOOST_AUTO_TEST_CASE(idle_connection_closed_by_upstream_is_replaced) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"idle_close_ms":50})");

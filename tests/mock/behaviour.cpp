@@ -100,6 +100,10 @@ std::string Behaviour::merge(const json::object& patch, std::deque<json::object>
             err = string_field(custom_body);
         } else if (key == "bucket") {
             err = string_field(bucket);
+        } else if (key == "raw_before") {
+            err = string_field(raw_before);
+        } else if (key == "raw_after") {
+            err = string_field(raw_after);
         } else if (key == "status") {
             err = status_field(status);
         } else if (key == "error_code") {
@@ -188,6 +192,8 @@ json::object Behaviour::to_json() const {
                         {"missing_backups", std::move(missing)},
                         {"idle_close_ms", idle_close_ms},
                         {"gzip", gzip},
+                        {"raw_before", raw_before},
+                        {"raw_after", raw_after},
                         {"auth", auth},
                         // Secrets are reported by presence only.
                         {"static_token_set", !static_token.empty()},

@@ -41,6 +41,9 @@ struct Behaviour {
     std::set<std::string> missing_backups;
     int idle_close_ms = 0;  // 0: never close an idle keep-alive connection
     bool gzip = false;
+    // Raw bytes written on the connection right before / right after each RDS answer (e.g. an interim
+    // "HTTP/1.1 103 Early Hints\r\n\r\n" before it, or stray bytes after it).
+    std::string raw_before, raw_after;
     std::string auth = "none";  // none|static|iam|aksk
     std::string static_token;
     std::string ak;
@@ -65,6 +68,7 @@ struct Reply {
     Kind kind = Kind::respond;
     std::chrono::milliseconds delay{0};  // wait this long before acting
     Response response;                   // when kind == respond (keep-alive is set by the server)
+    std::string raw_before, raw_after;   // written around the response (Behaviour::raw_before/after)
 };
 
 // The state shared by all connections and threads. Cheap operations happen under one mutex; bodies are

@@ -127,9 +127,19 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
         } else {
             res.prepare_payload();
         }
-        auto [wec, wn] = co_await http::async_write(stream, res, use_nothrow);
-        (void)wn;
-        if (wec) co_return;
+        if (!reply.raw_before.empty() || !reply.raw_after.empty()) {
+            // Raw bytes around the answer, sent in the same write so that they arrive together with it.
+            std::ostringstream os;
+            os << res;
+            const std::string wire = reply.raw_before + os.str() + reply.raw_after;
+            auto [rec, rn] = co_await asio::async_write(stream, asio::buffer(wire), use_nothrow);
+            (void)rn;
+            if (rec) co_return;
+        } else {
+            auto [wec, wn] = co_await http::async_write(stream, res, use_nothrow);
+            (void)wn;
+            if (wec) co_return;
+        }
         if (!res.keep_alive()) {
             co_await graceful_close(stream);
             co_return;

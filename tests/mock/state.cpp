@@ -319,6 +319,8 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
             res.set(http::field::content_encoding, "gzip");
         }
         reply.response = std::move(res);
+        reply.raw_before = b->raw_before;
+        reply.raw_after = b->raw_after;
         return std::move(reply);
     };
 
