@@ -17,6 +17,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -751,7 +752,9 @@ struct PlainHandler {
     bool keep(PlainSlot& slot, std::string_view v) {
         if (slot.set) return false;
         slot.set = true;
-        const bool in_input = v.data() >= input.data() && v.data() + v.size() <= input.data() + input.size();
+        const std::less_equal<const char*> le;  // a total order, also for pointers into different arrays
+        const bool in_input =
+            le(input.data(), v.data()) && le(v.data() + v.size(), input.data() + input.size());
         if (in_input && !parts) {
             slot.view = v;
         } else {

@@ -270,6 +270,30 @@ BOOST_AUTO_TEST_CASE(evicts_least_recently_used_by_entries) {
     BOOST_TEST(cache.entries() == 3u);
 }
 
+// With many shards the order is still global: whichever shard holds the least recently used entry loses it,
+// and a hit anywhere makes its entry young again.
+BOOST_AUTO_TEST_CASE(evicts_in_global_lru_order_across_shards) {
+    Counters c;
+    auto o = options(16);
+    const int n = 64;
+    o.max_entries = n;
+    LinkCache cache(o, c.events());
+    auto key = [](int i) { return "k" + std::to_string(i); };
+    for (int i = 0; i < n; ++i) BOOST_TEST(cache.put(key(i), ok(T0 + 1h), T0));
+    // Touch the even keys (oldest first), so the odd ones are now the least recently used, in order.
+    for (int i = 0; i < n; i += 2) BOOST_TEST(cache.get(key(i), T0).answer);
+    for (int j = 0; j < n / 2; ++j) {
+        BOOST_TEST_CONTEXT("new entry " << j) {
+            BOOST_TEST(cache.put("new" + std::to_string(j), ok(T0 + 1h), T0));
+            BOOST_TEST(cache.entries() == static_cast<std::size_t>(n));
+            BOOST_TEST(
+                !cache.get(key(2 * j + 1), T0).answer);  // the oldest odd key went (a miss touches nothing)
+        }
+    }
+    BOOST_TEST(c.evicted == n / 2);
+    for (int i = 0; i < n; i += 2) BOOST_TEST(cache.get(key(i), T0).answer);  // every even key survived
+}
+
 BOOST_AUTO_TEST_CASE(evicts_least_recently_used_by_bytes) {
     Counters c;
     auto o = options(1);
