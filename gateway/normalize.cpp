@@ -608,6 +608,30 @@ chr::system_clock::time_point to_time_point(chr::sys_seconds t) {
         chr::duration_cast<chr::system_clock::duration>(t.time_since_epoch()));
 }
 
+// A file's canonical form up to its unknown members (the one place for it; both paths use it): the opening
+// brace and the known fields in their fixed order. The link is a valid URI and the time is digits, '-', ':',
+// 'T' and '+': neither needs an escape.
+void write_known_fields(Writer& w, std::string_view name, std::int64_t size, std::string_view link,
+                        std::string_view when, const std::string_view* db, const NormalizeOptions& opts) {
+    w.raw("{\"name\":");
+    w.string(name);
+    w.raw(",\"size\":");
+    w.integer(size);
+    w.raw(",\"download_link\":");
+    w.plain_string(link);
+    w.raw(",\"link_expired_time\":\"");
+    w.raw(when);
+    if (opts.emit_legacy_expiry_field) {
+        w.raw("\",\"link_expired_link\":\"");
+        w.raw(when);
+    }
+    w.ch('"');
+    if (db != nullptr) {
+        w.raw(",\"database_name\":");
+        w.string(*db);
+    }
+}
+
 // Validates files[i] and writes its canonical form. Returns a failure or nothing.
 std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, const NormalizeOptions& opts,
                                          Writer& w, chr::sys_seconds& expiry) {
@@ -680,23 +704,9 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     const std::string when = format_rds_time(*t);
     expiry = t->utc;
 
-    w.raw("{\"name\":");
-    w.string(name->get_string());
-    w.raw(",\"size\":");
-    w.integer(kb);
-    w.raw(",\"download_link\":");
-    w.plain_string(link->get_string());  // a valid URI: nothing to escape (see check_link)
-    w.raw(",\"link_expired_time\":\"");
-    w.raw(when);  // digits, '-', ':', 'T', '+': nothing to escape
-    if (opts.emit_legacy_expiry_field) {
-        w.raw("\",\"link_expired_link\":\"");
-        w.raw(when);
-    }
-    w.ch('"');
-    if (db != nullptr) {
-        w.raw(",\"database_name\":");
-        w.string(db->get_string());
-    }
+    const std::string_view db_text = db != nullptr ? std::string_view(db->get_string()) : std::string_view();
+    write_known_fields(w, name->get_string(), kb, link->get_string(), when,
+                       db != nullptr ? &db_text : nullptr, opts);
     if (!opts.drop_unknown_fields) {
         for (const auto& kv : *f) {
             if (classify(kv.key()) != FileField::other) continue;
@@ -783,23 +793,7 @@ struct PlainHandler {
         const std::string when = format_rds_time(*t);
         if (t->utc < earliest) earliest = t->utc;
         if (files++ != 0) w.ch(',');
-        w.raw("{\"name\":");
-        w.string(name.view);
-        w.raw(",\"size\":");
-        w.integer(size);
-        w.raw(",\"download_link\":");
-        w.plain_string(link.view);
-        w.raw(",\"link_expired_time\":\"");
-        w.raw(when);
-        if (opts.emit_legacy_expiry_field) {
-            w.raw("\",\"link_expired_link\":\"");
-            w.raw(when);
-        }
-        w.ch('"');
-        if (db.set) {
-            w.raw(",\"database_name\":");
-            w.string(db.view);
-        }
+        write_known_fields(w, name.view, size, link.view, when, db.set ? &db.view : nullptr, opts);
         w.ch('}');
         return true;
     }
