@@ -1,4 +1,5 @@
 #include "rdsgw/log.hpp"
+#include "rdsgw/text.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -45,15 +46,10 @@ void json_escape_append(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');
     // Fast path: most values (ids, routes, addresses) need no escaping at all.
-    struct Table {
-        bool special[256] = {};
-        constexpr Table() {
-            for (unsigned c = 0; c < 256; ++c) special[c] = c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
-        }
-    };
-    static constexpr Table kTable{};
+    static constexpr ByteSet kSpecial(
+        [](unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; });
     std::size_t plain = 0;
-    while (plain < s.size() && !kTable.special[static_cast<unsigned char>(s[plain])]) ++plain;
+    while (plain < s.size() && !kSpecial(static_cast<unsigned char>(s[plain]))) ++plain;
     out.append(s.data(), plain);
     s.remove_prefix(plain);
     for (unsigned char c : s) {

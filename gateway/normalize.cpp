@@ -6,6 +6,7 @@
 // answer straight into the output string (no second DOM, no copies of unknown values).
 #include "rdsgw/normalize.hpp"
 
+#include "rdsgw/text.hpp"
 #include "rdsgw/timefmt.hpp"
 
 #include <boost/json.hpp>
@@ -229,13 +230,7 @@ struct DuplicateCheck {
 // anything else); they are escaped as RFC 8259 requires.
 
 // Bytes a JSON string must escape.
-struct EscapeTable {
-    bool v[256] = {};
-    constexpr EscapeTable() {
-        for (unsigned c = 0; c < 256; ++c) v[c] = c < 0x20 || c == '"' || c == '\\';
-    }
-};
-constexpr EscapeTable kEscape{};
+constexpr ByteSet kEscape([](unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; });
 
 class Writer {
   public:
@@ -300,7 +295,7 @@ class Writer {
     }
 
   private:
-    static bool needs_escape(char ch) { return kEscape.v[static_cast<unsigned char>(ch)]; }
+    static bool needs_escape(char ch) { return kEscape(static_cast<unsigned char>(ch)); }
     void escape(unsigned char c) {
         switch (c) {
             case '"':
@@ -407,19 +402,13 @@ const char* check_size(const json::value& v, std::int64_t& out) {
 }
 
 // Bytes a file name may not hold: controls, DEL, '/' and '\\'.
-struct NameTable {
-    bool bad[256] = {};
-    constexpr NameTable() {
-        for (unsigned c = 0; c < 256; ++c) bad[c] = c < 0x20 || c == 0x7f || c == '/' || c == '\\';
-    }
-};
-constexpr NameTable kName{};
+constexpr ByteSet kNameBad([](unsigned char c) { return c < 0x20 || c == 0x7f || c == '/' || c == '\\'; });
 
 const char* check_name_text(std::string_view s) {
     if (s.empty()) return "empty";
     if (s == "." || s == "..") return "a dot segment";
     bool clean = true;
-    for (const char ch : s) clean &= !kName.bad[static_cast<unsigned char>(ch)];
+    for (const char ch : s) clean &= !kNameBad(static_cast<unsigned char>(ch));
     if (clean) return nullptr;
     for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
@@ -460,14 +449,7 @@ constexpr bool pchar_table_entry(unsigned char c) {
            c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' || c == ':' || c == '@';
 }
 // For the part of a link after the authority: pchar, '/' and '?' (what needs no further look).
-struct PcharTable {
-    bool v[256] = {};
-    constexpr PcharTable() {
-        for (unsigned c = 0; c < 256; ++c)
-            v[c] = pchar_table_entry(static_cast<unsigned char>(c)) || c == '/' || c == '?';
-    }
-};
-constexpr PcharTable kPchar{};
+constexpr ByteSet kLinkRest([](unsigned char c) { return pchar_table_entry(c) || c == '/' || c == '?'; });
 
 bool hex_digit(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -511,7 +493,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     bool fragment = false;
     while (i < s.size()) {
         const char c = s[i];
-        if (kPchar.v[static_cast<unsigned char>(c)]) {
+        if (kLinkRest(static_cast<unsigned char>(c))) {
             ++i;
         } else if (c == '%') {
             if (i + 2 >= s.size() || !hex_digit(s[i + 1]) || !hex_digit(s[i + 2])) return std::nullopt;

@@ -144,13 +144,9 @@ bool percent_decode(std::string_view in, std::string& out) {
 namespace {
 // Bytes of a request-target that need no further look: everything but controls, space, DEL, non-ASCII,
 // '#', '\\', and '%' and '.' (which start the escape and dot-segment checks below).
-struct TargetTable {
-    bool plain[256] = {};
-    constexpr TargetTable() {
-        for (unsigned c = 0x21; c < 0x7f; ++c) plain[c] = c != '#' && c != '\\' && c != '%' && c != '.';
-    }
-};
-constexpr TargetTable kTarget{};
+constexpr ByteSet kTargetPlain([](unsigned char c) {
+    return c >= 0x21 && c < 0x7f && c != '#' && c != '\\' && c != '%' && c != '.';
+});
 }  // namespace
 
 std::string check_target(std::string_view target) {
@@ -158,7 +154,7 @@ std::string check_target(std::string_view target) {
     if (target.size() > 1 && target[1] == '/') return "request-target must not start with '//'";
     bool percent = false, dot = false;
     for (unsigned char c : target) {
-        if (kTarget.plain[c]) continue;
+        if (kTargetPlain(c)) continue;
         if (c <= 0x20 || c == 0x7f) return "request-target contains a control character, space, CR or LF";
         if (c >= 0x80) return "request-target contains a non-ASCII byte";
         if (c == '#') return "request-target must not contain a fragment";

@@ -4,6 +4,17 @@
 
 namespace rdsgw {
 
+// A set of byte values, built at compile time from a predicate: the byte scans over request targets, links,
+// names and JSON strings cost one table lookup per byte.
+struct ByteSet {
+    bool has[256] = {};
+    template <class Pred>
+    constexpr explicit ByteSet(Pred pred) {
+        for (unsigned c = 0; c < 256; ++c) has[c] = pred(static_cast<unsigned char>(c));
+    }
+    constexpr bool operator()(unsigned char c) const { return has[c]; }
+};
+
 constexpr char ascii_lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
