@@ -7,7 +7,10 @@ PKGS=(
   g++ cmake ninja-build make pkg-config git curl openssl ca-certificates python3
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-test1.81-dev
   libssl-dev prometheus-cpp-dev zlib1g-dev libjemalloc-dev
-  clang libclang-rt-14-dev libbenchmark-dev
+  clang libclang-rt-14-dev libbenchmark-dev ccache
+  libre2-dev libhiredis-dev libsystemd-dev
+  redis-server prometheus chromium libjs-chart.js
+  dpkg-dev lintian fakeroot file
 )
 # Extra packages only the benchmark needs (scripts/bench.sh passes --bench).
 if [[ "${1:-}" == "--bench" ]]; then
