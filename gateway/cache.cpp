@@ -351,7 +351,8 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
 }
 
 asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
-                                                        std::function<asio::awaitable<FetchPtr>()> fetch) {
+                                                        std::function<asio::awaitable<FetchPtr>()> fetch,
+                                                        std::function<FetchPtr()> recheck) {
     const asio::any_io_executor ex = co_await asio::this_coro::executor;
     auto me = std::make_shared<Waiter>(ex);
     me->timer.expires_after(opts_.wait_timeout);
@@ -362,6 +363,14 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
         std::lock_guard lk(mu_);
         auto it = flights_.find(key);
         if (it == flights_.end()) {
+            if (recheck) {
+                if (FetchPtr landed = recheck()) {
+                    result.outcome = std::move(landed);
+                    result.role = Role::waiter;
+                    result.rechecked = true;
+                    co_return result;
+                }
+            }
             flight = std::make_shared<Flight>(key);
             flights_.emplace(std::move(key), flight);
             result.role = Role::leader;

@@ -41,6 +41,12 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v,
     return d.count() < 0 ? std::chrono::milliseconds(0) : d;
 }
 
+bool RetryBudget::has_room() const {
+    unsigned active = active_.load(std::memory_order_relaxed);
+    unsigned allowed = std::max<unsigned>(min_, static_cast<unsigned>(ratio_ * active));
+    return retries_.load(std::memory_order_relaxed) < allowed;
+}
+
 bool RetryBudget::try_start_retry() {
     unsigned active = active_.load(std::memory_order_relaxed);
     unsigned allowed = std::max<unsigned>(min_, static_cast<unsigned>(ratio_ * active));

@@ -145,13 +145,15 @@ struct Server::Impl {
         co_return ec ? 0 : n;
     }
 
+    // A refusal the session makes itself (before or instead of the pipeline): answered, logged, counted.
     template <class Stream>
-    asio::awaitable<void> simple_reply_and_close(Stream& stream, unsigned status, std::string_view msg,
-                                                 const std::string& request_id) {
-        Response r;
-        r.status = status;
-        r.body = make_error_body(status, msg, request_id);
-        co_await write_response(stream, r, request_id, false, 11, false);
+    asio::awaitable<void> refuse(Stream& stream, Exchange& x, LocalError e) {
+        x.error = std::move(e);
+        x.error->close = true;
+        gw.respond(x);
+        x.bytes_sent = co_await write_response(stream, x.response, x.request_id, false, x.version,
+                                               x.method == http::verb::head);
+        gw.finish(x);
     }
 
     template <class Stream>
@@ -197,101 +199,84 @@ struct Server::Impl {
             parser.body_limit(0);
             boost::system::error_code ec;
             co_await http::async_read_header(stream, buf, parser, asio::redirect_error(use_awaitable, ec));
-            auto t0 = steady::now();
-            std::string request_id;
+            Exchange x;
+            x.started = steady::now();
+            x.client_addr = client;
+            x.tls_subject = tls_subject;
+            x.admin_listener = admin;
             if (ec) {
+                x.request_id = make_request_id();
                 if (ec == http::error::header_limit) {
-                    request_id = make_request_id();
-                    gw.metrics().rejected("limit");
-                    co_await simple_reply_and_close(stream, 431, "request header too large", request_id);
+                    co_await refuse(
+                        stream, x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
                 } else if (ec == http::error::body_limit) {
                     // A Content-Length above zero: this API has no request bodies.
-                    request_id = make_request_id();
-                    gw.metrics().rejected("limit");
-                    co_await simple_reply_and_close(stream, 413, "request body not allowed", request_id);
+                    co_await refuse(
+                        stream, x, LocalError(413, "request body not allowed", ErrorSource::caller, "limit"));
                 } else if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
                            ec == asio::error::eof || ec == asio::error::connection_reset ||
                            ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated) {
                     // Timed out (a client trickling bytes) or gone: drop the connection.
                 } else {
-                    request_id = make_request_id();
-                    gw.metrics().rejected("validation");
-                    co_await simple_reply_and_close(stream, 400, "malformed HTTP request", request_id);
+                    co_await refuse(
+                        stream, x,
+                        LocalError(400, "malformed HTTP request", ErrorSource::caller, "validation"));
                 }
                 co_return;
             }
             auto& req = parser.get();
             if (auto it = req.find("X-Request-Id"); it != req.end() && is_sane_request_id(it->value()))
-                request_id = std::string(it->value());
+                x.request_id = std::string(it->value());
             else
-                request_id = make_request_id();
+                x.request_id = make_request_id();
+            x.method = req.method();
+            x.method_string = req.method_string();
+            x.target = req.target();
+            x.version = req.version() == 10 ? 10 : 11;
+            x.route = classify(x.target);
+            x.fields = &req.base();
 
-            RequestView rv;
-            rv.method = req.method();
-            rv.method_string = req.method_string();
-            rv.target = req.target();
-            rv.route = classify(rv.target);
-            rv.fields = &req.base();
-            rv.client_addr = client;
-            rv.tls_subject = tls_subject;
-            rv.admin_listener = admin;
-
-            Response r;
-            bool body_refused = false;
             if ((parser.content_length() && *parser.content_length() > 0) || parser.chunked()) {
                 // This API has no request bodies; refuse without reading one, and close the connection.
-                gw.metrics().rejected("limit");
-                r.status = 413;
-                r.body = make_error_body(413, "request body not allowed", request_id);
-                body_refused = true;
-            } else if (req.version() == 11 && req.find(http::field::host) == req.end()) {
-                gw.metrics().rejected("validation");
-                r.status = 400;
-                r.body = make_error_body(400, "missing Host header", request_id);
-                r.close = true;
-            } else if (inflight.fetch_add(1) >= lim.max_inflight) {
+                co_await refuse(stream, x,
+                                LocalError(413, "request body not allowed", ErrorSource::caller, "limit"));
+                co_return;
+            }
+            if (req.version() == 11 && req.find(http::field::host) == req.end()) {
+                co_await refuse(stream, x,
+                                LocalError(400, "missing Host header", ErrorSource::caller, "validation"));
+                co_return;
+            }
+            if (inflight.fetch_add(1) >= lim.max_inflight) {
                 inflight.fetch_sub(1);
-                gw.metrics().rejected("limit");
-                r.status = 503;
-                r.body = make_error_body(503, "too many requests in flight", request_id);
-                r.headers.emplace_back("Retry-After", "1");
+                x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit")
+                              .with("Retry-After", "1");
+                gw.respond(x);
             } else {
                 gw.metrics().inflight_add(1);
                 low.expires_never();
-                // Cache hits and every refusal are answered synchronously; only a miss suspends.
-                auto v = gw.prepare(rv, request_id);
-                if (auto* ready = std::get_if<Response>(&v)) {
-                    r = std::move(*ready);
-                } else {
-                    Gateway::Pending p = std::move(std::get<Gateway::Pending>(v));
-                    r = co_await gw.backup_files_fetch(ws.w, p, request_id);
-                }
+                // Cache hits and every refusal are answered inline; only a miss suspends.
+                if (gw.begin(x)) co_await gw.fetch_phase(ws.w, x);
                 inflight.fetch_sub(1);
                 gw.metrics().inflight_add(-1);
             }
-            bool keep = req.keep_alive() && !r.close && !body_refused && !draining.load();
+            const Response& r = x.response;
+            bool keep = req.keep_alive() && !r.close && !draining.load();
             low.expires_after(milliseconds(lim.idle_timeout_ms));
             // Written inline (not through write_response) to save a coroutine frame per request.
-            std::size_t sent = 0;
             {
                 std::string_view body = r.body_view();
-                std::string h =
-                    response_head(r, body.size(), request_id, keep, req.version() == 10 ? 10 : 11);
+                std::string h = response_head(r, body.size(), x.request_id, keep, x.version);
                 std::array<asio::const_buffer, 2> bufs{
                     asio::buffer(h),
                     asio::buffer(body.data(), req.method() == http::verb::head ? 0 : body.size())};
                 boost::system::error_code wec;
                 std::size_t n =
                     co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, wec));
-                sent = wec ? 0 : n;
+                x.bytes_sent = wec ? 0 : n;
             }
-            double ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
-            std::string_view m = req.method() == http::verb::get    ? "GET"
-                                 : req.method() == http::verb::head ? "HEAD"
-                                                                    : "other";
-            gw.metrics().request_done(route_name(rv.route), m, r.status, r.cache, ms / 1000.0);
-            if (gw.access_log().enabled()) gw.access_log().write(gw.access_line(rv, r, request_id, sent, ms));
-            if (sent == 0 || !keep) {
+            gw.finish(x);
+            if (x.bytes_sent == 0 || !keep) {
                 boost::system::error_code ignored;
                 low.socket().shutdown(tcp::socket::shutdown_send, ignored);
                 co_return;
@@ -311,11 +296,15 @@ struct Server::Impl {
             ~Closed() { self->session_closed(); }
         } closed{this};
         if (open_conns.load() > cfg.limits.max_connections) {
-            gw.metrics().rejected("limit");
             beast::tcp_stream s(std::move(sock));
             s.expires_after(std::chrono::seconds(1));
-            const std::string id = make_request_id();
-            co_await simple_reply_and_close(s, 503, "too many open connections", id);
+            Exchange x;
+            x.started = steady::now();
+            x.client_addr = client;
+            x.admin_listener = admin;
+            x.request_id = make_request_id();
+            co_await refuse(s, x,
+                            LocalError(503, "too many open connections", ErrorSource::internal, "limit"));
             boost::system::error_code ignored;
             s.socket().shutdown(tcp::socket::shutdown_send, ignored);
             co_return;

@@ -15,10 +15,13 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "rdsgw/local_error.hpp"
 
 namespace rdsgw {
 
@@ -102,15 +105,14 @@ class LinkCache {
 
 // The outcome of one upstream fetch, shared by every caller that waited for it.
 struct FetchOutcome {
-    AnswerPtr answer;              // what to send (a 200, a passed-through RDS error, or a gateway error)
-    bool upstream_failed = false;  // timeout, connection failure, 5xx, breaker open: stale may be served
-    // Set by the gateway's fetch (not used by the cache itself):
-    unsigned error_status = 0;     // non-zero: the gateway answers with its own error of this status
-    std::string error_message;     // ...and this message (each caller gets its own request_id in the body)
-    std::string retry_after;       // Retry-After to pass on
-    unsigned attempts = 0;         // upstream attempts made
-    unsigned upstream_status = 0;  // last upstream HTTP status (0: none)
-    double upstream_ms = -1;       // time spent upstream
+    AnswerPtr answer;                 // when no error: a normalized 200 or a passed-through RDS error
+    std::optional<LocalError> error;  // else the gateway's own answer (each caller gets its own request_id)
+    bool upstream_failed = false;     // timeout, connection failure, 5xx, breaker open: stale may be served
+    std::string upstream_request_id;  // RDS's X-Request-Id when sane, else ""
+    std::string retry_after;          // the upstream's Retry-After as the gateway's own whole seconds
+    unsigned attempts = 0;            // upstream attempts made
+    unsigned upstream_status = 0;     // last upstream HTTP status (0: none)
+    double upstream_ms = -1;          // time spent upstream
 };
 using FetchPtr = std::shared_ptr<const FetchOutcome>;
 
@@ -132,6 +134,7 @@ class SingleFlight {
         Role role = Role::leader;
         bool overflow = false;   // too many waiters
         bool timed_out = false;  // waited longer than wait_timeout
+        bool rechecked = false;  // `recheck` found the answer: no flight was needed
     };
 
     // The first caller for `key` becomes the leader: `fetch` is started detached (co_spawn on the leader's
@@ -142,8 +145,16 @@ class SingleFlight {
     // waiting on the key, the leader included; the leader itself is never refused. A caller whose wait is
     // cancelled (per-operation cancellation, e.g. its session was cancelled) stops waiting and run() throws
     // boost::system::system_error(operation_aborted); the fetch goes on for the others.
+    //
+    // `recheck` (optional) closes the gap between a caller's cache lookup and its arrival here: a flight
+    // that stored its answer and left the map in between would otherwise be followed by a second fetch.
+    // It is called under the map's lock by a caller about to become a leader; a non-null outcome (the
+    // answer the previous flight stored) is returned at once with role waiter and `rechecked` set, and
+    // `fetch` is not started. Since a flight stores before it leaves the map, concurrent callers of one key
+    // make exactly one fetch whatever the timing.
     boost::asio::awaitable<Result> run(std::string key,
-                                       std::function<boost::asio::awaitable<FetchPtr>()> fetch);
+                                       std::function<boost::asio::awaitable<FetchPtr>()> fetch,
+                                       std::function<FetchPtr()> recheck = {});
 
     std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
 

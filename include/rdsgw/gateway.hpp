@@ -1,71 +1,52 @@
-// The request pipeline: route -> authenticate caller -> validate -> authorize -> rate limit -> cache ->
-// single-flight -> upstream (credentials, retries) -> normalize -> store -> respond. The session (server.hpp)
-// does the HTTP I/O; everything a request needs to be answered is decided here.
+// The request pipeline. For a backup-files request the phases run in this order (README, "The life of one
+// request"); each either continues or ends the exchange with a local reply (LocalError) or an answer:
+//
+//   route -> authenticate -> validate -> authorize -> rate-limit -> cache lookup      (inline: begin())
+//     -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver (a miss:
+//     fetch_phase())
+//     -> respond
+//
+// The session (session.cpp) does the HTTP I/O: it builds the Exchange, calls begin() and, only when that
+// says the upstream is needed, co_awaits fetch_phase(); then it writes exchange.response and calls
+// finish(), which feeds the metrics and the access log from the exchange, once.
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/beast/http/fields.hpp>
-#include <boost/beast/http/verb.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
-#include <variant>
-#include <vector>
 
 #include "rdsgw/cache.hpp"
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/config.hpp"
 #include "rdsgw/credentials.hpp"
+#include "rdsgw/exchange.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/request.hpp"
-#include "rdsgw/resilience.hpp"
-#include "rdsgw/upstream.hpp"
+#include "rdsgw/upstream_service.hpp"
 
 namespace rdsgw {
 
-// Per-thread state: the thread's io_context and its upstream connection pool.
-struct Worker {
-    unsigned index = 0;
-    boost::asio::io_context ioc{1};
-    std::unique_ptr<ConnectionPool> pool;
+// The callers' registry and the two reloadable switches, swapped as a whole on SIGHUP.
+class CallerSet {
+  public:
+    CallerSet(const CallersConfig& cfg);
+    // A per-thread snapshot, refreshed when a reload bumped the generation: no shared lock per request.
+    std::shared_ptr<const CallerRegistry> snapshot() const;
+    void reload(const CallersConfig& cfg);
+    bool required() const { return required_.load(std::memory_order_relaxed); }
+    bool metrics_require_auth() const { return metrics_require_auth_.load(std::memory_order_relaxed); }
+
+  private:
+    mutable std::mutex mu_;
+    std::shared_ptr<const CallerRegistry> registry_;
+    std::atomic<std::uint64_t> gen_{1};
+    std::atomic<bool> required_{true}, metrics_require_auth_{false};
 };
-
-struct RequestView {
-    boost::beast::http::verb method;
-    std::string_view method_string;
-    std::string_view target;
-    Route route = Route::not_found;  // classify(target), computed once by the session
-    const boost::beast::http::fields* fields = nullptr;
-    std::string_view client_addr;
-    std::string_view tls_subject;  // verified client certificate subject (mTLS), "" when none
-    bool admin_listener = false;
-};
-
-struct Response {
-    unsigned status = 200;
-    std::string_view content_type = "application/json";
-    AnswerPtr shared_body;  // when set, the body is shared_body->body (cached bytes, not copied)
-    std::string body;       // otherwise this
-    std::vector<std::pair<std::string_view, std::string>> headers;  // extra headers (names are literals)
-    bool close = false;
-
-    // For the access log and metrics.
-    std::string_view cache;  // "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | ""
-    std::string caller;
-    std::string project_id, backup_id;
-    unsigned upstream_status = 0;
-    unsigned attempts = 0;
-    double upstream_ms = -1;
-
-    std::string_view body_view() const { return shared_body ? std::string_view(shared_body->body) : body; }
-};
-
-// Builds the gateway's own error body {"error_code":"RDSGW.<status>","error_msg":...,"request_id":...}.
-std::string make_error_body(unsigned status, std::string_view message, std::string_view request_id);
 
 class Gateway {
   public:
@@ -73,21 +54,18 @@ class Gateway {
     ~Gateway();
 
     // Builds the per-thread parts of a worker (its upstream pool) and starts background work on worker 0.
-    bool init_worker(Worker& w, std::string& why);
+    bool init_worker(Worker& w, std::string& why) { return upstream_.init_worker(w, why); }
     void start_background(Worker& w0);
 
-    // What a cache miss still needs after the synchronous checks: the upstream part of the pipeline.
-    struct Pending {
-        std::string key, project_id, backup_id, language, caller;
-        bool no_cache = false;
-        AnswerPtr stale;  // a cached answer past its TTL, servable if the upstream fails
-    };
-    // The synchronous part of the pipeline (routing, caller checks, validation, cache hits): a Response, or
-    // Pending when the upstream must be asked (then call backup_files_fetch on the same thread).
-    std::variant<Response, Pending> prepare(const RequestView& rq, const std::string& request_id);
-    boost::asio::awaitable<Response> backup_files_fetch(Worker& w, Pending& p, const std::string& request_id);
-    // Both in one.
-    boost::asio::awaitable<Response> handle(Worker& w, const RequestView& rq, const std::string& request_id);
+    // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
+    // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
+    bool begin(Exchange& x);
+    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
+    // Maps the exchange's error or answer to its response (the one place a LocalError becomes bytes).
+    // begin() and fetch_phase() call it; the session calls it for refusals it makes itself.
+    void respond(Exchange& x) const;
+    // After the response was written: request metrics and the access-log line.
+    void finish(const Exchange& x);
 
     // SIGHUP: re-read secrets and the callers' list from `cfg` (other settings need a restart).
     void reload(const Config& cfg);
@@ -98,45 +76,39 @@ class Gateway {
     Metrics& metrics() { return metrics_; }
     AccessLog& access_log() { return access_log_; }
     LinkCache* cache() { return cache_.get(); }
-    CredentialSource& credentials() { return *creds_; }
-
-    // Access log line for one answered request.
-    std::string access_line(const RequestView& rq, const Response& r, const std::string& request_id,
-                            std::size_t bytes_sent, double total_ms) const;
+    CredentialSource& credentials() { return upstream_.credentials(); }
 
   private:
-    struct Fetch;
-    std::variant<Response, Pending> backup_files_sync(const RequestView& rq, const std::string& request_id);
-    Response finish(Pending& p, Response r) const;
-    Response serve_cached(Pending& p, const AnswerPtr& a, std::string_view cache_state) const;
-    boost::asio::awaitable<FetchPtr> fetch_upstream(Worker& w, std::string project_id, std::string backup_id,
-                                                    std::string request_id, std::string language);
-    Response readiness();
-    Response admin_cache(const RequestView& rq, const std::string& request_id);
-    Response error(unsigned status, std::string_view msg, const std::string& request_id) const;
-    Response auth_failed(const AuthOutcome& out, const std::string& request_id);
-    Response from_outcome(const FetchOutcome& o, const std::string& request_id) const;
-    std::shared_ptr<const CallerRegistry> callers() const;
+    // Phases (gateway.cpp); each returns true to continue.
+    bool route(Exchange& x);
+    bool authenticate(Exchange& x);
+    bool validate(Exchange& x);
+    bool authorize(Exchange& x);
+    bool rate_limit(Exchange& x);
+    bool cache_lookup(Exchange& x);
+    // The leader's fetch: upstream, interpret (normalize), store.
+    boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
+    FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
+    void store(const FetchJob& job, const FetchOutcome& out);
+    void deliver(Exchange& x, const SingleFlight::Result& r);
+    bool serve_stale(Exchange& x, const FetchOutcome* o);
+    bool fail(Exchange& x, LocalError e) const;
+
+    // The other routes (admin.cpp).
+    void readiness(Exchange& x);
+    void metrics_page(Exchange& x);
+    void admin_cache(Exchange& x);
 
     Config cfg_;
     RequestRules rules_;
     NormalizeOptions norm_;
-    std::unique_ptr<CredentialSource> creds_;
     Metrics& metrics_;
     AccessLog& access_log_;
-    Endpoint upstream_ep_;
-    std::shared_ptr<boost::asio::ssl::context> upstream_tls_;
+    CallerSet callers_;
     std::unique_ptr<LinkCache> cache_;
     SingleFlight flights_;
-    RetryBudget budget_;
-    CircuitBreaker breaker_;
-    ConcurrencyLimiter limiter_;
-    mutable std::mutex callers_mu_;
-    std::shared_ptr<const CallerRegistry> callers_;
-    std::atomic<std::uint64_t> callers_gen_{1};
-    std::atomic<bool> callers_required_{true}, metrics_require_auth_{false};  // reloadable on SIGHUP
+    UpstreamService upstream_;
     std::atomic<bool> listening_{false}, draining_{false};
-    std::atomic<std::int64_t> last_upstream_success_ms_{0};
 };
 
 }  // namespace rdsgw

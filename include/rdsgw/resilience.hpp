@@ -31,6 +31,7 @@ class RetryBudget {
     void request_started() { active_.fetch_add(1, std::memory_order_relaxed); }
     void request_finished() { active_.fetch_sub(1, std::memory_order_relaxed); }
     bool try_start_retry();
+    bool has_room() const;  // would try_start_retry succeed now (a peek; it may race)
     void retry_finished() { retries_.fetch_sub(1, std::memory_order_relaxed); }
     unsigned active() const { return active_.load(); }
 

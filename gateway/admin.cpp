@@ -1,0 +1,106 @@
+// The routes besides backup-files: readiness, metrics and the cache purge (health is a constant, in route()).
+#include <boost/json.hpp>
+#include <cmath>
+
+#include "rdsgw/gateway.hpp"
+
+namespace rdsgw {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using sys = std::chrono::system_clock;
+using std::chrono::milliseconds;
+
+void Gateway::readiness(Exchange& x) {
+    const auto now = sys::now();
+    const auto cs = upstream_.credentials().status(now);
+    const bool listening = listening_.load(), draining = draining_.load();
+    const bool ready = listening && !draining && cs.ready;
+    json::object checks;
+    checks["config"] = json::object{{"ok", true}};
+    checks["listeners"] = json::object{{"ok", listening}};
+    json::object cred{{"ok", cs.ready}, {"mode", std::string(upstream_.credentials().kind())}};
+    if (!cs.reason.empty()) cred["reason"] = cs.reason;
+    if (std::isfinite(cs.seconds_to_expiry) && cs.seconds_to_expiry >= 0)
+        cred["seconds_to_expiry"] = static_cast<std::int64_t>(std::floor(cs.seconds_to_expiry));
+    checks["credentials"] = std::move(cred);
+    static constexpr const char* bnames[] = {"closed", "half-open", "open"};
+    json::object up{{"ok", true}, {"breaker", bnames[static_cast<int>(upstream_.breaker_state())]}};
+    if (auto last = upstream_.last_success_ms(); last > 0) {
+        auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+        up["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
+    }
+    checks["upstream"] = std::move(up);
+    checks["draining"] = json::object{{"ok", !draining}};
+    std::string reason;
+    if (!listening)
+        reason = "starting: not listening yet";
+    else if (draining)
+        reason = "draining: shutting down";
+    else if (!cs.ready)
+        reason = "credentials: " + cs.reason;
+    json::object body{{"status", ready ? "ready" : "not ready"}, {"checks", std::move(checks)}};
+    if (!ready) body["reason"] = reason;
+    x.response.status = ready ? 200 : 503;
+    x.response.body = json::serialize(body);
+}
+
+void Gateway::metrics_page(Exchange& x) {
+    if (callers_.metrics_require_auth() && !authenticate(x)) return;
+    x.response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    x.response.body = metrics_.render();
+}
+
+// DELETE /admin/cache                              -> purge all
+// DELETE /admin/cache?project_id=P&backup_id=B     -> purge one
+void Gateway::admin_cache(Exchange& x) {
+    if (x.method != http::verb::delete_) {
+        fail(x, LocalError(405, "method not allowed", ErrorSource::caller).with("Allow", "DELETE"));
+        return;
+    }
+    if (!cache_) {
+        fail(x, LocalError(409, "the cache is disabled", ErrorSource::caller));
+        return;
+    }
+    std::string project, backup;
+    if (auto q = x.target.find('?'); q != std::string_view::npos) {
+        std::string_view query = x.target.substr(q + 1);
+        while (!query.empty()) {
+            auto amp = query.find('&');
+            std::string_view part = query.substr(0, amp);
+            auto eq = part.find('=');
+            std::string name, value;
+            if (eq == std::string_view::npos || !percent_decode(part.substr(0, eq), name) ||
+                !percent_decode(part.substr(eq + 1), value)) {
+                fail(x, LocalError(400, "malformed query", ErrorSource::caller, "validation"));
+                return;
+            }
+            if (name == "project_id")
+                project = value;
+            else if (name == "backup_id")
+                backup = value;
+            else {
+                fail(x, LocalError(400, "unknown query parameter; use project_id and backup_id",
+                                   ErrorSource::caller, "validation"));
+                return;
+            }
+            if (amp == std::string_view::npos) break;
+            query.remove_prefix(amp + 1);
+        }
+    }
+    if (project.empty() && backup.empty()) {
+        std::size_t n = cache_->clear();
+        x.response.body = "{\"purged\":" + std::to_string(n) + "}";
+        log_info("admin: cache purged (" + std::to_string(n) + " entries)");
+        return;
+    }
+    if (project.empty() || backup.empty()) {
+        fail(x, LocalError(400, "give both project_id and backup_id, or neither", ErrorSource::caller,
+                           "validation"));
+        return;
+    }
+    const bool removed = cache_->erase(make_cache_key(project, backup));
+    x.response.body = std::string("{\"purged\":") + (removed ? "1" : "0") + "}";
+}
+
+}  // namespace rdsgw

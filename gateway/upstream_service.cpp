@@ -1,0 +1,196 @@
+#include "rdsgw/upstream_service.hpp"
+
+#include <boost/asio.hpp>
+
+#include "rdsgw/async_util.hpp"
+#include "rdsgw/log.hpp"
+#include "rdsgw/metrics.hpp"
+#include "rdsgw/retry_policy.hpp"
+#include "rdsgw/signer.hpp"
+
+namespace rdsgw {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+using sys = std::chrono::system_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+// The retry budget's bookkeeping for one fetch: it is active from start to end, and in a retry from the
+// moment a retry is granted until that retry's attempt has finished.
+class BudgetScope {
+  public:
+    explicit BudgetScope(RetryBudget& b) : b_(b) { b_.request_started(); }
+    ~BudgetScope() {
+        retry_done();
+        b_.request_finished();
+    }
+    BudgetScope(const BudgetScope&) = delete;
+    BudgetScope& operator=(const BudgetScope&) = delete;
+    bool start_retry() { return in_retry_ = b_.try_start_retry(); }
+    void retry_done() {
+        if (in_retry_) b_.retry_finished();
+        in_retry_ = false;
+    }
+
+  private:
+    RetryBudget& b_;
+    bool in_retry_ = false;
+};
+
+}  // namespace
+
+struct UpstreamService::Attempt {
+    unsigned max_attempts = 0;
+    steady::time_point started{}, deadline{};
+    bool renewed = false;
+    std::shared_ptr<const void> used;  // the credential the last attempt carried
+};
+
+UpstreamService::UpstreamService(const Config& cfg, std::unique_ptr<CredentialSource> creds, Metrics& metrics)
+    : cfg_(cfg),
+      creds_(std::move(creds)),
+      metrics_(metrics),
+      budget_(cfg.retry.budget_ratio, cfg.retry.budget_min),
+      breaker_(cfg.retry.breaker_failures, milliseconds(cfg.retry.breaker_open_ms)),
+      limiter_(cfg.upstream.max_concurrent, cfg.upstream.max_queue) {
+    breaker_.set_listener([this](CircuitBreaker::State from, CircuitBreaker::State to) {
+        static constexpr const char* names[] = {"closed", "half-open", "open"};
+        log_warn(std::string("upstream circuit breaker: ") + names[static_cast<int>(from)] + " -> " +
+                 names[static_cast<int>(to)]);
+        metrics_.set_breaker_state(static_cast<int>(to));
+    });
+}
+
+UpstreamService::~UpstreamService() {
+    creds_->stop();
+}
+
+bool UpstreamService::init_worker(Worker& w, std::string& why) {
+    if (ep_.host.empty()) {
+        if (!Endpoint::parse(cfg_.upstream.base_url, ep_, why)) {
+            why = "upstream.base_url: " + why;
+            return false;
+        }
+        if (ep_.tls && !(tls_ = make_client_tls_context(cfg_.upstream.ca_file, why))) {
+            why = "upstream.ca_file: " + why;
+            return false;
+        }
+    }
+    PoolOptions po;
+    po.connect_timeout = milliseconds(cfg_.upstream.connect_timeout_ms);
+    po.idle_timeout = milliseconds(cfg_.upstream.pool_idle_timeout_ms);
+    po.max_idle = cfg_.upstream.pool_size;
+    po.max_response_bytes = cfg_.upstream.max_response_bytes;
+    po.dns_refresh = std::chrono::seconds(cfg_.upstream.dns_refresh_s);
+    w.pool = std::make_unique<ConnectionPool>(w.ioc.get_executor(), ep_, tls_, po, &metrics_);
+    return true;
+}
+
+asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob& job) {
+    UpstreamResult out;
+    Attempt a;
+    a.max_attempts = cfg_.retry.max_attempts;
+    a.started = steady::now();
+    a.deadline = a.started + milliseconds(cfg_.retry.deadline_ms);
+    BudgetScope budget(budget_);
+    // The breaker decides whether a fetch may start; its retries are bounded by the budget instead, so the
+    // requests in flight when the upstream fails still get their retries on fresh connections.
+    if (!breaker_.allow(a.started)) {
+        out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream);
+        out.refused_as_outage = true;
+        co_return out;
+    }
+    for (;;) {
+        if (!co_await attempt(w, job, a, out)) break;
+        budget.retry_done();
+        const auto now = steady::now();
+        RetryState st{out.attempts,
+                      a.max_attempts,
+                      a.renewed,
+                      now,
+                      a.deadline,
+                      backoff_delay(out.attempts, milliseconds(cfg_.retry.base_backoff_ms),
+                                    milliseconds(cfg_.retry.max_backoff_ms)),
+                      budget_.has_room()};
+        const RetryDecision d = decide_retry(AttemptResult::from(out.last, sys::now()), st);
+        tell_breaker(d.breaker, out.last);
+        if (log_enabled(LogLevel::debug))
+            log_debug("request " + job.request_id + ": upstream attempt " + std::to_string(out.attempts) +
+                      ": " + std::string(error_name(out.last.error)) + " HTTP " +
+                      std::to_string(out.last.status) + "; next: " + std::string(d.why));
+        if (d.next == Next::stop) break;
+        if (d.next == Next::renew_and_retry) {
+            a.renewed = true;
+            if (!co_await creds_->renew_after_rejection(a.used, a.deadline)) break;
+            ++a.max_attempts;  // the attempt after a renewal is extra
+            continue;
+        }
+        if (!budget.start_retry()) break;
+        co_await sleep_until(now + d.delay);
+    }
+    out.ms = std::chrono::duration<double, std::milli>(steady::now() - a.started).count();
+    co_return out;
+}
+
+// One attempt: a concurrency slot, the request with credentials, the exchange on the worker's pool. False
+// (with out.refused set) when it could not be made.
+asio::awaitable<bool> UpstreamService::attempt(Worker& w, const FetchJob& job, Attempt& a,
+                                               UpstreamResult& out) {
+    auto permit = co_await limiter_.acquire(
+        std::min(a.deadline, steady::now() + milliseconds(cfg_.upstream.queue_timeout_ms)));
+    if (!permit) {
+        out.refused = LocalError(503, "too many concurrent upstream requests", ErrorSource::internal)
+                          .with("Retry-After", "1");
+        co_return false;
+    }
+    UpstreamRequest req = build_request(job);
+    std::string why;
+    if (!creds_->apply(req, w.pool->endpoint(), sys::now(), a.used, why)) {
+        out.refused = LocalError(503, std::move(why), ErrorSource::internal, "credentials");
+        co_return false;
+    }
+    ++out.attempts;
+    const auto t0 = steady::now();
+    out.last = co_await w.pool->exchange(
+        req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)));
+    const bool answered = out.last.error == UpstreamResponse::Error::none;
+    metrics_.upstream_done(answered ? out.last.status : 0, out.attempts,
+                           std::chrono::duration<double>(steady::now() - t0).count());
+    co_return true;
+}
+
+UpstreamRequest UpstreamService::build_request(const FetchJob& job) const {
+    UpstreamRequest req;
+    req.target =
+        "/v3/" + sdk_uri_encode(job.project_id) + "/backup-files?backup_id=" + sdk_uri_encode(job.backup_id);
+    req.headers.reserve(8);
+    req.headers.emplace_back("Accept", "application/json");
+    req.headers.emplace_back("Accept-Encoding", "identity");
+    req.headers.emplace_back("User-Agent", "rds-gateway/" RDSGW_VERSION);
+    req.headers.emplace_back("X-Request-Id", job.request_id);
+    if (!job.language.empty()) req.headers.emplace_back("X-Language", job.language);
+    if (creds_->kind() == "aksk") req.headers.emplace_back("X-Project-Id", job.project_id);
+    return req;
+}
+
+void UpstreamService::tell_breaker(BreakerSignal signal, const UpstreamResponse& r) {
+    switch (signal) {
+        case BreakerSignal::failure:
+            breaker_.on_failure(steady::now());
+            break;
+        case BreakerSignal::success:
+            breaker_.on_success();
+            break;
+        case BreakerSignal::none:
+            break;
+    }
+    if (r.error == UpstreamResponse::Error::none && r.status < 500) {
+        last_success_ms_.store(
+            std::chrono::duration_cast<milliseconds>(sys::now().time_since_epoch()).count(),
+            std::memory_order_relaxed);
+    }
+}
+
+}  // namespace rdsgw
