@@ -455,3 +455,88 @@ BOOST_AUTO_TEST_CASE(an_abandoned_leader_context_fails_waiters_elsewhere_fast) {
     BOOST_TEST_REQUIRE(next.result.outcome);
     BOOST_TEST(next.result.outcome->answer->body == "next");
 }
+
+BOOST_AUTO_TEST_CASE(a_caller_that_arrives_after_the_flight_left_takes_the_stored_answer) {
+    // The interleaving that made two upstream calls for one cold burst: B missed the cache while A's fetch
+    // was in flight, A's fetch stored its answer and left the map, and only then did B reach run(). B must
+    // find the stored answer (recheck) instead of starting a second fetch.
+    asio::io_context ctx{1};
+    SingleFlight sf({.max_waiters = 10, .wait_timeout = 60s});
+    std::mutex store_mu;
+    FetchPtr stored;  // stands for the cache
+    auto recheck = [&]() -> FetchPtr {
+        std::lock_guard lk(store_mu);
+        return stored;
+    };
+    const FetchPtr answer = outcome("stored by A");
+    std::atomic<int> fetches{0};
+    auto storing_fetch = [&]() -> asio::awaitable<FetchPtr> {
+        ++fetches;
+        {
+            std::lock_guard lk(store_mu);
+            stored = answer;  // a flight stores before it completes
+        }
+        co_return answer;
+    };
+    int recheck_calls = 0;
+    SingleFlight::Result a, b, c;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            a = co_await sf.run("k", storing_fetch, [&] {
+                ++recheck_calls;
+                return recheck();
+            });
+            // A's flight has left the map now; B arrives.
+            b = co_await sf.run("k", storing_fetch, [&] {
+                ++recheck_calls;
+                return recheck();
+            });
+            // Without a recheck (a caller that bypasses the cache) the next call starts anew.
+            c = co_await sf.run("k", storing_fetch);
+        },
+        asio::detached);
+    ctx.run();
+    BOOST_TEST(a.role == SingleFlight::Role::leader);
+    BOOST_TEST(!a.rechecked);
+    BOOST_TEST(a.outcome == answer);
+    BOOST_TEST(b.rechecked);
+    BOOST_TEST(b.role == SingleFlight::Role::waiter);
+    BOOST_TEST(b.outcome == answer);
+    BOOST_TEST(recheck_calls == 2);  // A found nothing, B found A's answer
+    BOOST_TEST(c.role == SingleFlight::Role::leader);
+    BOOST_TEST(fetches == 2);  // A and C; never B
+}
+
+BOOST_AUTO_TEST_CASE(waiters_of_a_flight_in_progress_do_not_recheck) {
+    asio::io_context ctx{1};
+    SingleFlight sf({.max_waiters = 10, .wait_timeout = 60s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("gated");
+    int rechecks = 0;
+    std::vector<Record> recs(3);
+    for (auto& r : recs) {
+        asio::co_spawn(
+            ctx,
+            [&sf, &r, &rechecks, fetch = gated_fetch(fetches, gate, expected)]() -> asio::awaitable<void> {
+                r.result = co_await sf.run("k", fetch, [&rechecks]() -> FetchPtr {
+                    ++rechecks;
+                    return nullptr;
+                });
+                r.done = true;
+            },
+            asio::detached);
+    }
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            gate.release();
+            co_return;
+        },
+        asio::detached);
+    ctx.run();
+    BOOST_TEST(fetches == 1);
+    BOOST_TEST(rechecks == 1);  // only the caller that found no flight
+    for (auto& r : recs) BOOST_TEST((r.done && r.result.outcome == expected));
+}
