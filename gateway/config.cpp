@@ -245,6 +245,7 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
             r.boolean("enabled", c.admin.enabled);
             r.str("address", c.admin.address, true);
             check_port(r, "port", c.admin.port, true);
+            r.integer("max_connections", c.admin.max_connections, 1, 100000);
         }
         {
             Reader r = top.sub("upstream");

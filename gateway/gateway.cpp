@@ -55,9 +55,10 @@ bool header_has_token(std::string_view value, std::string_view token) {
     return false;
 }
 
+// Every line of a repeated header counts (Beast's find() gives the first only).
 bool has_token(const http::fields& f, http::field name, std::string_view token) {
-    for (auto it = f.find(name); it != f.end() && it->name() == name; ++it)
-        if (header_has_token(it->value(), token)) return true;
+    for (const auto& field : f)
+        if (field.name() == name && header_has_token(field.value(), token)) return true;
     return false;
 }
 

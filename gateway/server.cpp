@@ -1,379 +1,227 @@
 #include "rdsgw/server.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <ctime>
-#include <list>
 #include <thread>
 
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/log.hpp"
+#include "rdsgw/session.hpp"
 
 namespace rdsgw {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
-using asio::use_awaitable;
 using std::chrono::milliseconds;
 
 namespace {
 
-// "Date" header value, formatted once per second per thread.
-std::string_view http_date() {
-    thread_local std::time_t last = 0;
-    thread_local char buf[64];
-    thread_local std::size_t len = 0;
-    std::time_t now = std::time(nullptr);
-    if (now != last) {
-        std::tm tm;
-        gmtime_r(&now, &tm);
-        len = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        last = now;
+// Sockets bound by this process alone: no SO_REUSEPORT, so a second process on the same port (a stale
+// instance, another service) gets "address already in use" instead of a silent share of the traffic. Every
+// worker accepts from the one listening socket through its own descriptor (dup), in its own io_context.
+bool bind_listener(const std::string& addr, unsigned short port, int& fd, unsigned short& bound_port,
+                   std::string& why) {
+    boost::system::error_code ec;
+    auto a = asio::ip::make_address(addr, ec);
+    if (ec) {
+        why = "invalid listen address " + addr;
+        return false;
     }
-    return {buf, len};
+    asio::io_context scratch;
+    tcp::acceptor acc(scratch);
+    tcp::endpoint ep(a, port);
+    acc.open(ep.protocol(), ec);
+    if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);  // TIME_WAIT only, never a 2nd listener
+    if (!ec) acc.bind(ep, ec);
+    if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        why = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + ec.message();
+        return false;
+    }
+    bound_port = acc.local_endpoint().port();
+    fd = acc.release();
+    return true;
 }
 
-std::string peer_subject(SSL* ssl) {
-    X509* cert = SSL_get_peer_certificate(ssl);
-    if (!cert) return {};
-    std::string out;
-    if (SSL_get_verify_result(ssl) == X509_V_OK) {
-        BIO* bio = BIO_new(BIO_s_mem());
-        X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
-        char* data = nullptr;
-        long n = BIO_get_mem_data(bio, &data);
-        if (n > 0) out.assign(data, static_cast<std::size_t>(n));
-        BIO_free(bio);
+// Logs at most once a second, whatever the thread.
+void log_rate_limited(std::atomic<steady::rep>& last, const std::string& msg) {
+    const auto now = steady::now().time_since_epoch().count();
+    auto prev = last.load();
+    if (now - prev < std::chrono::duration_cast<steady::duration>(std::chrono::seconds(1)).count()) return;
+    if (last.compare_exchange_strong(prev, now)) log_warn(msg);
+}
+
+std::shared_ptr<ssl::context> make_server_tls(const ListenConfig& l, std::string& why) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    boost::system::error_code ec;
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(l.tls_cert_file, ec);
+    if (ec) {
+        why = "listen.tls_cert_file: cannot load " + l.tls_cert_file + ": " + ec.message();
+        return nullptr;
     }
-    X509_free(cert);
-    return out;
+    ctx->use_private_key_file(l.tls_key_file, ssl::context::pem, ec);
+    if (ec) {
+        why = "listen.tls_key_file: cannot load " + l.tls_key_file + ": " + ec.message();
+        return nullptr;
+    }
+    if (!l.client_ca_file.empty()) {
+        ctx->load_verify_file(l.client_ca_file, ec);
+        if (ec) {
+            why = "listen.client_ca_file: cannot load " + l.client_ca_file + ": " + ec.message();
+            return nullptr;
+        }
+        ssl::verify_mode mode = ssl::verify_peer;
+        if (l.require_client_cert) mode |= ssl::verify_fail_if_no_peer_cert;
+        ctx->set_verify_mode(mode);
+    }
+    return ctx;
 }
 
 }  // namespace
 
-// One registered session, so that a drain can wake the idle ones.
-struct SessionSlot {
-    beast::tcp_stream* low = nullptr;
-    bool idle = true;
-};
-
 // Member order matters for destruction: acceptors go first, then the worker (its pool, then its io_context,
 // whose pending coroutine frames unregister themselves from `sessions`), then `sessions`.
 struct WorkerState {
-    std::list<SessionSlot*> sessions;
+    WorkerSessions sessions;
     Worker w;
-    std::unique_ptr<tcp::acceptor> main_acceptor;
-    std::unique_ptr<tcp::acceptor> admin_acceptor;
+    std::unique_ptr<tcp::acceptor> main_acceptor, admin_acceptor;
 };
 
 struct Server::Impl {
     Gateway& gw;
     const Config& cfg;
     std::function<bool(Config&)> reload;
+    SessionContext ctx;
     std::vector<std::unique_ptr<WorkerState>> workers;
-    std::shared_ptr<ssl::context> server_tls;
-    std::atomic<unsigned> open_conns{0};
-    std::atomic<unsigned> inflight{0};
-    std::atomic<bool> draining{false};
-    std::shared_ptr<Waker> drained;
-    std::mutex drained_mu;
+    int main_fd = -1, admin_fd = -1;
+    std::atomic<steady::rep> last_fd_warning{0};
 
-    Impl(Gateway& g, std::function<bool(Config&)> r) : gw(g), cfg(g.config()), reload(std::move(r)) {}
-
-    void session_closed() {
-        unsigned left = open_conns.fetch_sub(1) - 1;
-        if (left == 0 && draining.load()) {
-            std::lock_guard lk(drained_mu);
-            if (drained) drained->fire();
-        }
+    Impl(Gateway& g, std::function<bool(Config&)> r)
+        : gw(g),
+          cfg(g.config()),
+          reload(std::move(r)),
+          ctx(g, g.config().limits.max_connections, g.config().admin.max_connections) {}
+    ~Impl() {
+        for (int fd : {main_fd, admin_fd})
+            if (fd >= 0) ::close(fd);
     }
 
-    // The status line and headers of a response.
-    static std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id,
-                                     bool keep_alive, unsigned version) {
-        std::string h;
-        h.reserve(256);
-        h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-        h += std::to_string(r.status);
-        h += ' ';
-        h += http::obsolete_reason(static_cast<http::status>(r.status));
-        h += "\r\nDate: ";
-        h += http_date();
-        h += "\r\nContent-Type: ";
-        h += r.content_type;
-        h += "\r\nContent-Length: ";
-        h += std::to_string(body_size);
-        h += "\r\nX-Request-Id: ";
-        h += request_id;
-        for (auto& [k, v] : r.headers) {
-            h += "\r\n";
-            h += k;
-            h += ": ";
-            h += v;
+    static std::unique_ptr<tcp::acceptor> acceptor_for(asio::io_context& ioc, int fd, const std::string& addr,
+                                                       std::string& why) {
+        const int own = ::dup(fd);
+        if (own < 0) {
+            why = "cannot share the listening socket: " + std::string(std::strerror(errno));
+            return nullptr;
         }
-        if (!keep_alive)
-            h += "\r\nConnection: close";
-        else if (version == 10)
-            h += "\r\nConnection: keep-alive";
-        h += "\r\n\r\n";
-        return h;
-    }
-
-    // Writes a complete response (head and prepared body bytes in one gathered write); returns bytes written
-    // (0 on error).
-    template <class Stream>
-    asio::awaitable<std::size_t> write_response(Stream& stream, const Response& r,
-                                                const std::string& request_id, bool keep_alive,
-                                                unsigned version, bool head) {
-        std::string_view body = r.body_view();
-        std::string h = response_head(r, body.size(), request_id, keep_alive, version);
-        std::array<asio::const_buffer, 2> bufs{asio::buffer(h),
-                                               asio::buffer(body.data(), head ? 0 : body.size())};
+        auto acc = std::make_unique<tcp::acceptor>(ioc);
         boost::system::error_code ec;
-        std::size_t n = co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, ec));
-        co_return ec ? 0 : n;
+        acc->assign(asio::ip::make_address(addr).is_v6() ? tcp::v6() : tcp::v4(), own, ec);
+        if (ec) {
+            ::close(own);
+            why = "cannot share the listening socket: " + ec.message();
+            return nullptr;
+        }
+        return acc;
     }
 
-    // A refusal the session makes itself (before or instead of the pipeline): answered, logged, counted.
-    template <class Stream>
-    asio::awaitable<void> refuse(Stream& stream, Exchange& x, LocalError e) {
-        x.error = std::move(e);
-        x.error->close = true;
-        gw.respond(x);
-        x.bytes_sent = co_await write_response(stream, x.response, x.request_id, false, x.version,
-                                               x.method == http::verb::head);
-        gw.finish(x);
-    }
-
-    template <class Stream>
-    asio::awaitable<void> serve(WorkerState& ws, Stream& stream, beast::tcp_stream& low, bool admin,
-                                const std::string& client, const std::string& tls_subject) {
-        const auto& lim = cfg.limits;
-        beast::flat_buffer buf;
-        SessionSlot slot;
-        slot.low = &low;
-        ws.sessions.push_front(&slot);
-        auto slot_it = ws.sessions.begin();
-        struct Unregister {
-            std::list<SessionSlot*>& l;
-            std::list<SessionSlot*>::iterator it;
-            ~Unregister() { l.erase(it); }
-        } unregister{ws.sessions, slot_it};
-
-        bool first = true;
-        for (;;) {
-            // Wait for the first byte of the next request: idle timeout (header timeout on a new connection).
-            if (buf.size() == 0) {
-                slot.idle = true;
-                auto wait = first ? milliseconds(lim.header_timeout_ms) : milliseconds(lim.idle_timeout_ms);
-                if (draining.load() && !first) wait = std::min(wait, milliseconds(100));
-                low.expires_after(wait);
-                boost::system::error_code ec;
-                std::size_t n = co_await stream.async_read_some(buf.prepare(4096),
-                                                                asio::redirect_error(use_awaitable, ec));
-                if (ec) {
-                    // A drain cancels idle reads; serve a request already on its way, else close.
-                    if (ec == asio::error::operation_aborted && draining.load() &&
-                        low.socket().available() > 0)
-                        continue;
-                    co_return;
-                }
-                buf.commit(n);
-            }
-            slot.idle = false;
-            first = false;
-            low.expires_after(milliseconds(lim.header_timeout_ms));
-            http::request_parser<http::empty_body> parser;
-            parser.header_limit(lim.max_header_bytes);
-            parser.body_limit(0);
-            boost::system::error_code ec;
-            co_await http::async_read_header(stream, buf, parser, asio::redirect_error(use_awaitable, ec));
-            Exchange x;
-            x.started = steady::now();
-            x.client_addr = client;
-            x.tls_subject = tls_subject;
-            x.admin_listener = admin;
-            if (ec) {
-                x.request_id = make_request_id();
-                if (ec == http::error::header_limit) {
-                    co_await refuse(
-                        stream, x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
-                } else if (ec == http::error::body_limit) {
-                    // A Content-Length above zero: this API has no request bodies.
-                    co_await refuse(
-                        stream, x, LocalError(413, "request body not allowed", ErrorSource::caller, "limit"));
-                } else if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
-                           ec == asio::error::eof || ec == asio::error::connection_reset ||
-                           ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated) {
-                    // Timed out (a client trickling bytes) or gone: drop the connection.
-                } else {
-                    co_await refuse(
-                        stream, x,
-                        LocalError(400, "malformed HTTP request", ErrorSource::caller, "validation"));
-                }
-                co_return;
-            }
-            auto& req = parser.get();
-            if (auto it = req.find("X-Request-Id"); it != req.end() && is_sane_request_id(it->value()))
-                x.request_id = std::string(it->value());
-            else
-                x.request_id = make_request_id();
-            x.method = req.method();
-            x.method_string = req.method_string();
-            x.target = req.target();
-            x.version = req.version() == 10 ? 10 : 11;
-            x.route = classify(x.target);
-            x.fields = &req.base();
-
-            if ((parser.content_length() && *parser.content_length() > 0) || parser.chunked()) {
-                // This API has no request bodies; refuse without reading one, and close the connection.
-                co_await refuse(stream, x,
-                                LocalError(413, "request body not allowed", ErrorSource::caller, "limit"));
-                co_return;
-            }
-            if (req.version() == 11 && req.find(http::field::host) == req.end()) {
-                co_await refuse(stream, x,
-                                LocalError(400, "missing Host header", ErrorSource::caller, "validation"));
-                co_return;
-            }
-            if (inflight.fetch_add(1) >= lim.max_inflight) {
-                inflight.fetch_sub(1);
-                x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit")
-                              .with("Retry-After", "1");
-                gw.respond(x);
-            } else {
-                gw.metrics().inflight_add(1);
-                low.expires_never();
-                // Cache hits and every refusal are answered inline; only a miss suspends.
-                if (gw.begin(x)) co_await gw.fetch_phase(ws.w, x);
-                inflight.fetch_sub(1);
-                gw.metrics().inflight_add(-1);
-            }
-            const Response& r = x.response;
-            bool keep = req.keep_alive() && !r.close && !draining.load();
-            low.expires_after(milliseconds(lim.idle_timeout_ms));
-            // Written inline (not through write_response) to save a coroutine frame per request.
-            {
-                std::string_view body = r.body_view();
-                std::string h = response_head(r, body.size(), x.request_id, keep, x.version);
-                std::array<asio::const_buffer, 2> bufs{
-                    asio::buffer(h),
-                    asio::buffer(body.data(), req.method() == http::verb::head ? 0 : body.size())};
-                boost::system::error_code wec;
-                std::size_t n =
-                    co_await asio::async_write(stream, bufs, asio::redirect_error(use_awaitable, wec));
-                x.bytes_sent = wec ? 0 : n;
-            }
-            gw.finish(x);
-            if (x.bytes_sent == 0 || !keep) {
-                boost::system::error_code ignored;
-                low.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                co_return;
-            }
-        }
-    }
-
-    asio::awaitable<void> session(WorkerState& ws, tcp::socket sock, bool admin) {
-        std::string client;
-        {
-            boost::system::error_code ec;
-            auto ep = sock.remote_endpoint(ec);
-            if (!ec) client = ep.address().to_string();
-        }
-        struct Closed {
-            Impl* self;
-            ~Closed() { self->session_closed(); }
-        } closed{this};
-        if (open_conns.load() > cfg.limits.max_connections) {
-            beast::tcp_stream s(std::move(sock));
-            s.expires_after(std::chrono::seconds(1));
-            Exchange x;
-            x.started = steady::now();
-            x.client_addr = client;
-            x.admin_listener = admin;
-            x.request_id = make_request_id();
-            co_await refuse(s, x,
-                            LocalError(503, "too many open connections", ErrorSource::internal, "limit"));
-            boost::system::error_code ignored;
-            s.socket().shutdown(tcp::socket::shutdown_send, ignored);
-            co_return;
-        }
-        boost::system::error_code ec;
-        sock.set_option(tcp::no_delay(true), ec);
-        if (server_tls && !admin) {
-            beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *server_tls);
-            auto& low = beast::get_lowest_layer(stream);
-            low.expires_after(milliseconds(cfg.limits.header_timeout_ms));
-            co_await stream.async_handshake(ssl::stream_base::server,
-                                            asio::redirect_error(use_awaitable, ec));
-            if (ec) {
-                gw.metrics().rejected("auth");
-                co_return;
-            }
-            std::string subject = peer_subject(stream.native_handle());
-            co_await serve(ws, stream, low, admin, client, subject);
-            low.expires_after(std::chrono::seconds(1));
-            co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
-        } else {
-            beast::tcp_stream stream(std::move(sock));
-            const std::string no_subject;
-            co_await serve(ws, stream, stream, admin, client, no_subject);
-        }
-    }
-
+    // Accepts until the acceptor closes. Out of file descriptors: pause accepting (10 ms, doubling to 1 s),
+    // warn at most once a second, and resume as soon as descriptors are free again.
     asio::awaitable<void> accept_loop(WorkerState& ws, tcp::acceptor& acc, bool admin) {
+        milliseconds pause{10};
         for (;;) {
             boost::system::error_code ec;
-            tcp::socket sock = co_await acc.async_accept(asio::redirect_error(use_awaitable, ec));
+            tcp::socket sock = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
-                if (ec == asio::error::no_descriptors) {
-                    log_warn("accept: out of file descriptors");
-                    co_await sleep_until(steady::now() + milliseconds(50));
+                if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
+                    ec == asio::error::no_memory) {
+                    log_rate_limited(last_fd_warning, "accept: " + ec.message() + "; pausing accepts");
+                    co_await sleep_until(steady::now() + pause);
+                    pause = std::min(pause * 2, milliseconds(1000));
                 }
                 continue;
             }
-            open_conns.fetch_add(1);
-            asio::co_spawn(ws.w.ioc, session(ws, std::move(sock), admin), asio::detached);
+            pause = milliseconds(10);
+            spawn_session(ws, std::move(sock), admin);
         }
     }
 
-    bool open_acceptor(asio::io_context& ioc, const std::string& addr, unsigned short port,
-                       std::unique_ptr<tcp::acceptor>& out, std::string& why) {
+    void spawn_session(WorkerState& ws, tcp::socket sock, bool admin) {
+        (admin ? ctx.admin_conns : ctx.main_conns).open.fetch_add(1);
+        asio::co_spawn(ws.w.ioc, run_session(ctx, ws.w, ws.sessions, std::move(sock), admin, steady::now()),
+                       [](std::exception_ptr e) {
+                           if (!e) return;
+                           try {
+                               std::rethrow_exception(e);
+                           } catch (const std::exception& ex) {
+                               log_error(std::string("connection ended by an unexpected error: ") + ex.what());
+                           } catch (...) {
+                               log_error("connection ended by an unexpected error");
+                           }
+                       });
+    }
+
+    // The drain, after SIGTERM (and limits.drain_delay_ms): take the connections the kernel already accepted,
+    // close the listeners, give idle connections a grace period, wait for the rest, stop.
+    void begin_drain(WorkerState& w0) {
+        if (ctx.closing.load()) return;
+        const auto grace = milliseconds(std::min<unsigned>(1000, cfg.limits.drain_timeout_ms / 2));
+        ctx.idle_close_at.store((steady::now() + grace).time_since_epoch().count());
+        {
+            std::lock_guard lk(ctx.drained_mu);
+            ctx.drained = std::make_shared<Waker>(w0.w.ioc.get_executor());
+        }
+        ctx.closing.store(true);
+        log_info("draining: stopped accepting, finishing in-flight requests");
+        // The listening socket closes when its last descriptor does: ours here, then each worker's, each
+        // after taking what its backlog holds, so the last one to close has accepted everything queued.
+        for (int* fd : {&main_fd, &admin_fd})
+            if (*fd >= 0) ::close(std::exchange(*fd, -1));
+        for (auto& ws : workers) asio::post(ws->w.ioc, [this, &ws = *ws] { close_listeners(ws); });
+        asio::co_spawn(w0.w.ioc, wait_drained(), asio::detached);
+    }
+
+    void close_listeners(WorkerState& ws) {
         boost::system::error_code ec;
-        auto a = asio::ip::make_address(addr, ec);
-        if (ec) {
-            why = "invalid listen address " + addr;
-            return false;
+        // Take every connection the kernel already completed (the listen backlog) before closing: closing the
+        // listener would reset them, losing requests their clients already sent.
+        for (auto* acc : {ws.main_acceptor.get(), ws.admin_acceptor.get()}) {
+            if (!acc) continue;
+            acc->non_blocking(true, ec);
+            for (;;) {
+                tcp::socket sock(ws.w.ioc);
+                acc->accept(sock, ec);
+                if (ec) break;
+                spawn_session(ws, std::move(sock), acc == ws.admin_acceptor.get());
+            }
+            acc->close(ec);
         }
-        auto acc = std::make_unique<tcp::acceptor>(ioc);
-        tcp::endpoint ep(a, port);
-        acc->open(ep.protocol(), ec);
-        if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-        if (!ec) {
-            int one = 1;
-            if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-                ec = boost::system::error_code(errno, boost::system::system_category());
+        // Idle connections re-arm their wait with the grace deadline.
+        for (SessionSlot* s : ws.sessions.list)
+            if (s->idle) s->low->socket().cancel(ec);
+    }
+
+    asio::awaitable<void> wait_drained() {
+        std::shared_ptr<Waker> d;
+        {
+            std::lock_guard lk(ctx.drained_mu);
+            d = ctx.drained;
         }
-        if (!ec) acc->bind(ep, ec);
-        if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-        if (ec) {
-            why = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + ec.message();
-            return false;
-        }
-        out = std::move(acc);
-        return true;
+        if (ctx.open_connections() > 0) co_await d->wait(steady::now() + milliseconds(cfg.limits.drain_timeout_ms));
+        if (const unsigned left = ctx.open_connections(); left > 0)
+            log_warn("drain timeout: closing " + std::to_string(left) + " connections");
+        else
+            log_info("drained");
+        gw.credentials().stop();
+        for (auto& ws : workers) ws->w.ioc.stop();
     }
 };
 
@@ -384,53 +232,23 @@ Server::~Server() = default;
 bool Server::bind(std::string& why) {
     auto& I = *impl_;
     const auto& cfg = I.cfg;
-    unsigned n = cfg.listen.threads ? cfg.listen.threads : std::max(1u, std::thread::hardware_concurrency());
-    if (!cfg.listen.tls_cert_file.empty()) {
-        auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-        boost::system::error_code ec;
-        ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-        ctx->use_certificate_chain_file(cfg.listen.tls_cert_file, ec);
-        if (ec) {
-            why = "listen.tls_cert_file: cannot load " + cfg.listen.tls_cert_file + ": " + ec.message();
-            return false;
-        }
-        ctx->use_private_key_file(cfg.listen.tls_key_file, ssl::context::pem, ec);
-        if (ec) {
-            why = "listen.tls_key_file: cannot load " + cfg.listen.tls_key_file + ": " + ec.message();
-            return false;
-        }
-        if (!cfg.listen.client_ca_file.empty()) {
-            ctx->load_verify_file(cfg.listen.client_ca_file, ec);
-            if (ec) {
-                why = "listen.client_ca_file: cannot load " + cfg.listen.client_ca_file + ": " + ec.message();
-                return false;
-            }
-            ssl::verify_mode mode = ssl::verify_peer;
-            if (cfg.listen.require_client_cert) mode |= ssl::verify_fail_if_no_peer_cert;
-            ctx->set_verify_mode(mode);
-        }
-        I.server_tls = ctx;
-    }
+    const unsigned n = cfg.listen.threads ? cfg.listen.threads : std::max(1u, std::thread::hardware_concurrency());
+    if (!cfg.listen.tls_cert_file.empty() && !(I.ctx.tls = make_server_tls(cfg.listen, why))) return false;
     I.gw.metrics().on_collect(
-        [&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.open_conns.load())); });
-    unsigned short port = cfg.listen.port;
-    unsigned short admin_port = cfg.admin.port;
+        [&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.ctx.open_connections())); });
+    if (!bind_listener(cfg.listen.address, cfg.listen.port, I.main_fd, main_port_, why)) return false;
+    if (cfg.admin.enabled && !bind_listener(cfg.admin.address, cfg.admin.port, I.admin_fd, admin_port_, why))
+        return false;
     for (unsigned i = 0; i < n; ++i) {
         auto ws = std::make_unique<WorkerState>();
         ws->w.index = i;
         if (!I.gw.init_worker(ws->w, why)) return false;
-        if (!I.open_acceptor(ws->w.ioc, cfg.listen.address, port, ws->main_acceptor, why)) return false;
-        port = ws->main_acceptor->local_endpoint().port();  // port 0: the others share the chosen port
-        if (i == 0 && cfg.admin.enabled) {
-            if (!I.open_acceptor(ws->w.ioc, cfg.admin.address, admin_port, ws->admin_acceptor, why))
-                return false;
-            admin_port = ws->admin_acceptor->local_endpoint().port();
-        }
+        if (!(ws->main_acceptor = I.acceptor_for(ws->w.ioc, I.main_fd, cfg.listen.address, why))) return false;
+        if (i == 0 && cfg.admin.enabled &&
+            !(ws->admin_acceptor = I.acceptor_for(ws->w.ioc, I.admin_fd, cfg.admin.address, why)))
+            return false;
         I.workers.push_back(std::move(ws));
     }
-    main_port_ = port;
-    admin_port_ = cfg.admin.enabled ? admin_port : 0;
     return true;
 }
 
@@ -446,88 +264,36 @@ int Server::run() {
 
     asio::signal_set signals(w0.w.ioc, SIGTERM, SIGINT, SIGHUP);
     std::function<void(boost::system::error_code, int)> on_signal;
-    std::atomic<bool> drain_requested{false};
     asio::steady_timer drain_delay(w0.w.ioc);
-    auto begin_drain = [&] {
-        if (I.draining.exchange(true)) return;
-        log_info("draining: stopped accepting, finishing in-flight requests");
-        {
-            std::lock_guard lk(I.drained_mu);
-            I.drained = std::make_shared<Waker>(w0.w.ioc.get_executor());
-        }
-        for (auto& ws : I.workers) {
-            asio::post(ws->w.ioc, [&I, &ws = *ws] {
-                boost::system::error_code ec;
-                // Take every connection the kernel already completed (the listen backlog) before closing:
-                // closing the listener would reset them, losing requests their clients already sent.
-                for (auto* acc : {ws.main_acceptor.get(), ws.admin_acceptor.get()}) {
-                    if (!acc) continue;
-                    acc->non_blocking(true, ec);
-                    for (;;) {
-                        tcp::socket sock(ws.w.ioc);
-                        acc->accept(sock, ec);
-                        if (ec) break;
-                        I.open_conns.fetch_add(1);
-                        asio::co_spawn(ws.w.ioc,
-                                       I.session(ws, std::move(sock), acc == ws.admin_acceptor.get()),
-                                       asio::detached);
-                    }
-                    acc->close(ec);
-                }
-                for (SessionSlot* s : ws.sessions)
-                    if (s->idle) s->low->socket().cancel(ec);
-            });
-        }
-        asio::co_spawn(
-            w0.w.ioc,
-            [&]() -> asio::awaitable<void> {
-                std::shared_ptr<Waker> d;
-                {
-                    std::lock_guard lk(I.drained_mu);
-                    d = I.drained;
-                }
-                if (I.open_conns.load() > 0)
-                    co_await d->wait(steady::now() + milliseconds(I.cfg.limits.drain_timeout_ms));
-                if (I.open_conns.load() > 0)
-                    log_warn("drain timeout: closing " + std::to_string(I.open_conns.load()) +
-                             " connections");
-                else
-                    log_info("drained");
-                I.gw.credentials().stop();
-                for (auto& ws : I.workers) ws->w.ioc.stop();
-            },
-            asio::detached);
-    };
-    auto request_drain = [&] {
-        if (drain_requested.exchange(true)) return;
-        I.gw.set_draining(true);  // readiness turns 503 at once
-        if (I.cfg.limits.drain_delay_ms == 0) return begin_drain();
-        log_info("draining: readiness is 503; still serving for " +
-                 std::to_string(I.cfg.limits.drain_delay_ms) + " ms");
-        drain_delay.expires_after(milliseconds(I.cfg.limits.drain_delay_ms));
-        drain_delay.async_wait([&](boost::system::error_code) { begin_drain(); });
-    };
     on_signal = [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
             Config fresh;
             if (I.reload && I.reload(fresh)) I.gw.reload(fresh);
-            signals.async_wait(on_signal);
-            return;
+        } else {
+            log_info(sig == SIGTERM ? "SIGTERM received" : "SIGINT received");
+            if (I.gw.draining() || I.cfg.limits.drain_delay_ms == 0) {
+                I.gw.set_draining(true);
+                I.begin_drain(w0);  // a second signal skips the remaining delay
+            } else {
+                // Readiness turns 503 and every answer says Connection: close; the listeners stay open for
+                // the delay so that load balancers take the instance out first.
+                I.gw.set_draining(true);
+                log_info("draining: readiness is 503; still serving for " +
+                         std::to_string(I.cfg.limits.drain_delay_ms) + " ms");
+                drain_delay.expires_after(milliseconds(I.cfg.limits.drain_delay_ms));
+                drain_delay.async_wait([&](boost::system::error_code e) {
+                    if (!e) I.begin_drain(w0);
+                });
+            }
         }
-        log_info(sig == SIGTERM ? "SIGTERM received" : "SIGINT received");
-        if (drain_requested.load())
-            begin_drain();  // a second signal skips the remaining delay
-        else
-            request_drain();
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
 
     I.gw.set_listening(true);
     std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < I.workers.size(); ++i)
-        threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
+    for (std::size_t i = 1; i < I.workers.size(); ++i) threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
     w0.w.ioc.run();
     for (auto& ws : I.workers) ws->w.ioc.stop();
     for (auto& t : threads) t.join();

@@ -32,6 +32,7 @@ struct AdminConfig {
     bool enabled = false;  // when false, /metrics and /admin/* are served on the main listener
     std::string address = "127.0.0.1";
     std::uint16_t port = 9090;
+    unsigned max_connections = 64;  // its own budget: a flood on the main port never reaches it
 };
 
 struct UpstreamConfig {

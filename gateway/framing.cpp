@@ -1,0 +1,127 @@
+#include "rdsgw/framing.hpp"
+
+#include "rdsgw/text.hpp"
+
+namespace rdsgw {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+// RFC 3986 reg-name characters: unreserved / pct-encoded ('%') / sub-delims.
+constexpr ByteSet kRegName([](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '%' || c == '!' || c == '$' || c == '&' || c == '\'' ||
+           c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+});
+constexpr ByteSet kIpv6Literal([](unsigned char c) {
+    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' || c == '.';
+});
+
+bool all_digits(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (c < '0' || c > '9') return false;
+    return true;
+}
+
+// Calls fn(token) for each comma-separated token of a header value.
+template <class Fn>
+void for_each_token(std::string_view v, Fn fn) {
+    while (true) {
+        auto comma = v.find(',');
+        fn(trim_ows(v.substr(0, comma)));
+        if (comma == std::string_view::npos) break;
+        v.remove_prefix(comma + 1);
+    }
+}
+
+Framing refuse(unsigned status, std::string msg) {
+    Framing fr;
+    fr.error = LocalError(status, std::move(msg), ErrorSource::caller, status == 413 ? "limit" : "validation");
+    fr.error->close = true;
+    fr.keep_alive = false;
+    return fr;
+}
+
+}  // namespace
+
+bool valid_host_header(std::string_view v) {
+    if (v.empty()) return false;
+    std::string_view host = v, port;
+    if (v.front() == '[') {
+        auto close = v.find(']');
+        if (close == std::string_view::npos || close < 3) return false;
+        for (char c : v.substr(1, close - 1))
+            if (!kIpv6Literal(static_cast<unsigned char>(c))) return false;
+        host = v.substr(0, close + 1);
+        std::string_view rest = v.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') return false;
+            port = rest.substr(1);
+            if (port.empty()) return true;  // "host:" : an empty port is allowed by RFC 3986
+        }
+    } else {
+        auto colon = v.rfind(':');
+        if (colon != std::string_view::npos) {
+            host = v.substr(0, colon);
+            port = v.substr(colon + 1);
+            if (port.empty()) port = "0";  // "host:" as above; the digits check below passes
+        }
+        if (host.empty()) return false;
+        for (char c : host)
+            if (!kRegName(static_cast<unsigned char>(c))) return false;
+    }
+    if (!port.empty() && (!all_digits(port) || port.size() > 5)) return false;
+    return true;
+}
+
+Framing check_framing(const http::fields& f, unsigned version) {
+    // One pass over the fields (Beast's find/equal_range do not visit every line of a repeated name).
+    std::size_t te_lines = 0, cl_lines = 0, hosts = 0;
+    std::string_view te_last, cl_first, host;
+    bool cl_bad = false, close = false, keep = false;
+    for (const auto& field : f) {
+        switch (field.name()) {
+            case http::field::transfer_encoding:
+                ++te_lines;
+                for_each_token(field.value(), [&](std::string_view t) { te_last = t; });
+                break;
+            case http::field::content_length:
+                ++cl_lines;
+                for_each_token(field.value(), [&](std::string_view t) {
+                    if (!all_digits(t) || (!cl_first.empty() && t != cl_first)) cl_bad = true;
+                    if (cl_first.empty()) cl_first = t;
+                });
+                break;
+            case http::field::host:
+                ++hosts;
+                host = field.value();
+                break;
+            case http::field::connection:
+                for_each_token(field.value(), [&](std::string_view t) {
+                    close = close || ascii_iequals(t, "close");
+                    keep = keep || ascii_iequals(t, "keep-alive");
+                });
+                break;
+            default:
+                break;
+        }
+    }
+    if (te_lines > 0) {
+        if (cl_lines > 0) return refuse(400, "both Transfer-Encoding and Content-Length");
+        if (ascii_iequals(te_last, "chunked")) return refuse(413, "request body not allowed");
+        return refuse(400, "unsupported Transfer-Encoding");
+    }
+    if (cl_bad) return refuse(400, "invalid Content-Length");
+    if (cl_lines > 0 && cl_first.find_first_not_of('0') != std::string_view::npos)
+        return refuse(413, "request body not allowed");
+    if (hosts > 1) return refuse(400, "more than one Host header");
+    if (hosts == 0 && version >= 11) return refuse(400, "missing Host header");
+    if (hosts == 1 && !valid_host_header(host)) return refuse(400, "invalid Host header");
+    Framing fr;
+    fr.keep_alive = !close && (version >= 11 || keep);
+    return fr;
+}
+
+}  // namespace rdsgw

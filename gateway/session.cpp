@@ -1,0 +1,369 @@
+#include "rdsgw/session.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <ctime>
+
+#include "rdsgw/framing.hpp"
+#include "rdsgw/log.hpp"
+
+namespace rdsgw {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+using asio::use_awaitable;
+using std::chrono::milliseconds;
+
+void SessionContext::connection_closed(ConnectionBudget& b) {
+    b.open.fetch_sub(1);
+    if (closing.load() && open_connections() == 0) {
+        std::lock_guard lk(drained_mu);
+        if (drained) drained->fire();
+    }
+}
+
+namespace {
+
+// "Date" header value, formatted once per second per thread.
+std::string_view http_date() {
+    thread_local std::time_t last = 0;
+    thread_local char buf[64];
+    thread_local std::size_t len = 0;
+    std::time_t now = std::time(nullptr);
+    if (now != last) {
+        std::tm tm;
+        gmtime_r(&now, &tm);
+        len = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return {buf, len};
+}
+
+std::string peer_subject(SSL* ssl) {
+    X509* cert = SSL_get_peer_certificate(ssl);
+    if (!cert) return {};
+    std::string out;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        BIO* bio = BIO_new(BIO_s_mem());
+        X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+        char* data = nullptr;
+        long n = BIO_get_mem_data(bio, &data);
+        if (n > 0) out.assign(data, static_cast<std::size_t>(n));
+        BIO_free(bio);
+    }
+    X509_free(cert);
+    return out;
+}
+
+// The status line and headers of a response.
+std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id, bool keep_alive,
+                          unsigned version) {
+    std::string h;
+    h.reserve(256);
+    h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    h += std::to_string(r.status);
+    h += ' ';
+    h += http::obsolete_reason(static_cast<http::status>(r.status));
+    h += "\r\nDate: ";
+    h += http_date();
+    h += "\r\nContent-Type: ";
+    h += r.content_type;
+    h += "\r\nContent-Length: ";
+    h += std::to_string(body_size);
+    h += "\r\nX-Request-Id: ";
+    h += request_id;
+    for (auto& [k, v] : r.headers) {
+        h += "\r\n";
+        h += k;
+        h += ": ";
+        h += v;
+    }
+    if (!keep_alive)
+        h += "\r\nConnection: close";
+    else if (version == 10)
+        h += "\r\nConnection: keep-alive";
+    h += "\r\n\r\n";
+    return h;
+}
+
+enum class HeaderRead { complete, too_large, timed_out, closed };
+
+template <class Stream>
+class Session {
+  public:
+    Session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, Stream& stream, beast::tcp_stream& low,
+            bool admin, std::string client, std::string tls_subject, steady::time_point header_deadline)
+        : ctx_(ctx),
+          lim_(ctx.cfg.limits),
+          w_(w),
+          sessions_(sessions),
+          stream_(stream),
+          low_(low),
+          admin_(admin),
+          client_(std::move(client)),
+          tls_subject_(std::move(tls_subject)),
+          header_deadline_(header_deadline) {
+        slot_.low = &low;
+        sessions_.list.push_front(&slot_);
+        slot_it_ = sessions_.list.begin();
+    }
+    ~Session() { sessions_.list.erase(slot_it_); }
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Serves requests until the connection ends; then closes it gracefully.
+    asio::awaitable<void> run() {
+        bool keep = true;
+        for (bool first = true; keep; first = false) {
+            if (buf_.size() == 0 && !co_await wait_for_request(first)) co_return;
+            if (!first) header_deadline_ = steady::now() + milliseconds(lim_.header_timeout_ms);
+            keep = co_await serve_one();
+        }
+        co_await linger_close();
+    }
+
+    // Answers a connection over its listener's budget at once, without reading a request.
+    asio::awaitable<void> refuse_connection(LocalError e) {
+        Exchange x = new_exchange();
+        x.request_id = make_request_id();
+        co_await refuse(x, std::move(e));
+        co_await linger_close();
+    }
+
+  private:
+    // Waits for the first byte of the next request: by the connection's header deadline for the first
+    // request, within the idle timeout for later ones; during a drain, within the drain's grace period.
+    asio::awaitable<bool> wait_for_request(bool first) {
+        for (;;) {
+            auto deadline = first ? header_deadline_ : steady::now() + milliseconds(lim_.idle_timeout_ms);
+            if (ctx_.closing.load())
+                deadline = std::min(deadline, steady::time_point(steady::duration(ctx_.idle_close_at.load())));
+            low_.expires_at(deadline);
+            slot_.idle = true;
+            boost::system::error_code ec;
+            std::size_t n =
+                co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
+            slot_.idle = false;
+            if (!ec) {
+                buf_.commit(n);
+                co_return true;
+            }
+            // The drain cancelled this read: wait out the grace period, then close.
+            if (ec == asio::error::operation_aborted && ctx_.closing.load() && steady::now() < deadline) continue;
+            co_return false;
+        }
+    }
+
+    // Reads the header block (request line, fields, empty line) into buf_: at most max_header_bytes in all,
+    // all of it by header_deadline_. `len` is the block's length.
+    asio::awaitable<HeaderRead> read_header(std::size_t& len) {
+        const std::size_t limit = lim_.max_header_bytes;
+        std::size_t scanned = 0;
+        for (;;) {
+            // RFC 9112 2.2: empty lines before a request line are ignored.
+            while (buf_.size() >= 2 && std::string_view(static_cast<const char*>(buf_.data().data()), 2) == "\r\n")
+                buf_.consume(2);
+            const std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+            if (auto pos = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0); pos != std::string_view::npos) {
+                len = pos + 4;
+                co_return len <= limit ? HeaderRead::complete : HeaderRead::too_large;
+            }
+            if (data.size() >= limit) co_return HeaderRead::too_large;
+            scanned = data.size();
+            low_.expires_at(header_deadline_);
+            boost::system::error_code ec;
+            std::size_t n = co_await stream_.async_read_some(buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
+                                                             asio::redirect_error(use_awaitable, ec));
+            if (ec == beast::error::timeout) co_return buf_.size() ? HeaderRead::timed_out : HeaderRead::closed;
+            if (ec) co_return HeaderRead::closed;
+            buf_.commit(n);
+        }
+    }
+
+    Exchange new_exchange() const {
+        Exchange x;
+        x.started = steady::now();
+        x.client_addr = client_;
+        x.tls_subject = tls_subject_;
+        x.admin_listener = admin_;
+        return x;
+    }
+
+    // One request: read, check, run through the pipeline, answer. False: close the connection after it.
+    asio::awaitable<bool> serve_one() {
+        std::size_t len = 0;
+        const HeaderRead hr = co_await read_header(len);
+        Exchange x = new_exchange();
+        if (hr != HeaderRead::complete) {
+            x.request_id = make_request_id();
+            if (hr == HeaderRead::too_large)
+                co_await refuse(x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
+            else if (hr == HeaderRead::timed_out)
+                co_await refuse(x, LocalError(408, "request header not received in time", ErrorSource::caller, "limit"));
+            else
+                co_return false;  // the client went away: nothing to answer, nobody to answer
+            co_return false;
+        }
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(len));
+        boost::system::error_code ec;
+        parser.put(asio::buffer(buf_.data().data(), len), ec);
+        buf_.consume(len);
+        if (ec || !parser.is_header_done()) {
+            x.request_id = make_request_id();
+            co_await refuse(x, LocalError(400, "malformed HTTP request", ErrorSource::caller, "validation"));
+            co_return false;
+        }
+        auto& req = parser.get();
+        if (auto it = req.find("X-Request-Id"); it != req.end() && is_sane_request_id(it->value()))
+            x.request_id = std::string(it->value());
+        else
+            x.request_id = make_request_id();
+        x.method = req.method();
+        x.method_string = req.method_string();
+        x.target = req.target();
+        x.version = req.version() == 10 ? 10 : 11;
+        x.route = classify(x.target);
+        x.fields = &req.base();
+        Framing fr = check_framing(req.base(), req.version());
+        if (fr.error) {
+            co_await refuse(x, std::move(*fr.error));
+            co_return false;
+        }
+        co_await run_pipeline(x);
+        // From SIGTERM on, every answer says Connection: close, so clients move on before the listener closes.
+        const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining();
+        x.bytes_sent = co_await write(x, keep);
+        ctx_.gw.finish(x);
+        co_return keep && x.bytes_sent > 0;
+    }
+
+    asio::awaitable<void> run_pipeline(Exchange& x) {
+        if (ctx_.inflight.fetch_add(1) >= lim_.max_inflight) {
+            ctx_.inflight.fetch_sub(1);
+            x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit").with("Retry-After", "1");
+            ctx_.gw.respond(x);
+            co_return;
+        }
+        ctx_.gw.metrics().inflight_add(1);
+        low_.expires_never();
+        // Cache hits and every refusal are answered inline; only a miss suspends.
+        if (ctx_.gw.begin(x)) co_await ctx_.gw.fetch_phase(w_, x);
+        ctx_.inflight.fetch_sub(1);
+        ctx_.gw.metrics().inflight_add(-1);
+    }
+
+    // A refusal the session makes itself (before or instead of the pipeline): answered, logged, counted,
+    // and the connection closes.
+    asio::awaitable<void> refuse(Exchange& x, LocalError e) {
+        x.error = std::move(e);
+        ctx_.gw.respond(x);
+        x.bytes_sent = co_await write(x, false);
+        ctx_.gw.finish(x);
+    }
+
+    // Head and body in one gathered write; the bytes written, 0 on error.
+    asio::awaitable<std::size_t> write(const Exchange& x, bool keep) {
+        const Response& r = x.response;
+        const std::string_view body = r.body_view();
+        const std::string h = response_head(r, body.size(), x.request_id, keep, x.version);
+        const std::array<asio::const_buffer, 2> bufs{
+            asio::buffer(h), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
+        low_.expires_after(milliseconds(lim_.idle_timeout_ms));
+        boost::system::error_code ec;
+        std::size_t n = co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
+        co_return ec ? 0 : n;
+    }
+
+    // Closes without losing the last answer: stop sending, then read and drop what the client still sends
+    // for a moment (closing with unread bytes makes the kernel send a reset, which can destroy an answer the
+    // client has not read yet).
+    asio::awaitable<void> linger_close() {
+        boost::system::error_code ec;
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+            low_.socket().shutdown(tcp::socket::shutdown_send, ec);
+            low_.expires_after(std::chrono::seconds(1));
+            std::array<char, 4096> sink;
+            for (std::size_t total = 0; total < (64u << 10);) {
+                std::size_t n = co_await low_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+                if (ec) break;
+                total += n;
+            }
+        } else {
+            low_.expires_after(std::chrono::seconds(1));
+            co_await stream_.async_shutdown(asio::redirect_error(use_awaitable, ec));
+        }
+    }
+
+    SessionContext& ctx_;
+    const LimitsConfig& lim_;
+    Worker& w_;
+    WorkerSessions& sessions_;
+    Stream& stream_;
+    beast::tcp_stream& low_;
+    const bool admin_;
+    const std::string client_, tls_subject_;
+    steady::time_point header_deadline_;
+    beast::flat_buffer buf_;
+    SessionSlot slot_;
+    std::list<SessionSlot*>::iterator slot_it_;
+};
+
+}  // namespace
+
+asio::awaitable<void> run_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
+                                  bool admin, steady::time_point accepted) {
+    ConnectionBudget& budget = admin ? ctx.admin_conns : ctx.main_conns;
+    struct Closed {
+        SessionContext& ctx;
+        ConnectionBudget& b;
+        ~Closed() { ctx.connection_closed(b); }
+    } closed{ctx, budget};
+    std::string client;
+    {
+        boost::system::error_code ec;
+        auto ep = sock.remote_endpoint(ec);
+        if (!ec) client = ep.address().to_string();
+    }
+    // One deadline for the TLS handshake, the first byte and the first request's header block.
+    const auto header_deadline = accepted + milliseconds(ctx.cfg.limits.header_timeout_ms);
+    boost::system::error_code ec;
+    sock.set_option(tcp::no_delay(true), ec);
+    if (budget.open.load() > budget.max) {
+        beast::tcp_stream stream(std::move(sock));
+        Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, client, "",
+                                           steady::now() + std::chrono::seconds(1));
+        co_await session.refuse_connection(
+            LocalError(503, "too many open connections", ErrorSource::internal, "limit").with("Retry-After", "1"));
+        co_return;
+    }
+    if (ctx.tls && !admin) {
+        beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
+        auto& low = beast::get_lowest_layer(stream);
+        low.expires_at(header_deadline);
+        co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            ctx.gw.metrics().rejected("auth");
+            co_return;
+        }
+        Session<beast::ssl_stream<beast::tcp_stream>> session(ctx, w, sessions, stream, low, admin, client,
+                                                              peer_subject(stream.native_handle()), header_deadline);
+        co_await session.run();
+    } else {
+        beast::tcp_stream stream(std::move(sock));
+        Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, client, "", header_deadline);
+        co_await session.run();
+    }
+}
+
+}  // namespace rdsgw

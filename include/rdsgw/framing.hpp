@@ -1,0 +1,30 @@
+// HTTP/1.1 request framing checks (RFC 9112), pure: a request's header fields in, a verdict out. The session
+// applies them to every request before the pipeline sees it; any refusal closes the connection, because
+// after a framing error nobody can know where the next request starts (request smuggling).
+#pragma once
+#include <boost/beast/http/fields.hpp>
+#include <optional>
+
+#include "rdsgw/local_error.hpp"
+
+namespace rdsgw {
+
+struct Framing {
+    std::optional<LocalError> error;  // set: answer it and close
+    bool keep_alive = true;           // from the version and every Connection header line
+};
+
+// - Transfer-Encoding (any, this API has no request bodies): 413 when its final coding is chunked (a real
+//   body), else 400; with Content-Length as well: 400.
+// - Content-Length: every value the same decimal number (several differing ones: 400); above 0: 413.
+// - Host: HTTP/1.1 needs exactly one, a valid uri-host[:port] (RFC 3986: reg-name, IPv4 or [IPv6]); none
+//   (1.1), several, empty, or one with spaces, userinfo, bytes >= 0x80 or a bad port: 400. HTTP/1.0 may omit
+//   it, but one it sends must be valid.
+// - Connection: the tokens of every Connection line count ("close" ends keep-alive; "keep-alive" keeps an
+//   HTTP/1.0 connection).
+Framing check_framing(const boost::beast::http::fields& f, unsigned version);
+
+// A Host header value: uri-host [ ":" port ].
+bool valid_host_header(std::string_view v);
+
+}  // namespace rdsgw
