@@ -38,7 +38,8 @@ void for_each_token(std::string_view v, Fn fn) {
 
 Framing refuse(unsigned status, std::string msg) {
     Framing fr;
-    fr.error = LocalError(status, std::move(msg), ErrorSource::caller, status == 413 ? "limit" : "validation");
+    fr.error =
+        LocalError(status, std::move(msg), ErrorSource::caller, status == 413 ? "limit" : "validation");
     fr.error->close = true;
     fr.keep_alive = false;
     return fr;

@@ -37,7 +37,8 @@ bool bind_listener(const std::string& addr, unsigned short port, int& fd, unsign
     tcp::acceptor acc(scratch);
     tcp::endpoint ep(a, port);
     acc.open(ep.protocol(), ec);
-    if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);  // TIME_WAIT only, never a 2nd listener
+    if (!ec)
+        acc.set_option(asio::socket_base::reuse_address(true), ec);  // TIME_WAIT only, never a 2nd listener
     if (!ec) acc.bind(ep, ec);
     if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
@@ -141,8 +142,8 @@ struct Server::Impl {
             tcp::socket sock = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
-                if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
-                    ec == asio::error::no_memory) {
+                if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+                    ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
                     log_rate_limited(last_fd_warning, "accept: " + ec.message() + "; pausing accepts");
                     co_await sleep_until(steady::now() + pause);
                     pause = std::min(pause * 2, milliseconds(1000));
@@ -156,17 +157,18 @@ struct Server::Impl {
 
     void spawn_session(WorkerState& ws, tcp::socket sock, bool admin) {
         (admin ? ctx.admin_conns : ctx.main_conns).open.fetch_add(1);
-        asio::co_spawn(ws.w.ioc, run_session(ctx, ws.w, ws.sessions, std::move(sock), admin, steady::now()),
-                       [](std::exception_ptr e) {
-                           if (!e) return;
-                           try {
-                               std::rethrow_exception(e);
-                           } catch (const std::exception& ex) {
-                               log_error(std::string("connection ended by an unexpected error: ") + ex.what());
-                           } catch (...) {
-                               log_error("connection ended by an unexpected error");
-                           }
-                       });
+        asio::co_spawn(
+            ws.w.ioc, run_session(ctx, ws.w, ws.sessions, std::move(sock), admin, steady::now()),
+            [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log_error(std::string("connection ended by an unexpected error: ") + ex.what());
+                } catch (...) {
+                    log_error("connection ended by an unexpected error");
+                }
+            });
     }
 
     // The drain, after SIGTERM (and limits.drain_delay_ms): take the connections the kernel already accepted,
@@ -215,7 +217,8 @@ struct Server::Impl {
             std::lock_guard lk(ctx.drained_mu);
             d = ctx.drained;
         }
-        if (ctx.open_connections() > 0) co_await d->wait(steady::now() + milliseconds(cfg.limits.drain_timeout_ms));
+        if (ctx.open_connections() > 0)
+            co_await d->wait(steady::now() + milliseconds(cfg.limits.drain_timeout_ms));
         if (const unsigned left = ctx.open_connections(); left > 0)
             log_warn("drain timeout: closing " + std::to_string(left) + " connections");
         else
@@ -232,7 +235,8 @@ Server::~Server() = default;
 bool Server::bind(std::string& why) {
     auto& I = *impl_;
     const auto& cfg = I.cfg;
-    const unsigned n = cfg.listen.threads ? cfg.listen.threads : std::max(1u, std::thread::hardware_concurrency());
+    const unsigned n =
+        cfg.listen.threads ? cfg.listen.threads : std::max(1u, std::thread::hardware_concurrency());
     if (!cfg.listen.tls_cert_file.empty() && !(I.ctx.tls = make_server_tls(cfg.listen, why))) return false;
     I.gw.metrics().on_collect(
         [&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.ctx.open_connections())); });
@@ -243,7 +247,8 @@ bool Server::bind(std::string& why) {
         auto ws = std::make_unique<WorkerState>();
         ws->w.index = i;
         if (!I.gw.init_worker(ws->w, why)) return false;
-        if (!(ws->main_acceptor = I.acceptor_for(ws->w.ioc, I.main_fd, cfg.listen.address, why))) return false;
+        if (!(ws->main_acceptor = I.acceptor_for(ws->w.ioc, I.main_fd, cfg.listen.address, why)))
+            return false;
         if (i == 0 && cfg.admin.enabled &&
             !(ws->admin_acceptor = I.acceptor_for(ws->w.ioc, I.admin_fd, cfg.admin.address, why)))
             return false;
@@ -293,7 +298,8 @@ int Server::run() {
 
     I.gw.set_listening(true);
     std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < I.workers.size(); ++i) threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
+    for (std::size_t i = 1; i < I.workers.size(); ++i)
+        threads.emplace_back([&, i] { I.workers[i]->w.ioc.run(); });
     w0.w.ioc.run();
     for (auto& ws : I.workers) ws->w.ioc.stop();
     for (auto& t : threads) t.join();

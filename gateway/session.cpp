@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <ctime>
+#include <type_traits>
 
 #include "rdsgw/framing.hpp"
 #include "rdsgw/log.hpp"
@@ -66,8 +67,8 @@ std::string peer_subject(SSL* ssl) {
 }
 
 // The status line and headers of a response.
-std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id, bool keep_alive,
-                          unsigned version) {
+std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id,
+                          bool keep_alive, unsigned version) {
     std::string h;
     h.reserve(256);
     h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -112,12 +113,19 @@ class Session {
           admin_(admin),
           client_(std::move(client)),
           tls_subject_(std::move(tls_subject)),
-          header_deadline_(header_deadline) {
+          header_deadline_(header_deadline),
+          timer_(low.get_executor()),
+          deadline_(std::make_shared<DeadlineState>()) {
+        low_.expires_never();  // one deadline per phase (arm), not Beast's timer per operation
+        deadline_->low = &low;
         slot_.low = &low;
         sessions_.list.push_front(&slot_);
         slot_it_ = sessions_.list.begin();
     }
-    ~Session() { sessions_.list.erase(slot_it_); }
+    ~Session() {
+        deadline_->alive = false;
+        sessions_.list.erase(slot_it_);
+    }
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
@@ -130,6 +138,22 @@ class Session {
             keep = co_await serve_one();
         }
         co_await linger_close();
+    }
+
+    // The TLS handshake, within the first request's header deadline.
+    asio::awaitable<bool> handshake() {
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+            co_return true;
+        } else {
+            arm(header_deadline_);
+            boost::system::error_code ec;
+            co_await stream_.async_handshake(ssl::stream_base::server,
+                                             asio::redirect_error(use_awaitable, ec));
+            disarm();
+            if (ec) co_return false;
+            tls_subject_ = peer_subject(stream_.native_handle());
+            co_return true;
+        }
     }
 
     // Answers a connection over its listener's budget at once, without reading a request.
@@ -147,19 +171,21 @@ class Session {
         for (;;) {
             auto deadline = first ? header_deadline_ : steady::now() + milliseconds(lim_.idle_timeout_ms);
             if (ctx_.closing.load())
-                deadline = std::min(deadline, steady::time_point(steady::duration(ctx_.idle_close_at.load())));
-            low_.expires_at(deadline);
+                deadline =
+                    std::min(deadline, steady::time_point(steady::duration(ctx_.idle_close_at.load())));
+            arm(deadline);
             slot_.idle = true;
             boost::system::error_code ec;
             std::size_t n =
                 co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
             slot_.idle = false;
+            disarm();
             if (!ec) {
                 buf_.commit(n);
                 co_return true;
             }
             // The drain cancelled this read: wait out the grace period, then close.
-            if (ec == asio::error::operation_aborted && ctx_.closing.load() && steady::now() < deadline) continue;
+            if (ec == asio::error::operation_aborted && !deadline_->expired && ctx_.closing.load()) continue;
             co_return false;
         }
     }
@@ -171,20 +197,25 @@ class Session {
         std::size_t scanned = 0;
         for (;;) {
             // RFC 9112 2.2: empty lines before a request line are ignored.
-            while (buf_.size() >= 2 && std::string_view(static_cast<const char*>(buf_.data().data()), 2) == "\r\n")
+            while (buf_.size() >= 2 &&
+                   std::string_view(static_cast<const char*>(buf_.data().data()), 2) == "\r\n")
                 buf_.consume(2);
             const std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
-            if (auto pos = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0); pos != std::string_view::npos) {
+            if (auto pos = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
+                pos != std::string_view::npos) {
                 len = pos + 4;
                 co_return len <= limit ? HeaderRead::complete : HeaderRead::too_large;
             }
             if (data.size() >= limit) co_return HeaderRead::too_large;
             scanned = data.size();
-            low_.expires_at(header_deadline_);
+            arm(header_deadline_);
             boost::system::error_code ec;
-            std::size_t n = co_await stream_.async_read_some(buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
-                                                             asio::redirect_error(use_awaitable, ec));
-            if (ec == beast::error::timeout) co_return buf_.size() ? HeaderRead::timed_out : HeaderRead::closed;
+            std::size_t n = co_await stream_.async_read_some(
+                buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
+                asio::redirect_error(use_awaitable, ec));
+            disarm();
+            if (ec == asio::error::operation_aborted && deadline_->expired)
+                co_return buf_.size() ? HeaderRead::timed_out : HeaderRead::closed;
             if (ec) co_return HeaderRead::closed;
             buf_.commit(n);
         }
@@ -209,7 +240,8 @@ class Session {
             if (hr == HeaderRead::too_large)
                 co_await refuse(x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
             else if (hr == HeaderRead::timed_out)
-                co_await refuse(x, LocalError(408, "request header not received in time", ErrorSource::caller, "limit"));
+                co_await refuse(
+                    x, LocalError(408, "request header not received in time", ErrorSource::caller, "limit"));
             else
                 co_return false;  // the client went away: nothing to answer, nobody to answer
             co_return false;
@@ -241,22 +273,23 @@ class Session {
             co_return false;
         }
         co_await run_pipeline(x);
-        // From SIGTERM on, every answer says Connection: close, so clients move on before the listener closes.
+        // From SIGTERM on, every answer says Connection: close, so clients move on before the listener
+        // closes.
         const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining();
         x.bytes_sent = co_await write(x, keep);
         ctx_.gw.finish(x);
-        co_return keep && x.bytes_sent > 0;
+        co_return keep&& x.bytes_sent > 0;
     }
 
     asio::awaitable<void> run_pipeline(Exchange& x) {
         if (ctx_.inflight.fetch_add(1) >= lim_.max_inflight) {
             ctx_.inflight.fetch_sub(1);
-            x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit").with("Retry-After", "1");
+            x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit")
+                          .with("Retry-After", "1");
             ctx_.gw.respond(x);
             co_return;
         }
         ctx_.gw.metrics().inflight_add(1);
-        low_.expires_never();
         // Cache hits and every refusal are answered inline; only a miss suspends.
         if (ctx_.gw.begin(x)) co_await ctx_.gw.fetch_phase(w_, x);
         ctx_.inflight.fetch_sub(1);
@@ -279,9 +312,10 @@ class Session {
         const std::string h = response_head(r, body.size(), x.request_id, keep, x.version);
         const std::array<asio::const_buffer, 2> bufs{
             asio::buffer(h), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
-        low_.expires_after(milliseconds(lim_.idle_timeout_ms));
+        arm(steady::now() + milliseconds(lim_.idle_timeout_ms));
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
+        disarm();
         co_return ec ? 0 : n;
     }
 
@@ -292,17 +326,43 @@ class Session {
         boost::system::error_code ec;
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             low_.socket().shutdown(tcp::socket::shutdown_send, ec);
-            low_.expires_after(std::chrono::seconds(1));
+            arm(steady::now() + std::chrono::seconds(1));
             std::array<char, 4096> sink;
             for (std::size_t total = 0; total < (64u << 10);) {
-                std::size_t n = co_await low_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+                std::size_t n = co_await low_.async_read_some(asio::buffer(sink),
+                                                              asio::redirect_error(use_awaitable, ec));
                 if (ec) break;
                 total += n;
             }
         } else {
-            low_.expires_after(std::chrono::seconds(1));
+            arm(steady::now() + std::chrono::seconds(1));
             co_await stream_.async_shutdown(asio::redirect_error(use_awaitable, ec));
         }
+        disarm();
+    }
+
+    // The connection's one deadline timer: when it fires, the pending socket operation is cancelled (not the
+    // socket closed, as Beast's stream timeouts do), so a 408 can still be written.
+    struct DeadlineState {
+        bool alive = true;
+        bool expired = false;
+        std::uint64_t gen = 0;
+        beast::tcp_stream* low = nullptr;
+    };
+    void arm(steady::time_point at) {
+        deadline_->expired = false;
+        const std::uint64_t gen = ++deadline_->gen;
+        timer_.expires_at(at);
+        timer_.async_wait([st = deadline_, gen](boost::system::error_code ec) {
+            if (ec || !st->alive || st->gen != gen) return;
+            st->expired = true;
+            boost::system::error_code ignored;
+            st->low->socket().cancel(ignored);
+        });
+    }
+    void disarm() {
+        ++deadline_->gen;
+        timer_.cancel();
     }
 
     SessionContext& ctx_;
@@ -312,8 +372,11 @@ class Session {
     Stream& stream_;
     beast::tcp_stream& low_;
     const bool admin_;
-    const std::string client_, tls_subject_;
+    const std::string client_;
+    std::string tls_subject_;
     steady::time_point header_deadline_;
+    asio::steady_timer timer_;
+    std::shared_ptr<DeadlineState> deadline_;
     beast::flat_buffer buf_;
     SessionSlot slot_;
     std::list<SessionSlot*>::iterator slot_it_;
@@ -344,24 +407,23 @@ asio::awaitable<void> run_session(SessionContext& ctx, Worker& w, WorkerSessions
         Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, client, "",
                                            steady::now() + std::chrono::seconds(1));
         co_await session.refuse_connection(
-            LocalError(503, "too many open connections", ErrorSource::internal, "limit").with("Retry-After", "1"));
+            LocalError(503, "too many open connections", ErrorSource::internal, "limit")
+                .with("Retry-After", "1"));
         co_return;
     }
     if (ctx.tls && !admin) {
         beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
-        auto& low = beast::get_lowest_layer(stream);
-        low.expires_at(header_deadline);
-        co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
-        if (ec) {
+        Session<beast::ssl_stream<beast::tcp_stream>> session(
+            ctx, w, sessions, stream, beast::get_lowest_layer(stream), admin, client, "", header_deadline);
+        if (!co_await session.handshake()) {
             ctx.gw.metrics().rejected("auth");
             co_return;
         }
-        Session<beast::ssl_stream<beast::tcp_stream>> session(ctx, w, sessions, stream, low, admin, client,
-                                                              peer_subject(stream.native_handle()), header_deadline);
         co_await session.run();
     } else {
         beast::tcp_stream stream(std::move(sock));
-        Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, client, "", header_deadline);
+        Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, client, "",
+                                           header_deadline);
         co_await session.run();
     }
 }
