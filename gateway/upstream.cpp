@@ -25,12 +25,6 @@ using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 using asio::use_awaitable;
 
-asio::awaitable<void> sleep_until(steady::time_point t) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, t);
-    boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
-}
-
 bool Endpoint::parse(std::string_view base_url, Endpoint& out, std::string& why) {
     auto u = boost::urls::parse_absolute_uri(base_url);
     if (!u) {

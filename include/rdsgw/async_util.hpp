@@ -1,4 +1,5 @@
-// Small coroutine helpers shared by the cache, the credential sources and the upstream limiter.
+// Small coroutine helpers: a cross-thread one-shot wake-up (used by the IAM token source, the upstream
+// concurrency limiter and the drain) and a timed sleep (retries' backoff, accept pacing).
 #pragma once
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>

@@ -51,7 +51,7 @@ struct CredentialDeps {
     std::string upstream_ca_file;
 };
 
-// Builds the source for config.auth; false with `why` when its secrets cannot be loaded.
+// Builds the source for config.auth; null with `why` when its secrets cannot be loaded.
 std::unique_ptr<CredentialSource> make_credential_source(const AuthConfig& cfg, const CredentialDeps& deps,
                                                          std::string& why);
 
