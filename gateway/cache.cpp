@@ -176,7 +176,8 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
 }
 
 bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point now) {
-    if (!answer || (answer->status != 200 && answer->status != 404)) return false;
+    const bool negative = answer && (answer->status == 404 || answer->status == 502);
+    if (!answer || (answer->status != 200 && !negative)) return false;
 
     SysClock::time_point fresh_until;
     SysClock::time_point valid_until = SysClock::time_point::max();

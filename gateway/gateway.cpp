@@ -203,8 +203,10 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
             auto found = cache_->get(x.cache_key, sys::now());
             if (!found.answer || !found.fresh) return nullptr;
             auto o = std::make_shared<FetchOutcome>();
-            o->answer = std::move(found.answer);
-            o->upstream_request_id = o->answer->upstream_request_id;
+            if (found.answer->status == 502)
+                o->error = LocalError(502, found.answer->body, ErrorSource::upstream);
+            else
+                o->answer = std::move(found.answer);
             return o;
         };
     }
@@ -307,8 +309,10 @@ bool Gateway::cache_lookup(Exchange& x) {
     auto found = cache_->get(x.cache_key, sys::now());
     if (found.answer && found.fresh) {
         metrics_.cache_event(found.answer->status == 200 ? "hit" : "negative_hit");
-        x.answer = std::move(found.answer);
         x.cache = CacheState::hit;
+        if (found.answer->status == 502)  // a recent refusal of the upstream's answer
+            return fail(x, LocalError(502, found.answer->body, ErrorSource::upstream));
+        x.answer = std::move(found.answer);
         return false;
     }
     x.stale = std::move(found.answer);
@@ -338,6 +342,13 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
         out->upstream_failed = failed;
         return out;
     };
+    // The upstream answered, but not with what callers may receive: 502, counted, cached briefly.
+    auto refuse = [&](std::string_view reason, std::string msg) {
+        metrics_.answer_refused(reason);
+        log_warn("request " + job.request_id + ": " + msg);
+        out->refusal = true;
+        return upstream_error(502, std::move(msg), false);
+    };
     if (up.refused) {
         out->error = *up.refused;
         out->upstream_failed = up.refused_as_outage;
@@ -345,6 +356,8 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     }
     if (last.error != UpstreamResponse::Error::none) {
         const auto tf = transport_failure(last.error);
+        if (last.error == UpstreamResponse::Error::too_large)  // never retried: nothing more to say
+            return upstream_error(tf.status, std::string(tf.text), true);
         return upstream_error(tf.status, std::string(tf.text) + describe_attempts(up), true);
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity")
@@ -355,12 +368,13 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     answer->upstream_request_id = out->upstream_request_id;
     answer->stored_at = sys::now();
     if (last.status == 200) {
-        auto n = normalize_backup_files(last.body, sys::now(), norm_);
-        if (auto* e = std::get_if<NormalizeError>(&n)) {
-            log_warn("request " + job.request_id + ": " + e->message());
-            return upstream_error(502, e->message(), false);
-        }
+        const auto now = sys::now();
+        auto n = normalize_backup_files(last.body, now, norm_);
+        if (auto* e = std::get_if<NormalizeError>(&n)) return refuse("contract", e->message());
         auto& ok = std::get<NormalizedAnswer>(n);
+        // Never a dying link: an answer whose earliest link expires within the margin is not served.
+        if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
+            return refuse("expiring", "upstream answer's download links expire within the expiry margin");
         answer->body = std::move(ok.body);
         answer->earliest_expiry = ok.earliest_expiry;
     } else if (is_rds_error_body(last.body)) {
@@ -378,9 +392,19 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     return out;
 }
 
-// A 200 is cached for its link-bounded lifetime, a 404 briefly (LinkCache::put decides); nothing else is.
+// A 200 is cached for its link-bounded lifetime; a 404 and a refusal of the upstream's answer briefly
+// (negative_ttl); nothing else is (LinkCache::put applies the lifetimes).
 void Gateway::store(const FetchJob& job, const FetchOutcome& o) {
-    if (cache_ && o.answer && !o.error) cache_->put(job.cache_key, o.answer, sys::now());
+    if (!cache_) return;
+    if (o.error && o.refusal) {
+        auto a = std::make_shared<CachedAnswer>();
+        a->status = 502;
+        a->body = o.error->message;
+        a->stored_at = sys::now();
+        cache_->put(job.cache_key, std::move(a), sys::now());
+    } else if (o.answer && !o.error && (o.answer->status == 200 || o.answer->status == 404)) {
+        cache_->put(job.cache_key, o.answer, sys::now());
+    }
 }
 
 // ------------------------------------------------------------------------------------ delivering
@@ -428,8 +452,10 @@ bool Gateway::serve_stale(Exchange& x, const FetchOutcome* o) {
     return true;
 }
 
-void Gateway::respond(Exchange& x) const {
+void Gateway::respond(Exchange& x) {
     Response& r = x.response;
+    // Counted before the answer leaves, so that a client that got its refusal sees it in /metrics.
+    if (x.error && !x.error->reject_reason.empty()) metrics_.rejected(x.error->reject_reason);
     if (x.error) {
         r.status = x.error->status;
         r.body = make_error_body(x.error->status, x.error->message, x.request_id);
@@ -469,7 +495,6 @@ void Gateway::finish(const Exchange& x) {
                                                         : "other";
     metrics_.request_done(route_name(x.route), m, x.response.status, cache_state_name(x.cache),
                           total_ms / 1000.0);
-    if (x.error && !x.error->reject_reason.empty()) metrics_.rejected(x.error->reject_reason);
     if (access_log_.enabled()) access_log_.write(access_line(x, total_ms));
 }
 

@@ -17,7 +17,7 @@ namespace {
 // OpenTelemetry's default HTTP duration buckets, in seconds.
 const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                                        0.5,   0.75, 1,     2.5,  5,     7.5, 10};
-enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kFamilies };
+enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kRefused, kFamilies };
 }  // namespace
 
 struct Metrics::Impl {
@@ -76,6 +76,10 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
                                       .Name("rdsgw_caller_auth_failures_total")
                                       .Help("Failed caller authentications by reason")
                                       .Register(r);
+    impl_->counters[kRefused] = &BuildCounter()
+                                     .Name("rdsgw_upstream_answers_refused_total")
+                                     .Help("Upstream answers the gateway refused to serve (502), by reason")
+                                     .Register(r);
     impl_->req_duration = &BuildHistogram()
                                .Name("rdsgw_request_duration_seconds")
                                .Help("Time from request read to response written, by route")
@@ -165,6 +169,7 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
             labels = {{"kind", std::string(a)}, {"result", std::string(b)}};
             break;
         case kAuthFail:
+        case kRefused:
             labels = {{"reason", std::string(a)}};
             break;
     }
@@ -224,6 +229,9 @@ void Metrics::credential_refresh(std::string_view kind, std::string_view result)
 }
 void Metrics::auth_failure(std::string_view reason) {
     counter_cached(kAuthFail, reason).Increment();
+}
+void Metrics::answer_refused(std::string_view reason) {
+    counter_cached(kRefused, reason).Increment();
 }
 void Metrics::inflight_add(int d) {
     impl_->inflight->Increment(d);

@@ -82,7 +82,9 @@ bool UpstreamService::init_worker(Worker& w, std::string& why) {
     po.connect_timeout = milliseconds(cfg_.upstream.connect_timeout_ms);
     po.idle_timeout = milliseconds(cfg_.upstream.pool_idle_timeout_ms);
     po.max_idle = cfg_.upstream.pool_size;
-    po.max_response_bytes = cfg_.upstream.max_response_bytes;
+    // An answer above response.max_body_bytes is refused anyway: never read (or reserve) more than that.
+    po.max_response_bytes =
+        std::min<std::size_t>(cfg_.upstream.max_response_bytes, cfg_.response.max_body_bytes);
     po.dns_refresh = std::chrono::seconds(cfg_.upstream.dns_refresh_s);
     w.pool = std::make_unique<ConnectionPool>(w.ioc.get_executor(), ep_, tls_, po, &metrics_);
     return true;

@@ -29,8 +29,11 @@ using SysClock = std::chrono::system_clock;
 
 // An answer as the gateway serves it: immutable once built, shared between the cache and responses.
 struct CachedAnswer {
-    unsigned status = 200;  // 200, or 404 for negative entries
-    std::string body;       // canonical JSON body (or the upstream's RDS error body for 404)
+    // 200; negative entries: 404 (RDS's error passed through) or 502: the gateway's own refusal of the
+    // upstream's answer (e.g. links that expire within the margin), kept briefly so that a broken upstream
+    // is not asked again at once.
+    unsigned status = 200;
+    std::string body;  // canonical JSON body; RDS's error body for a 404; the refusal's message for a 502
     std::string upstream_request_id;
     SysClock::time_point earliest_expiry = SysClock::time_point::max();  // of the links inside
     SysClock::time_point stored_at{};
@@ -77,10 +80,11 @@ class LinkCache {
     // margin, or nothing. Entries whose links are within the margin are removed (on_expired).
     Lookup get(std::string_view key, SysClock::time_point now);
 
-    // Stores an answer (status 200 with links, or 404 negative) with the TTL rule above; returns false when
-    // it was not stored (TTL not positive, or larger than max_bytes).
-    // A 200 or 404 answer supersedes what is stored under `key`: the old entry is replaced, or removed when
-    // the new answer is not stored. Any other status (or a null answer) is not stored and changes nothing.
+    // Stores an answer (status 200 with links; or negative: a 404 or a 502 refusal) with the TTL rule above
+    // (negative entries live negative_ttl); returns false when it was not stored (TTL not positive, or larger
+    // than max_bytes). Such an answer supersedes what is stored under `key`: the old entry is replaced, or
+    // removed when the new answer is not stored. Any other answer (or a null one) is not stored and changes
+    // nothing.
     // When the bounds are exceeded, entries are evicted (on_evicted) in global least-recently-used order
     // (never the one just stored) until entries() <= max_entries and bytes() <= max_bytes.
     bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now);
@@ -108,6 +112,7 @@ struct FetchOutcome {
     AnswerPtr answer;                 // when no error: a normalized 200 or a passed-through RDS error
     std::optional<LocalError> error;  // else the gateway's own answer (each caller gets its own request_id)
     bool upstream_failed = false;     // timeout, connection failure, 5xx, breaker open: stale may be served
+    bool refusal = false;             // `error` refuses the upstream's answer: cached briefly (negative_ttl)
     std::string upstream_request_id;  // RDS's X-Request-Id when sane, else ""
     std::string retry_after;          // the upstream's Retry-After as the gateway's own whole seconds
     unsigned attempts = 0;            // upstream attempts made

@@ -63,7 +63,7 @@ class Gateway {
     boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
     // Maps the exchange's error or answer to its response (the one place a LocalError becomes bytes).
     // begin() and fetch_phase() call it; the session calls it for refusals it makes itself.
-    void respond(Exchange& x) const;
+    void respond(Exchange& x);
     // After the response was written: request metrics and the access-log line.
     void finish(const Exchange& x);
 

@@ -44,6 +44,8 @@ class Metrics {
     // kind: "iam" | "token_file" | "aksk"; result: "ok" | "error"
     void credential_refresh(std::string_view kind, std::string_view result);
     void auth_failure(std::string_view method_reason);
+    // An upstream answer the gateway would not serve; reason: "contract" | "expiring" | "credential_echo"
+    void answer_refused(std::string_view reason);
 
     void inflight_add(int d);
     void upstream_connections_add(int open_delta, int idle_delta);
