@@ -1,5 +1,7 @@
 #include "rdsgw/config.hpp"
 
+#include "rdsgw/client_ip.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <cmath>
@@ -238,6 +240,10 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
                 r.error("client_ca_file", "needs tls_cert_file and tls_key_file");
             if (c.listen.require_client_cert && c.listen.client_ca_file.empty())
                 r.error("require_client_cert", "needs client_ca_file");
+            r.strings("trusted_proxies", c.listen.trusted_proxies);
+            TrustedProxies tp;
+            if (std::string why; !TrustedProxies::parse(c.listen.trusted_proxies, tp, why))
+                r.error("trusted_proxies", why);
         }
         {
             Reader r = top.sub("admin");

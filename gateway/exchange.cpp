@@ -76,9 +76,20 @@ std::string access_line(const Exchange& x, double total_ms) {
     s += "\",\"request_id\":"sv;
     json_escape_append(s, x.request_id);
     s += ",\"client\":"sv;
-    json_escape_append(s, x.client_addr);
+    json_escape_append(s, x.client.empty() ? x.client_addr : std::string_view(x.client));
+    if (!x.client.empty() && x.client != x.client_addr) {
+        s += ",\"peer\":"sv;
+        json_escape_append(s, x.client_addr);
+    }
     s += ",\"caller\":"sv;
     json_escape_append(s, x.caller_name());
+    s += ",\"protocol\":\""sv;
+    s += x.version == 10 ? "HTTP/1.0"sv : "HTTP/1.1"sv;
+    s += '"';
+    if (!x.tls_version.empty()) {
+        s += ",\"tls\":"sv;
+        json_escape_append(s, x.tls_version);
+    }
     s += ",\"method\":"sv;
     json_escape_append(s, x.method_string.size() <= 16 ? x.method_string : std::string_view("other"));
     s += ",\"route\":\""sv;
@@ -107,6 +118,27 @@ std::string access_line(const Exchange& x, double total_ms) {
     append_fixed(s, total_ms, 2);
     s += ",\"bytes_sent\":"sv;
     append_uint(s, x.bytes_sent);
+    if (const std::string& urid = x.answer ? x.answer->upstream_request_id : x.upstream_request_id;
+        !urid.empty()) {
+        s += ",\"upstream_request_id\":"sv;
+        json_escape_append(s, urid);
+    }
+    if (!x.user_agent.empty()) {
+        s += ",\"user_agent\":"sv;
+        json_escape_append(s, x.user_agent.size() <= 256 ? x.user_agent : x.user_agent.substr(0, 256));
+    }
+    if (!x.trace.trace_id.empty()) {
+        s += ",\"trace_id\":\""sv;
+        s += x.trace.trace_id;
+        s += "\",\"span_id\":\""sv;
+        s += x.trace.span_id;
+        s += '"';
+        if (!x.trace.parent_id.empty()) {
+            s += ",\"parent_span_id\":\""sv;
+            s += x.trace.parent_id;
+            s += '"';
+        }
+    }
     if (x.error) {
         s += ",\"error\":"sv;
         json_escape_append(s, x.error->message);

@@ -7,6 +7,7 @@
 #include "rdsgw/resilience.hpp"
 #include "rdsgw/retry_policy.hpp"
 #include "rdsgw/text.hpp"
+#include "rdsgw/trace.hpp"
 
 namespace rdsgw {
 
@@ -187,13 +188,15 @@ void Gateway::reload(const Config& cfg) {
 bool Gateway::begin(Exchange& x) {
     const bool needs_upstream =
         route(x) && authenticate(x) && validate(x) && authorize(x) && rate_limit(x) && cache_lookup(x);
+    if (log_enabled(LogLevel::debug)) debug_begin(x, needs_upstream);
     if (!needs_upstream) respond(x);
     return needs_upstream;
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     auto job = std::make_shared<const FetchJob>(
-        FetchJob{x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language)});
+        FetchJob{x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language),
+                 x.trace.trace_id, x.trace.span_id, new_span_id(), x.trace.flags, x.trace.tracestate});
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
     std::function<asio::awaitable<FetchPtr>()> start = [this, &w, job] { return fetch(w, job); };
@@ -212,7 +215,30 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     }
     const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck));
     deliver(x, r);
+    if (log_enabled(LogLevel::debug))
+        log(LogLevel::debug,
+            std::string(r.role == SingleFlight::Role::leader ? "fetched as the leader"
+                        : r.rechecked                        ? "found the answer a flight had just stored"
+                                                             : "waited for another caller's fetch") +
+                ": cache " + std::string(cache_state_name(x.cache)) + ", " +
+                (x.error ? "error " + std::to_string(x.error->status)
+                         : "answer " + std::to_string(x.answer->status)),
+            x.log_ids());
     respond(x);
+}
+
+// Debug: what the inline phases decided (never a secret or a link: ids, states and statuses only).
+void Gateway::debug_begin(const Exchange& x, bool needs_upstream) const {
+    std::string m = "route " + std::string(route_name(x.route));
+    if (x.caller) m += ", caller " + x.caller->name();
+    if (x.error)
+        m += ", refused: " + std::to_string(x.error->status) + " " + x.error->message;
+    else if (needs_upstream)
+        m += std::string(", cache miss") + (x.no_cache ? " (no-cache)" : "") +
+             (x.stale ? ", a stale answer is kept" : "");
+    else if (x.cache == CacheState::hit)
+        m += ", cache hit";
+    log(LogLevel::debug, m, x.log_ids());
 }
 
 // ------------------------------------------------------------------------------------------ phases
@@ -345,7 +371,7 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     // The upstream answered, but not with what callers may receive: 502, counted, cached briefly.
     auto refuse = [&](std::string_view reason, std::string msg) {
         metrics_.answer_refused(reason);
-        log_warn("request " + job.request_id + ": " + msg);
+        log(LogLevel::warn, msg, job.log_ids());
         out->refusal = true;
         return upstream_error(502, std::move(msg), false);
     };

@@ -82,15 +82,35 @@ void json_escape_append(std::string& out, std::string_view s) {
     out.push_back('"');
 }
 
-void log(LogLevel l, std::string_view msg) {
-    if (!log_enabled(l)) return;
+namespace {
+void write_log(LogLevel l, std::string_view msg, const LogIds* ids) {
     static constexpr const char* names[] = {"debug", "info", "warn", "error"};
     std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) +
                        "\",\"level\":\"" + names[static_cast<int>(l)] + "\",\"msg\":";
     json_escape_append(line, msg);
+    if (ids) {
+        for (auto [name, value] : {std::pair<const char*, std::string_view>{"request_id", ids->request_id},
+                                   {"trace_id", ids->trace_id},
+                                   {"span_id", ids->span_id}}) {
+            if (value.empty()) continue;
+            line += ",\"";
+            line += name;
+            line += "\":";
+            json_escape_append(line, value);
+        }
+    }
     line += "}\n";
     std::lock_guard lk(g_diag_mu);
     write_all(2, line.data(), line.size());
+}
+}  // namespace
+
+void log(LogLevel l, std::string_view msg) {
+    if (log_enabled(l)) write_log(l, msg, nullptr);
+}
+
+void log(LogLevel l, std::string_view msg, const LogIds& ids) {
+    if (log_enabled(l)) write_log(l, msg, &ids);
 }
 
 AccessLog::AccessLog(std::string target, std::size_t max_queue)

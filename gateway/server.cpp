@@ -109,7 +109,10 @@ struct Server::Impl {
         : gw(g),
           cfg(g.config()),
           reload(std::move(r)),
-          ctx(g, g.config().limits.max_connections, g.config().admin.max_connections) {}
+          ctx(g, g.config().limits.max_connections, g.config().admin.max_connections) {
+        std::string why;
+        TrustedProxies::parse(cfg.listen.trusted_proxies, ctx.trusted, why);  // validated with the config
+    }
     ~Impl() {
         for (int fd : {main_fd, admin_fd})
             if (fd >= 0) ::close(fd);

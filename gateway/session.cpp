@@ -13,6 +13,7 @@
 
 #include "rdsgw/framing.hpp"
 #include "rdsgw/log.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -152,6 +153,7 @@ class Session {
             disarm();
             if (ec) co_return false;
             tls_subject_ = peer_subject(stream_.native_handle());
+            tls_version_ = SSL_get_version(stream_.native_handle());
             co_return true;
         }
     }
@@ -226,8 +228,36 @@ class Session {
         x.started = steady::now();
         x.client_addr = client_;
         x.tls_subject = tls_subject_;
+        x.tls_version = tls_version_;
         x.admin_listener = admin_;
         return x;
+    }
+
+    // The headers the session itself reads, in one pass: the request id, the trace context, the user agent
+    // and X-Forwarded-For (believed from trusted proxies only).
+    void read_request_headers(Exchange& x, const http::fields& f) const {
+        std::string_view request_id, traceparent, tracestate;
+        forwarded_.clear();
+        for (const auto& field : f) {
+            if (field.name() == http::field::user_agent) {
+                x.user_agent = field.value();
+                continue;
+            }
+            if (field.name() != http::field::unknown) continue;
+            const std::string_view name = field.name_string();
+            if (ascii_iequals(name, "X-Request-Id"))
+                request_id = field.value();
+            else if (ascii_iequals(name, "traceparent"))
+                traceparent = field.value();
+            else if (ascii_iequals(name, "tracestate"))
+                tracestate = field.value();
+            else if (ascii_iequals(name, "X-Forwarded-For"))
+                forwarded_.push_back(field.value());
+        }
+        x.request_id = is_sane_request_id(request_id) ? std::string(request_id) : make_request_id();
+        x.trace = continue_trace(traceparent, tracestate);
+        if (!forwarded_.empty() && !ctx_.trusted.empty())
+            x.client = real_client(client_, forwarded_, ctx_.trusted);
     }
 
     // One request: read, check, run through the pipeline, answer. False: close the connection after it.
@@ -257,10 +287,7 @@ class Session {
             co_return false;
         }
         auto& req = parser.get();
-        if (auto it = req.find("X-Request-Id"); it != req.end() && is_sane_request_id(it->value()))
-            x.request_id = std::string(it->value());
-        else
-            x.request_id = make_request_id();
+        read_request_headers(x, req.base());
         x.method = req.method();
         x.method_string = req.method_string();
         x.target = req.target();
@@ -374,6 +401,8 @@ class Session {
     const bool admin_;
     const std::string client_;
     std::string tls_subject_;
+    std::string_view tls_version_;  // a static string of OpenSSL's
+    mutable std::vector<std::string_view> forwarded_;
     steady::time_point header_deadline_;
     asio::steady_timer timer_;
     std::shared_ptr<DeadlineState> deadline_;

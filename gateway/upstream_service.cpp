@@ -119,9 +119,14 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
         const RetryDecision d = decide_retry(AttemptResult::from(out.last, sys::now()), st);
         tell_breaker(d.breaker, out.last);
         if (log_enabled(LogLevel::debug))
-            log_debug("request " + job.request_id + ": upstream attempt " + std::to_string(out.attempts) +
-                      ": " + std::string(error_name(out.last.error)) + " HTTP " +
-                      std::to_string(out.last.status) + "; next: " + std::string(d.why));
+            log(LogLevel::debug,
+                "upstream attempt " + std::to_string(out.attempts) + ": " +
+                    (out.last.error == UpstreamResponse::Error::none
+                         ? "HTTP " + std::to_string(out.last.status)
+                         : std::string(error_name(out.last.error))) +
+                    (out.last.reused_connection ? " (pooled connection)" : " (new connection)") +
+                    "; next: " + std::string(d.why),
+                job.log_ids());
         if (d.next == Next::stop) break;
         if (d.next == Next::renew_and_retry) {
             a.renewed = true;
@@ -173,6 +178,10 @@ UpstreamRequest UpstreamService::build_request(const FetchJob& job) const {
     req.headers.emplace_back("User-Agent", "rds-gateway/" RDSGW_VERSION);
     req.headers.emplace_back("X-Request-Id", job.request_id);
     if (!job.language.empty()) req.headers.emplace_back("X-Language", job.language);
+    if (!job.trace_id.empty()) {
+        req.headers.emplace_back("traceparent", job.traceparent());
+        if (!job.tracestate.empty()) req.headers.emplace_back("tracestate", job.tracestate);
+    }
     if (creds_->kind() == "aksk") req.headers.emplace_back("X-Project-Id", job.project_id);
     return req;
 }

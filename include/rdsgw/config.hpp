@@ -26,6 +26,9 @@ struct ListenConfig {
     std::string tls_key_file;
     std::string client_ca_file;        // mutual TLS: verify client certificates against this CA
     bool require_client_cert = false;  // refuse the handshake without a valid client certificate
+    // Load balancers whose X-Forwarded-For is believed (CIDRs or addresses); the access log's client is then
+    // the right-most forwarded address that is not one of them.
+    std::vector<std::string> trusted_proxies;
 };
 
 struct AdminConfig {

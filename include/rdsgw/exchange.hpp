@@ -14,7 +14,9 @@
 
 #include "rdsgw/cache.hpp"
 #include "rdsgw/local_error.hpp"
+#include "rdsgw/log.hpp"
 #include "rdsgw/request.hpp"
+#include "rdsgw/trace.hpp"
 
 namespace rdsgw {
 
@@ -50,6 +52,10 @@ struct Exchange {
     bool admin_listener = false;
     std::string request_id;
     std::chrono::steady_clock::time_point started{};
+    std::string_view user_agent;
+    std::string_view tls_version;  // "TLSv1.3"; "" on a plain connection
+    std::string client;            // the real client behind trusted proxies (client_ip.hpp); "": client_addr
+    TraceContext trace;
 
     // Caller (authenticate): the registry snapshot keeps `caller` alive.
     std::shared_ptr<const CallerRegistry> registry;
@@ -77,6 +83,7 @@ struct Exchange {
     std::size_t bytes_sent = 0;
 
     std::string_view caller_name() const;
+    LogIds log_ids() const { return {request_id, trace.trace_id, trace.span_id}; }
 };
 
 // The gateway's own error body {"error_code":"RDSGW.<status>","error_msg":...,"request_id":...}.

@@ -93,6 +93,7 @@ class Gateway {
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
+    void debug_begin(const Exchange& x, bool needs_upstream) const;
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);

@@ -19,6 +19,12 @@ void set_log_level(LogLevel l);
 bool log_enabled(LogLevel l);
 // Writes {"time":..,"level":..,"msg":..} to stderr. Callers must never pass a secret.
 void log(LogLevel l, std::string_view msg);
+// The request a diagnostic line is about: its ids join the line to the access log and to the caller's trace
+// (OpenTelemetry's log data model names: trace_id, span_id).
+struct LogIds {
+    std::string_view request_id, trace_id, span_id;
+};
+void log(LogLevel l, std::string_view msg, const LogIds& ids);
 inline void log_debug(std::string_view m) {
     log(LogLevel::debug, m);
 }

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "rdsgw/async_util.hpp"
+#include "rdsgw/client_ip.hpp"
 #include "rdsgw/gateway.hpp"
 
 namespace rdsgw {
@@ -38,6 +39,7 @@ struct SessionContext {
     Gateway& gw;
     const Config& cfg;
     std::shared_ptr<boost::asio::ssl::context> tls;  // TLS on the main listener, when configured
+    TrustedProxies trusted;                          // listen.trusted_proxies
     ConnectionBudget main_conns, admin_conns;
     std::atomic<unsigned> inflight{0};
     // The drain: from `closing` on, connections idle now close at `idle_close_at` (a grace period in which

@@ -16,6 +16,7 @@
 #include "rdsgw/config.hpp"
 #include "rdsgw/credentials.hpp"
 #include "rdsgw/local_error.hpp"
+#include "rdsgw/log.hpp"
 #include "rdsgw/resilience.hpp"
 #include "rdsgw/retry_policy.hpp"
 #include "rdsgw/upstream.hpp"
@@ -35,6 +36,10 @@ struct Worker {
 struct FetchJob {
     std::string project_id, backup_id, cache_key, request_id;
     std::string language;  // "zh-cn" | "en-us" | ""
+    // The leader's trace: the upstream request is a child span of the gateway's span for that request.
+    std::string trace_id, span_id, upstream_span_id, flags, tracestate;
+    std::string traceparent() const { return "00-" + trace_id + "-" + upstream_span_id + "-" + flags; }
+    LogIds log_ids() const { return {request_id, trace_id, span_id}; }
 };
 
 // What the attempts of one fetch came to.

@@ -169,6 +169,30 @@ bool eventually(F cond, std::chrono::milliseconds timeout = std::chrono::seconds
     return cond();
 }
 
+// The access-log line of request `id` in the gateway's output (diagnostic lines carry the id too; the access
+// line is the one with a "route"), waiting for the writer (it flushes every 20 ms); "" when none came.
+inline std::string access_log_line(const Child& gw, const std::string& id,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const std::string needle = "\"request_id\":\"" + id + "\"";
+    std::string found;
+    eventually(
+        [&] {
+            const std::string out = gw.output();
+            for (auto at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1)) {
+                const auto begin = out.rfind('\n', at) + 1, end = out.find('\n', at);
+                if (end == std::string::npos) break;
+                std::string line = out.substr(begin, end - begin);
+                if (line.find("\"route\":") != std::string::npos) {
+                    found = std::move(line);
+                    return true;
+                }
+            }
+            return false;
+        },
+        timeout);
+    return found;
+}
+
 // Milliseconds of a duration (Boost.Test cannot print chrono types).
 template <class D>
 long long to_ms(D d) {

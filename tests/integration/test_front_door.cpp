@@ -297,12 +297,8 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
     for (const auto& [id, status] : seen) {
         BOOST_TEST_CONTEXT(status) {
             BOOST_TEST_REQUIRE(!id.empty());
-            const std::string needle = "\"request_id\":\"" + id + "\"";
-            BOOST_TEST(eventually([&] { return gw.child.output().find(needle) != std::string::npos; }));
-            const std::string out = gw.child.output();
-            const auto at = out.find(needle);
-            const auto line =
-                out.substr(out.rfind('\n', at) + 1, out.find('\n', at) - out.rfind('\n', at) - 1);
+            const std::string line = access_log_line(gw.child, id);
+            BOOST_TEST_REQUIRE(!line.empty());
             BOOST_TEST(line.find("\"status\":" + std::to_string(status)) != std::string::npos, line);
             BOOST_TEST(line.find("\"error\":") != std::string::npos, line);
         }

@@ -1,0 +1,117 @@
+#include "rdsgw/trace.hpp"
+
+#include <random>
+
+#include "rdsgw/text.hpp"
+
+namespace rdsgw {
+
+namespace {
+
+bool lower_hex(std::string_view s, std::size_t n) {
+    if (s.size() != n) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+bool all_zero(std::string_view s) {
+    return s.find_first_not_of('0') == std::string_view::npos;
+}
+
+std::string random_hex(std::size_t n) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    do {
+        out.clear();
+        while (out.size() < n) {
+            std::uint64_t r = rng();
+            for (int i = 0; i < 16 && out.size() < n; ++i, r >>= 4) out.push_back(digits[r & 15]);
+        }
+    } while (all_zero(out));
+    return out;
+}
+
+// tracestate key: lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" ), optionally tenant@system.
+constexpr ByteSet kKey([](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' || c == '/' ||
+           c == '@';
+});
+// value: 0*255(chr) nblk-chr, chr = %x20 / nblk-chr, nblk-chr = %x21-2B / %x2D-3C / %x3E-7E
+constexpr ByteSet kValue([](unsigned char c) { return c >= 0x20 && c <= 0x7e && c != ',' && c != '='; });
+
+}  // namespace
+
+std::optional<TraceParent> parse_traceparent(std::string_view v) {
+    v = trim_ows(v);
+    // version "-" trace-id "-" parent-id "-" trace-flags
+    if (v.size() < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return std::nullopt;
+    const std::string_view version = v.substr(0, 2), trace = v.substr(3, 32), parent = v.substr(36, 16),
+                           flags = v.substr(53, 2);
+    if (!lower_hex(version, 2) || version == "ff") return std::nullopt;
+    if (version == "00" && v.size() != 55) return std::nullopt;
+    if (version != "00" && v.size() > 55 && v[55] != '-') return std::nullopt;
+    if (!lower_hex(trace, 32) || all_zero(trace) || !lower_hex(parent, 16) || all_zero(parent) ||
+        !lower_hex(flags, 2))
+        return std::nullopt;
+    return TraceParent{std::string(trace), std::string(parent), std::string(flags)};
+}
+
+bool valid_tracestate(std::string_view v) {
+    if (v.empty() || v.size() > 512) return false;
+    int members = 0;
+    while (true) {
+        auto comma = v.find(',');
+        std::string_view m = trim_ows(v.substr(0, comma));
+        if (!m.empty()) {
+            if (++members > 32) return false;
+            auto eq = m.find('=');
+            if (eq == std::string_view::npos || eq == 0 || eq > 256 || m.size() - eq - 1 == 0 ||
+                m.size() - eq - 1 > 256)
+                return false;
+            for (char c : m.substr(0, eq))
+                if (!kKey(static_cast<unsigned char>(c))) return false;
+            if (!(m[0] >= 'a' && m[0] <= 'z') && !(m[0] >= '0' && m[0] <= '9')) return false;
+            const std::string_view value = m.substr(eq + 1);
+            for (char c : value)
+                if (!kValue(static_cast<unsigned char>(c))) return false;
+            if (value.back() == ' ') return false;
+        }
+        if (comma == std::string_view::npos) break;
+        v.remove_prefix(comma + 1);
+    }
+    return members > 0;
+}
+
+std::string TraceContext::traceparent(std::string_view span) const {
+    std::string s;
+    s.reserve(55);
+    s += "00-";
+    s += trace_id;
+    s += '-';
+    s += span;
+    s += '-';
+    s += flags;
+    return s;
+}
+
+std::string new_span_id() {
+    return random_hex(16);
+}
+
+TraceContext continue_trace(std::string_view traceparent, std::string_view tracestate) {
+    TraceContext t;
+    if (auto p = traceparent.empty() ? std::nullopt : parse_traceparent(traceparent)) {
+        t.trace_id = std::move(p->trace_id);
+        t.parent_id = std::move(p->parent_id);
+        t.flags = std::move(p->flags);
+        if (valid_tracestate(tracestate)) t.tracestate = std::string(trim_ows(tracestate));
+    } else {
+        t.trace_id = random_hex(32);
+    }
+    t.span_id = new_span_id();
+    return t;
+}
+
+}  // namespace rdsgw
