@@ -112,6 +112,7 @@ class GatewayConfig {
 
     // Deep-merges JSON text or a value into the configuration (objects merge, anything else replaces).
     GatewayConfig& patch(std::string_view json_text) { return patch(json::parse(json_text)); }
+    GatewayConfig& patch(const char* json_text) { return patch(std::string_view(json_text)); }
     GatewayConfig& patch(const json::value& v) {
         merge(cfg_, v);
         return *this;
