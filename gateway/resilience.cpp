@@ -112,8 +112,10 @@ void CircuitBreaker::on_failure(time_point now) {
     State s = static_cast<State>(state_.load());
     if (s == State::half_open) {
         // A failed probe: re-probe soon, first_reprobe_ doubling per failed probe, at most open_for_.
-        const unsigned doublings = std::min(failed_probes_++, 30u);
-        auto delay = std::min<chr::milliseconds>(first_reprobe_ * (1LL << doublings), open_for_);
+        auto delay = std::min(first_reprobe_, open_for_);
+        for (unsigned k = 0; k < failed_probes_ && delay.count() > 0 && delay < open_for_; ++k)
+            delay = std::min(delay * 2, open_for_);
+        if (delay < open_for_) ++failed_probes_;  // stops counting at the cap
         open_until(now + delay);
         return;
     }
