@@ -1,44 +1,55 @@
 #include "rdsgw/resilience.hpp"
 
+#include <algorithm>
 #include <boost/asio/this_coro.hpp>
-#include <cmath>
-#include <ctime>
 #include <random>
 
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/text.hpp"
+#include "rdsgw/timefmt.hpp"
 
 namespace rdsgw {
 
-std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::milliseconds base,
-                                        std::chrono::milliseconds max) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    double cap = static_cast<double>(base.count()) * std::pow(2.0, retry > 0 ? retry - 1 : 0);
-    cap = std::min(cap, static_cast<double>(max.count()));
-    std::uniform_real_distribution<double> d(0.0, cap);
-    return std::chrono::milliseconds(static_cast<long long>(d(rng)));
+namespace chr = std::chrono;
+
+chr::milliseconds backoff_cap(unsigned retry, chr::milliseconds base, chr::milliseconds max) {
+    const long long b = std::max<long long>(base.count(), 0);
+    const long long m = std::max<long long>(max.count(), 0);
+    const unsigned shift = retry > 0 ? retry - 1 : 0;
+    // b << shift overflows (or passes m) exactly when b > m >> shift; shifts of 63 and more give the max.
+    if (b == 0) return chr::milliseconds(0);
+    if (shift >= 63 || b > (m >> shift)) return chr::milliseconds(m);
+    return chr::milliseconds(b << shift);
 }
 
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v,
-                                                           std::chrono::system_clock::time_point now) {
+chr::milliseconds backoff_delay(unsigned retry, chr::milliseconds base, chr::milliseconds max, double u) {
+    const long long cap = backoff_cap(retry, base, max).count();
+    if (!(u > 0)) return chr::milliseconds(0);  // also NaN
+    if (u >= 1) return chr::milliseconds(cap);
+    const auto d = static_cast<long long>(u * (static_cast<double>(cap) + 1.0));
+    return chr::milliseconds(std::min(d, cap));
+}
+
+chr::milliseconds backoff_delay(unsigned retry, chr::milliseconds base, chr::milliseconds max) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return backoff_delay(retry, base, max, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
+}
+
+std::optional<chr::milliseconds> parse_retry_after(std::string_view v, chr::system_clock::time_point now) {
     v = trim_ows(v);
     if (v.empty()) return std::nullopt;
-    bool digits = true;
-    for (char c : v) digits = digits && c >= '0' && c <= '9';
-    if (digits) {
-        if (v.size() > 6) return std::chrono::milliseconds(999999000);
-        long long s = 0;
-        for (char c : v) s = s * 10 + (c - '0');
-        return std::chrono::milliseconds(s * 1000);
+    const long long max_s = chr::duration_cast<chr::seconds>(kMaxRetryAfter).count();
+    if (v.find_first_not_of("0123456789") == std::string_view::npos) {
+        long long s = 0;  // saturates at the cap: any number of digits
+        for (char c : v) s = std::min(s * 10 + (c - '0'), max_s + 1);
+        return chr::milliseconds(std::min(s, max_s) * 1000);
     }
-    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
-    std::tm tm{};
-    std::string s(v);
-    const char* end = strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (!end || *end) return std::nullopt;
-    auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
-    auto d = std::chrono::duration_cast<std::chrono::milliseconds>(t - now);
-    return d.count() < 0 ? std::chrono::milliseconds(0) : d;
+    const auto now_s = chr::floor<chr::seconds>(now);
+    const auto when = parse_http_date(v, now_s);
+    if (!when) return std::nullopt;
+    // Both are seconds since the epoch (years 0..9999): the difference cannot overflow.
+    const long long d = (*when - now_s).count();
+    return chr::milliseconds(std::clamp(d, 0LL, max_s) * 1000);
 }
 
 bool RetryBudget::has_room() const {
@@ -62,49 +73,63 @@ void CircuitBreaker::change(State s) {
     if (old != s && listener_) listener_(old, s);
 }
 
-bool CircuitBreaker::allow(std::chrono::steady_clock::time_point now) {
+void CircuitBreaker::open_until(time_point t) {
+    probe_in_flight_ = false;
+    reopens_at_ = t;
+    change(State::open);
+}
+
+CircuitBreaker::time_point CircuitBreaker::reopens_at() const {
+    std::lock_guard lk(mu_);
+    return reopens_at_;
+}
+
+bool CircuitBreaker::allow(time_point now) {
     if (state_.load(std::memory_order_relaxed) == static_cast<int>(State::closed)) return true;
     std::lock_guard lk(mu_);
     State s = static_cast<State>(state_.load());
     if (s == State::closed) return true;
     if (s == State::open) {
-        if (now - opened_at_ < open_for_) return false;
+        if (now < reopens_at_) return false;
         change(State::half_open);
-        probe_in_flight_ = true;
-        return true;
+    } else if (probe_in_flight_ && now < probe_expires_) {
+        return false;  // half-open: one probe at a time, unless the last one went silent
     }
-    // half-open: one probe at a time
-    if (probe_in_flight_) return false;
     probe_in_flight_ = true;
+    probe_expires_ = now + probe_timeout_;
     return true;
 }
 
 void CircuitBreaker::on_success() {
     if (state_.load(std::memory_order_relaxed) == static_cast<int>(State::closed)) {
         // Fast path: reset the failure streak only when there is one.
-        std::lock_guard lk(mu_);
-        failures_ = 0;
+        if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0, std::memory_order_relaxed);
         return;
     }
     std::lock_guard lk(mu_);
-    failures_ = 0;
+    failures_.store(0, std::memory_order_relaxed);
+    failed_probes_ = 0;
     probe_in_flight_ = false;
     change(State::closed);
 }
 
-void CircuitBreaker::on_failure(std::chrono::steady_clock::time_point now) {
+void CircuitBreaker::on_failure(time_point now) {
     std::lock_guard lk(mu_);
     State s = static_cast<State>(state_.load());
     if (s == State::half_open) {
-        probe_in_flight_ = false;
-        opened_at_ = now;
-        change(State::open);
+        // A failed probe: re-probe soon, first_reprobe_ doubling per failed probe, at most open_for_.
+        auto delay = std::min(first_reprobe_, open_for_);
+        for (unsigned k = 0; k < failed_probes_ && delay.count() > 0 && delay < open_for_; ++k)
+            delay = std::min(delay * 2, open_for_);
+        if (delay < open_for_) ++failed_probes_;  // stops counting at the cap
+        open_until(now + delay);
         return;
     }
     if (s == State::open) return;
-    if (++failures_ >= threshold_) {
-        opened_at_ = now;
-        change(State::open);
+    if (failures_.fetch_add(1, std::memory_order_relaxed) + 1 >= threshold_) {
+        failures_.store(0, std::memory_order_relaxed);
+        failed_probes_ = 0;
+        open_until(now + open_for_);
     }
 }
 

@@ -42,6 +42,18 @@ struct Cursor {
         out = v;
         return true;
     }
+    bool eat(std::string_view word) noexcept {
+        if (s.substr(i, word.size()) != word) return false;
+        i += word.size();
+        return true;
+    }
+    // One of `words` (all of the same length): its index, or -1.
+    template <std::size_t N>
+    int one_of(const std::string_view (&words)[N]) noexcept {
+        for (std::size_t k = 0; k < N; ++k)
+            if (eat(words[k])) return static_cast<int>(k);
+        return -1;
+    }
     // A two-digit field that may carry extra leading zeros ("016" is 16), whose value must lie in [lo, hi]
     // (hi < 100). One digit alone ("8") is refused: the format is zero-padded.
     bool field(int lo, int hi, int& out) noexcept {
@@ -99,7 +111,62 @@ char* put_date_time(char* p, chr::sys_days day, chr::seconds tod) noexcept {
     return p;
 }
 
+constexpr std::string_view kDayNames[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+constexpr std::string_view kLongDayNames[] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
+                                              "Friday", "Saturday", "Sunday"};
+constexpr std::string_view kMonthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// "hh:mm:ss" of an HTTP-date (second 60 allowed: a leap second).
+bool http_time(Cursor& c, chr::seconds& out) noexcept {
+    int h = 0, m = 0, sec = 0;
+    if (!c.fixed(2, h) || !c.eat(':') || !c.fixed(2, m) || !c.eat(':') || !c.fixed(2, sec)) return false;
+    if (h > 23 || m > 59 || sec > 60) return false;
+    out = chr::hours{h} + chr::minutes{m} + chr::seconds{sec};
+    return true;
+}
+
+std::optional<chr::sys_seconds> civil_seconds(int y, int month_index, int d, chr::seconds tod) {
+    const chr::year_month_day ymd{chr::year{y}, chr::month{static_cast<unsigned>(month_index + 1)},
+                                  chr::day{static_cast<unsigned>(d)}};
+    if (!ymd.ok()) return std::nullopt;
+    return chr::sys_days{ymd} + tod;
+}
+
+// The long day name is tried first: "Sun" is a prefix of "Sunday".
+bool day_name(Cursor& c, bool& long_form) noexcept {
+    long_form = c.one_of(kLongDayNames) >= 0;
+    return long_form || c.one_of(kDayNames) >= 0;
+}
+
 }  // namespace
+
+std::optional<chr::sys_seconds> parse_http_date(std::string_view text, chr::sys_seconds now) {
+    Cursor c{text};
+    bool long_form = false;
+    int y = 0, mon = 0, d = 0;
+    chr::seconds tod{};
+    if (!day_name(c, long_form)) return std::nullopt;
+    if (long_form) {  // rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT"
+        if (!c.eat(", ") || !c.fixed(2, d) || !c.eat('-') || (mon = c.one_of(kMonthNames)) < 0 ||
+            !c.eat('-') || !c.fixed(2, y) || !c.eat(' ') || !http_time(c, tod) || !c.eat(" GMT"))
+            return std::nullopt;
+        const int this_year = static_cast<int>(chr::year_month_day{chr::floor<chr::days>(now)}.year());
+        y += this_year - this_year % 100;
+        if (y > this_year + 50) y -= 100;
+        if (y < this_year - 49) y += 100;
+    } else if (c.eat(',')) {  // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+        if (!c.eat(' ') || !c.fixed(2, d) || !c.eat(' ') || (mon = c.one_of(kMonthNames)) < 0 ||
+            !c.eat(' ') || !c.fixed(4, y) || !c.eat(' ') || !http_time(c, tod) || !c.eat(" GMT"))
+            return std::nullopt;
+    } else {  // asctime-date: "Sun Nov  6 08:49:37 1994"
+        if (!c.eat(' ') || (mon = c.one_of(kMonthNames)) < 0 || !c.eat(' ')) return std::nullopt;
+        if (!(c.eat(' ') ? c.fixed(1, d) : c.fixed(2, d))) return std::nullopt;
+        if (!c.eat(' ') || !http_time(c, tod) || !c.eat(' ') || !c.fixed(4, y)) return std::nullopt;
+    }
+    if (!c.done()) return std::nullopt;
+    return civil_seconds(y, mon, d, tod);
+}
 
 std::optional<OffsetTime> parse_rds_time(std::string_view text) {
     while (!text.empty() && is_space(text.front())) text.remove_prefix(1);

@@ -1,6 +1,7 @@
 // Upstream protection: backoff with full jitter, Retry-After, a retry budget, a circuit breaker and a bounded
 // concurrency limiter with a short queue. Shared by all threads (atomics; a mutex only on rare transitions).
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -17,10 +18,24 @@ namespace rdsgw {
 
 class Waker;
 
-// Full jitter: uniform in [0, min(max, base * 2^(retry-1))]. retry is 1 for the first retry.
+// The backoff cap before jitter: min(max, base * 2^(retry-1)), without overflow for any retry number.
+// retry is 1 for the first retry; 0 is read as 1. A base or max below zero counts as zero.
+std::chrono::milliseconds backoff_cap(unsigned retry, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds max);
+// Full jitter with the random draw injected: floor(u * (cap + 1)), i.e. uniform in [0, cap] for u uniform
+// in [0, 1). u outside [0, 1) is clamped (u >= 1 gives the cap).
+std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::milliseconds base,
+                                        std::chrono::milliseconds max, double u);
+// Full jitter: uniform in [0, backoff_cap(retry, base, max)], drawn from a thread-local generator.
 std::chrono::milliseconds backoff_delay(unsigned retry, std::chrono::milliseconds base,
                                         std::chrono::milliseconds max);
-// Retry-After as delta-seconds or an HTTP-date; nullopt when absent or malformed.
+
+// The longest wait a Retry-After may ask for; longer (or far-future) values are capped to it.
+inline constexpr std::chrono::milliseconds kMaxRetryAfter = std::chrono::seconds(3600);
+// Retry-After (RFC 9110 10.2.3) as delta-seconds or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and
+// asctime forms; see parse_http_date in timefmt.hpp), optional white space around it. A date in the past
+// gives 0; every result is at most kMaxRetryAfter (any number of digits, any year: no overflow).
+// nullopt when absent or malformed ("", "-5", "1, 2", "120s").
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v,
                                                            std::chrono::system_clock::time_point now);
 
@@ -41,28 +56,49 @@ class RetryBudget {
     std::atomic<unsigned> active_{0}, retries_{0};
 };
 
+// Consecutive failures open the breaker for `open_for`; then one probe goes upstream (half-open). A
+// successful probe closes the breaker. A failed probe re-opens it only for a short re-probe delay: the
+// first is `first_reprobe`, each further consecutive failed probe doubles it, capped at `open_for`. A probe
+// that never reports (its request was cancelled) expires after `probe_timeout`, and the next allow() sends
+// a new probe. Every time is passed in (no clock inside): the tests drive it with made-up time points.
 class CircuitBreaker {
   public:
     enum class State { closed = 0, half_open = 1, open = 2 };
+    using time_point = std::chrono::steady_clock::time_point;
+    // first_reprobe = min(200 ms, open_for), probe_timeout = open_for.
     CircuitBreaker(unsigned failure_threshold, std::chrono::milliseconds open_for)
-        : threshold_(failure_threshold), open_for_(open_for) {}
-    // May a request go upstream now? In half-open state exactly one probe is let through at a time.
-    bool allow(std::chrono::steady_clock::time_point now);
+        : CircuitBreaker(failure_threshold, open_for, std::min(kDefaultFirstReprobe, open_for), open_for) {}
+    CircuitBreaker(unsigned failure_threshold, std::chrono::milliseconds open_for,
+                   std::chrono::milliseconds first_reprobe, std::chrono::milliseconds probe_timeout)
+        : threshold_(failure_threshold),
+          open_for_(open_for),
+          first_reprobe_(first_reprobe),
+          probe_timeout_(probe_timeout) {}
+    static constexpr std::chrono::milliseconds kDefaultFirstReprobe{200};
+
+    // May a request go upstream now? In half-open state exactly one probe is let through at a time (a new
+    // one once the last has been out for probe_timeout without a report).
+    bool allow(time_point now);
     void on_success();
-    void on_failure(std::chrono::steady_clock::time_point now);
+    void on_failure(time_point now);
     State state() const { return static_cast<State>(state_.load()); }
-    // Called with (old, new) on every change; set before use.
+    // When an open breaker lets the next probe through (meaningful in the open state only).
+    time_point reopens_at() const;
+    // Called with (old, new) on every change, under the breaker's lock; set before use.
     void set_listener(std::function<void(State, State)> fn) { listener_ = std::move(fn); }
 
   private:
     void change(State s);
+    void open_until(time_point t);
     unsigned threshold_;
-    std::chrono::milliseconds open_for_;
-    std::mutex mu_;
+    std::chrono::milliseconds open_for_, first_reprobe_, probe_timeout_;
+    mutable std::mutex mu_;
     std::atomic<int> state_{0};
-    unsigned failures_ = 0;
+    std::atomic<unsigned> failures_{0};  // consecutive failures while closed
+    unsigned failed_probes_ = 0;         // consecutive failed probes since the breaker opened
     bool probe_in_flight_ = false;
-    std::chrono::steady_clock::time_point opened_at_{};
+    time_point probe_expires_{};
+    time_point reopens_at_{};
     std::function<void(State, State)> listener_;
 };
 

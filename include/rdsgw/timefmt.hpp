@@ -29,6 +29,14 @@ std::optional<OffsetTime> parse_rds_time(std::string_view text);
 // parse_rds_time; an offset beyond ±99:59 is written clamped.
 std::string format_rds_time(const OffsetTime& t);
 
+// An HTTP-date (RFC 9110 5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the two obsolete forms
+// a recipient must accept, RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" (the two-digit year is read as the
+// year within 49 years before / 50 after `now`'s year, so one more than 50 years ahead is the century
+// before) and asctime "Sun Nov  6 08:49:37 1994". Exact case and single spaces, as the grammar says; the
+// day name must be one of the seven but is not checked against the date. Years 0000..9999 (the result is in
+// seconds: no overflow); second 60 (a leap second) reads as the next second; impossible dates are refused.
+std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view text, std::chrono::sys_seconds now);
+
 // RFC 3339 UTC with milliseconds, for logs: "2026-11-27T12:00:00.123Z".
 std::string format_log_time(std::chrono::system_clock::time_point t);
 

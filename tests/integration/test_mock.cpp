@@ -4,6 +4,8 @@
 
 #include <csignal>
 #include <cstdio>
+#include <future>
+#include <thread>
 
 #include <boost/json.hpp>
 
@@ -73,7 +75,7 @@ std::uint64_t stat(const json::object& s, const char* key) {
 
 BOOST_AUTO_TEST_CASE(normal_answer_has_the_documented_shape) {
     MockServer mock;
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     const auto before = now_s();
     const auto r = c.request("GET", kTarget);
     BOOST_TEST(r.status == 200u);
@@ -113,7 +115,7 @@ BOOST_AUTO_TEST_CASE(normal_answer_has_the_documented_shape) {
 
 BOOST_AUTO_TEST_CASE(expiry_field_variants_and_file_count) {
     MockServer mock;
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
 
     mock.configure(R"({"expiry_field":"link_expired_link","files":3,"link_lifetime_s":60})");
     auto f = c.request("GET", kTarget).json().at("files");
@@ -137,7 +139,7 @@ BOOST_AUTO_TEST_CASE(expiry_field_variants_and_file_count) {
 
 BOOST_AUTO_TEST_CASE(body_modes) {
     MockServer mock;
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     auto body_for = [&](const std::string& mode) {
         mock.configure(R"({"body_mode":")" + mode + R"("})");
         const auto r = c.request("GET", kTarget);
@@ -165,7 +167,7 @@ BOOST_AUTO_TEST_CASE(body_modes) {
 
 BOOST_AUTO_TEST_CASE(script_then_normal_behaviour) {
     MockServer mock;
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     mock.configure(R"({"script":[{"status":503},{"status":429,"retry_after":"1"},
                                  {"status":401,"error_code":"APIGW.0307","error_msg":"The token must be updated."}]})");
     auto r = c.request("GET", kTarget);
@@ -192,7 +194,7 @@ BOOST_AUTO_TEST_CASE(script_connection_actions_and_latency) {
     MockServer mock;
     mock.configure(
         R"({"script":[{"action":"reset"},{"action":"close"},{"latency_ms":200},{"action":"hang"}]})");
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     BOOST_CHECK_THROW(c.request("GET", kTarget), std::runtime_error);  // reset
     BOOST_TEST(!c.connected());
     c.reconnect();
@@ -212,7 +214,7 @@ BOOST_AUTO_TEST_CASE(script_connection_actions_and_latency) {
 
 BOOST_AUTO_TEST_CASE(status_and_missing_backups) {
     MockServer mock;
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     mock.configure(R"({"missing_backups":["gone"]})");
     auto r = c.request("GET", target_for("gone"));
     BOOST_TEST(r.status == 404u);
@@ -245,7 +247,7 @@ BOOST_AUTO_TEST_CASE(status_and_missing_backups) {
 
 BOOST_AUTO_TEST_CASE(static_token_auth) {
     MockServer mock(MockOptions().with_config(R"({"auth":"static","static_token":"s3cr3t"})"));
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     auto r = c.request("GET", kTarget);
     BOOST_TEST(r.status == 401u);
     BOOST_TEST(str(r.json().at("error_code")) == "APIGW.0307");
@@ -261,7 +263,7 @@ BOOST_AUTO_TEST_CASE(static_token_auth) {
 
 BOOST_AUTO_TEST_CASE(iam_tokens_issue_use_and_revoke) {
     MockServer mock(MockOptions().with_config(R"({"auth":"iam","iam_password":"secret-pw"})"));
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
 
     auto r = post_json(c, "/v3/auth/tokens?nocatalog=true", iam_body());
     BOOST_TEST(r.status == 201u);
@@ -309,13 +311,13 @@ BOOST_AUTO_TEST_CASE(iam_tokens_issue_use_and_revoke) {
 BOOST_AUTO_TEST_CASE(aksk_signatures_are_verified) {
     MockServer mock(
         MockOptions().with_config(R"({"auth":"aksk","ak":"HPUAEXAMPLEAK0000001","sk":"exampleSecretKey"})"));
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     auto signed_headers = [&](const std::string& sk, system_clock::time_point when) {
         rdsgw::SignableRequest req;
         req.method = "GET";
         req.path = "/v3/" + kProject + "/backup-files";
         req.query = "backup_id=" + kBackup;
-        const auto host = "127.0.0.1:" + std::to_string(mock.port());
+        const auto host = "127.0.0.1:" + std::to_string(mock.port);
         const auto date = rdsgw::sdk_date(when);
         req.headers = {{"Host", host}, {"X-Sdk-Date", date}, {"X-Project-Id", kProject}};
         return Headers{{"Host", host},
@@ -340,10 +342,10 @@ BOOST_AUTO_TEST_CASE(stats_count_connections_and_headers) {
     BOOST_TEST(stat(base, "connections") == 1u);  // the control connection
     BOOST_TEST(stat(base, "control_connections") == 1u);
     {
-        HttpClient a(mock.port());
+        HttpClient a(mock.port);
         for (int i = 0; i < 3; ++i)
             BOOST_TEST(a.request("GET", kTarget, {{"X-Request-Id", "req-a"}}).status == 200u);
-        HttpClient b(mock.port());
+        HttpClient b(mock.port);
         BOOST_TEST(b.request("GET", target_for("other")).status == 200u);
         const auto s = mock.stats();
         BOOST_TEST(stat(s, "connections") == 3u);
@@ -351,11 +353,11 @@ BOOST_AUTO_TEST_CASE(stats_count_connections_and_headers) {
         BOOST_TEST(stat(s, "rds_requests") == 4u);
         BOOST_TEST(stat(s, "tls_handshakes") == 0u);
         BOOST_TEST(str(s.at("last_rds_target")) == target_for("other"));
-        BOOST_TEST(str(s.at("last_rds_headers").at("host")) == "127.0.0.1:" + std::to_string(mock.port()));
+        BOOST_TEST(str(s.at("last_rds_headers").at("host")) == "127.0.0.1:" + std::to_string(mock.port));
         BOOST_TEST(!s.at("last_rds_headers").as_object().contains("x-request-id"));
     }
     // Unknown paths: 404 JSON, not counted as RDS requests.
-    const auto r = get(mock.port(), "/v3/" + kProject + "/instances");
+    const auto r = get(mock.port, "/v3/" + kProject + "/instances");
     BOOST_TEST(r.status == 404u);
     BOOST_TEST(r.json().as_object().contains("error_code"));
     BOOST_TEST(stat(mock.stats(), "rds_requests") == 4u);
@@ -363,7 +365,7 @@ BOOST_AUTO_TEST_CASE(stats_count_connections_and_headers) {
 
 BOOST_AUTO_TEST_CASE(idle_close_gzip_and_pipelining) {
     MockServer mock(MockOptions().with_config(R"({"idle_close_ms":100,"gzip":true})"));
-    HttpClient c(mock.port());
+    HttpClient c(mock.port);
     const auto r = c.request("GET", kTarget);
     BOOST_TEST(r.status == 200u);
     BOOST_TEST(r.header("content-encoding") == "gzip");
@@ -376,14 +378,96 @@ BOOST_AUTO_TEST_CASE(idle_close_gzip_and_pipelining) {
     const std::string one = "GET " + kTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     const std::string last =
         "GET " + target_for("x") + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    const auto raw = send_raw(mock.port(), one + last);
+    const auto raw = send_raw(mock.port, one + last);
     std::size_t answers = 0;
     for (auto pos = raw.find("HTTP/1.1 200 OK"); pos != std::string::npos;
          pos = raw.find("HTTP/1.1 200 OK", pos + 1))
         ++answers;
     BOOST_TEST(answers == 2u);
     BOOST_TEST(raw.find("x_0.qp") != std::string::npos);
-    BOOST_TEST(send_raw(mock.port(), "NOT HTTP AT ALL\r\n\r\n").find("400") != std::string::npos);
+    BOOST_TEST(send_raw(mock.port, "NOT HTTP AT ALL\r\n\r\n").find("400") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(wait_answers_when_the_counter_gets_there) {
+    MockServer mock;
+    HttpClient c(mock.port);
+    // Already there: at once, with the stats.
+    auto r = mock.control("GET", "/_mock/wait?counter=rds_requests&at_least=0");
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST(stat(r.json().as_object(), "rds_requests") == 0u);
+    BOOST_TEST(mock.wait_for("connections", 1));  // the control connection
+
+    // Not yet: another connection long-polls while this one makes the two requests it waits for. The
+    // mock counts pending long polls as "waiters".
+    std::promise<Response> answer;
+    std::thread waiter([&] {
+        HttpClient w(mock.port, std::nullopt, 60s);
+        answer.set_value(w.request("GET", "/_mock/wait?counter=rds_requests&at_least=2&timeout_ms=60000"));
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    BOOST_TEST(mock.wait_for("waiters", 2));  // the other long poll is pending (this one is the second)
+    BOOST_TEST(c.request("GET", kTarget).status == 200u);
+    BOOST_TEST(c.request("GET", kTarget).status == 200u);
+    r = answer.get_future().get();
+    waiter.join();
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST(stat(r.json().as_object(), "rds_requests") == 2u);
+    // Woken by the second request, not by its 60 s timeout (a generous bound).
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 30s));
+}
+
+BOOST_AUTO_TEST_CASE(wait_times_out_with_408_and_checks_its_parameters) {
+    MockServer mock;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = mock.control("GET", "/_mock/wait?counter=rds_requests&at_least=5&timeout_ms=200");
+    BOOST_TEST(r.status == 408u);
+    BOOST_TEST(r.json().at("value").to_number<int>() == 0);
+    BOOST_TEST(str(r.json().at("error_msg")).find("rds_requests") != std::string::npos);
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 >= 200ms));
+    BOOST_TEST(!mock.wait_for("iam_requests", 1, 100ms));
+    for (const char* bad :
+         {"/_mock/wait?counter=nope&at_least=1", "/_mock/wait?counter=rds_requests", "/_mock/wait?at_least=1",
+          "/_mock/wait?counter=rds_requests&at_least=-1", "/_mock/wait?counter=rds_requests&at_least=x",
+          "/_mock/wait?counter=rds_requests&at_least=1&timeout_ms=999999",
+          "/_mock/wait?counter=rds_requests&at_least=1&extra=1"}) {
+        BOOST_TEST_CONTEXT(bad) {
+            BOOST_TEST(mock.control("GET", bad).status == 400u);
+        }
+    }
+    BOOST_CHECK_THROW(mock.wait_for("nope", 1), std::runtime_error);
+    // A waiter that hangs up early is dropped; the mock goes on and stops cleanly.
+    {
+        HttpClient impatient(mock.port, std::nullopt, 100ms);
+        BOOST_CHECK_THROW(
+            impatient.request("GET", "/_mock/wait?counter=rds_requests&at_least=9&timeout_ms=60000"),
+            std::runtime_error);
+    }
+    BOOST_TEST(get(mock.port, kTarget).status == 200u);
+    BOOST_TEST(mock.wait_for("rds_requests", 1));
+    BOOST_TEST(mock.stop().value_or(-1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(held_requests_wait_for_release) {
+    MockServer mock;
+    mock.configure(R"({"script":[{"hold":true},{"hold":true,"status":503}]})");
+    std::vector<std::future<Response>> held;
+    for (int i = 0; i < 2; ++i) {
+        held.push_back(std::async(std::launch::async, [&] {
+            HttpClient c(mock.port, std::nullopt, 60s);
+            return c.request("GET", kTarget);
+        }));
+        BOOST_TEST_REQUIRE(mock.wait_for("held", i + 1));  // in script order
+    }
+    // Held, not answered; requests without "hold" go on meanwhile.
+    for (auto& f : held) BOOST_TEST((f.wait_for(0s) == std::future_status::timeout));
+    BOOST_TEST(get(mock.port, kTarget).status == 200u);
+    BOOST_TEST(mock.stat("held") == 2);
+    mock.release();
+    BOOST_TEST(held[0].get().status == 200u);
+    BOOST_TEST(held[1].get().status == 503u);
+    BOOST_TEST(mock.stat("held") == 0);
+    BOOST_TEST(mock.stat("releases") == 1);
+    BOOST_TEST(mock.stat("rds_requests") == 3);
 }
 
 BOOST_AUTO_TEST_CASE(configuration_is_validated) {
@@ -397,7 +481,7 @@ BOOST_AUTO_TEST_CASE(configuration_is_validated) {
     BOOST_CHECK_THROW(mock.configure(R"({"body_mode":"weird"})"), std::runtime_error);
     // A rejected patch changes nothing.
     BOOST_TEST(mock.control("POST", "/_mock/config", R"({"files":5,"auth":"bogus"})").status == 400u);
-    BOOST_TEST(get(mock.port(), kTarget).json().at("files").as_array().size() == 2u);
+    BOOST_TEST(get(mock.port, kTarget).json().at("files").as_array().size() == 2u);
 
     // A bad --config stops the mock at start with exit status 2.
     Child bad;
@@ -408,20 +492,20 @@ BOOST_AUTO_TEST_CASE(configuration_is_validated) {
 
 BOOST_AUTO_TEST_CASE(tls_with_the_test_ca) {
     MockServer mock(MockOptions().with_tls(pki()).with_threads(2));
-    BOOST_TEST(mock.base_url() == "https://localhost:" + std::to_string(mock.port()));
-    HttpClient c(mock.port(), mock.client_tls());
+    BOOST_TEST(mock.base_url() == "https://localhost:" + std::to_string(mock.port));
+    HttpClient c(mock.port, mock.client_tls());
     for (int i = 0; i < 3; ++i) BOOST_TEST(c.request("GET", kTarget).status == 200u);
     BOOST_TEST(c.connected());
-    HttpClient fresh(mock.port(), mock.client_tls());
+    HttpClient fresh(mock.port, mock.client_tls());
     BOOST_TEST(fresh.connected());  // post-handshake messages (session tickets) do not look like a close
     BOOST_TEST(fresh.request("GET", kTarget).status == 200u);
 
     // Verification is real: another CA, or a name the certificate does not carry, fail the handshake.
-    BOOST_CHECK_THROW(HttpClient(mock.port(), TlsOptions::trusting(pki().other_ca_cert)), std::runtime_error);
-    BOOST_CHECK_THROW(HttpClient(mock.port(), TlsOptions::trusting(pki().ca_cert, "wrong.example")),
+    BOOST_CHECK_THROW(HttpClient(mock.port, TlsOptions::trusting(pki().other_ca_cert)), std::runtime_error);
+    BOOST_CHECK_THROW(HttpClient(mock.port, TlsOptions::trusting(pki().ca_cert, "wrong.example")),
                       std::runtime_error);
     BOOST_TEST(
-        HttpClient(mock.port(), TlsOptions::trusting(pki().ca_cert, "")).request("GET", kTarget).status ==
+        HttpClient(mock.port, TlsOptions::trusting(pki().ca_cert, "")).request("GET", kTarget).status ==
         200u);  // checked against IP:127.0.0.1
 
     const auto s = mock.stats();
@@ -476,9 +560,9 @@ BOOST_AUTO_TEST_CASE(sigterm_exits_zero) {
     // With a connection hanging, a slow answer pending and TLS, too.
     MockServer mock(
         MockOptions().with_tls(pki()).with_config(R"({"script":[{"action":"hang"},{"latency_ms":5000}]})"));
-    HttpClient hanging(mock.port(), mock.client_tls(), 200ms);
+    HttpClient hanging(mock.port, mock.client_tls(), 200ms);
     BOOST_CHECK_THROW(hanging.request("GET", kTarget), std::runtime_error);
-    HttpClient slow(mock.port(), mock.client_tls(), 200ms);
+    HttpClient slow(mock.port, mock.client_tls(), 200ms);
     BOOST_CHECK_THROW(slow.request("GET", kTarget), std::runtime_error);
     BOOST_TEST(mock.stop().value_or(-1) == 0);
 }

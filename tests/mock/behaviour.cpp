@@ -135,6 +135,11 @@ std::string Behaviour::merge(const json::object& patch, std::deque<json::object>
                 err = "gzip must be a boolean";
             else
                 gzip = v.get_bool();
+        } else if (key == "hold") {
+            if (!v.is_bool())
+                err = "hold must be a boolean";
+            else
+                hold = v.get_bool();
         } else if (key == "auth") {
             err = enum_field(auth, kAuthModes);
         } else if (key == "static_token") {
@@ -192,6 +197,7 @@ json::object Behaviour::to_json() const {
                         {"missing_backups", std::move(missing)},
                         {"idle_close_ms", idle_close_ms},
                         {"gzip", gzip},
+                        {"hold", hold},
                         {"raw_before", raw_before},
                         {"raw_after", raw_after},
                         {"auth", auth},

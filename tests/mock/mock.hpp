@@ -8,12 +8,16 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+
+#include "rdsgw/async_util.hpp"
 
 namespace rdsgw::mock {
 
@@ -41,6 +45,9 @@ struct Behaviour {
     std::set<std::string> missing_backups;
     int idle_close_ms = 0;  // 0: never close an idle keep-alive connection
     bool gzip = false;
+    // Hold each RDS request (before its latency) until POST /_mock/release (at most 120 s): tests keep
+    // upstream requests provably in flight for as long as they need. Counted as "held" while waiting.
+    bool hold = false;
     // Raw bytes written on the connection right before / right after each RDS answer (e.g. an interim
     // "HTTP/1.1 103 Early Hints\r\n\r\n" before it, or stray bytes after it).
     std::string raw_before, raw_after;
@@ -62,10 +69,20 @@ struct Behaviour {
     boost::json::object to_json() const;
 };
 
+// A long poll on a counter (GET /_mock/wait?counter=NAME&at_least=N&timeout_ms=T).
+struct WaitFor {
+    std::string counter;
+    std::int64_t at_least = 0;
+    std::chrono::milliseconds timeout{10000};
+};
+
 // What the server does with one request.
 struct Reply {
-    enum class Kind { respond, reset, hang, close };
+    enum class Kind { respond, reset, hang, close, wait };
     Kind kind = Kind::respond;
+    WaitFor wait;  // when kind == wait: the server waits (State::add_waiter), then asks wait_answer()
+    // When set: the server first waits for this (the next /_mock/release), counted in "held", then acts.
+    std::optional<WaitFor> hold;
     std::chrono::milliseconds delay{0};  // wait this long before acting
     Response response;                   // when kind == respond (keep-alive is set by the server)
     std::string raw_before, raw_after;   // written around the response (Behaviour::raw_before/after)
@@ -89,10 +106,36 @@ class State {
     int idle_close_ms() const { return idle_close_ms_.load(std::memory_order_relaxed); }
 
     // Connection accounting, called by the server.
-    void on_accept() { connections_.fetch_add(1, std::memory_order_relaxed); }
-    void on_tls_handshake() { tls_handshakes_.fetch_add(1, std::memory_order_relaxed); }
-    void on_open() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
+    void on_accept() {
+        connections_.fetch_add(1, std::memory_order_relaxed);
+        notify_waiters();
+    }
+    void on_tls_handshake() {
+        tls_handshakes_.fetch_add(1, std::memory_order_relaxed);
+        notify_waiters();
+    }
+    void on_open() {
+        open_connections_.fetch_add(1, std::memory_order_relaxed);
+        notify_waiters();
+    }
     void on_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+    // A request held until /_mock/release starts or stops waiting (the "held" counter).
+    void on_hold(bool start) {
+        held_.fetch_add(start ? 1 : -1, std::memory_order_relaxed);
+        notify_waiters();
+    }
+
+    // Long polls. add_waiter fires `w` as soon as the counter is at least `at_least` (at once when it is
+    // already). The server answers with wait_answer(): 200 and the stats when `w` fired (`reached`), 408
+    // when its timeout came first; then it removes the waiter. Waiters are held weakly: a connection that
+    // goes away takes its waiter with it.
+    void add_waiter(const std::shared_ptr<rdsgw::Waker>& w, const WaitFor& what);
+    void remove_waiter(const std::shared_ptr<rdsgw::Waker>& w);
+    Response wait_answer(const WaitFor& what, bool reached) const;
+    // A counter of the stats by name (rds_requests, connections, waiters: the long polls pending, the asking
+    // one included...);
+    // nullopt for an unknown name.
+    std::optional<std::int64_t> counter(std::string_view name) const;
 
   private:
     struct TokenInfo {
@@ -103,6 +146,10 @@ class State {
     Reply handle_rds(const Request& req, std::string_view backup_id, bool has_backup_id);
     Reply handle_iam(const Request& req);
     Reply handle_control(const Request& req, std::string_view path);
+    Reply parse_wait(const Request& req) const;
+    WaitFor hold_until_release() const;
+    // Fires the waiters whose counter has reached its mark. Never called with mu_ held.
+    void notify_waiters();
     bool check_auth(const Request& req, const Behaviour& b, std::string& error_code, std::string& error_msg);
     std::string next_request_id();
     boost::json::object stats() const;
@@ -127,9 +174,20 @@ class State {
     std::atomic<std::int64_t> open_connections_{0};
     std::atomic<std::uint64_t> rds_ok_{0};
     std::atomic<std::uint64_t> rds_unauthorized_{0};
+    std::atomic<std::int64_t> held_{0};
+    std::atomic<std::uint64_t> releases_{0};  // POST /_mock/release calls; never reset
     std::atomic<std::uint64_t> link_counter_{0};
     std::atomic<std::uint64_t> request_counter_{0};
     std::string request_id_prefix_;
+
+    struct Waiter {
+        std::weak_ptr<rdsgw::Waker> waker;
+        WaitFor what;
+    };
+    std::mutex waiters_mu_;  // taken before mu_, never after
+    std::vector<Waiter> waiters_;
+    std::atomic<std::size_t> waiter_count_{
+        0};  // the "waiters" counter; 0 lets notify_waiters() return at once
 };
 
 // Formats used in answers (exposed for the mock's own tests).

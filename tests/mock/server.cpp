@@ -4,6 +4,12 @@
 //   rds-mock [--listen 127.0.0.1] [--port 0] [--threads 1] [--tls-cert FILE --tls-key FILE] [--config
 //   JSON|FILE]
 //
+// Control endpoints (tests): GET /_mock/stats, GET|POST /_mock/config, POST /_mock/reset, POST /_mock/revoke,
+// POST /_mock/release (every request held by the "hold" behaviour goes on), and the long poll
+// GET /_mock/wait?counter=NAME&at_least=N[&timeout_ms=T] (T: default 10000, at most 120000): 200 with the
+// stats once the counter NAME (a number of /_mock/stats) is at least N, or 408 at the timeout; 400 for an
+// unknown counter or a malformed parameter.
+//
 // Prints "LISTENING <port>" once the socket listens; exits 0 on SIGTERM/SIGINT.
 #include <sys/socket.h>
 
@@ -95,6 +101,14 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
         lowest.expires_never();
         const Request req = parser.release();
         Reply reply = st.handle(req, control_seen);
+        if (reply.hold) {
+            auto waker = std::make_shared<rdsgw::Waker>(co_await asio::this_coro::executor);
+            st.on_hold(true);
+            st.add_waiter(waker, *reply.hold);
+            co_await waker->wait(std::chrono::steady_clock::now() + reply.hold->timeout);
+            st.remove_waiter(waker);
+            st.on_hold(false);
+        }
         if (reply.delay.count() > 0) {
             asio::steady_timer timer(co_await asio::this_coro::executor, reply.delay);
             co_await timer.async_wait(use_nothrow);
@@ -114,6 +128,16 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
                     (void)rn;
                     if (rec) co_return;
                 }
+            }
+            case Reply::Kind::wait: {
+                // A long poll: woken by the state when the counter gets there, or by the timeout.
+                auto waker = std::make_shared<rdsgw::Waker>(co_await asio::this_coro::executor);
+                st.add_waiter(waker, reply.wait);
+                const bool reached =
+                    co_await waker->wait(std::chrono::steady_clock::now() + reply.wait.timeout);
+                reply.response = st.wait_answer(reply.wait, reached);
+                st.remove_waiter(waker);
+                break;
             }
             case Reply::Kind::respond:
                 break;

@@ -270,6 +270,7 @@ Reply State::handle(const Request& req, bool& control_seen) {
     }
     if (!reply.response.count("X-Request-Id") && reply.kind == Reply::Kind::respond)
         reply.response.set("X-Request-Id", next_request_id());
+    notify_waiters();
     return reply;
 }
 
@@ -306,10 +307,12 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         b = &one_shot;
         if (apply_action(action, reply)) {
             reply.delay = milliseconds(b->latency_ms);
+            if (b->hold) reply.hold = hold_until_release();
             return reply;
         }
     }
     reply.delay = milliseconds(b->latency_ms);
+    if (b->hold) reply.hold = hold_until_release();
 
     auto finish = [&](Response res) {
         if (res.result_int() == 401) rds_unauthorized_.fetch_add(1, std::memory_order_relaxed);
@@ -511,6 +514,9 @@ json::object State::stats() const {
                         {"control_connections", control_connections_.load()},
                         {"rds_ok", rds_ok_.load()},
                         {"rds_unauthorized", rds_unauthorized_.load()},
+                        {"waiters", waiter_count_.load()},
+                        {"held", held_.load()},
+                        {"releases", releases_.load()},
                         {"last_rds_headers", last_rds_headers_},
                         {"last_rds_target", last_rds_target_},
                         {"last_iam_body", last_iam_body_},
@@ -542,6 +548,11 @@ Reply State::handle_control(const Request& req, std::string_view path) {
         } else {
             reply.response = json_response(200, json::object{{"ok", true}});
         }
+    } else if (path == "/_mock/wait" && method == http::verb::get) {
+        reply = parse_wait(req);
+    } else if (path == "/_mock/release" && method == http::verb::post) {
+        const auto n = releases_.fetch_add(1) + 1;
+        reply.response = json_response(200, json::object{{"ok", true}, {"releases", n}});
     } else if (path == "/_mock/reset" && method == http::verb::post) {
         reset();
         reply.response = json_response(200, json::object{{"ok", true}});
@@ -559,6 +570,110 @@ Reply State::handle_control(const Request& req, std::string_view path) {
         reply.response = error_json(404, "MOCK.404", "unknown control endpoint");
     }
     return reply;
+}
+
+std::optional<std::int64_t> State::counter(std::string_view name) const {
+    auto atomic_value = [](const auto& a) { return static_cast<std::int64_t>(a.load()); };
+    if (name == "connections") return atomic_value(connections_);
+    if (name == "tls_handshakes") return atomic_value(tls_handshakes_);
+    if (name == "open_connections") return atomic_value(open_connections_);
+    if (name == "control_connections") return atomic_value(control_connections_);
+    if (name == "rds_ok") return atomic_value(rds_ok_);
+    if (name == "rds_unauthorized") return atomic_value(rds_unauthorized_);
+    if (name == "waiters") return atomic_value(waiter_count_);
+    if (name == "held") return atomic_value(held_);
+    if (name == "releases") return atomic_value(releases_);
+    std::lock_guard lock(mu_);
+    if (name == "rds_requests") return static_cast<std::int64_t>(rds_requests_);
+    if (name == "iam_requests") return static_cast<std::int64_t>(iam_requests_);
+    if (name == "tokens_issued") return static_cast<std::int64_t>(tokens_issued_);
+    return std::nullopt;
+}
+
+WaitFor State::hold_until_release() const {
+    return WaitFor{"releases", static_cast<std::int64_t>(releases_.load()) + 1, milliseconds(120'000)};
+}
+
+Reply State::parse_wait(const Request& req) const {
+    Reply reply;
+    const auto url = boost::urls::parse_origin_form(req.target());
+    WaitFor w;
+    bool has_counter = false, has_mark = false;
+    std::string problem;
+    auto number = [&](std::string_view key, std::string_view v, std::int64_t hi, std::int64_t& out) {
+        std::int64_t n = 0;
+        bool ok = !v.empty() && v.size() <= 15;
+        for (char c : v) {
+            ok = ok && c >= '0' && c <= '9';
+            n = n * 10 + (c - '0');
+        }
+        if (!ok || n > hi)
+            problem = std::string(key) + " must be an integer in [0, " + std::to_string(hi) + "]";
+        out = n;
+    };
+    for (const auto& p : url->params()) {
+        if (p.key == "counter") {
+            w.counter = p.value;
+            has_counter = true;
+        } else if (p.key == "at_least") {
+            number(p.key, p.value, 1'000'000'000'000, w.at_least);
+            has_mark = true;
+        } else if (p.key == "timeout_ms") {
+            std::int64_t t = 0;
+            number(p.key, p.value, 120'000, t);
+            w.timeout = milliseconds(t);
+        } else {
+            problem = "unknown parameter " + p.key;
+        }
+    }
+    if (problem.empty() && (!has_counter || !has_mark)) problem = "counter and at_least are required";
+    if (problem.empty() && !counter(w.counter)) problem = "unknown counter " + w.counter;
+    if (!problem.empty()) {
+        reply.response = error_json(400, "MOCK.400", problem);
+        return reply;
+    }
+    reply.kind = Reply::Kind::wait;
+    reply.wait = std::move(w);
+    return reply;
+}
+
+void State::add_waiter(const std::shared_ptr<rdsgw::Waker>& w, const WaitFor& what) {
+    {
+        std::lock_guard lock(waiters_mu_);
+        waiters_.push_back(Waiter{w, what});
+        waiter_count_.store(waiters_.size());
+    }
+    // The counter may be there already (a notify before the push found no waiter), and "waiters" changed.
+    notify_waiters();
+}
+
+void State::remove_waiter(const std::shared_ptr<rdsgw::Waker>& w) {
+    std::lock_guard lock(waiters_mu_);
+    std::erase_if(waiters_, [&](const Waiter& x) {
+        const auto p = x.waker.lock();
+        return !p || p == w;
+    });
+    waiter_count_.store(waiters_.size());
+}
+
+void State::notify_waiters() {
+    if (waiter_count_.load() == 0) return;
+    std::lock_guard lock(waiters_mu_);
+    for (const auto& x : waiters_) {
+        if (counter(x.what.counter).value_or(0) < x.what.at_least) continue;
+        if (const auto p = x.waker.lock()) p->fire();
+    }
+}
+
+Response State::wait_answer(const WaitFor& what, bool reached) const {
+    if (reached) return json_response(200, stats());
+    const std::int64_t value = counter(what.counter).value_or(0);
+    return json_response(
+        408, json::object{{"error_code", "MOCK.408"},
+                          {"error_msg", what.counter + " is " + std::to_string(value) + " after " +
+                                            std::to_string(what.timeout.count()) + " ms, not yet " +
+                                            std::to_string(what.at_least)},
+                          {"value", value}});
 }
 
 }  // namespace rdsgw::mock

@@ -1,5 +1,7 @@
 // Starts rds-mock (RDSGW_MOCK_BIN) as a child process and drives its /_mock control endpoints.
 #pragma once
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,20 +37,22 @@ struct MockOptions {
     }
 };
 
-// One running rds-mock. Control calls share one keep-alive connection, opened at start (so it shows in
-// the mock's "connections" and "open_connections"; "control_connections" counts such connections) and
-// reopened when the mock has closed it. Every call throws std::runtime_error on an unexpected answer.
+// One running rds-mock: the only MockServer of the tests (the integration harness and test_mock use it).
+// Control calls share one keep-alive connection, opened at start (so it shows in the mock's "connections"
+// and "open_connections"; "control_connections" counts such connections) and reopened when the mock has
+// closed it. Every control call throws std::runtime_error on an unexpected answer.
 class MockServer {
   public:
     explicit MockServer(MockOptions options = {});
+    // TLS when pki is given; `behaviour` is the mock's initial --config (JSON text).
+    explicit MockServer(const Pki* pki, const std::string& behaviour = "{}", int threads = 1);
 
-    int port() const { return port_; }
-    bool tls() const { return tls_.has_value(); }
     // "http://127.0.0.1:<port>", or "https://localhost:<port>" under TLS (the certificate's name).
     std::string base_url() const;
     // Options for an HttpClient that trusts the mock (nullopt for plain HTTP).
+    std::optional<TlsOptions> tls() const { return tls_; }
     std::optional<TlsOptions> client_tls() const { return tls_; }
-    HttpClient client() const { return HttpClient(port_, tls_); }
+    HttpClient client() const { return HttpClient(port, tls_); }
 
     // POST /_mock/config with these keys (merged into the current behaviour).
     void configure(std::string_view json_patch);
@@ -57,19 +61,28 @@ class MockServer {
     void reset();
     // POST /_mock/revoke: every token issued so far becomes invalid.
     void revoke();
-    // GET /_mock/stats.
+    // POST /_mock/release: every request held by the "hold" behaviour (stat "held") goes on.
+    void release();
+    // GET /_mock/stats, and one number of it.
     boost::json::object stats();
+    std::int64_t stat(std::string_view name);
+    // GET /_mock/wait: blocks until the counter `name` (a number of stats(), e.g. "rds_requests") is at
+    // least `at_least` (true), or `timeout` passed (false). The mock wakes the call on the event (no
+    // polling).
+    bool wait_for(std::string_view name, std::int64_t at_least, std::chrono::milliseconds timeout = 10s);
     // Any control request; returns the answer whatever its status.
     Response control(std::string_view method, std::string_view target, std::string body = {});
 
-    Child& process() { return child_; }
+    Child& process() { return child; }
     // SIGTERM, then waits: the mock's exit status (0 expected), nullopt when it did not stop in 10 s.
     // (The destructor stops a running mock too, without reporting.)
     std::optional<int> stop();
 
+    Child child;
+    int port = 0;
+
   private:
-    Child child_;
-    int port_ = 0;
+    void start(std::vector<std::string> argv);
     std::optional<TlsOptions> tls_;
     std::optional<HttpClient> control_;
 };

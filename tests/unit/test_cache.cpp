@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -348,44 +349,73 @@ BOOST_AUTO_TEST_CASE(bounds_are_global_across_shards) {
     BOOST_TEST(cb.evicted == 93);
 }
 
+// Four threads mix puts, gets and erases on 256 keys in a 64-entry cache (consistency under concurrency,
+// evictions racing lookups); between rounds, at a barrier, each puts 4 probe keys into the emptied cache and
+// then all look up all 16 concurrently: those lookups must all hit on any schedule (no sleeps, no luck:
+// whether the mixed lookups hit depends on how the threads interleave, so only their answers are checked).
 BOOST_AUTO_TEST_CASE(concurrent_put_and_get_stay_consistent) {
     auto o = options(4);
     o.max_entries = 64;
     Counters c;
     LinkCache cache(o, c.events());
-    constexpr int kKeys = 256;
-    constexpr int kOps = 20000;
-    std::vector<std::string> keys;
+    constexpr int kThreads = 4, kKeys = 256, kRounds = 10, kOpsPerRound = 2000, kProbesPerThread = 4;
+    constexpr int kProbes = kThreads * kProbesPerThread;
+    std::vector<std::string> keys, probes;
     for (int i = 0; i < kKeys; ++i)
         keys.push_back(make_cache_key("project", "backup-" + std::to_string(1000 + i)));
-    std::atomic<int> wrong{0};
-    std::atomic<int> hits{0};
+    for (int i = 0; i < kProbes; ++i)
+        probes.push_back(make_cache_key("project", "backup-" + std::to_string(2000 + i)));
+    std::atomic<int> wrong{0}, hits{0}, probe_hits{0};
+    // Three barrier phases per round; the first one's completion empties the cache, so the 16 probe
+    // entries fit without evicting each other.
+    int phase = 0;
+    std::barrier sync(kThreads, [&]() noexcept {
+        if (phase++ % 3 == 0) cache.clear();
+    });
+    auto check = [&](const std::string& key, const AnswerPtr& a, std::atomic<int>& counter) {
+        if (!a) return;
+        ++counter;
+        if (a->body != key) ++wrong;
+    };
     std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < kThreads; ++t) {
         threads.emplace_back([&, t] {
-            for (int i = 0; i < kOps; ++i) {
-                const auto& key = keys[(i * 7 + t * 13) % kKeys];
-                const auto now = T0 + seconds(i % 50);
-                if (i % 3 == 0) {
-                    // Body = key, so every answer says which key it belongs to.
-                    cache.put(key, ok(T0 + 1h, key), now);
-                } else if (i % 97 == 0) {
-                    cache.erase(key);
-                } else if (auto l = cache.get(key, now); l.answer) {
-                    ++hits;
-                    if (l.answer->body != key) ++wrong;
+            for (int r = 0; r < kRounds; ++r) {
+                for (int n = 0; n < kOpsPerRound; ++n) {
+                    const int i = r * kOpsPerRound + n;
+                    const auto& key = keys[(i * 7 + t * 13) % kKeys];
+                    const auto now = T0 + seconds(i % 50);
+                    if (i % 3 == 0) {
+                        // Body = key, so every answer says which key it belongs to.
+                        cache.put(key, ok(T0 + 1h, key), now);
+                    } else if (i % 97 == 0) {
+                        cache.erase(key);
+                    } else {
+                        check(key, cache.get(key, now).answer, hits);
+                    }
                 }
+                if (r + 1 == kRounds) break;  // ends with the mix: the checks below see its state
+                sync.arrive_and_wait();       // the cache is emptied
+                for (int j = 0; j < kProbesPerThread; ++j) {
+                    const auto& key = probes[t * kProbesPerThread + j];
+                    cache.put(key, ok(T0 + 1h, key), T0);
+                }
+                sync.arrive_and_wait();  // every probe is stored
+                for (const auto& key : probes) check(key, cache.get(key, T0).answer, probe_hits);
+                sync.arrive_and_wait();
             }
         });
     }
     for (auto& th : threads) th.join();
+    BOOST_TEST_MESSAGE("hits while mixing: " << hits.load());
     BOOST_TEST(wrong == 0);
-    BOOST_TEST(hits > 0);
+    BOOST_TEST(probe_hits == (kRounds - 1) * kThreads * kProbes);
     BOOST_TEST(cache.entries() <= 64u);
     BOOST_TEST(c.evicted > 0);
     // Every key and body have the same length, so the byte total must be exactly entries * footprint.
     BOOST_TEST(cache.bytes() == cache.entries() * ok(T0, keys[0])->footprint(keys[0].size()));
     std::size_t found = 0;
     for (const auto& key : keys) found += cache.get(key, T0).answer ? 1 : 0;
+    for (const auto& key : probes) found += cache.get(key, T0).answer ? 1 : 0;
     BOOST_TEST(found == cache.entries());
 }

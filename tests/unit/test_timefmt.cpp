@@ -12,6 +12,7 @@ using namespace std::string_view_literals;
 using rdsgw::format_log_time;
 using rdsgw::format_rds_time;
 using rdsgw::OffsetTime;
+using rdsgw::parse_http_date;
 using rdsgw::parse_rds_time;
 
 namespace {
@@ -195,4 +196,75 @@ BOOST_AUTO_TEST_CASE(format_log_time_is_rfc3339_utc_with_milliseconds) {
          "2024-02-29T23:59:59.050Z"},
     };
     for (const Case& c : cases) BOOST_TEST(format_log_time(c.in) == c.out);
+}
+
+BOOST_AUTO_TEST_CASE(http_dates_in_all_three_forms) {
+    const sys_seconds now = utc(2024, 6, 15, 12, 0, 0);
+    struct Case {
+        std::string_view in;
+        sys_seconds out;
+    };
+    const Case accepted_dates[] = {
+        {"Sun, 06 Nov 1994 08:49:37 GMT", utc(1994, 11, 6, 8, 49, 37)},   // IMF-fixdate
+        {"Sunday, 06-Nov-94 08:49:37 GMT", utc(1994, 11, 6, 8, 49, 37)},  // RFC 850
+        {"Sun Nov  6 08:49:37 1994", utc(1994, 11, 6, 8, 49, 37)},        // asctime
+        {"Sun Nov 06 08:49:37 1994", utc(1994, 11, 6, 8, 49, 37)},        // asctime, 2DIGIT day
+        {"Fri, 01 Jan 3000 00:00:00 GMT", utc(3000, 1, 1, 0, 0, 0)},      // far future: no overflow
+        {"Fri, 31 Dec 9999 23:59:59 GMT", utc(9999, 12, 31, 23, 59, 59)},
+        {"Sat, 01 Jan 0000 00:00:00 GMT", utc(0, 1, 1, 0, 0, 0)},
+        {"Thu, 29 Feb 2024 00:00:00 GMT", utc(2024, 2, 29, 0, 0, 0)},
+        {"Tue, 31 Dec 2024 23:59:60 GMT", utc(2025, 1, 1, 0, 0, 0)},  // leap second: the next second
+        {"Mon, 15 Jun 2024 12:00:00 GMT", now},                       // the day name is not checked
+        // RFC 850 two-digit years around 2024: within 49 years before and 50 after.
+        {"Monday, 01-Jan-74 00:00:00 GMT", utc(2074, 1, 1, 0, 0, 0)},
+        {"Monday, 01-Jan-75 00:00:00 GMT", utc(1975, 1, 1, 0, 0, 0)},  // 2075 is more than 50 years ahead
+        {"Monday, 01-Jan-00 00:00:00 GMT", utc(2000, 1, 1, 0, 0, 0)},
+        {"Monday, 01-Jan-24 00:00:00 GMT", utc(2024, 1, 1, 0, 0, 0)},
+    };
+    for (const Case& c : accepted_dates) {
+        BOOST_TEST_CONTEXT("input \"" << c.in << "\"") {
+            const auto t = parse_http_date(c.in, now);
+            BOOST_TEST_REQUIRE(t.has_value());
+            BOOST_TEST(t->time_since_epoch().count() == c.out.time_since_epoch().count());
+        }
+    }
+    // Near the end of a century the window moves forward: "01" in 2099 is 2101.
+    const auto late = parse_http_date("Monday, 01-Jan-01 00:00:00 GMT", utc(2099, 1, 1, 0, 0, 0));
+    BOOST_TEST_REQUIRE(late.has_value());
+    BOOST_TEST(late->time_since_epoch().count() == utc(2101, 1, 1, 0, 0, 0).time_since_epoch().count());
+
+    const std::string_view rejected_dates[] = {
+        "",
+        "Sun, 06 Nov 1994 08:49:37",
+        "Sun, 06 Nov 1994 08:49:37 UTC",
+        "Sun, 06 Nov 1994 08:49:37 GMT ",  // trailing space (the caller trims white space)
+        " Sun, 06 Nov 1994 08:49:37 GMT",
+        "sun, 06 Nov 1994 08:49:37 GMT",
+        "Sun, 06 nov 1994 08:49:37 GMT",
+        "Sun, 6 Nov 1994 08:49:37 GMT",
+        "Sun,  06 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 94 08:49:37 GMT",
+        "Sun, 06 Nov 19940 08:49:37 GMT",
+        "Sun, 31 Nov 1994 08:49:37 GMT",
+        "Sun, 29 Feb 1900 08:49:37 GMT",
+        "Sun, 00 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 24:00:00 GMT",
+        "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Sun, 06 Nov 1994 08:49:61 GMT",
+        "Sun, 06 Nov 1994 8:49:37 GMT",
+        "Sunday, 06 Nov 1994 08:49:37 GMT",
+        "Sun, 06-Nov-94 08:49:37 GMT",
+        "Sunday, 06-Nov-1994 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 94",
+        "Sun Nov 6 08:49:37 1994",
+        "Sun Nov  6 08:49:37 1994 GMT",
+        "Xyz, 06 Nov 1994 08:49:37 GMT",
+        "1994-11-06T08:49:37Z",
+        "Sun, 06 Nov 1994 08:49:37 GMT\0"sv,
+    };
+    for (const std::string_view in : rejected_dates) {
+        BOOST_TEST_CONTEXT("input \"" << in << "\"") {
+            BOOST_TEST(!parse_http_date(in, now).has_value());
+        }
+    }
 }
