@@ -82,15 +82,37 @@ void json_escape_append(std::string& out, std::string_view s) {
     out.push_back('"');
 }
 
-void log(LogLevel l, std::string_view msg) {
-    if (!log_enabled(l)) return;
+namespace {
+void write_record(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
     static constexpr const char* names[] = {"debug", "info", "warn", "error"};
     std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) +
                        "\",\"level\":\"" + names[static_cast<int>(l)] + "\",\"msg\":";
     json_escape_append(line, msg);
+    for (const auto& f : fields) {
+        line += ',';
+        json_escape_append(line, f.key);
+        line += ':';
+        if (f.is_number)
+            line += std::to_string(f.number);
+        else
+            json_escape_append(line, f.text);
+    }
     line += "}\n";
     std::lock_guard lk(g_diag_mu);
     write_all(2, line.data(), line.size());
+}
+}  // namespace
+
+void log(LogLevel l, std::string_view msg) {
+    if (log_enabled(l)) write_record(l, msg, {});
+}
+
+void log(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
+    if (log_enabled(l)) write_record(l, msg, fields);
+}
+
+void log_always(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
+    write_record(l, msg, fields);
 }
 
 AccessLog::AccessLog(std::string target, std::size_t max_queue)

@@ -88,6 +88,7 @@ struct Server::Impl {
     std::atomic<bool> draining{false};
     std::shared_ptr<Waker> drained;
     std::mutex drained_mu;
+    std::function<void()> on_drain;  // hook: main's systemd STOPPING=1
 
     Impl(Gateway& g, std::function<bool(Config&)> r) : gw(g), cfg(g.config()), reload(std::move(r)) {}
 
@@ -445,6 +446,14 @@ bool Server::bind(std::string& why) {
     return true;
 }
 
+void Server::on_drain(std::function<void()> fn) {
+    impl_->on_drain = std::move(fn);
+}
+
+void Server::each_loop(const std::function<void(asio::io_context&)>& fn) {
+    for (auto& ws : impl_->workers) fn(ws->w.ioc);
+}
+
 int Server::run() {
     auto& I = *impl_;
     auto& w0 = *I.workers[0];
@@ -512,6 +521,7 @@ int Server::run() {
     auto request_drain = [&] {
         if (drain_requested.exchange(true)) return;
         I.gw.set_draining(true);  // readiness turns 503 at once
+        if (I.on_drain) I.on_drain();
         if (I.cfg.limits.drain_delay_ms == 0) return begin_drain();
         log_info("draining: readiness is 503; still serving for " +
                  std::to_string(I.cfg.limits.drain_delay_ms) + " ms");

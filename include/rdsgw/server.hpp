@@ -24,6 +24,12 @@ class Server {
     // Serves until SIGTERM/SIGINT and the drain are done. Returns the process exit status.
     int run();
 
+    // Hooks for main (systemd integration), set before run():
+    // `fn` runs (on the signal handler's loop) when a drain is requested: the first SIGTERM/SIGINT.
+    void on_drain(std::function<void()> fn);
+    // Calls `fn` with each event loop (one io_context per thread). After bind().
+    void each_loop(const std::function<void(boost::asio::io_context&)>& fn);
+
     struct Impl;
 
   private:
