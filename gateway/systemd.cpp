@@ -25,24 +25,20 @@ LoopProbe::LoopProbe(std::vector<boost::asio::any_io_executor> loops)
     : loops_(std::move(loops)), st_(std::make_shared<State>(loops_.size())), posted_(loops_.size(), 0) {}
 
 bool LoopProbe::tick() {
-    bool all = started_;
+    stuck_.clear();
     for (std::size_t i = 0; i < loops_.size(); ++i) {
         const bool answered = st_->acked[i].load(std::memory_order_acquire) == posted_[i];
-        all = all && answered;
-        if (!answered && started_) continue;
+        if (!answered) {
+            stuck_.push_back(i);
+            continue;
+        }
         posted_[i] = ++seq_;
         boost::asio::post(
             loops_[i], [st = st_, i, n = posted_[i]] { st->acked[i].store(n, std::memory_order_release); });
     }
+    const bool all = started_ && stuck_.empty();
     started_ = true;
     return all;
-}
-
-std::vector<std::size_t> LoopProbe::stuck() const {
-    std::vector<std::size_t> out;
-    for (std::size_t i = 0; i < loops_.size(); ++i)
-        if (st_->acked[i].load(std::memory_order_acquire) != posted_[i]) out.push_back(i);
-    return out;
 }
 
 SystemdNotifier::SystemdNotifier(Options o) : opt_(std::move(o)) {

@@ -27,14 +27,15 @@ class LoopProbe {
     // True when every loop ran the last handler posted to it (never on the first tick). Then posts a new
     // handler to each loop that answered; a stuck loop gets no more until it answers (no pile-up).
     bool tick();
-    // Indexes (into the constructor's vector) of the loops that have not answered their last probe.
-    std::vector<std::size_t> stuck() const;
+    // Indexes (into the constructor's vector) of the loops the last tick() found not answering.
+    const std::vector<std::size_t>& stuck() const { return stuck_; }
 
   private:
     struct State;
     std::vector<boost::asio::any_io_executor> loops_;
     std::shared_ptr<State> st_;
-    std::vector<std::uint64_t> posted_;
+    std::vector<std::uint64_t> posted_;  // the last probe posted to each loop (0: none yet)
+    std::vector<std::size_t> stuck_;
     std::uint64_t seq_ = 0;
     bool started_ = false;
 };
