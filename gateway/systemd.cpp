@@ -71,12 +71,13 @@ void SystemdNotifier::stopping() {
     sd_notify_state("STOPPING=1\nSTATUS=draining");
 }
 
+// Before the first READY=1 a reload says nothing: READY=1 must still wait for usable credentials.
 void SystemdNotifier::reloading() {
-    sd_notify_state("RELOADING=1\nSTATUS=reloading (SIGHUP)");
+    if (ready_.load()) sd_notify_state("RELOADING=1\nSTATUS=reloading (SIGHUP)");
 }
 
 void SystemdNotifier::reloaded() {
-    sd_notify_state("READY=1\nSTATUS=" + opt_.status);
+    if (ready_.load()) sd_notify_state("READY=1\nSTATUS=" + opt_.status);
 }
 
 void SystemdNotifier::run() {
@@ -106,6 +107,7 @@ void SystemdNotifier::run() {
         if (!ready && answered && opt_.ready(why)) {
             ready = true;
             sd_notify_state("READY=1\nSTATUS=" + opt_.status);
+            ready_.store(true);
         } else if (!ready && !why.empty() && why != last_why) {
             last_why = why;
             sd_notify_state("STATUS=not ready: " + why);

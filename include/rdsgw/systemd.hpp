@@ -3,6 +3,7 @@
 // RELOADING=1 ... READY=1 around a SIGHUP; WATCHDOG=1 only while every event loop answers a probe. Nothing
 // is sent outside such a unit (no $NOTIFY_SOCKET).
 #pragma once
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <condition_variable>
 #include <cstdint>
@@ -58,8 +59,8 @@ class SystemdNotifier {
 
     bool active() const { return thread_.joinable(); }
     void stopping();   // STOPPING=1, once
-    void reloading();  // RELOADING=1 (a SIGHUP is being applied)
-    void reloaded();   // READY=1 after it
+    void reloading();  // RELOADING=1 (a SIGHUP is being applied); nothing before the first READY=1
+    void reloaded();   // READY=1 after it; nothing before the first READY=1
     void stop();       // ends the thread (before the event loops are destroyed)
 
   private:
@@ -69,6 +70,7 @@ class SystemdNotifier {
     std::mutex mu_;
     std::condition_variable cv_;
     bool stop_ = false, stopping_sent_ = false;
+    std::atomic<bool> ready_{false};  // the first READY=1 was sent
     std::thread thread_;
 };
 

@@ -94,10 +94,13 @@ BOOST_AUTO_TEST_CASE(notifier_ready_status_watchdog_stopping) {
                            },
                            "serving on 127.0.0.1:1"});
         BOOST_TEST(n.active());
+        n.reloading();  // a SIGHUP before the first READY=1 says nothing
+        n.reloaded();
         std::string before;
         BOOST_TEST(sock.wait_for("STATUS=not ready: no IAM token yet", 10s, &before));
         BOOST_TEST(sock.wait_for("WATCHDOG=1", 10s, &before));  // the loop answers: pings while starting too
         BOOST_TEST(before.find("READY=1") == std::string::npos);
+        BOOST_TEST(before.find("RELOADING=1") == std::string::npos);
         creds = true;
         std::string seen;
         BOOST_TEST(sock.wait_for("READY=1\nSTATUS=serving on 127.0.0.1:1", 10s, &seen));
