@@ -15,9 +15,13 @@
 //   as received (duplicates joined by ',' as the signer does) and an EMPTY body: the gateway only serves GET.
 //   A malformed X-Sdk-Date is "malformed credentials"; a date outside +-max_clock_skew is "invalid
 //   credentials".
-// - CallerRegistry's constructor throws std::invalid_argument (naming the caller and the field, never a
-//   secret) for duplicate names, duplicate access keys, an access key without a secret key, or an
-//   api_key_sha256 entry that is not 64 hex digits. Hashes are compared lower-cased.
+// - Config validation (config.cpp) is the one place that refuses bad caller definitions, with a message
+//   naming the key. CallerRegistry's constructor never throws (it also runs on SIGHUP, where an exception
+//   would end the process); what validation would have refused is simply not used: a caller whose name
+//   repeats an earlier one is dropped, an access key, API key hash or certificate subject claimed by more
+//   than one caller is removed from all of them (an ambiguous credential authenticates nobody), and an
+//   access key without a secret key or an api_key_sha256 entry that is not 64 hex digits is dropped.
+//   Hashes are compared lower-cased.
 // - Rate limits: rate_per_s <= 0 means unlimited. On a reload, CallerRegistry::adopt_rate_state carries each
 //   surviving caller's bucket level (matched by name) into the new registry: a SIGHUP neither refills nor
 //   empties a bucket. The level is taken at the reload time at the OLD rate and capacity, capped at the new
@@ -27,7 +31,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <unordered_map>
 
 #include "rdsgw/signer.hpp"
@@ -130,19 +133,28 @@ void Caller::adopt_rate_state(const Caller& previous, std::chrono::steady_clock:
 
 CallerRegistry::CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew)
     : skew_(max_clock_skew) {
+    // Which callers claim each credential (kind-prefixed value -> distinct caller names).
+    std::unordered_map<std::string, std::vector<std::string>> claims;
+    const auto claim = [&](char kind, const std::string& value, const std::string& caller) {
+        auto& owners = claims[kind + value];
+        if (std::find(owners.begin(), owners.end(), caller) == owners.end()) owners.push_back(caller);
+    };
+    for (auto& d : defs) {
+        for (auto& h : d.api_key_sha256)
+            for (char& c : h) c = ascii_lower(c);
+        std::erase_if(d.api_key_sha256, [](const std::string& h) { return !is_hex64(h); });
+        if (d.secret_key.empty()) d.access_key.clear();
+        for (const auto& h : d.api_key_sha256) claim('k', h, d.name);
+        if (!d.access_key.empty()) claim('a', d.access_key, d.name);
+        for (const auto& s : d.cert_subjects) claim('s', s, d.name);
+    }
+    const auto shared = [&](char kind, const std::string& value) { return claims[kind + value].size() > 1; };
     callers_.reserve(defs.size());
     for (auto& d : defs) {
-        const std::string where = "callers[" + d.name + "]";
-        for (const auto& c : callers_) {
-            if (c->name() == d.name) throw std::invalid_argument(where + ": duplicate caller name");
-            if (!d.access_key.empty() && c->def().access_key == d.access_key)
-                throw std::invalid_argument(where + ".access_key: already used by caller " + c->name());
-        }
-        if (!d.access_key.empty() && d.secret_key.empty())
-            throw std::invalid_argument(where + ".secret_key: required when access_key is set");
-        for (const auto& h : d.api_key_sha256)
-            if (!is_hex64(h))
-                throw std::invalid_argument(where + ".api_key_sha256: each entry must be 64 hex characters");
+        if (find(d.name) != nullptr) continue;  // a repeated name: the first definition stands
+        std::erase_if(d.api_key_sha256, [&](const std::string& h) { return shared('k', h); });
+        if (!d.access_key.empty() && shared('a', d.access_key)) d.access_key.clear();
+        std::erase_if(d.cert_subjects, [&](const std::string& s) { return shared('s', s); });
         callers_.push_back(std::make_unique<Caller>(std::move(d)));
     }
 }

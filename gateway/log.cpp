@@ -83,21 +83,20 @@ void json_escape_append(std::string& out, std::string_view s) {
 }
 
 namespace {
-void write_log(LogLevel l, std::string_view msg, const LogIds* ids) {
+void write_record(LogLevel l, std::string_view msg, const LogField* fields, std::size_t n) {
     static constexpr const char* names[] = {"debug", "info", "warn", "error"};
     std::string line = "{\"time\":\"" + format_log_time(std::chrono::system_clock::now()) +
                        "\",\"level\":\"" + names[static_cast<int>(l)] + "\",\"msg\":";
     json_escape_append(line, msg);
-    if (ids) {
-        for (auto [name, value] : {std::pair<const char*, std::string_view>{"request_id", ids->request_id},
-                                   {"trace_id", ids->trace_id},
-                                   {"span_id", ids->span_id}}) {
-            if (value.empty()) continue;
-            line += ",\"";
-            line += name;
-            line += "\":";
-            json_escape_append(line, value);
-        }
+    for (const LogField* f = fields; f != fields + n; ++f) {
+        if (!f->is_number && f->text.empty()) continue;  // a field without a value is left out
+        line += ',';
+        json_escape_append(line, f->key);
+        line += ':';
+        if (f->is_number)
+            line += std::to_string(f->number);
+        else
+            json_escape_append(line, f->text);
     }
     line += "}\n";
     std::lock_guard lk(g_diag_mu);
@@ -106,11 +105,21 @@ void write_log(LogLevel l, std::string_view msg, const LogIds* ids) {
 }  // namespace
 
 void log(LogLevel l, std::string_view msg) {
-    if (log_enabled(l)) write_log(l, msg, nullptr);
+    if (log_enabled(l)) write_record(l, msg, nullptr, 0);
+}
+
+void log(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
+    if (log_enabled(l)) write_record(l, msg, fields.begin(), fields.size());
 }
 
 void log(LogLevel l, std::string_view msg, const LogIds& ids) {
-    if (log_enabled(l)) write_log(l, msg, &ids);
+    if (!log_enabled(l)) return;
+    const LogField fields[] = {{"request_id", ids.request_id}, {"trace_id", ids.trace_id}, {"span_id", ids.span_id}};
+    write_record(l, msg, fields, 3);
+}
+
+void log_always(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
+    write_record(l, msg, fields.begin(), fields.size());
 }
 
 AccessLog::AccessLog(std::string target, std::size_t max_queue)

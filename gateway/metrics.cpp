@@ -1,6 +1,12 @@
 #include "rdsgw/metrics.hpp"
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <charconv>
+#include <fstream>
+#include <sstream>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -11,6 +17,8 @@
 
 #include <unordered_map>
 
+#include "rdsgw/request.hpp"
+
 namespace rdsgw {
 
 namespace {
@@ -18,7 +26,86 @@ namespace {
 const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                                        0.5,   0.75, 1,     2.5,  5,     7.5, 10};
 enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kRefused, kFamilies };
+
+// The known values of each bounded label: their series are exported at 0 from the start, so that a rate()
+// over the first event is right and dashboards see the series before anything happens.
+constexpr const char* kRejectReasons[] = {"limit", "auth",     "forbidden",  "validation",
+                                          "rate",  "overload", "credentials"};
+constexpr const char* kCacheEvents[] = {"hit",   "negative_hit", "miss",    "coalesced",
+                                        "stale", "bypass",       "evicted", "expired"};
+constexpr const char* kRefusedAnswers[] = {"contract", "expiring", "credential_echo"};
+constexpr const char* kAuthFailures[] = {"missing credentials", "malformed credentials",
+                                         "invalid credentials"};
+constexpr Route kRoutes[] = {Route::backup_files, Route::healthz,     Route::readyz,
+                             Route::metrics,      Route::admin_cache, Route::not_found};
+
+// /proc/stat's btime: the boot time in seconds since the epoch (process start times count from it).
+double boot_time_seconds() {
+    std::ifstream in("/proc/stat");
+    std::string key;
+    double value = 0;
+    while (in >> key) {
+        if (key == "btime" && in >> value) return value;
+        in.ignore(1 << 20, '\n');
+    }
+    return 0;
+}
+
+double count_open_fds() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (!d) return 0;
+    double n = 0;
+    while (const dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    return n - 1;  // the descriptor opendir itself holds
+}
 }  // namespace
+
+// The process_* metrics are read from /proc directly, as Prometheus's own client libraries do: Debian's
+// libproc2 (procps) would do the same reads behind a much larger API, and its -dev package is not part of
+// the build dependencies; prometheus-cpp has no process collector.
+bool parse_proc_stat(std::string_view stat, long ticks_per_s, long page_size, double boot_time_s,
+                     ProcessStats& out) {
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields count from the last ')'.
+    const auto close = stat.rfind(')');
+    if (close == std::string_view::npos || ticks_per_s <= 0) return false;
+    std::istringstream in(std::string(stat.substr(close + 1)));
+    std::vector<std::string> f;  // f[0] is field 3 (state)
+    for (std::string t; in >> t;) f.push_back(t);
+    if (f.size() < 22) return false;
+    try {
+        const double utime = std::stod(f[11]), stime = std::stod(f[12]), start = std::stod(f[19]);
+        out.cpu_seconds = (utime + stime) / static_cast<double>(ticks_per_s);
+        out.start_time_seconds = boot_time_s + start / static_cast<double>(ticks_per_s);
+        out.virtual_bytes = std::stod(f[20]);
+        out.resident_bytes = std::stod(f[21]) * static_cast<double>(page_size);
+    } catch (const std::exception&) {
+        return false;
+    }
+    return true;
+}
+
+bool read_process_stats(ProcessStats& out) {
+    static const double boot = boot_time_seconds();
+    std::ifstream in("/proc/self/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return false;
+    if (!parse_proc_stat(stat, ::sysconf(_SC_CLK_TCK), ::sysconf(_SC_PAGESIZE), boot, out)) return false;
+    out.open_fds = count_open_fds();
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        out.max_fds = rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_cur);
+    return true;
+}
+
+std::string label_value(std::string_view v) {
+    if (v.empty()) return "none";
+    std::string s(v);
+    for (char& c : s)
+        if (c == ' ') c = '_';
+    return s;
+}
 
 struct Metrics::Impl {
     std::shared_ptr<prometheus::Registry> reg = std::make_shared<prometheus::Registry>();
@@ -39,7 +126,13 @@ struct Metrics::Impl {
     prometheus::Counter* log_dropped = nullptr;
     double log_dropped_seen = 0;
     prometheus::Gauge* open_conns = nullptr;
-    std::mutex mu;  // guards counter creation and hooks
+    struct {
+        prometheus::Counter* cpu = nullptr;
+        double cpu_seen = 0;
+        prometheus::Gauge *start = nullptr, *resident = nullptr, *virt = nullptr, *fds = nullptr,
+                          *max_fds = nullptr;
+    } process;
+    std::mutex mu;  // guards counter creation, hooks and the process metrics
     std::vector<std::function<void(Metrics&)>> hooks;
     std::uint64_t generation;
 };
@@ -48,7 +141,10 @@ namespace {
 std::atomic<std::uint64_t> g_generation{0};
 }
 
-Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
+Metrics::Metrics(std::string_view version)
+    : Metrics(BuildInfo{std::string(version), "unknown", "unknown", "unknown", "unknown"}) {}
+
+Metrics::Metrics(const BuildInfo& build) : impl_(std::make_unique<Impl>()) {
     using namespace prometheus;
     auto& r = *impl_->reg;
     impl_->generation = ++g_generation;
@@ -111,10 +207,30 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
                               .Add({});
     BuildGauge()
         .Name("rdsgw_build_info")
-        .Help("Build information")
+        .Help("Build information: version, commit and the libraries in use")
         .Register(r)
-        .Add({{"version", std::string(version)}})
+        .Add({{"version", label_value(build.version)},
+              {"commit", label_value(build.commit)},
+              {"boost", label_value(build.boost)},
+              {"openssl", label_value(build.openssl)},
+              {"allocator", label_value(build.allocator)}})
         .Set(1);
+    auto& P = impl_->process;
+    P.cpu = &BuildCounter()
+                 .Name("process_cpu_seconds_total")
+                 .Help("Total user and system CPU time spent in seconds")
+                 .Register(r)
+                 .Add({});
+    P.start = gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds");
+    P.resident = gauge("process_resident_memory_bytes", "Resident memory size in bytes");
+    P.virt = gauge("process_virtual_memory_bytes", "Virtual memory size in bytes");
+    P.fds = gauge("process_open_fds", "Number of open file descriptors");
+    P.max_fds = gauge("process_max_fds", "Maximum number of open file descriptors");
+    for (const char* v : kRejectReasons) impl_->counters[kRejected]->Add({{"reason", v}});
+    for (const char* v : kCacheEvents) impl_->counters[kCache]->Add({{"event", v}});
+    for (const char* v : kAuthFailures) impl_->counters[kAuthFail]->Add({{"reason", label_value(v)}});
+    for (const char* v : kRefusedAnswers) impl_->counters[kRefused]->Add({{"reason", v}});
+    for (Route rt : kRoutes) impl_->req_duration->Add({{"route", label_value(route_name(rt))}}, kBuckets);
 }
 
 Metrics::~Metrics() = default;
@@ -131,7 +247,24 @@ std::string Metrics::render() {
         hooks = impl_->hooks;
     }
     for (auto& h : hooks) h(*this);
+    update_process_metrics();
     return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
+}
+
+void Metrics::update_process_metrics() {
+    ProcessStats ps;
+    if (!read_process_stats(ps)) return;
+    auto& P = impl_->process;
+    std::lock_guard lk(impl_->mu);
+    if (ps.cpu_seconds > P.cpu_seen) {  // a counter: moved by what is new since the last scrape
+        P.cpu->Increment(ps.cpu_seconds - P.cpu_seen);
+        P.cpu_seen = ps.cpu_seconds;
+    }
+    P.start->Set(ps.start_time_seconds);
+    P.resident->Set(ps.resident_bytes);
+    P.virt->Set(ps.virtual_bytes);
+    P.fds->Set(ps.open_fds);
+    P.max_fds->Set(ps.max_fds);
 }
 
 prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std::string_view b,
@@ -151,26 +284,26 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
     std::map<std::string, std::string> labels;
     switch (family) {
         case kRequests:
-            labels = {{"route", std::string(a)},
-                      {"method", std::string(b)},
-                      {"code", std::string(c)},
-                      {"cache", std::string(d)}};
+            labels = {{"route", label_value(a)},
+                      {"method", label_value(b)},
+                      {"code", label_value(c)},
+                      {"cache", label_value(d)}};
             break;
         case kRejected:
-            labels = {{"reason", std::string(a)}};
+            labels = {{"reason", label_value(a)}};
             break;
         case kUpstream:
-            labels = {{"code", std::string(a)}, {"attempt", std::string(b)}};
+            labels = {{"code", label_value(a)}, {"attempt", label_value(b)}};
             break;
         case kCache:
-            labels = {{"event", std::string(a)}};
+            labels = {{"event", label_value(a)}};
             break;
         case kRefresh:
-            labels = {{"kind", std::string(a)}, {"result", std::string(b)}};
+            labels = {{"kind", label_value(a)}, {"result", label_value(b)}};
             break;
         case kAuthFail:
         case kRefused:
-            labels = {{"reason", std::string(a)}};
+            labels = {{"reason", label_value(a)}};
             break;
     }
     prometheus::Counter* ctr;
@@ -198,7 +331,7 @@ void Metrics::request_done(std::string_view route, std::string_view method, unsi
         auto it = hc.find(key);
         if (it == hc.end()) {
             std::lock_guard lk(impl_->mu);
-            h = &impl_->req_duration->Add({{"route", std::string(route)}}, kBuckets);
+            h = &impl_->req_duration->Add({{"route", label_value(route)}}, kBuckets);
             hc.emplace(key, h);
         } else {
             h = it->second;
@@ -226,6 +359,10 @@ void Metrics::cache_event(std::string_view event) {
 }
 void Metrics::credential_refresh(std::string_view kind, std::string_view result) {
     counter_cached(kRefresh, kind, result).Increment();
+}
+void Metrics::credential_kind(std::string_view kind) {
+    counter_cached(kRefresh, kind, "ok");
+    counter_cached(kRefresh, kind, "error");
 }
 void Metrics::auth_failure(std::string_view reason) {
     counter_cached(kAuthFail, reason).Increment();

@@ -10,6 +10,7 @@
 
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/log.hpp"
+#include "rdsgw/resources.hpp"
 #include "rdsgw/session.hpp"
 
 namespace rdsgw {
@@ -58,34 +59,6 @@ void log_rate_limited(std::atomic<steady::rep>& last, const std::string& msg) {
     if (last.compare_exchange_strong(prev, now)) log_warn(msg);
 }
 
-std::shared_ptr<ssl::context> make_server_tls(const ListenConfig& l, std::string& why) {
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-    boost::system::error_code ec;
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    ctx->use_certificate_chain_file(l.tls_cert_file, ec);
-    if (ec) {
-        why = "listen.tls_cert_file: cannot load " + l.tls_cert_file + ": " + ec.message();
-        return nullptr;
-    }
-    ctx->use_private_key_file(l.tls_key_file, ssl::context::pem, ec);
-    if (ec) {
-        why = "listen.tls_key_file: cannot load " + l.tls_key_file + ": " + ec.message();
-        return nullptr;
-    }
-    if (!l.client_ca_file.empty()) {
-        ctx->load_verify_file(l.client_ca_file, ec);
-        if (ec) {
-            why = "listen.client_ca_file: cannot load " + l.client_ca_file + ": " + ec.message();
-            return nullptr;
-        }
-        ssl::verify_mode mode = ssl::verify_peer;
-        if (l.require_client_cert) mode |= ssl::verify_fail_if_no_peer_cert;
-        ctx->set_verify_mode(mode);
-    }
-    return ctx;
-}
-
 }  // namespace
 
 // Member order matters for destruction: acceptors go first, then the worker (its pool, then its io_context,
@@ -104,6 +77,7 @@ struct Server::Impl {
     std::vector<std::unique_ptr<WorkerState>> workers;
     int main_fd = -1, admin_fd = -1;
     std::atomic<steady::rep> last_fd_warning{0};
+    std::function<void()> on_drain;  // hook: main's systemd STOPPING=1
 
     Impl(Gateway& g, std::function<bool(Config&)> r)
         : gw(g),
@@ -240,7 +214,13 @@ bool Server::bind(std::string& why) {
     const auto& cfg = I.cfg;
     const unsigned n =
         cfg.listen.threads ? cfg.listen.threads : std::max(1u, std::thread::hardware_concurrency());
-    if (!cfg.listen.tls_cert_file.empty() && !(I.ctx.tls = make_server_tls(cfg.listen, why))) return false;
+    if (!cfg.listen.tls_cert_file.empty()) {
+        std::vector<std::string> problems;
+        if (!(I.ctx.tls = make_server_tls_context(cfg.listen, problems))) {
+            why = problems.empty() ? "listen: cannot set up TLS" : problems.front();
+            return false;
+        }
+    }
     I.gw.metrics().on_collect(
         [&I](Metrics& m) { m.set_open_connections(static_cast<double>(I.ctx.open_connections())); });
     if (!bind_listener(cfg.listen.address, cfg.listen.port, I.main_fd, main_port_, why)) return false;
@@ -258,6 +238,14 @@ bool Server::bind(std::string& why) {
         I.workers.push_back(std::move(ws));
     }
     return true;
+}
+
+void Server::on_drain(std::function<void()> fn) {
+    impl_->on_drain = std::move(fn);
+}
+
+void Server::each_loop(const std::function<void(asio::io_context&)>& fn) {
+    for (auto& ws : impl_->workers) fn(ws->w.ioc);
 }
 
 int Server::run() {
@@ -280,6 +268,7 @@ int Server::run() {
             if (I.reload && I.reload(fresh)) I.gw.reload(fresh);
         } else {
             log_info(sig == SIGTERM ? "SIGTERM received" : "SIGINT received");
+            if (!I.gw.draining() && I.on_drain) I.on_drain();
             if (I.gw.draining() || I.cfg.limits.drain_delay_ms == 0) {
                 I.gw.set_draining(true);
                 I.begin_drain(w0);  // a second signal skips the remaining delay

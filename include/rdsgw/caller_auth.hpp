@@ -69,6 +69,7 @@ class Caller {
 
 class CallerRegistry {
   public:
+    // Never throws: definitions config validation would refuse are not used (see caller_auth.cpp).
     explicit CallerRegistry(std::vector<CallerDef> defs,
                             std::chrono::seconds max_clock_skew = std::chrono::minutes(15));
     // Tries, in order: mTLS subject, SDK signature (Authorization: SDK-HMAC-SHA256 ...),

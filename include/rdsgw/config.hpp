@@ -1,5 +1,6 @@
-// Configuration: JSON with comments, every key validated (unknown keys rejected), defaults in one place.
-// Secrets never sit in the file: a SecretRef names the environment variable or file that holds each one.
+// Configuration: JSON with comments, every key validated (unknown and duplicate keys rejected), defaults in
+// one place. Secrets never sit in the file: a SecretRef names the environment variable, file or systemd
+// credential that holds each one.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -10,12 +11,22 @@ namespace rdsgw {
 
 struct SecretRef {
     std::string env;   // environment variable name, or
-    std::string file;  // path of a file whose content (trailing white space trimmed) is the secret
-    bool empty() const { return env.empty() && file.empty(); }
-    std::string describe() const;  // "env RDS_AUTH_TOKEN" / "file /run/x": never the value
+    std::string file;  // path of a file whose content (trailing white space trimmed) is the secret, or
+    std::string
+        credential;  // systemd credential: the file $CREDENTIALS_DIRECTORY/<credential> (LoadCredential=)
+
+    SecretRef() = default;
+    SecretRef(std::string env_name, std::string file_path, std::string credential_name = {})
+        : env(std::move(env_name)), file(std::move(file_path)), credential(std::move(credential_name)) {}
+    bool empty() const { return env.empty() && file.empty() && credential.empty(); }
+    // "env RDS_AUTH_TOKEN" / "file /run/x" / "systemd credential rds-token": never the value.
+    std::string describe() const;
+    bool operator==(const SecretRef&) const = default;
 };
 
-// Reads the secret now. Returns false with `why` set (never containing the value) when unavailable.
+// Reads the secret now, the one place where secrets are read (start-up, --check-config, SIGHUP). Returns
+// false with `why` set (never containing the value) when it is unavailable, empty, or contains a control
+// character (a byte below 0x20 or 0x7f: a CR/LF in a token would add a header upstream).
 bool load_secret(const SecretRef& ref, std::string& out, std::string& why);
 
 struct ListenConfig {
@@ -168,8 +179,22 @@ struct Config {
 };
 
 // Parses and validates. On failure returns false and fills `errors` with one message per problem, each
-// naming the key by its path (e.g. "upstream.connect_timeout_ms: must be an integer in [1, 600000]").
+// naming the key by its path (e.g. "upstream.connect_timeout_ms: must be an integer in [1, 600000]"). A
+// syntax error names its line and column; a key given twice in one object is an error naming its path.
+// Pure: reads no file, environment variable or secret (resources.hpp checks those).
 bool parse_config(std::string_view text, Config& out, std::vector<std::string>& errors);
 bool load_config_file(const std::string& path, Config& out, std::vector<std::string>& errors);
+
+// Things a valid config may still get wrong (e.g. the admin listener on a public address with /metrics open
+// to anyone): one message per warning, naming the keys.
+std::vector<std::string> config_warnings(const Config& c);
+
+// The effective configuration as JSON text (every key, defaults included; secrets as their references,
+// never their values). parse_config() accepts it back and yields the same Config.
+std::string print_config(const Config& c);
+
+// The key paths, sorted (e.g. "auth.token", "upstream.pool_size"), whose values differ between the running
+// config and a freshly read one and that a SIGHUP does not apply (everything but the callers and log.level).
+std::vector<std::string> changed_restart_settings(const Config& running, const Config& fresh);
 
 }  // namespace rdsgw

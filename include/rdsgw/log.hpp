@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -19,6 +20,22 @@ void set_log_level(LogLevel l);
 bool log_enabled(LogLevel l);
 // Writes {"time":..,"level":..,"msg":..} to stderr. Callers must never pass a secret.
 void log(LogLevel l, std::string_view msg);
+
+// One more member of a diagnostic log record: a string or an integer.
+struct LogField {
+    std::string_view key;
+    std::string_view text;
+    long long number = 0;
+    bool is_number = false;
+    LogField(std::string_view k, std::string_view v) : key(k), text(v) {}
+    LogField(std::string_view k, long long v) : key(k), number(v), is_number(true) {}
+    LogField(std::string_view k, unsigned v) : key(k), number(v), is_number(true) {}
+    LogField(std::string_view k, int v) : key(k), number(v), is_number(true) {}
+};
+// {"time":..,"level":..,"msg":..,"<key>":<value>,...}: a record with fields programs can read.
+void log(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields);
+// The same, written whatever the log level: for records other programs rely on (the "listening" record).
+void log_always(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields);
 // The request a diagnostic line is about: its ids join the line to the access log and to the caller's trace
 // (OpenTelemetry's log data model names: trace_id, span_id).
 struct LogIds {

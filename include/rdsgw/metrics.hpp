@@ -1,5 +1,7 @@
 // Prometheus metrics (prometheus-cpp core). Label values come from bounded sets only: never an id, a path
-// or a key. Hot-path updates go to atomic counters through per-thread caches of metric pointers.
+// or a key; never empty ("none") and without spaces ('_'). Counters with a known set of label values are
+// exported at 0 from the start. Hot-path updates go to atomic counters through per-thread caches of metric
+// pointers. Besides the rdsgw_* families: the standard process_* metrics and rdsgw_build_info.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -9,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "rdsgw/build_info.hpp"
 
 namespace prometheus {
 class Registry;
@@ -21,18 +25,38 @@ class Family;
 
 namespace rdsgw {
 
+// This process's resource use, read from /proc: the standard process_* metrics.
+struct ProcessStats {
+    double cpu_seconds = 0;         // user + system
+    double start_time_seconds = 0;  // since the Unix epoch
+    double resident_bytes = 0;
+    double virtual_bytes = 0;
+    double open_fds = 0;
+    double max_fds = 0;
+};
+// Parses the content of /proc/<pid>/stat. `boot_time_s` is /proc/stat's btime. False when malformed.
+bool parse_proc_stat(std::string_view stat, long ticks_per_s, long page_size, double boot_time_s,
+                     ProcessStats& out);
+// Reads them for this process now (false when /proc is unavailable).
+bool read_process_stats(ProcessStats& out);
+
+// A label value as exported: "none" for an empty one, '_' for each space.
+std::string label_value(std::string_view v);
+
 class Metrics {
   public:
-    explicit Metrics(std::string_view version);
+    explicit Metrics(const BuildInfo& build);
+    explicit Metrics(std::string_view version);  // the other build facts "unknown"
     ~Metrics();
     Metrics(const Metrics&) = delete;
 
-    // Text exposition format 0.0.4; runs the collect hooks first.
+    // Text exposition format 0.0.4; runs the collect hooks and reads the process metrics first.
     std::string render();
     // Hooks that refresh gauges from live state (cache size, credential expiry...) right before rendering.
     void on_collect(std::function<void(Metrics&)> hook);
 
-    // route: route_name(); method: "GET" | "HEAD" | "other"; cache: "HIT" | "MISS" | ... | "" (none).
+    // route: route_name(); method: "GET" | "HEAD" | "other"; cache: "HIT" | "MISS" | ... | "" (exported as
+    // "none").
     void request_done(std::string_view route, std::string_view method, unsigned status,
                       std::string_view cache, double seconds);
     // reason: "limit" | "auth" | "forbidden" | "validation" | "rate" | "overload" | "credentials"
@@ -41,8 +65,11 @@ class Metrics {
     void upstream_done(unsigned status, unsigned attempt, double seconds);
     // event: "hit" | "miss" | "coalesced" | "stale" | "evicted" | "expired" | "bypass" | "negative_hit"
     void cache_event(std::string_view event);
-    // kind: "iam" | "token_file" | "aksk"; result: "ok" | "error"
+    // kind: "token" | "iam" | "aksk"; result: "ok" | "error"
     void credential_refresh(std::string_view kind, std::string_view result);
+    // Exports this process's credential kind's refresh counters (ok, error) at 0.
+    void credential_kind(std::string_view kind);
+    // reason: "missing credentials" | "malformed credentials" | "invalid credentials" (exported with '_').
     void auth_failure(std::string_view method_reason);
     // An upstream answer the gateway would not serve; reason: "contract" | "expiring" | "credential_echo"
     void answer_refused(std::string_view reason);
@@ -59,6 +86,7 @@ class Metrics {
     void set_open_connections(double n);
 
   private:
+    void update_process_metrics();
     prometheus::Counter& counter_cached(int family, std::string_view a, std::string_view b = {},
                                         std::string_view c = {}, std::string_view d = {});
     struct Impl;

@@ -1,5 +1,6 @@
-// Listeners and sessions: one io_context per thread, each with its own SO_REUSEPORT acceptor and upstream
-// pool; HTTP/1.1 keep-alive and pipelining (answered in order), HTTP/1.0; limits, timeouts; graceful drain.
+// The server: listeners bound exclusively by this process (every worker accepts from the same socket), one
+// io_context per worker thread with its upstream pool, signals (SIGHUP reload, SIGTERM/SIGINT drain) and the
+// graceful drain. One connection's life is in session.hpp.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -23,6 +24,12 @@ class Server {
     unsigned short admin_port() const { return admin_port_; }
     // Serves until SIGTERM/SIGINT and the drain are done. Returns the process exit status.
     int run();
+
+    // Hooks for main (systemd integration), set before run():
+    // `fn` runs (on the signal handler's loop) when a drain is requested: the first SIGTERM/SIGINT.
+    void on_drain(std::function<void()> fn);
+    // Calls `fn` with each event loop (one io_context per thread). After bind().
+    void each_loop(const std::function<void(boost::asio::io_context&)>& fn);
 
     struct Impl;
 

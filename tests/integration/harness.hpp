@@ -169,10 +169,11 @@ class GatewayProc {
         config_path = dir_.path() + "/gateway.json";
         write_config(cfg);
         child.spawn({RDSGW_GATEWAY_BIN, "--config", config_path}, env);
-        auto line = child.wait_for_line("LISTENING ", std::chrono::seconds(20));
-        if (!line) BOOST_FAIL("gateway did not start; output:\n" << child.output());
-        std::istringstream in(line->substr(10));
-        in >> port >> admin_port;
+        try {
+            port = start_and_get_port(child, std::chrono::seconds(20), &admin_port);
+        } catch (const std::exception& e) {
+            BOOST_FAIL("gateway did not start: " << e.what());
+        }
     }
     void write_config(const json::value& cfg) {
         std::ofstream f(config_path);

@@ -273,7 +273,7 @@ BOOST_FIXTURE_TEST_CASE(sdk_signed_requests, Fixture) {
     check_error_shape(r, 403);
 
     BOOST_TEST(gw.child.output().find(sk) == std::string::npos);
-    BOOST_TEST(metric(gw, "rdsgw_caller_auth_failures_total{reason=\"invalid credentials\"}") == 7);
+    BOOST_TEST(metric(gw, "rdsgw_caller_auth_failures_total{reason=\"invalid_credentials\"}") == 7);
 }
 
 BOOST_FIXTURE_TEST_CASE(rate_limit_per_caller, Fixture) {
@@ -463,8 +463,8 @@ BOOST_FIXTURE_TEST_CASE(failed_authentications_are_counted, Fixture) {
         return metric(gw, std::string("rdsgw_caller_auth_failures_total{reason=\"") + reason + "\"}");
     };
     const std::string auth = "rdsgw_rejected_requests_total{reason=\"auth\"}";
-    const double missing0 = failures("missing credentials"), malformed0 = failures("malformed credentials"),
-                 invalid0 = failures("invalid credentials"), auth0 = metric(gw, auth);
+    const double missing0 = failures("missing_credentials"), malformed0 = failures("malformed_credentials"),
+                 invalid0 = failures("invalid_credentials"), auth0 = metric(gw, auth);
 
     gw.get(backup_path());
     gw.get(backup_path(), {{"Authorization", "Digest x"}});
@@ -472,8 +472,8 @@ BOOST_FIXTURE_TEST_CASE(failed_authentications_are_counted, Fixture) {
     gw.get(backup_path(), bearer("nope-2"));
     BOOST_TEST(gw.get(backup_path(), with_key()).status == 200u);  // a success moves nothing
 
-    BOOST_TEST(failures("missing credentials") - missing0 == 1);
-    BOOST_TEST(failures("malformed credentials") - malformed0 == 1);
-    BOOST_TEST(failures("invalid credentials") - invalid0 == 2);
+    BOOST_TEST(failures("missing_credentials") - missing0 == 1);
+    BOOST_TEST(failures("malformed_credentials") - malformed0 == 1);
+    BOOST_TEST(failures("invalid_credentials") - invalid0 == 2);
     BOOST_TEST(metric(gw, auth) - auth0 == 4);
 }

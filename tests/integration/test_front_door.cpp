@@ -364,10 +364,8 @@ BOOST_AUTO_TEST_CASE(out_of_file_descriptors_backs_off_and_recovers) {
     gw.spawn(
         {"/bin/sh", "-c", "ulimit -n 64 && exec " + std::string(RDSGW_GATEWAY_BIN) + " --config " + path},
         token_env());
-    auto line = gw.wait_for_line("LISTENING ", 20s);
-    BOOST_TEST_REQUIRE(line.has_value(), gw.output());
-    int port = 0, admin_port = 0;
-    std::istringstream(line->substr(10)) >> port >> admin_port;
+    int admin_port = 0;
+    const int port = start_and_get_port(gw, 20s, &admin_port);
     // Hold more connections than the process has descriptors for, for about two seconds.
     std::vector<std::unique_ptr<Raw>> held;
     for (int i = 0; i < 100; ++i) held.push_back(std::make_unique<Raw>(port));

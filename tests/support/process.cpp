@@ -12,6 +12,8 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+
+#include <boost/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -216,16 +218,54 @@ std::optional<int> Child::wait_exit(std::chrono::milliseconds timeout) {
     return std::nullopt;
 }
 
-int start_and_get_port(Child& child, std::chrono::milliseconds timeout) {
-    const auto line = child.wait_for_line("LISTENING ", timeout);
-    if (!line) {
-        throw std::runtime_error("no \"LISTENING <port>\" line from pid " + std::to_string(child.pid()) +
-                                 "; its output:\n" + child.output());
+namespace {
+
+// The port(s) in one line of output: rds-gateway's JSON "listening" record
+// ({"time":..,"msg":..,"event":"listening",..,"port":P,..,"admin_port":A}) or rds-mock's "LISTENING <port>".
+bool parse_listening(const std::string& line, int& port, int& admin_port) {
+    if (line.rfind("LISTENING ", 0) == 0) {
+        port = std::atoi(line.c_str() + 10);
+        admin_port = 0;
+        return true;
     }
-    char* end = nullptr;
-    const long port = std::strtol(line->c_str() + 10, &end, 10);
-    if (port <= 0 || port > 65535) throw std::runtime_error("bad LISTENING line: " + *line);
-    return static_cast<int>(port);
+    if (line.empty() || line[0] != '{' || line.find("\"event\":\"listening\"") == std::string::npos)
+        return false;
+    boost::system::error_code ec;
+    const auto v = boost::json::parse(line, ec);
+    if (ec || !v.is_object()) return false;
+    const auto& o = v.get_object();
+    const auto* p = o.if_contains("port");
+    const auto* a = o.if_contains("admin_port");
+    if (!p || !p->is_int64() || !a || !a->is_int64()) return false;
+    port = static_cast<int>(p->get_int64());
+    admin_port = static_cast<int>(a->get_int64());
+    return true;
+}
+
+}  // namespace
+
+int start_and_get_port(Child& child, std::chrono::milliseconds timeout, int* admin_port) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        // Check whether the child is gone before reading, so that its last words are seen.
+        const bool gone = !child.running();
+        std::istringstream out(child.output());
+        std::string line;
+        while (std::getline(out, line)) {
+            if (out.eof()) break;  // an incomplete last line
+            int port = 0, admin = 0;
+            if (!parse_listening(line, port, admin)) continue;
+            if (port <= 0 || port > 65535 || admin < 0 || admin > 65535)
+                throw std::runtime_error("bad listening record: " + line);
+            if (admin_port) *admin_port = admin;
+            return port;
+        }
+        if (gone || std::chrono::steady_clock::now() >= deadline) break;
+        // The output is a plain file: there is nothing to block on, so poll it briefly (bounded above).
+        std::this_thread::sleep_for(5ms);
+    }
+    throw std::runtime_error("no listening record from pid " + std::to_string(child.pid()) +
+                             "; its output:\n" + child.output());
 }
 
 }  // namespace rdsgw::test

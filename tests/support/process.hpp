@@ -60,8 +60,9 @@ class Child {
     std::string out_path_;
 };
 
-// Waits for "LISTENING <port>" from the child and returns the port; throws std::runtime_error with the
-// child's output when it does not come within `timeout`.
-int start_and_get_port(Child& child, std::chrono::milliseconds timeout = 10s);
+// Waits for the child's listening record and returns its port: rds-gateway's JSON log record with
+// "event":"listening" (its admin port, 0 when none, goes to *admin_port), or rds-mock's "LISTENING <port>".
+// Throws std::runtime_error with the child's output when none comes within `timeout`.
+int start_and_get_port(Child& child, std::chrono::milliseconds timeout = 10s, int* admin_port = nullptr);
 
 }  // namespace rdsgw::test

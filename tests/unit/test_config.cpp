@@ -4,8 +4,12 @@
 #include <fstream>
 
 #include "rdsgw/config.hpp"
+#include "rdsgw/resources.hpp"
+#include "support/certs.hpp"
+#include "support/tempdir.hpp"
 
 using namespace rdsgw;
+using rdsgw::test::TempDir;
 
 namespace {
 // A minimal valid config, with `extra` spliced in as further top-level members.
@@ -128,4 +132,296 @@ BOOST_AUTO_TEST_CASE(load_secret_env_and_file) {
     std::remove(path.c_str());
     BOOST_TEST(!load_secret(SecretRef{"", path}, v, why));
     BOOST_TEST(why.find("file-secret") == std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 18: a config check you can trust. Issue 14: config-time refusals.
+
+namespace {
+std::string first_error(const std::string& text) {
+    auto errs = errors_of(text);
+    return errs.empty() ? std::string() : errs.front();
+}
+// A caller with one API key hash (64 hex digits made of `digit`).
+std::string key_caller(const std::string& name, char digit, const std::string& extra = "") {
+    return R"({"name": ")" + name + R"(", "api_key_sha256": [")" + std::string(64, digit) +
+           R"("], "projects": ["*"])" + (extra.empty() ? "" : ", " + extra) + "}";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(duplicate_keys_are_refused_with_their_path) {
+    const std::vector<BadCase> cases = {
+        {R"({"callers": {"required": false, "required": true}})", "callers.required: duplicate key"},
+        {R"({"callers": {"required": false}, "listen": {"port": 1}, "listen": {"port": 2}})",
+         "listen: duplicate key"},
+        {R"({"callers": {"list": [)" + key_caller("a", '1') + ", " +
+             R"({"name": "b", "name": "c", "api_key_sha256": [")" + std::string(64, '2') +
+             R"("], "projects": ["*"]}]}})",
+         "callers.list[1].name: duplicate key"},
+        {R"({"callers": {"required": false}, "auth": {"token": {"env": "A", "env": "B"}}})",
+         "auth.token.env: duplicate key"},
+    };
+    for (const auto& c : cases) {
+        auto errs = errors_of(c.text);
+        BOOST_TEST(mentions(errs, c.named), c.text << " should name " << c.named << "; got: "
+                                                   << (errs.empty() ? std::string("nothing") : errs.front()));
+    }
+    // Every duplicate is reported, not only the first.
+    auto errs = errors_of(R"({"callers": {"required": false, "required": false}, "log": {"level": "info",
+        "level": "debug"}})");
+    BOOST_TEST(mentions(errs, "callers.required: duplicate key"));
+    BOOST_TEST(mentions(errs, "log.level: duplicate key"));
+    // The same key in different objects is fine.
+    BOOST_TEST(errors_of(R"({"callers": {"required": false}, "listen": {"port": 1}, "admin": {"port": 2}})")
+                   .empty());
+}
+
+BOOST_AUTO_TEST_CASE(syntax_errors_name_line_and_column) {
+    // Line 3, the second comma at column 25 (1-based, in bytes).
+    const std::string text =
+        "// comment\n{\"callers\": {\"required\": false},\n  \"listen\": {\"port\": 80,,}\n}";
+    const std::string e = first_error(text);
+    BOOST_TEST(e.find("not valid JSON") != std::string::npos, e);
+    BOOST_TEST(e.find("line 3, column 25") != std::string::npos, e);
+    BOOST_TEST(first_error("{").find("line 1, column 2") != std::string::npos, first_error("{"));
+    BOOST_TEST(first_error("{\"a\": 1} x").find("line 1, column 10") != std::string::npos,
+               first_error("{\"a\": 1} x"));
+    BOOST_TEST(first_error("\n\n  nope").find("line 3, column 3") != std::string::npos,
+               first_error("\n\n  nope"));
+}
+
+BOOST_AUTO_TEST_CASE(secrets_with_control_characters_are_refused) {
+    TempDir d("rdsgw-cfg");
+    std::string v = "unchanged", why;
+    // A token file that would add a header upstream.
+    const std::string injected = d.write("token", "tok-AAA\r\nX-Injected: yes\n");
+    BOOST_TEST(!load_secret(SecretRef{"", injected}, v, why));
+    BOOST_TEST(why.find("control character") != std::string::npos, why);
+    BOOST_TEST(why.find("X-Injected") == std::string::npos);
+    BOOST_TEST(why.find("tok-AAA") == std::string::npos);
+    BOOST_TEST(v == "unchanged");  // the caller's old secret stays
+    for (const std::string bad : {"a\tb", "a\x01b", "a\x7f", "a\nb"}) {
+        ::setenv("RDSGW_TEST_CTL", bad.c_str(), 1);
+        BOOST_TEST(!load_secret(SecretRef{"RDSGW_TEST_CTL", ""}, v, why));
+        BOOST_TEST(why.find("RDSGW_TEST_CTL") != std::string::npos);
+    }
+    ::unsetenv("RDSGW_TEST_CTL");
+    // Trailing white space of a file is trimmed, not refused; UTF-8 is not a control character.
+    BOOST_TEST(load_secret(SecretRef{"", d.write("ok", "p\xc3\xa4ss\r\n")}, v, why));
+    BOOST_TEST(v == "p\xc3\xa4ss");
+}
+
+BOOST_AUTO_TEST_CASE(systemd_credentials) {
+    TempDir d("rdsgw-cred");
+    d.write("rds-token", "cred-token-1\n");
+    std::string v, why;
+    ::unsetenv("CREDENTIALS_DIRECTORY");
+    BOOST_TEST(!load_secret(SecretRef{"", "", "rds-token"}, v, why));
+    BOOST_TEST(why.find("CREDENTIALS_DIRECTORY") != std::string::npos, why);
+    ::setenv("CREDENTIALS_DIRECTORY", d.path().c_str(), 1);
+    BOOST_TEST(load_secret(SecretRef{"", "", "rds-token"}, v, why), why);
+    BOOST_TEST(v == "cred-token-1");
+    BOOST_TEST(!load_secret(SecretRef{"", "", "missing"}, v, why));
+    BOOST_TEST(why.find("systemd credential missing") != std::string::npos, why);
+    ::unsetenv("CREDENTIALS_DIRECTORY");
+    // Config syntax: exactly one source; a credential is a name, not a path.
+    Config c;
+    std::vector<std::string> errors;
+    BOOST_TEST(parse_config(with(R"("auth": {"token": {"credential": "rds-token"}})"), c, errors));
+    BOOST_TEST(c.auth.token.credential == "rds-token");
+    BOOST_TEST(c.auth.token.describe() == "systemd credential rds-token");
+    BOOST_TEST(mentions(errors_of(with(R"("auth": {"token": {"credential": "../x"}})")), "auth.token"));
+    BOOST_TEST(
+        mentions(errors_of(with(R"("auth": {"token": {"credential": "a", "env": "B"}})")), "auth.token"));
+}
+
+BOOST_AUTO_TEST_CASE(one_credential_one_caller) {
+    const std::string sk = R"("secret_key": {"env": "X"})";
+    const std::vector<BadCase> cases = {
+        {R"({"callers": {"list": [)" + key_caller("a", '1') + ", " + key_caller("b", '1') + "]}}",
+         "callers.list[1].api_key_sha256: an API key hash is also listed by caller \"a\""},
+        // Hashes are compared lower-cased.
+        {R"({"callers": {"list": [)" + key_caller("a", 'a') + ", " + key_caller("b", 'A') + "]}}",
+         "callers.list[1].api_key_sha256"},
+        {R"({"callers": {"list": [)" + key_caller("a", '1', R"("access_key": "AK1", )" + sk) + ", " +
+             key_caller("b", '2', R"("access_key": "AK1", )" + sk) + "]}}",
+         "callers.list[1].access_key: this access key is also listed by caller \"a\""},
+        {R"({"callers": {"list": [)" + key_caller("a", '1', R"("cert_subjects": ["CN=x,O=y"])") + ", " +
+             key_caller("b", '2', R"("cert_subjects": ["CN=z", "CN=x,O=y"])") + "]}}",
+         "callers.list[1].cert_subjects: subject \"CN=x,O=y\" is also listed by caller \"a\""},
+    };
+    for (const auto& c : cases) {
+        auto errs = errors_of(c.text);
+        BOOST_TEST(mentions(errs, c.named), c.text << " should name " << c.named << "; got: "
+                                                   << (errs.empty() ? std::string("nothing") : errs.front()));
+    }
+    // Distinct credentials pass.
+    BOOST_TEST(errors_of(R"({"callers": {"list": [)" + key_caller("a", '1', R"("cert_subjects": ["CN=a"])") +
+                         ", " + key_caller("b", '2', R"("cert_subjects": ["CN=b"])") + "]}}")
+                   .empty());
+}
+
+BOOST_AUTO_TEST_CASE(listen_and_admin_must_not_overlap) {
+    const auto overlap = [](const std::string& main, int main_port, const std::string& admin,
+                            int admin_port) {
+        return mentions(errors_of(with(R"("listen": {"address": ")" + main + R"(", "port": )" +
+                                       std::to_string(main_port) + R"(}, "admin": {"address": ")" + admin +
+                                       R"(", "port": )" + std::to_string(admin_port) + "}")),
+                        "admin.port: the admin listener");
+    };
+    BOOST_TEST(overlap("127.0.0.1", 8080, "127.0.0.1", 8080));
+    BOOST_TEST(overlap("0.0.0.0", 8080, "127.0.0.1", 8080));
+    BOOST_TEST(overlap("10.1.2.3", 8080, "0.0.0.0", 8080));
+    BOOST_TEST(overlap("::", 8080, "127.0.0.1", 8080));  // dual-stack wildcard
+    BOOST_TEST(overlap("::1", 9000, "0:0:0:0:0:0:0:1", 9000));
+    BOOST_TEST(!overlap("127.0.0.1", 8080, "127.0.0.2", 8080));
+    BOOST_TEST(!overlap("0.0.0.0", 8080, "0.0.0.0", 9090));
+    BOOST_TEST(!overlap("0.0.0.0", 0, "0.0.0.0", 0));  // both picked by the OS
+    BOOST_TEST(!overlap("0.0.0.0", 8080, "::1", 8080));
+    // Without an admin block, the default admin port does not count.
+    BOOST_TEST(errors_of(with(R"("listen": {"port": 9090})")).empty());
+    BOOST_TEST(mentions(errors_of(with(R"("listen": {"address": "localhost"})")), "listen.address"));
+    BOOST_TEST(mentions(errors_of(with(R"("admin": {"address": "1.2.3"})")), "admin.address"));
+}
+
+BOOST_AUTO_TEST_CASE(warnings_for_an_open_admin_listener) {
+    const auto warned = [](const std::string& extra) {
+        Config c;
+        std::vector<std::string> errors;
+        BOOST_TEST_REQUIRE(parse_config(with(extra), c, errors), extra);
+        for (auto& w : config_warnings(c))
+            if (w.find("admin.address") != std::string::npos) return true;
+        return false;
+    };
+    BOOST_TEST(warned(R"("admin": {"address": "0.0.0.0"})"));
+    BOOST_TEST(warned(R"("admin": {"address": "10.0.0.5"})"));
+    BOOST_TEST(!warned(R"("admin": {"address": "127.0.0.1"})"));
+    BOOST_TEST(!warned(R"("admin": {"address": "::1"})"));
+    BOOST_TEST(!warned(R"("admin": {"address": "0.0.0.0", "enabled": false})"));
+    Config c;
+    std::vector<std::string> errors;
+    BOOST_TEST_REQUIRE(parse_config(R"({"admin": {"address": "0.0.0.0"}, "callers": {"required": false,
+        "metrics_require_auth": true}})",
+                                    c, errors));
+    for (auto& w : config_warnings(c)) BOOST_TEST(w.find("admin.address") == std::string::npos, w);
+}
+
+BOOST_AUTO_TEST_CASE(print_config_round_trips_and_shows_references_only) {
+    Config c;
+    std::vector<std::string> errors;
+    BOOST_TEST_REQUIRE(load_config_file(std::string(RDSGW_SOURCE_DIR) + "/conf/gateway.json", c, errors));
+    c.auth.aksk.security_token = SecretRef{"", "/run/secrets/st"};
+    c.callers.list.front().access_key = "GWAK1";
+    c.callers.list.front().secret_key = SecretRef{"RESTORE_SVC_SK", ""};
+    ::setenv("RESTORE_SVC_SK", "caller-sk-VALUE-91", 1);
+    const std::string printed = print_config(c);
+    BOOST_TEST(printed.find("caller-sk-VALUE-91") == std::string::npos);
+    BOOST_TEST(printed.find(R"("secret_key": {"env": "RESTORE_SVC_SK"})") != std::string::npos, printed);
+    BOOST_TEST(printed.find(R"("security_token": {"file": "/run/secrets/st"})") != std::string::npos);
+    BOOST_TEST(printed.find(R"("pool_size": 32)") != std::string::npos);
+    BOOST_TEST(printed.find(R"("budget_ratio": 0.2)") != std::string::npos);
+    ::unsetenv("RESTORE_SVC_SK");
+    Config back;
+    errors.clear();
+    BOOST_TEST_REQUIRE(parse_config(printed, back, errors), (errors.empty() ? "" : errors.front()));
+    BOOST_TEST(print_config(back) == printed);
+    BOOST_TEST(changed_restart_settings(c, back).empty());
+    // The defaults round-trip too: the one complaint is that required callers are not listed.
+    Config d, d2;
+    errors.clear();
+    BOOST_TEST(!parse_config(print_config(d), d2, errors));
+    BOOST_TEST(errors.size() == 1u);
+    BOOST_TEST(mentions(errors, "callers.list"));
+    BOOST_TEST(d2.auth.aksk.security_token.empty());
+}
+
+BOOST_AUTO_TEST_CASE(restart_settings_diff) {
+    Config a;
+    a.callers.required = false;
+    Config b = a;
+    BOOST_TEST(changed_restart_settings(a, b).empty());
+    b.callers.list.push_back(CallerConfig{});  // callers: applied by SIGHUP
+    b.callers.metrics_require_auth = true;
+    b.log.level = "debug";  // applied by SIGHUP
+    BOOST_TEST(changed_restart_settings(a, b).empty());
+    b.upstream.pool_size = 7;
+    b.listen.port = 1234;
+    b.log.access = "/var/log/x";
+    b.response.link_host_suffixes = {"example.com"};
+    b.auth.token = SecretRef{"", "/run/token"};  // where the secret comes from: a restart
+    b.admin.enabled = true;
+    const auto changed = changed_restart_settings(a, b);
+    const std::vector<std::string> expected = {
+        "admin.enabled",     "auth.token", "listen.port", "log.access", "response.link_host_suffixes",
+        "upstream.pool_size"};  // sorted
+    BOOST_TEST(changed == expected, boost::test_tools::per_element());
+    Config e = a;
+    e.auth.token = SecretRef{"OTHER_VAR", ""};
+    BOOST_TEST(changed_restart_settings(a, e) == std::vector<std::string>{"auth.token.env"},
+               boost::test_tools::per_element());
+}
+
+// --check-config resolves every secret and loads every file as start-up does, and lists every problem.
+BOOST_AUTO_TEST_CASE(check_resources_lists_every_problem) {
+    const test::Pki pki = test::make_pki();
+    TempDir d("rdsgw-res");
+    ::setenv("RDSGW_RES_TOKEN", "tok", 1);
+    ::setenv("RDSGW_RES_SK", "sk", 1);
+    Config c;
+    c.auth.token = SecretRef{"RDSGW_RES_TOKEN", ""};
+    c.upstream.ca_file = pki.ca_cert;
+    c.listen.tls_cert_file = pki.server_cert;
+    c.listen.tls_key_file = pki.server_key;
+    c.listen.client_ca_file = pki.ca_cert;
+    CallerConfig k;
+    k.name = "sdk-caller";
+    k.access_key = "AK";
+    k.secret_key = SecretRef{"RDSGW_RES_SK", ""};
+    c.callers.list.push_back(k);
+    c.log.access = d.file("access.log");
+    BOOST_TEST(check_resources(c).empty());
+
+    // The three bad configs of issue 18, all at once.
+    ::unsetenv("RDSGW_RES_SK");
+    c.upstream.ca_file = d.file("missing-ca.pem");
+    c.listen.tls_cert_file = d.file("missing-cert.pem");
+    const auto problems = check_resources(c);
+    BOOST_TEST(mentions(problems,
+                        "callers.list[0].secret_key (caller sdk-caller): environment variable RDSGW_RES_SK"));
+    BOOST_TEST(mentions(problems, "upstream.ca_file: cannot load CA " + d.file("missing-ca.pem")));
+    BOOST_TEST(mentions(problems, "listen.tls_cert_file: cannot load " + d.file("missing-cert.pem")));
+    BOOST_TEST(problems.size() == 3u);
+    for (auto& p : problems) BOOST_TEST_MESSAGE(p);
+
+    // A key that does not belong to the certificate, a client CA that is not PEM, an unwritable log.
+    c.listen.tls_cert_file = pki.server_cert;
+    c.listen.tls_key_file = pki.wrong_host_key;
+    c.listen.client_ca_file = d.write("garbage.pem", "not a certificate");
+    c.log.access = "/proc/rdsgw-no-such-dir/access.log";
+    ::setenv("RDSGW_RES_SK", "sk", 1);
+    c.upstream.ca_file = pki.ca_cert;
+    const auto more = check_resources(c);
+    BOOST_TEST(mentions(more, "listen.tls_key_file"));
+    BOOST_TEST(mentions(more, "listen.client_ca_file"));
+    BOOST_TEST(mentions(more, "log.access"));
+    BOOST_TEST(more.size() == 3u);
+    ::unsetenv("RDSGW_RES_TOKEN");
+    ::unsetenv("RDSGW_RES_SK");
+    BOOST_TEST(mentions(check_secrets(c), "auth.token: environment variable RDSGW_RES_TOKEN"));
+}
+
+BOOST_AUTO_TEST_CASE(check_secrets_follows_the_auth_mode) {
+    Config c;
+    c.auth.mode = AuthMode::aksk;
+    c.auth.aksk.ak = SecretRef{"RDSGW_NO_AK", ""};
+    c.auth.aksk.sk = SecretRef{"RDSGW_NO_SK", ""};
+    c.auth.aksk.security_token = SecretRef{"RDSGW_NO_ST", ""};
+    auto p = check_secrets(c);
+    BOOST_TEST(p.size() == 3u);  // all three, not the first only; auth.token is not used in this mode
+    BOOST_TEST(!mentions(p, "auth.token"));
+    c.auth.mode = AuthMode::iam;
+    c.auth.iam.password = SecretRef{"RDSGW_NO_PW", ""};
+    p = check_secrets(c);
+    BOOST_TEST(p.size() == 1u);
+    BOOST_TEST(mentions(p, "auth.iam.password"));
 }
