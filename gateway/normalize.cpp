@@ -227,10 +227,7 @@ struct DuplicateCheck {
 
 // ---------------------------------------------------------------------------------------------------------
 // Output: compact JSON written directly. Strings taken from the DOM are valid UTF-8 (the parser refuses
-// anything else); they are escaped as RFC 8259 requires.
-
-// Bytes a JSON string must escape.
-constexpr ByteSet kEscape([](unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; });
+// anything else); json_escape_append (text.hpp) escapes them as Boost.JSON's serializer would.
 
 class Writer {
   public:
@@ -239,19 +236,7 @@ class Writer {
     void raw(std::string_view s) { out_.append(s); }
     void ch(char c) { out_.push_back(c); }
 
-    void string(std::string_view s) {
-        out_.push_back('"');
-        const char* p = s.data();
-        const char* const end = p + s.size();
-        while (p != end) {
-            const char* run = p;  // a run of bytes that need no escape
-            while (p != end && !needs_escape(*p)) ++p;
-            out_.append(run, static_cast<std::size_t>(p - run));
-            if (p == end) break;
-            escape(static_cast<unsigned char>(*p++));
-        }
-        out_.push_back('"');
-    }
+    void string(std::string_view s) { json_escape_append(out_, s); }
 
     // A string known to hold nothing that needs an escape (checked by the caller).
     void plain_string(std::string_view s) {
@@ -295,38 +280,6 @@ class Writer {
     }
 
   private:
-    static bool needs_escape(char ch) { return kEscape(static_cast<unsigned char>(ch)); }
-    void escape(unsigned char c) {
-        switch (c) {
-            case '"':
-                out_.append("\\\"");
-                break;
-            case '\\':
-                out_.append("\\\\");
-                break;
-            case '\b':
-                out_.append("\\b");
-                break;
-            case '\f':
-                out_.append("\\f");
-                break;
-            case '\n':
-                out_.append("\\n");
-                break;
-            case '\r':
-                out_.append("\\r");
-                break;
-            case '\t':
-                out_.append("\\t");
-                break;
-            default: {
-                static constexpr char hex[] = "0123456789abcdef";
-                const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-                out_.append(esc, sizeof esc);
-            }
-        }
-    }
-
     std::string& out_;
     json::serializer sr_;
 };
@@ -451,9 +404,6 @@ constexpr bool pchar_table_entry(unsigned char c) {
 // For the part of a link after the authority: pchar, '/' and '?' (what needs no further look).
 constexpr ByteSet kLinkRest([](unsigned char c) { return pchar_table_entry(c) || c == '/' || c == '?'; });
 
-bool hex_digit(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
 bool dns_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_';
@@ -496,7 +446,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
         if (kLinkRest(static_cast<unsigned char>(c))) {
             ++i;
         } else if (c == '%') {
-            if (i + 2 >= s.size() || !hex_digit(s[i + 1]) || !hex_digit(s[i + 2])) return std::nullopt;
+            if (i + 2 >= s.size() || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])) return std::nullopt;
             i += 3;
         } else if (c == '#' && !fragment) {
             fragment = true;
