@@ -9,6 +9,8 @@
 // - When an Authorization header is present, it is THE credential: a failed SDK signature or Bearer key does
 //   not fall through to X-Api-Key. An Authorization header with another scheme, more than one Authorization
 //   or X-Api-Key header, or an empty key is "malformed credentials".
+// - Timing: an unknown access key and a wrong signature take the same work (a signature with a dummy SK
+//   is computed and compared), as do unknown and known API keys (one hash, compared with every hash).
 // - Reasons are exactly "missing credentials", "malformed credentials" or "invalid credentials" (low
 //   cardinality for metrics); they never contain what the client sent.
 // - SDK signatures are verified over the method, the target's path and raw query, the signed headers' values
@@ -40,6 +42,11 @@ constexpr std::string_view kMalformed = "malformed credentials";
 constexpr std::string_view kInvalid = "invalid credentials";
 
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// Stands in for the secret key of an access key no caller has (same length as Huawei Cloud's SKs).
+constexpr std::string_view kDummySk = "dummy-secret-key-for-unknown-access-keys";
+
+thread_local detail::AuthWork t_work;  // per thread: no shared cache line on the request path
 
 // Values of every header with this name (case-insensitive), in order.
 std::vector<std::string_view> header_values(const HeaderList* headers, std::string_view name) {
@@ -218,9 +225,13 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
                 if (!ak.empty() && constant_time_equal(ak, parsed->access_key) && who == nullptr)
                     who = c.get();
             }
-            if (who == nullptr) return fail(kInvalid);
-            const std::string expected = compute_signature(req, who->def().secret_key);
-            if (!constant_time_equal(expected, parsed->signature)) return fail(kInvalid);
+            // An unknown access key costs what a wrong signature costs: the signature is computed (with a
+            // dummy secret key) and compared all the same, so response times do not reveal which keys exist.
+            const std::string expected =
+                compute_signature(req, who != nullptr ? std::string_view(who->def().secret_key) : kDummySk);
+            ++t_work.signatures;
+            const bool signature_ok = constant_time_equal(expected, parsed->signature);
+            if (who == nullptr || !signature_ok) return fail(kInvalid);
             return succeed(who, "sdk_signature");
         }
         if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer)) {
@@ -237,7 +248,9 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
     if (have_api_key) {
         // (3) API key: compare against every hash of every caller; no early exit.
         if (api_key.empty()) return fail(kMalformed);
+        // One hash and a comparison with every accepted hash, known key or not: the same work either way.
         const std::string h = sha256_hex(api_key);
+        ++t_work.api_key_hashes;
         const Caller* who = nullptr;
         for (const auto& c : callers_)
             for (const auto& accepted : c->def().api_key_sha256)
@@ -248,6 +261,10 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
 
     // (4) Nothing usable presented.
     return fail(in.tls_subject.empty() ? kMissing : kInvalid);
+}
+
+detail::AuthWork detail::auth_work() {
+    return t_work;
 }
 
 }  // namespace rdsgw
