@@ -235,3 +235,18 @@ BOOST_AUTO_TEST_CASE(invalid_patterns_report_re2s_reason) {
     BOOST_TEST(id_pattern_error("a{1,5000}").find("invalid repetition size") != std::string::npos);
     BOOST_CHECK_THROW(IdPattern("(abc"), std::invalid_argument);
 }
+
+BOOST_AUTO_TEST_CASE(config_refuses_invalid_patterns_with_re2s_reason) {
+    Config c;
+    std::vector<std::string> errors;
+    BOOST_TEST(!parse_config(R"({"callers":{"required":false},"request":{"project_id_pattern":"([a-z]+"}})",
+                             c, errors));
+    BOOST_TEST_REQUIRE(errors.size() == 1u);
+    BOOST_TEST(errors[0] ==
+               "request.project_id_pattern: is not a valid RE2 regular expression: missing ): ([a-z]+");
+    errors.clear();
+    c = Config{};
+    BOOST_TEST(parse_config(R"({"callers":{"required":false},"request":{"backup_id_pattern":"([a-z]+-?)+"}})",
+                            c, errors));
+    BOOST_TEST(errors.empty());
+}
