@@ -3,6 +3,7 @@
 // same answer, i.e. the least any "build a json::value, then serialize it" design would cost.
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/secret_scan.hpp"
+#include "rdsgw/text.hpp"
 #include "rdsgw/timefmt.hpp"
 
 #include <benchmark/benchmark.h>
@@ -122,6 +123,34 @@ void BM_FindSecretShortTokens(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(BM_FindSecretShortTokens);
+
+// The one JSON string escaper (text.hpp) on what the access log writes per request (hit path): a request
+// id, a client address, a caller name, a project and a backup id; and on a name that needs escapes.
+void BM_JsonEscapeAccessLogValues(benchmark::State& state) {
+    const std::string_view values[] = {"7d6e9cc5e31bc3d00000000000000001", "127.0.0.1", "restore-svc",
+                                       "97b026aa9cc4417888c14c84a1ad9860",
+                                       "c0c9f155c7b7423a9d30f0175998b63bbr01"};
+    std::string out;
+    out.reserve(256);
+    for (auto _ : state) {
+        out.clear();
+        for (const std::string_view v : values) rdsgw::json_escape_append(out, v);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+BENCHMARK(BM_JsonEscapeAccessLogValues);
+
+void BM_JsonEscapeMixed(benchmark::State& state) {
+    const std::string v = "\xe5\xa4\x87\xe4\xbb\xbd \"db\"\t\xff.qp";
+    std::string out;
+    out.reserve(256);
+    for (auto _ : state) {
+        out.clear();
+        rdsgw::json_escape_append(out, v);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+BENCHMARK(BM_JsonEscapeMixed);
 
 }  // namespace
 
