@@ -2,12 +2,16 @@
 // BM_ParseAndSerializeOnly is a reference point, not a feature: Boost.JSON's own parse + serialize of the
 // same answer, i.e. the least any "build a json::value, then serialize it" design would cost.
 #include "rdsgw/normalize.hpp"
+#include "rdsgw/secret_scan.hpp"
+#include "rdsgw/text.hpp"
 #include "rdsgw/timefmt.hpp"
 
 #include <benchmark/benchmark.h>
 #include <boost/json.hpp>
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace {
 
@@ -86,6 +90,67 @@ void BM_RedactLink(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_RedactLink);
+
+// The credential check runs on every miss (rdsgw::find_secret): a ~1 KB answer and the three secrets an
+// IAM-mode gateway holds across a rotation (current token, previous token, security token). Arg 0: a plain
+// answer (no backslash: raw scan only); 1: the same answer with JSON escapes (raw scan, then every string
+// decoded); 2: no secrets configured.
+void BM_FindSecret(benchmark::State& state) {
+    std::string body = make_answer(2);
+    if (state.range(0) == 1) body.insert(body.find("\"bucket\""), "\"note\":\"caf\\u00e9 \\/ \\\"x\\\"\",");
+    const std::string token(2400, 'T'), previous(2400, 'P'), security(700, 'S');  // IAM tokens are KBs long
+    std::vector<std::string_view> secrets = {token, previous, security};
+    if (state.range(0) == 2) secrets.clear();
+    for (auto _ : state) {
+        auto m = rdsgw::find_secret(body, secrets);
+        benchmark::DoNotOptimize(m);
+        if (m) state.SkipWithError("unexpected match");
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+    state.counters["body_bytes"] = static_cast<double>(body.size());
+}
+BENCHMARK(BM_FindSecret)->Arg(0)->Arg(1)->Arg(2);
+
+// Short secrets (a 40-byte static token, so memmem's search cannot stop on length): the raw scan's cost.
+void BM_FindSecretShortTokens(benchmark::State& state) {
+    const std::string body = make_answer(2);
+    const std::string a(40, 'a'), b(40, 'b'), c(40, 'c');
+    const std::vector<std::string_view> secrets = {a, b, c};
+    for (auto _ : state) {
+        auto m = rdsgw::find_secret(body, secrets);
+        benchmark::DoNotOptimize(m);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(BM_FindSecretShortTokens);
+
+// The one JSON string escaper (text.hpp) on what the access log writes per request (hit path): a request
+// id, a client address, a caller name, a project and a backup id; and on a name that needs escapes.
+void BM_JsonEscapeAccessLogValues(benchmark::State& state) {
+    const std::string_view values[] = {"7d6e9cc5e31bc3d00000000000000001", "127.0.0.1", "restore-svc",
+                                       "97b026aa9cc4417888c14c84a1ad9860",
+                                       "c0c9f155c7b7423a9d30f0175998b63bbr01"};
+    std::string out;
+    out.reserve(256);
+    for (auto _ : state) {
+        out.clear();
+        for (const std::string_view v : values) rdsgw::json_escape_append(out, v);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+BENCHMARK(BM_JsonEscapeAccessLogValues);
+
+void BM_JsonEscapeMixed(benchmark::State& state) {
+    const std::string v = "\xe5\xa4\x87\xe4\xbb\xbd \"db\"\t\xff.qp";
+    std::string out;
+    out.reserve(256);
+    for (auto _ : state) {
+        out.clear();
+        rdsgw::json_escape_append(out, v);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+BENCHMARK(BM_JsonEscapeMixed);
 
 }  // namespace
 

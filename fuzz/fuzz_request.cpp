@@ -8,7 +8,9 @@
 //    parsing it again yields the same ids;
 //  - a refusal has status 400 or 404, a known field name (or a short plain query parameter name) and a
 //    short printable-ASCII message;
-//  - percent_decode never grows its input, and decoding the fully percent-encoded output gives it back.
+//  - percent_decode never grows its input, and decoding the fully percent-encoded output gives it back;
+//  - with RE2 patterns (issue 14's ([A-Za-z0-9]+-?)+ and (ab|a)*b?), accepted ids are at most
+//    IdPattern::kMaxIdBytes long and match the pattern's language, checked here without a regex engine.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -29,6 +31,16 @@ const rdsgw::RequestRules& rules() {
     return r;
 }
 
+const rdsgw::RequestRules& re2_rules() {
+    static const rdsgw::RequestRules r = [] {
+        rdsgw::RequestConfig c;
+        c.project_id_pattern = "([A-Za-z0-9]+-?)+";
+        c.backup_id_pattern = "(ab|a)*b?";
+        return rdsgw::RequestRules(c);
+    }();
+    return r;
+}
+
 bool is_alnum(unsigned char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
@@ -38,6 +50,27 @@ bool matches_default_id(std::string_view s) {
     if (s.empty() || s.size() > 64) return false;
     for (const unsigned char c : s)
         if (!is_alnum(c)) return false;
+    return true;
+}
+
+// ([A-Za-z0-9]+-?)+ written out: alphanumerics and '-', starting with an alphanumeric, no "--".
+bool matches_nested(std::string_view s) {
+    if (s.empty() || !is_alnum(static_cast<unsigned char>(s[0]))) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (!is_alnum(c) && !(c == '-' && s[i - 1] != '-')) return false;
+    }
+    return true;
+}
+
+// (ab|a)*b? written out: only 'a' and 'b', no "bb", not starting with 'b' unless it is just "b".
+bool matches_ab(std::string_view s) {
+    if (s == "b") return true;
+    if (!s.empty() && s[0] == 'b') return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != 'a' && s[i] != 'b') return false;
+        if (s[i] == 'b' && i > 0 && s[i - 1] == 'b') return false;
+    }
     return true;
 }
 
@@ -97,6 +130,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                            e.field == "request-target" || e.field == "query";
         check(known || (rdsgw::is_sane_request_id(e.field) && e.field.size() <= 32));
         check(!e.message.empty() && e.message.size() <= 128 && printable_ascii(e.message));
+    }
+
+    const auto re2_parsed = rdsgw::parse_backup_files(in, re2_rules());
+    if (const auto* req = std::get_if<rdsgw::BackupFilesRequest>(&re2_parsed)) {
+        check(req->project_id.size() <= rdsgw::IdPattern::kMaxIdBytes && matches_nested(req->project_id));
+        check(req->backup_id.size() <= rdsgw::IdPattern::kMaxIdBytes && matches_ab(req->backup_id));
     }
 
     std::string decoded;

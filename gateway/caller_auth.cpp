@@ -9,6 +9,8 @@
 // - When an Authorization header is present, it is THE credential: a failed SDK signature or Bearer key does
 //   not fall through to X-Api-Key. An Authorization header with another scheme, more than one Authorization
 //   or X-Api-Key header, or an empty key is "malformed credentials".
+// - Timing: an unknown access key and a wrong signature take the same work (a signature with a dummy SK
+//   is computed and compared), as do unknown and known API keys (one hash, compared with every hash).
 // - Reasons are exactly "missing credentials", "malformed credentials" or "invalid credentials" (low
 //   cardinality for metrics); they never contain what the client sent.
 // - SDK signatures are verified over the method, the target's path and raw query, the signed headers' values
@@ -31,6 +33,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <optional>
+#include <stdexcept>
 #include <unordered_map>
 
 #include "rdsgw/signer.hpp"
@@ -43,6 +48,11 @@ constexpr std::string_view kMalformed = "malformed credentials";
 constexpr std::string_view kInvalid = "invalid credentials";
 
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// Stands in for the secret key of an access key no caller has (same length as Huawei Cloud's SKs).
+constexpr std::string_view kDummySk = "dummy-secret-key-for-unknown-access-keys";
+
+thread_local detail::AuthWork t_work;  // per thread: no shared cache line on the request path
 
 // Values of every header with this name (case-insensitive), in order.
 std::vector<std::string_view> header_values(const HeaderList* headers, std::string_view name) {
@@ -175,6 +185,77 @@ void CallerRegistry::adopt_rate_state(const CallerRegistry& previous,
         if (const auto it = old.find(c->name()); it != old.end()) c->adopt_rate_state(*it->second, now);
 }
 
+namespace {
+
+using Callers = std::vector<std::unique_ptr<Caller>>;
+
+// The request as the caller signed it: method, path, raw query and the signed headers' values as received.
+// Nothing when SignedHeaders lacks host or x-sdk-date, names a header twice, or names one that is absent.
+std::optional<SignableRequest> signed_parts(const AuthInput& in, const std::vector<std::string>& sh) {
+    const auto has = [&](std::string_view n) { return std::find(sh.begin(), sh.end(), n) != sh.end(); };
+    if (!has("host") || !has("x-sdk-date")) return std::nullopt;
+    for (std::size_t i = 0; i < sh.size(); ++i)
+        if (std::find(sh.begin(), sh.begin() + static_cast<std::ptrdiff_t>(i), sh[i]) !=
+            sh.begin() + static_cast<std::ptrdiff_t>(i))
+            return std::nullopt;  // duplicate name in SignedHeaders
+    SignableRequest req;
+    req.method = std::string(in.method);
+    const std::size_t q = in.target.find('?');
+    req.path = std::string(in.target.substr(0, q));
+    if (q != std::string_view::npos) req.query = std::string(in.target.substr(q + 1));
+    for (const auto& name : sh) {
+        const auto values = header_values(in.headers, name);
+        if (values.empty()) return std::nullopt;
+        for (const auto v : values) req.headers.emplace_back(name, std::string(v));
+    }
+    return req;
+}
+
+// (2) An SDK-HMAC-SHA256 signature (`authz` is the trimmed Authorization value).
+AuthOutcome verify_sdk_signature(const Callers& callers, std::chrono::seconds skew, const AuthInput& in,
+                                 std::string_view authz) {
+    const auto parsed = parse_sdk_authorization(authz);
+    if (!parsed) return fail(kMalformed);
+    const auto req = signed_parts(in, parsed->signed_headers);
+    if (!req) return fail(kMalformed);
+    const auto dates = header_values(in.headers, "x-sdk-date");
+    if (dates.size() != 1) return fail(kMalformed);
+    const auto date = parse_sdk_date(trim_ows(dates[0]));
+    if (!date) return fail(kMalformed);
+    if (*date > in.now + skew || *date < in.now - skew) return fail(kInvalid);
+
+    // Find the caller by access key, comparing every candidate in constant time.
+    const Caller* who = nullptr;
+    for (const auto& c : callers) {
+        const auto& ak = c->def().access_key;
+        if (!ak.empty() && constant_time_equal(ak, parsed->access_key) && who == nullptr) who = c.get();
+    }
+    // An unknown access key costs what a wrong signature costs: the signature is computed (with a stand-in
+    // secret key) and compared all the same, so response times do not reveal which keys exist.
+    const std::string expected =
+        compute_signature(*req, who != nullptr ? std::string_view(who->def().secret_key) : kDummySk);
+    ++t_work.signatures;
+    const bool signature_ok = constant_time_equal(expected, parsed->signature);
+    if (who == nullptr || !signature_ok) return fail(kInvalid);
+    return succeed(who, "sdk_signature");
+}
+
+// (3) An API key: one hash, compared with every accepted hash of every caller (no early exit), known key
+// or not: the same work either way.
+AuthOutcome verify_api_key(const Callers& callers, std::string_view api_key) {
+    if (api_key.empty()) return fail(kMalformed);
+    const std::string h = sha256_hex(api_key);
+    ++t_work.api_key_hashes;
+    const Caller* who = nullptr;
+    for (const auto& c : callers)
+        for (const auto& accepted : c->def().api_key_sha256)
+            if (constant_time_equal(h, accepted) && who == nullptr) who = c.get();
+    if (who == nullptr) return fail(kInvalid);
+    return succeed(who, "api_key");
+}
+
+}  // namespace
+
 AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
     // (1) mTLS: a verified subject that some caller lists.
     if (!in.tls_subject.empty()) {
@@ -187,79 +268,23 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
     const auto api_keys = header_values(in.headers, "x-api-key");
     if (authz.size() > 1 || api_keys.size() > 1) return fail(kMalformed);
 
-    std::string_view api_key;
-    bool have_api_key = false;
     if (authz.size() == 1) {
         const std::string_view a = trim_ows(authz[0]);
         constexpr std::string_view kSdk = "SDK-HMAC-SHA256 ";
         constexpr std::string_view kBearer = "bearer ";
-        if (a.substr(0, kSdk.size()) == kSdk) {
-            // (2) SDK-HMAC-SHA256 signature.
-            const auto parsed = parse_sdk_authorization(a);
-            if (!parsed) return fail(kMalformed);
-            const auto& sh = parsed->signed_headers;
-            const auto has = [&](std::string_view n) {
-                return std::find(sh.begin(), sh.end(), n) != sh.end();
-            };
-            if (!has("host") || !has("x-sdk-date")) return fail(kMalformed);
-            for (std::size_t i = 0; i < sh.size(); ++i)
-                if (std::find(sh.begin(), sh.begin() + static_cast<std::ptrdiff_t>(i), sh[i]) !=
-                    sh.begin() + static_cast<std::ptrdiff_t>(i))
-                    return fail(kMalformed);  // duplicate name in SignedHeaders
-
-            SignableRequest req;
-            req.method = std::string(in.method);
-            const std::size_t q = in.target.find('?');
-            req.path = std::string(in.target.substr(0, q));
-            if (q != std::string_view::npos) req.query = std::string(in.target.substr(q + 1));
-            for (const auto& name : sh) {
-                const auto values = header_values(in.headers, name);
-                if (values.empty()) return fail(kMalformed);
-                for (const auto v : values) req.headers.emplace_back(name, std::string(v));
-            }
-            const auto dates = header_values(in.headers, "x-sdk-date");
-            if (dates.size() != 1) return fail(kMalformed);
-            const auto date = parse_sdk_date(trim_ows(dates[0]));
-            if (!date) return fail(kMalformed);
-            if (*date > in.now + skew_ || *date < in.now - skew_) return fail(kInvalid);
-
-            // Find the caller by access key, comparing every candidate in constant time.
-            const Caller* who = nullptr;
-            for (const auto& c : callers_) {
-                const auto& ak = c->def().access_key;
-                if (!ak.empty() && constant_time_equal(ak, parsed->access_key) && who == nullptr)
-                    who = c.get();
-            }
-            if (who == nullptr) return fail(kInvalid);
-            const std::string expected = compute_signature(req, who->def().secret_key);
-            if (!constant_time_equal(expected, parsed->signature)) return fail(kInvalid);
-            return succeed(who, "sdk_signature");
-        }
-        if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer)) {
-            api_key = trim_ows(a.substr(kBearer.size()));
-            have_api_key = true;
-        } else {
-            return fail(kMalformed);  // another scheme, or a bare "Bearer"
-        }
-    } else if (api_keys.size() == 1) {
-        api_key = trim_ows(api_keys[0]);
-        have_api_key = true;
+        if (a.substr(0, kSdk.size()) == kSdk) return verify_sdk_signature(callers_, skew_, in, a);
+        if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer))
+            return verify_api_key(callers_, trim_ows(a.substr(kBearer.size())));
+        return fail(kMalformed);  // another scheme, or a bare "Bearer"
     }
-
-    if (have_api_key) {
-        // (3) API key: compare against every hash of every caller; no early exit.
-        if (api_key.empty()) return fail(kMalformed);
-        const std::string h = sha256_hex(api_key);
-        const Caller* who = nullptr;
-        for (const auto& c : callers_)
-            for (const auto& accepted : c->def().api_key_sha256)
-                if (constant_time_equal(h, accepted) && who == nullptr) who = c.get();
-        if (who == nullptr) return fail(kInvalid);
-        return succeed(who, "api_key");
-    }
+    if (api_keys.size() == 1) return verify_api_key(callers_, trim_ows(api_keys[0]));
 
     // (4) Nothing usable presented.
     return fail(in.tls_subject.empty() ? kMissing : kInvalid);
+}
+
+detail::AuthWork detail::auth_work() {
+    return t_work;
 }
 
 }  // namespace rdsgw

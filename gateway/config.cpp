@@ -1,4 +1,5 @@
 #include "rdsgw/config.hpp"
+#include "rdsgw/request.hpp"  // id_pattern_error
 
 #include "rdsgw/client_ip.hpp"
 
@@ -341,11 +342,8 @@ void check_url(Reader& r, std::string_view key, const std::string& url) {
 }
 
 void check_regex(Reader& r, std::string_view key, const std::string& pattern) {
-    try {
-        std::regex re(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error&) {
-        r.error(key, "is not a valid regular expression");
-    }
+    if (const std::string why = id_pattern_error(pattern); !why.empty())
+        r.error(key, "is not a valid RE2 regular expression: " + why);
 }
 
 void check_port(Reader& r, std::string_view key, std::uint16_t& out, bool allow_zero) {

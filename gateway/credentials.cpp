@@ -26,6 +26,21 @@ asio::awaitable<bool> CredentialSource::renew_after_rejection(const std::shared_
     co_return false;
 }
 
+std::shared_ptr<const std::vector<std::string>> CredentialSource::secrets_for_scan() const {
+    std::lock_guard lk(scan_mu_);
+    return scan_;
+}
+
+void CredentialSource::rotated(const std::string& now_sent) {
+    if (now_sent.empty()) return;
+    std::lock_guard lk(scan_mu_);
+    if (scan_ && !scan_->empty() && scan_->front() == now_sent) return;
+    auto next = std::make_shared<std::vector<std::string>>();
+    next->push_back(now_sent);
+    if (scan_ && !scan_->empty()) next->push_back(scan_->front());
+    scan_ = std::move(next);
+}
+
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -48,6 +63,7 @@ class TokenSource final : public CredentialSource {
             return false;
         }
         auto s = std::make_shared<const Secret>(Secret{std::move(v)});
+        rotated(s->value);
         std::lock_guard lk(mu_);
         cur_ = std::move(s);
         if (metrics_) metrics_->credential_refresh("token", "ok");
@@ -108,6 +124,7 @@ class AkskSource final : public CredentialSource {
             return false;
         }
         auto p = std::make_shared<const Keys>(std::move(k));
+        rotated(p->security_token);
         std::lock_guard lk(mu_);
         cur_ = std::move(p);
         if (metrics_) metrics_->credential_refresh("aksk", "ok");
@@ -370,6 +387,7 @@ class IamSource final : public CredentialSource, public std::enable_shared_from_
             err = "IAM issued a token that is already (nearly) expired";
             co_return false;
         }
+        rotated(tok->value);
         {
             std::lock_guard lk(mu_);
             cur_ = std::move(tok);
@@ -412,6 +430,9 @@ class IamHandle final : public CredentialSource {
         return s_->renew_after_rejection(u, d);
     }
     Status status(sys::time_point n) const override { return s_->status(n); }
+    std::shared_ptr<const std::vector<std::string>> secrets_for_scan() const override {
+        return s_->secrets_for_scan();
+    }
 
   private:
     std::shared_ptr<IamSource> s_;

@@ -6,6 +6,7 @@
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/resilience.hpp"
 #include "rdsgw/retry_policy.hpp"
+#include "rdsgw/secret_scan.hpp"
 #include "rdsgw/text.hpp"
 #include "rdsgw/trace.hpp"
 
@@ -386,6 +387,10 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
             return upstream_error(tf.status, std::string(tf.text), true);
         return upstream_error(tf.status, std::string(tf.text) + describe_attempts(up), true);
     }
+    if (echoes_credential(last)) {
+        out->upstream_request_id.clear();  // nothing of such an answer goes on
+        return refuse("credential_echo", "upstream answer contained a gateway credential");
+    }
     if (!last.content_encoding.empty() && last.content_encoding != "identity")
         return upstream_error(
             502, "upstream sent an encoded answer (Content-Encoding) although identity was requested",
@@ -416,6 +421,19 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     }
     out->answer = std::move(answer);
     return out;
+}
+
+// Whether the upstream's answer (body or request id) holds a credential the gateway sent: then no part of
+// it may reach a caller or the cache. The log says which kind, never the value.
+bool Gateway::echoes_credential(const UpstreamResponse& r) const {
+    const auto secrets = upstream_.credentials().secrets_for_scan();
+    if (!secrets || secrets->empty()) return false;
+    std::string_view views[4];
+    std::size_t n = 0;
+    for (const auto& sec : *secrets)
+        if (n < 4) views[n++] = sec;
+    const std::span<const std::string_view> list(views, n);
+    return find_secret(r.body, list).has_value() || find_secret(r.request_id, list).has_value();
 }
 
 // A 200 is cached for its link-bounded lifetime; a 404 and a refusal of the upstream's answer briefly

@@ -42,46 +42,6 @@ bool log_enabled(LogLevel l) {
     return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
 }
 
-void json_escape_append(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out.push_back('"');
-    // Fast path: most values (ids, routes, addresses) need no escaping at all.
-    static constexpr ByteSet kSpecial(
-        [](unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; });
-    std::size_t plain = 0;
-    while (plain < s.size() && !kSpecial(static_cast<unsigned char>(s[plain]))) ++plain;
-    out.append(s.data(), plain);
-    s.remove_prefix(plain);
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    out += "\\u00";
-                    out.push_back(hex[c >> 4]);
-                    out.push_back(hex[c & 0xf]);
-                } else {
-                    out.push_back(static_cast<char>(c));
-                }
-        }
-    }
-    out.push_back('"');
-}
-
 namespace {
 void write_record(LogLevel l, std::string_view msg, const LogField* fields, std::size_t n) {
     static constexpr const char* names[] = {"debug", "info", "warn", "error"};

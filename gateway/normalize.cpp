@@ -227,10 +227,7 @@ struct DuplicateCheck {
 
 // ---------------------------------------------------------------------------------------------------------
 // Output: compact JSON written directly. Strings taken from the DOM are valid UTF-8 (the parser refuses
-// anything else); they are escaped as RFC 8259 requires.
-
-// Bytes a JSON string must escape.
-constexpr ByteSet kEscape([](unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; });
+// anything else); json_escape_append (text.hpp) escapes them as Boost.JSON's serializer would.
 
 class Writer {
   public:
@@ -239,19 +236,7 @@ class Writer {
     void raw(std::string_view s) { out_.append(s); }
     void ch(char c) { out_.push_back(c); }
 
-    void string(std::string_view s) {
-        out_.push_back('"');
-        const char* p = s.data();
-        const char* const end = p + s.size();
-        while (p != end) {
-            const char* run = p;  // a run of bytes that need no escape
-            while (p != end && !needs_escape(*p)) ++p;
-            out_.append(run, static_cast<std::size_t>(p - run));
-            if (p == end) break;
-            escape(static_cast<unsigned char>(*p++));
-        }
-        out_.push_back('"');
-    }
+    void string(std::string_view s) { json_escape_append(out_, s); }
 
     // A string known to hold nothing that needs an escape (checked by the caller).
     void plain_string(std::string_view s) {
@@ -295,38 +280,6 @@ class Writer {
     }
 
   private:
-    static bool needs_escape(char ch) { return kEscape(static_cast<unsigned char>(ch)); }
-    void escape(unsigned char c) {
-        switch (c) {
-            case '"':
-                out_.append("\\\"");
-                break;
-            case '\\':
-                out_.append("\\\\");
-                break;
-            case '\b':
-                out_.append("\\b");
-                break;
-            case '\f':
-                out_.append("\\f");
-                break;
-            case '\n':
-                out_.append("\\n");
-                break;
-            case '\r':
-                out_.append("\\r");
-                break;
-            case '\t':
-                out_.append("\\t");
-                break;
-            default: {
-                static constexpr char hex[] = "0123456789abcdef";
-                const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-                out_.append(esc, sizeof esc);
-            }
-        }
-    }
-
     std::string& out_;
     json::serializer sr_;
 };
@@ -401,34 +354,75 @@ const char* check_size(const json::value& v, std::int64_t& out) {
     }
 }
 
-// Bytes a file name may not hold: controls, DEL, '/' and '\\'.
-constexpr ByteSet kNameBad([](unsigned char c) { return c < 0x20 || c == 0x7f || c == '/' || c == '\\'; });
+// Bytes of a file name that need a closer look: controls, DEL, '/', '\\' and every non-ASCII byte.
+constexpr ByteSet kNameLook([](unsigned char c) {
+    return c < 0x20 || c == 0x7f || c == '/' || c == '\\' || c >= 0x80;
+});
 
-const char* check_name_text(std::string_view s) {
+// Why a non-ASCII character may not be in a file name, or nullptr: C1 controls and the line and paragraph
+// separators; Unicode's Bidi_Control characters (they make a name display other than it is); characters
+// that look like '/' or '\\'.
+const char* check_name_char(char32_t cp) {
+    if ((cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029) return "contains a control character";
+    if (cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+        (cp >= 0x2066 && cp <= 0x2069))
+        return "contains a bidirectional control character";
+    switch (cp) {
+        case 0x2044:  // FRACTION SLASH
+        case 0x2215:  // DIVISION SLASH
+        case 0x29F8:  // BIG SOLIDUS
+        case 0xFF0F:  // FULLWIDTH SOLIDUS
+        case 0x2216:  // SET MINUS
+        case 0x29F5:  // REVERSE SOLIDUS OPERATOR
+        case 0x29F9:  // BIG REVERSE SOLIDUS
+        case 0xFE68:  // SMALL REVERSE SOLIDUS
+        case 0xFF3C:  // FULLWIDTH REVERSE SOLIDUS
+            return "contains a look-alike of a path separator";
+        default:
+            return nullptr;
+    }
+}
+
+}  // namespace
+
+const char* detail::check_file_name(std::string_view s) {
     if (s.empty()) return "empty";
     if (s == "." || s == "..") return "a dot segment";
     bool clean = true;
-    for (const char ch : s) clean &= !kNameBad(static_cast<unsigned char>(ch));
+    for (const char ch : s) clean &= !kNameLook(static_cast<unsigned char>(ch));
     if (clean) return nullptr;
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
         if (c < 0x20 || c == 0x7f) return "contains a control character";
         if (c == '/' || c == '\\') return "contains a path separator";
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        const char32_t cp = decode_utf8(s, i);
+        if (cp == kInvalidUtf8) return "not valid UTF-8";
+        if (const char* why = check_name_char(cp)) return why;
     }
     return nullptr;
 }
 
+namespace {
+
+using detail::check_file_name;
+
 const char* check_name(const json::value& v) {
     const json::string* s = v.if_string();
     if (s == nullptr) return "not a string";
-    return check_name_text(std::string_view(*s));
+    return check_file_name(std::string_view(*s));
 }
 
+bool dns_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+}
 bool host_name_chars(std::string_view h) {
     for (const char c : h)
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '.' || c == '_'))
-            return false;
+        if (!dns_char(c)) return false;
     return true;
 }
 
@@ -451,15 +445,41 @@ constexpr bool pchar_table_entry(unsigned char c) {
 // For the part of a link after the authority: pchar, '/' and '?' (what needs no further look).
 constexpr ByteSet kLinkRest([](unsigned char c) { return pchar_table_entry(c) || c == '/' || c == '?'; });
 
-bool hex_digit(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-bool dns_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
+// A label that resolvers read as a number (WHATWG URL's "ends in a number"; inet_aton's parts): decimal or
+// octal digits, or "0x" and hex digits (also none).
+bool numeric_label(std::string_view l) {
+    if (l.size() >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X')) {
+        for (const char c : l.substr(2))
+            if (!is_hex_digit(c)) return false;
+        return true;
+    }
+    if (l.empty()) return false;
+    for (const char c : l)
+        if (c < '0' || c > '9') return false;
+    return true;
 }
 
 }  // namespace
+
+// Which hosts a caller may be sent to. Boost.URL reads only the dotted-quad form as IPv4; every other form
+// a resolver takes for an address (inet_aton: 1 to 4 parts, each decimal, 0x-hex or 0-octal, as in 127.1,
+// 0x7f.1, 2130706433, 017700000001) ends in a numeric label, and that is refused whatever the labels before
+// it. localhost and *.localhost are loopback by RFC 6761; single labels are resolved through search domains
+// to internal hosts; a trailing dot escapes link_host_suffixes' matching and search-domain rules.
+const char* detail::check_link_host(std::string_view h) {
+    if (h.empty()) return "no host";
+    if (!host_name_chars(h)) return "host is not a DNS name";
+    if (h.back() == '.') return "host ends in a dot";
+    if (h.front() == '.' || h.find("..") != std::string_view::npos) return "host is not a DNS name";
+    const std::size_t dot = h.rfind('.');
+    const std::string_view last = dot == std::string_view::npos ? h : h.substr(dot + 1);
+    if (numeric_label(last)) return "host is an IP address";
+    if (urls::grammar::ci_is_equal(last, std::string_view("localhost"))) return "host is localhost";
+    if (dot == std::string_view::npos) return "host is a single label";
+    return nullptr;
+}
+
+namespace {}  // namespace
 
 namespace detail {
 
@@ -485,6 +505,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     if (i == s.size() || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z'))) return std::nullopt;
     while (i < s.size() && dns_char(s[i])) ++i;
     const std::string_view host = s.substr(host_begin, i - host_begin);
+    if (check_link_host(host) != nullptr) return std::nullopt;  // the reference gives the reason
     if (i < s.size() && s[i] == ':') {
         ++i;
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
@@ -496,7 +517,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
         if (kLinkRest(static_cast<unsigned char>(c))) {
             ++i;
         } else if (c == '%') {
-            if (i + 2 >= s.size() || !hex_digit(s[i + 1]) || !hex_digit(s[i + 2])) return std::nullopt;
+            if (i + 2 >= s.size() || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])) return std::nullopt;
             i += 3;
         } else if (c == '#' && !fragment) {
             fragment = true;
@@ -508,7 +529,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     return host;
 }
 
-// The verdict on one download link, from Boost.URL alone (the reference for plain_link_host).
+// The verdict on one download link from Boost.URL and check_link_host (the reference for plain_link_host).
 const char* check_link_reference(std::string_view s, bool allow_http) {
     // RFC 3986 leaves no room for white space, control characters, '"', '\\' or non-ASCII bytes in a URI,
     // so a link accepted here needs no JSON escape.
@@ -535,15 +556,13 @@ const char* check_link_reference(std::string_view s, bool allow_http) {
     if (host.empty()) return "no host";
     switch (u.host_type()) {
         case urls::host_type::name:
-            if (!host_name_chars(host)) return "host is not a DNS name";
-            break;
+            return check_link_host(host);
         case urls::host_type::ipv4:
         case urls::host_type::ipv6:
-            break;
+            return "host is an IP address";
         default:
             return "host is not a DNS name or an IP address";
     }
-    return nullptr;
 }
 
 const char* check_link(std::string_view s, bool allow_http, std::string_view& host) {
@@ -761,7 +780,7 @@ struct PlainHandler {
         seen_fields = 0;
     }
     bool finish_file() {
-        if (!name.set || check_name_text(name.view) != nullptr) return false;
+        if (!name.set || check_file_name(name.view) != nullptr) return false;
         if (size < 0) return false;
         if (!link.set || check_link_text(link.view, opts) != nullptr) return false;
         std::optional<OffsetTime> t;

@@ -2,10 +2,15 @@
 
 #include "rdsgw/text.hpp"
 
+#include <re2/re2.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <iterator>
 #include <random>
+#include <stdexcept>
 
 namespace rdsgw {
 
@@ -30,72 +35,106 @@ std::string_view route_name(Route r) {
 RequestRules::RequestRules(const RequestConfig& cfg)
     : project_id(cfg.project_id_pattern), backup_id(cfg.backup_id_pattern) {}
 
-IdPattern::IdPattern(const std::string& pattern) {
-    // Try the simple form: '[' class ']' '{' m [',' n] '}' where class is literal characters (letters,
-    // digits, '_', '.') and ranges a-b of them. Anything else falls back to std::regex.
-    auto simple = [&]() -> bool {
-        if (pattern.size() < 5 || pattern.front() != '[') return false;
-        auto close = pattern.find(']');
-        if (close == std::string::npos || close < 2) return false;
-        std::string_view cls(pattern.data() + 1, close - 1);
-        if (cls.front() == '^') return false;
-        auto plain = [](char c) {
-            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                   c == '.';
-        };
-        for (std::size_t i = 0; i < cls.size(); ++i) {
-            char a = cls[i];
-            if (!plain(a)) return false;
-            if (i + 2 < cls.size() && cls[i + 1] == '-') {
-                char b = cls[i + 2];
-                if (!plain(b) || b < a) return false;
-                for (int c = a; c <= b; ++c) allowed_[static_cast<unsigned char>(c)] = true;
-                i += 2;
-            } else {
-                allowed_[static_cast<unsigned char>(a)] = true;
-            }
+namespace {
+
+// The fast form of an id pattern: '[' class ']' then "{n}", "{m,n}" or "+". The class holds letters, digits,
+// '_', '.', ranges a-b of them, and '-' as its first or last character. Fills the byte table and the length
+// range; false for anything else (RE2 decides those).
+bool parse_simple_pattern(std::string_view pattern, bool (&allowed)[256], std::size_t& min,
+                          std::size_t& max) {
+    if (pattern.size() < 4 || pattern.front() != '[') return false;
+    const std::size_t close = pattern.find(']', 2);  // a ']' right after '[' would be a literal
+    if (close == std::string_view::npos) return false;
+    std::string_view cls = pattern.substr(1, close - 1);
+    const auto plain = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '.';
+    };
+    if (cls.front() == '-' || cls.back() == '-') {
+        allowed[static_cast<unsigned char>('-')] = true;
+        cls = cls.front() == '-' ? cls.substr(1) : cls.substr(0, cls.size() - 1);
+    }
+    for (std::size_t i = 0; i < cls.size(); ++i) {
+        const char a = cls[i];
+        if (!plain(a)) return false;
+        if (i + 2 < cls.size() && cls[i + 1] == '-') {
+            const char b = cls[i + 2];
+            if (!plain(b) || b < a) return false;
+            for (int c = a; c <= b; ++c) allowed[static_cast<unsigned char>(c)] = true;
+            i += 2;
+        } else {
+            allowed[static_cast<unsigned char>(a)] = true;
         }
-        std::string_view rep(pattern.data() + close + 1, pattern.size() - close - 1);
-        if (rep.size() < 3 || rep.front() != '{' || rep.back() != '}') return false;
-        rep = rep.substr(1, rep.size() - 2);
-        auto num = [](std::string_view d, std::size_t& out) {
-            if (d.empty() || d.size() > 6) return false;
-            out = 0;
-            for (char c : d) {
-                if (c < '0' || c > '9') return false;
-                out = out * 10 + static_cast<std::size_t>(c - '0');
-            }
-            return true;
-        };
-        auto comma = rep.find(',');
-        if (comma == std::string_view::npos) {
-            if (!num(rep, min_)) return false;
-            max_ = min_;
-        } else if (!num(rep.substr(0, comma), min_) || !num(rep.substr(comma + 1), max_) || max_ < min_) {
-            return false;
+    }
+    std::string_view rep = pattern.substr(close + 1);
+    if (rep == "+") {
+        min = 1;
+        max = IdPattern::kMaxIdBytes;
+        return true;
+    }
+    if (rep.size() < 3 || rep.front() != '{' || rep.back() != '}') return false;
+    rep = rep.substr(1, rep.size() - 2);
+    const auto num = [](std::string_view d, std::size_t& out) {
+        if (d.empty() || d.size() > 6) return false;
+        out = 0;
+        for (const char c : d) {
+            if (c < '0' || c > '9') return false;
+            out = out * 10 + static_cast<std::size_t>(c - '0');
         }
         return true;
     };
-    fast_ = simple();
-    if (!fast_) re_ = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
+    const std::size_t comma = rep.find(',');
+    if (comma == std::string_view::npos) {
+        if (!num(rep, min)) return false;
+        max = min;
+        return true;
+    }
+    return num(rep.substr(0, comma), min) && num(rep.substr(comma + 1), max) && max >= min;
+}
+
+// RE2 in UTF-8 mode, without capture groups (matching needs none) and without logging bad patterns to
+// stderr (the caller reports them).
+re2::RE2::Options re2_options() {
+    re2::RE2::Options o;
+    o.set_encoding(re2::RE2::Options::EncodingUTF8);
+    o.set_never_capture(true);
+    o.set_log_errors(false);
+    return o;
+}
+
+}  // namespace
+
+std::string id_pattern_error(const std::string& pattern) {
+    const re2::RE2 re(pattern, re2_options());
+    if (re.ok()) return {};
+    return re.error().empty() ? std::string("invalid pattern") : re.error();
+}
+
+IdPattern::IdPattern(const std::string& pattern) {
+    bool table[256] = {};
+    std::size_t min = 0, max = 0;
+    if (parse_simple_pattern(pattern, table, min, max)) {
+        fast_ = true;
+        std::copy(std::begin(table), std::end(table), std::begin(allowed_));
+        min_ = min;
+        max_ = max;
+        return;
+    }
+    auto re = std::make_shared<const re2::RE2>(pattern, re2_options());
+    if (!re->ok()) throw std::invalid_argument("invalid id pattern: " + re->error());
+    re_ = std::move(re);
 }
 
 bool IdPattern::match(std::string_view s) const {
-    if (!fast_) return std::regex_match(s.begin(), s.end(), re_);
+    if (s.size() > kMaxIdBytes) return false;  // before any matching: bounds the work per request
+    if (!fast_) return re2::RE2::FullMatch(re2::StringPiece(s.data(), s.size()), *re_);
     if (s.size() < min_ || s.size() > max_) return false;
-    for (unsigned char c : s)
+    for (const unsigned char c : s)
         if (!allowed_[c]) return false;
     return true;
 }
 
 namespace {
-
-int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 std::string_view path_of(std::string_view target) {
     auto q = target.find('?');
@@ -130,7 +169,7 @@ bool percent_decode(std::string_view in, std::string& out) {
         char c = in[i];
         if (c == '%') {
             if (i + 2 >= in.size()) return false;
-            int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+            int h = hex_value(in[i + 1]), l = hex_value(in[i + 2]);
             if (h < 0 || l < 0) return false;
             out.push_back(static_cast<char>(h * 16 + l));
             i += 2;
@@ -168,7 +207,7 @@ std::string check_target(std::string_view target) {
     for (std::size_t i = 0; i < path.size(); ++i) {
         if (path[i] != '%') continue;
         if (i + 2 >= path.size()) return "request-target has a malformed percent-escape";
-        int h = hexval(path[i + 1]), l = hexval(path[i + 2]);
+        int h = hex_value(path[i + 1]), l = hex_value(path[i + 2]);
         if (h < 0 || l < 0) return "request-target has a malformed percent-escape";
         int v = h * 16 + l;
         if (v == '/' || v == '\\') return "request-target must not contain an encoded slash";
@@ -273,10 +312,9 @@ std::string make_request_id() {
     }();
     thread_local std::uint64_t counter = 0;
     std::uint64_t parts[2] = {prefix, ++counter};
-    static constexpr char hex[] = "0123456789abcdef";
     std::string s(32, '0');
     for (int p = 0; p < 2; ++p)
-        for (int i = 0; i < 16; ++i) s[p * 16 + i] = hex[(parts[p] >> (60 - 4 * i)) & 0xf];
+        for (int i = 0; i < 16; ++i) s[p * 16 + i] = kHexLower[(parts[p] >> (60 - 4 * i)) & 0xf];
     return s;
 }
 

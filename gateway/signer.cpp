@@ -26,25 +26,6 @@ namespace rdsgw {
 namespace {
 
 constexpr std::string_view kAlgorithm = "SDK-HMAC-SHA256";
-constexpr char kHexUpper[] = "0123456789ABCDEF";
-constexpr char kHexLower[] = "0123456789abcdef";
-
-std::string to_lower_hex(const unsigned char* p, std::size_t n) {
-    std::string out(n * 2, '\0');
-    for (std::size_t i = 0; i < n; ++i) {
-        out[2 * i] = kHexLower[p[i] >> 4];
-        out[2 * i + 1] = kHexLower[p[i] & 0x0F];
-    }
-    return out;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 std::string to_lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = ascii_lower(c);
@@ -56,7 +37,7 @@ std::string percent_decode(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+        if (s[i] == '%' && i + 2 < s.size() && is_hex_digit(s[i + 1]) && is_hex_digit(s[i + 2])) {
             out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
             i += 2;
         } else {
@@ -100,7 +81,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
         EVP_MAC_final(ctx.get(), out.data(), &out_len, out.size()) != 1) {
         throw std::runtime_error("OpenSSL: HMAC-SHA256 failed");
     }
-    return to_lower_hex(out.data(), out_len);
+    return hex_lower(out.data(), out_len);
 }
 
 struct CanonicalHeaders {
@@ -334,9 +315,7 @@ std::optional<SdkAuthorization> parse_sdk_authorization(std::string_view header_
             have_signed = true;
         } else if (key == "Signature") {
             if (have_sig) return std::nullopt;
-            if (val.size() != 64 ||
-                !std::all_of(val.begin(), val.end(), [](char c) { return hex_value(c) >= 0; }))
-                return std::nullopt;
+            if (val.size() != 64 || !std::all_of(val.begin(), val.end(), is_hex_digit)) return std::nullopt;
             out.signature = to_lower(val);
             have_sig = true;
         } else {
@@ -361,7 +340,7 @@ std::string sha256_hex(std::string_view data) {
     unsigned int out_len = 0;
     if (EVP_Digest(data.data(), data.size(), out.data(), &out_len, sha256_md(), nullptr) != 1)
         throw std::runtime_error("OpenSSL: SHA-256 failed");
-    return to_lower_hex(out.data(), out_len);
+    return hex_lower(out.data(), out_len);
 }
 
 }  // namespace rdsgw

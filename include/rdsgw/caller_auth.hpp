@@ -89,4 +89,13 @@ class CallerRegistry {
     std::chrono::seconds skew_;
 };
 
+namespace detail {
+// Test hook: the signature and API-key-hash computations authenticate() made on this thread so far.
+struct AuthWork {
+    std::uint64_t signatures = 0;
+    std::uint64_t api_key_hashes = 0;
+};
+AuthWork auth_work();
+}  // namespace detail
+
 }  // namespace rdsgw

@@ -5,8 +5,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rdsgw/config.hpp"
 #include "rdsgw/upstream.hpp"
@@ -42,6 +44,17 @@ class CredentialSource {
     virtual boost::asio::awaitable<bool> renew_after_rejection(
         const std::shared_ptr<const void>& used, std::chrono::steady_clock::time_point deadline);
     virtual Status status(std::chrono::system_clock::time_point now) const = 0;
+    // The values an upstream could echo back: the token (static or IAM) or security token the gateway sends
+    // now and the one before the last rotation. A snapshot, cheap to take; null when there are none.
+    virtual std::shared_ptr<const std::vector<std::string>> secrets_for_scan() const;
+
+  protected:
+    // Sources call this whenever the value they send changes (the previous one is kept as well).
+    void rotated(const std::string& now_sent);
+
+  private:
+    mutable std::mutex scan_mu_;
+    std::shared_ptr<const std::vector<std::string>> scan_;
 };
 
 struct CredentialDeps {

@@ -90,6 +90,7 @@ class Gateway {
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
     void store(const FetchJob& job, const FetchOutcome& out);
+    bool echoes_credential(const UpstreamResponse& r) const;
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;

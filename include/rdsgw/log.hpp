@@ -12,6 +12,8 @@
 #include <string_view>
 #include <thread>
 
+#include "rdsgw/text.hpp"  // json_escape_append, used with the log lines
+
 namespace rdsgw {
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
@@ -54,9 +56,6 @@ inline void log_warn(std::string_view m) {
 inline void log_error(std::string_view m) {
     log(LogLevel::error, m);
 }
-
-// Appends s to out as a JSON string literal (with quotes).
-void json_escape_append(std::string& out, std::string_view s);
 
 class AccessLog {
   public:

@@ -45,15 +45,21 @@ using NormalizeResult = std::variant<NormalizedAnswer, NormalizeError>;
 //   anywhere is refused ("duplicate key", path of that object; in the odd case where the earlier
 //   duplicate's value itself held objects, the path may name an object inside the duplicated member).
 // - "files": required array (may be empty) of objects "files[i]":
-//   - "name": non-empty string without '/', '\', control characters (< 0x20, 0x7f), and not "." or "..".
+//   - "name": detail::check_file_name: non-empty, not "." or "..", without '/', '\', control characters
+//     (C0, DEL, C1, U+2028/U+2029), Unicode Bidi_Control characters (U+061C, U+200E, U+200F,
+//     U+202A-U+202E, U+2066-U+2069) or look-alikes of '/' and '\' (U+2044, U+2215, U+29F8, U+FF0F,
+//     U+2216, U+29F5, U+29F9, U+FE68, U+FF3C); valid UTF-8.
 //   - "size": KB, 0..INT64_MAX: an integral JSON number (a double only when exactly integral) or a string
 //     of ASCII digits only; written as a JSON integer.
-//   - "download_link": an RFC 3986 URI (Boost.URL) with scheme https (or http when allow_http_links), a
-//     non-empty host that is a DNS name [A-Za-z0-9._-] or an IPv4/IPv6 literal, no userinfo, and after the
-//     authority a path that is empty or starts with "/" (so "https://10.0.0.1.evil.net/" is refused, where
-//     Boost.URL 1.81 alone would find host 10.0.0.1); when
-//     link_host_suffixes is set the host equals a suffix or ends in "." + suffix (ASCII case-insensitive; a
-//     leading "." on a suffix is ignored; an empty suffix matches nothing). Written unchanged.
+//   - "download_link": an RFC 3986 URI (Boost.URL) with scheme https (or http when allow_http_links), no
+//     userinfo, after the authority a path that is empty or starts with "/" (so "https://10.0.0.1.evil.net/"
+//     is refused, where Boost.URL 1.81 alone would find host 10.0.0.1), and a host that passes
+//     detail::check_link_host: a DNS name [A-Za-z0-9._-] of at least two non-empty labels, no trailing dot,
+//     not localhost or *.localhost, and not an IP address in any form (IPv4/IPv6 literals, and any name
+//     whose last label is numeric: 127.1, 0x7f000001, 2130706433, 017700000001). These refusals always
+//     apply; when link_host_suffixes is set the host must also equal a suffix or end in "." + suffix (ASCII
+//     case-insensitive; a leading "." on a suffix is ignored; an empty suffix matches nothing). Written
+//     unchanged.
 //   - "link_expired_time", or the documentation's misnamed "link_expired_link" (renamed): parse_rds_time;
 //     when both are present they must be the same instant (the canonical name's offset is kept); written
 //     in format_rds_time's form.
@@ -74,8 +80,12 @@ std::string redact_link(std::string_view link);
 
 namespace detail {
 // The download_link check, exposed for fuzz/fuzz_link.cpp and the unit tests. check_link returns a reason,
-// or nullptr and the link's host. plain_link_host is its fast path (the common shape only, else nullopt);
-// check_link_reference is Boost.URL's verdict alone. Where plain_link_host answers, the three agree.
+// or nullptr and the link's host. plain_link_host is its fast path (the common shape with an acceptable
+// host only, else nullopt); check_link_reference is Boost.URL's verdict plus check_link_host. Where
+// plain_link_host answers, the three agree. check_link_host: why a host (a reg-name as Boost.URL gives it)
+// may not be linked to, or nullptr. check_file_name: why a file name is refused, or nullptr.
+const char* check_link_host(std::string_view host);
+const char* check_file_name(std::string_view name);
 std::optional<std::string_view> plain_link_host(std::string_view link, bool allow_http);
 const char* check_link_reference(std::string_view link, bool allow_http);
 const char* check_link(std::string_view link, bool allow_http, std::string_view& host);

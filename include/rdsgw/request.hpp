@@ -1,22 +1,33 @@
 // Routing and validation of callers' requests. Pure functions over the request target and a few headers.
 #pragma once
-#include <regex>
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
 
 #include "rdsgw/config.hpp"
 
+namespace re2 {
+class RE2;
+}
+
 namespace rdsgw {
 
 enum class Route { backup_files, healthz, readyz, metrics, admin_cache, not_found };
 std::string_view route_name(Route r);  // bounded set, used as a metric label and in the access log
 
-// A configured id pattern (ECMAScript regex matched against the whole value). Patterns of the common form
-// "[character class]{m,n}" (or "{n}"), like the defaults, are compiled to a byte table and a length range:
-// the same answer as std::regex, without its cost on every request.
+// A configured id pattern, matched against the whole (percent-decoded) value with RE2 (its syntax; UTF-8
+// mode; linear time and bounded memory whatever the pattern, made for untrusted input). Patterns of the
+// common form "[class]{m,n}", "[class]{n}" or "[class]+" (class: letters, digits, '_', '.', ranges of
+// them, and '-' first or last), like the defaults, are compiled to a byte table and a length range instead:
+// the same answer as RE2 without its cost on every request. Any value longer than kMaxIdBytes is refused
+// before either matcher looks at it.
 class IdPattern {
   public:
+    static constexpr std::size_t kMaxIdBytes = 256;
+    // Throws std::invalid_argument with RE2's error text when the pattern is not valid (see
+    // id_pattern_error; config validation calls that first).
     explicit IdPattern(const std::string& pattern);
     bool match(std::string_view s) const;
     bool is_fast() const { return fast_; }
@@ -25,8 +36,11 @@ class IdPattern {
     bool fast_ = false;
     bool allowed_[256] = {};
     std::size_t min_ = 0, max_ = 0;
-    std::regex re_;
+    std::shared_ptr<const re2::RE2> re_;  // shared: IdPattern stays copyable; RE2 matching is thread-safe
 };
+
+// "" when `pattern` is usable as an IdPattern, else why not (RE2's error text, e.g. "missing ): (ab").
+std::string id_pattern_error(const std::string& pattern);
 
 // Compiled validation rules (from config.request).
 struct RequestRules {

@@ -1,5 +1,8 @@
-// Small ASCII text helpers shared by the HTTP-facing stages (header names are ASCII, case-insensitive).
+// Small text helpers shared by the stages: byte tables, ASCII case, hex digits, UTF-8 decoding and the one
+// JSON string escaper (access log, diagnostic log, gateway-made errors and the normalizer all use it).
 #pragma once
+#include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace rdsgw {
@@ -32,5 +35,97 @@ constexpr std::string_view trim_ows(std::string_view s) {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Hex digits: the one place for them (signatures, request ids, percent-escapes, JSON \u escapes).
+
+inline constexpr char kHexLower[] = "0123456789abcdef";
+inline constexpr char kHexUpper[] = "0123456789ABCDEF";
+
+// The value of one hex digit (either case), or -1.
+constexpr int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+constexpr bool is_hex_digit(char c) {
+    return hex_value(c) >= 0;
+}
+
+// Appends the lower-hex form of n bytes (two digits per byte).
+inline void append_hex_lower(std::string& out, const unsigned char* p, std::size_t n) {
+    const std::size_t at = out.size();
+    out.resize(at + 2 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+        out[at + 2 * i] = kHexLower[p[i] >> 4];
+        out[at + 2 * i + 1] = kHexLower[p[i] & 0x0f];
+    }
+}
+inline std::string hex_lower(const unsigned char* p, std::size_t n) {
+    std::string out;
+    append_hex_lower(out, p, n);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// UTF-8.
+
+inline constexpr char32_t kInvalidUtf8 = 0xFFFFFFFF;
+
+// Decodes the UTF-8 sequence starting at s[i] (i < s.size()) and moves i past it. Only well-formed sequences
+// count (Unicode Table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF); for anything else it
+// returns kInvalidUtf8 and moves i past the maximal ill-formed subpart (at least one byte), the unit that
+// Unicode's "U+FFFD substitution of maximal subparts" replaces.
+constexpr char32_t decode_utf8(std::string_view s, std::size_t& i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    if (b0 < 0x80) {
+        ++i;
+        return b0;
+    }
+    std::size_t need = 0;
+    char32_t cp = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the range of the next byte
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+        need = 1;
+        cp = b0 & 0x1Fu;
+    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+        need = 2;
+        cp = b0 & 0x0Fu;
+        if (b0 == 0xE0) lo = 0xA0;  // no overlong forms
+        if (b0 == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+        need = 3;
+        cp = b0 & 0x07u;
+        if (b0 == 0xF0) lo = 0x90;  // no overlong forms
+        if (b0 == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+    } else {
+        ++i;
+        return kInvalidUtf8;
+    }
+    std::size_t j = i + 1;
+    for (std::size_t k = 0; k < need; ++k, ++j) {
+        const auto b = j < s.size() ? static_cast<unsigned char>(s[j]) : 0;
+        if (j >= s.size() || b < lo || b > hi) {
+            i = j;
+            return kInvalidUtf8;
+        }
+        cp = (cp << 6) | (b & 0x3Fu);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    i = j;
+    return cp;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON.
+
+// Appends s to out as a JSON string literal (with its quotes). The output is valid JSON (RFC 8259) for any
+// input bytes: '"' and '\\' are escaped, control characters (below 0x20) are written as \b \f \n \r \t or
+// \u00XX (lower-case hex), well-formed UTF-8 (and DEL) is copied unchanged, and each ill-formed UTF-8
+// subpart (see decode_utf8) becomes \ufffd. This is also how Boost.JSON's serializer writes a string, so a
+// normalized answer spells every string one way. Runs of printable ASCII are copied in one step.
+void json_escape_append(std::string& out, std::string_view s);
 
 }  // namespace rdsgw

@@ -65,6 +65,7 @@ class UpstreamService {
     boost::asio::awaitable<UpstreamResult> call(Worker& w, const FetchJob& job);
 
     CredentialSource& credentials() { return *creds_; }
+    const CredentialSource& credentials() const { return *creds_; }
     CircuitBreaker::State breaker_state() const { return breaker_.state(); }
     // Wall-clock milliseconds since the epoch of the last answer below 500 (0: none yet).
     std::int64_t last_success_ms() const { return last_success_ms_.load(std::memory_order_relaxed); }

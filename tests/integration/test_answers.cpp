@@ -89,3 +89,32 @@ BOOST_FIXTURE_TEST_CASE(a_large_answer_is_refused_while_it_is_read, Fixture) {
     BOOST_TEST_REQUIRE(r.status == 502u, r.body);
     BOOST_TEST(std::string(r.json().at("error_msg").as_string()) == "upstream answer too large");
 }
+
+BOOST_FIXTURE_TEST_CASE(the_gateways_own_credential_never_passes_through, Fixture) {
+    GatewayProc gw(config(R"({"retry":{"max_attempts":1}})"), env());
+    const std::string token = env().front().second;
+    // An RDS error that echoes the token, an unknown field that hides it behind JSON escapes.
+    const std::string escaped = "\\u0061nswers-token";  // "answers-token" with its first letter escaped
+    const std::string bodies[] = {
+        json::serialize(json::object{{"status", 400}, {"error_msg", "bad token: X-Auth-Token: " + token}}),
+        json::serialize(json::object{{"body_mode", "custom"},
+                                     {"custom_body", R"({"files":[],"debug":"token=)" + escaped + R"("})"}}),
+    };
+    int n = 0;
+    for (const auto& behaviour : bodies) {
+        BOOST_TEST_CONTEXT(behaviour) {
+            mock.reset();
+            mock.configure(behaviour);
+            const auto r = gw.get(backup_path("echo" + std::to_string(++n)), with_key());
+            BOOST_TEST_REQUIRE(r.status == 502u, r.body);
+            BOOST_TEST(std::string(r.json().at("error_msg").as_string()) ==
+                       "upstream answer contained a gateway credential");
+            BOOST_TEST(r.body.find(token) == std::string::npos);
+            BOOST_TEST(!r.has_header("x-upstream-request-id"));
+        }
+    }
+    const auto metrics = gw.admin_get("/metrics").body;
+    BOOST_TEST(metric_value(metrics, "rdsgw_upstream_answers_refused_total{reason=\"credential_echo\"}") ==
+               2);
+    BOOST_TEST(gw.child.output().find(token) == std::string::npos);  // logged without the value
+}

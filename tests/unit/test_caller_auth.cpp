@@ -158,6 +158,19 @@ BOOST_AUTO_TEST_CASE(wrong_key) {
     check_fails(reg.authenticate(r.input()), "invalid credentials");
 }
 
+// Known and unknown API keys take the same work: one hash, compared with every accepted hash.
+BOOST_AUTO_TEST_CASE(known_and_unknown_keys_cost_one_hash) {
+    const auto reg = make_registry();
+    for (const std::string& key : {kRestoreKey, kAuditKey2, std::string("no-such-key-0123456789")}) {
+        Req r;
+        r.headers = {{"X-Api-Key", key}};
+        const std::uint64_t before = detail::auth_work().api_key_hashes;
+        const auto o = reg.authenticate(r.input());
+        BOOST_TEST((o.caller != nullptr) == (key != "no-such-key-0123456789"));
+        BOOST_TEST(detail::auth_work().api_key_hashes - before == 1u);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(malformed) {
     const auto reg = make_registry();
     Req r;
@@ -368,6 +381,34 @@ BOOST_AUTO_TEST_CASE(reason_never_contains_signature) {
         const auto sig = h.second.substr(h.second.find("Signature=") + 10);
         BOOST_TEST(sig.size() == 64u);
         BOOST_TEST(o.reason.find(sig) == std::string::npos);
+    }
+}
+
+// Issue 14: an unknown access key was answered before any signature work, so response times told which
+// keys exist. Now every path that reaches the signature computes one: counted, not timed.
+BOOST_AUTO_TEST_CASE(unknown_access_key_costs_one_signature_like_a_wrong_one) {
+    const auto reg = make_registry();
+    const CallerRegistry no_access_keys({});
+    struct Case {
+        std::string label;
+        const CallerRegistry* registry;
+        Req req;
+        bool ok;
+    };
+    std::vector<Case> cases = {
+        {"valid", &reg, signed_request(kRestoreAk, kRestoreSk), true},
+        {"wrong signature", &reg, signed_request(kRestoreAk, kRestoreSk + "x"), false},
+        {"unknown access key", &reg, signed_request("UNKNOWNAK0000000001", kRestoreSk), false},
+        {"unknown access key signed with the stand-in key", &reg,
+         signed_request("UNKNOWNAK0000000001", "dummy-secret-key-for-unknown-access-keys"), false},
+        {"no caller has an access key", &no_access_keys, signed_request(kRestoreAk, kRestoreSk), false},
+    };
+    for (auto& c : cases) {
+        const std::uint64_t before = detail::auth_work().signatures;
+        const auto o = c.registry->authenticate(c.req.input());
+        BOOST_TEST((o.caller != nullptr) == c.ok, c.label);
+        if (!c.ok) BOOST_TEST(o.reason == "invalid credentials", c.label);
+        BOOST_TEST(detail::auth_work().signatures - before == 1u, c.label);
     }
 }
 

@@ -4,7 +4,11 @@
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/timefmt.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <chrono>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -277,6 +281,28 @@ std::vector<ErrorCase> error_cases() {
         name_err("\"SECRET\\tx\"", "contains a control character"),
         name_err("\"SECRET\\u001fx\"", "contains a control character"),
         name_err("\"SECRET\\u007fx\"", "contains a control character"),
+        // Issue 15: C1 controls, line separators, bidi controls and look-alikes of '/' and '\\'.
+        name_err("\"SECRET\\u0085x\"", "contains a control character"),
+        name_err("\"SECRET\xc2\x85x\"", "contains a control character"),
+        name_err("\"SECRET\\u0080x\"", "contains a control character"),
+        name_err("\"SECRET\\u009fx\"", "contains a control character"),
+        name_err("\"SECRET\\u2028x\"", "contains a control character"),
+        name_err("\"SECRET\\u2029x\"", "contains a control character"),
+        name_err("\"SECRET\\u202ex\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\xe2\x80\xaex\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u202ax\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u2066x\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u2069x\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u200ex\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u200fx\"", "contains a bidirectional control character"),
+        name_err("\"SECRET\\u061cx\"", "contains a bidirectional control character"),
+        name_err("\"..\\u2215SECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\\u2044SECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\\uff0fSECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\xef\xbc\x8fSECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\\u29f8SECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\\uff3cSECRET\"", "contains a look-alike of a path separator"),
+        name_err("\"..\\u2216SECRET\"", "contains a look-alike of a path separator"),
         // size
         file_err("size missing", without("size"), "size", "missing"),
         size_err("-1", "negative"),
@@ -338,9 +364,10 @@ std::vector<ErrorCase> error_cases() {
         link_err("https://[v1.SECRET]/x" + q, "host is not a DNS name or an IP address"),
         link_err("https://evilobs.com/x" + q, "host not allowed", suffixes({"obs.com"})),
         link_err("https://obs.com.evil.net/x" + q, "host not allowed", suffixes({"obs.com"})),
-        link_err("https://obs.com./x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://obs.com./x" + q, "host ends in a dot", suffixes({"obs.com"})),
         link_err("https://xobs.myhwclouds.com/x" + q, "host not allowed", suffixes({"obs.myhwclouds.com"})),
-        link_err("https://10.0.0.1/x" + q, "host not allowed", suffixes({"obs.com"})),
+        link_err("https://10.0.0.1/x" + q, "host is an IP address", suffixes({"obs.com"})),
+        link_err("https://10.0.0.1/x" + q, "host is an IP address", suffixes({"10.0.0.1", "0.1"})),
         // Boost.URL 1.81 alone would read these as host 10.0.0.1 (or obs.com) followed by a "path" that
         // does not start with '/': a client would go to another host than the one checked.
         link_err("https://10.0.0.1.evil.net/x" + q, "not an absolute URL", suffixes({"10.0.0.1"})),
@@ -348,6 +375,37 @@ std::vector<ErrorCase> error_cases() {
         link_err("https://obs.com:443evil.net/x" + q, "not an absolute URL"),
         link_err("https://obs.com:/x" + q, "host not allowed", suffixes({"evil.net"})),
         link_err("https://obs.myhwclouds.com/x" + q, "host not allowed", suffixes({""})),
+        // Issue 15: hosts that point callers at internal addresses, refused by default. Every form of IP
+        // address a resolver accepts (inet_aton: 1-4 parts, decimal, 0x-hex, 0-octal; IPv6 incl. mapped).
+        link_err("https://169.254.169.254/latest/meta-data/" + q, "host is an IP address"),
+        link_err("https://127.0.0.1/x" + q, "host is an IP address"),
+        link_err("https://10.0.0.1/x" + q, "host is an IP address"),
+        link_err("https://0x7f000001/x" + q, "host is an IP address"),
+        link_err("https://0X7F000001/x" + q, "host is an IP address"),
+        link_err("https://2130706433/x" + q, "host is an IP address"),
+        link_err("https://017700000001/x" + q, "host is an IP address"),
+        link_err("https://127.1/x" + q, "host is an IP address"),
+        link_err("https://0x7f.1/x" + q, "host is an IP address"),
+        link_err("https://0177.0.0.01/x" + q, "host is an IP address"),
+        link_err("https://0x7f.0x0.0x0.0x1:8443/x" + q, "host is an IP address"),
+        link_err("https://1.2.3.4.5/x" + q, "not an absolute URL"),  // Boost.URL: 1.2.3.4 and ".5"
+        link_err("https://0x/x" + q, "host is an IP address"),
+        link_err("https://obs.myhwclouds.com.127/x" + q, "host is an IP address"),  // last label numeric
+        link_err("https://evil.0x7f/x" + q, "host is an IP address"),
+        link_err("https://[::1]/x" + q, "host is an IP address"),
+        link_err("https://[::1]:8443/x" + q, "host is an IP address"),
+        link_err("https://[::ffff:127.0.0.1]/x" + q, "host is an IP address"),
+        link_err("https://[::ffff:7f00:1]/x" + q, "host is an IP address"),
+        link_err("https://[fd00:ec2::254]/x" + q, "host is an IP address"),
+        link_err("https://localhost/x" + q, "host is localhost"),
+        link_err("https://LocalHost:8443/x" + q, "host is localhost"),
+        link_err("https://metadata.localhost/x" + q, "host is localhost"),
+        link_err("https://intranet/x" + q, "host is a single label"),
+        link_err("https://metadata/computeMetadata/v1/" + q, "host is a single label"),
+        link_err("https://localhost./x" + q, "host ends in a dot"),
+        link_err("https://obs.myhwclouds.com./x" + q, "host ends in a dot"),
+        link_err("https://.obs.myhwclouds.com/x" + q, "host is not a DNS name"),
+        link_err("https://obs..myhwclouds.com/x" + q, "host is not a DNS name"),
         // expiry
         file_err("no expiry", without("link_expired_time"), "link_expired_time", "missing"),
         file_err("time a number", with("link_expired_time", "1534385714"), "link_expired_time",
@@ -496,8 +554,11 @@ std::vector<OkCase> ok_cases() {
         link_ok("HTTPS://OBS.MYHWCLOUDS.COM/b/o"),
         link_ok("https://obs.myhwclouds.com:8443/b/o"),
         link_ok("https://obs.myhwclouds.com"),
-        link_ok("https://10.0.0.1/b/o"),
-        link_ok("https://[::1]:8443/b/o"),
+        link_ok("https://1.example/b/o"),  // a numeric label that is not the last one
+        link_ok("https://obs.example.b0x1/b/o"),
+        link_ok("https://0x1.example/b/o"),
+        link_ok("https://localhost.example/b/o"),
+        link_ok("https://xn--fiqs8s.xn--fiqs8s/b/o"),
         link_ok("https://obs.myhwclouds.com/b/o?x=1#frag"),
         link_ok("https://obs.myhwclouds.com:/b/o"),
         link_ok("https://obs.myhwclouds.com?x=/?y"),
@@ -517,6 +578,14 @@ std::vector<OkCase> ok_cases() {
         name_ok("\"a..b\""),
         name_ok("\"\xe5\xa4\x87\xe4\xbb\xbd.qp\""),  // UTF-8
         name_ok("\"a b:c*?\""),
+        name_ok("\"a\xc2\xa0"
+                "b~\""),  // U+00A0, the first character after the C1 block
+        // Neighbours of the refused characters: U+2043 U+2045 U+2214 U+2217 U+202F U+2065 U+206A U+200D
+        // U+FE69 U+FF0E.
+        name_ok("\"\xe2\x81\x83\xe2\x81\x85\xe2\x88\x94\xe2\x88\x97\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\xe2"
+                "\x80\x8d"
+                "\xef\xb9\xa9\xef\xbc\x8e\""),
+        name_ok("\"\xd8\xa8\xd8\xa7\xd9\x83\xd8\xa7\xd8\xa8.qp\""),  // right-to-left text itself is fine
     };
 }
 
@@ -693,7 +762,9 @@ BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
     for (const std::string link :
          {"HTTPS://obs.com/x", "https://10.0.0.1/x", "https://[::1]/x", "https://u@obs.com/x",
           "https://10.0.0.1.evil.net/x", "https://obs.com/%zz", "https://obs.com/a b", "http://obs.com/x",
-          "https://obs.com/x#a#b", "https://obs.com%2e/x"}) {
+          "https://obs.com/x#a#b", "https://obs.com%2e/x", "https://localhost/x", "https://intranet/x",
+          "https://obs.com./x", "https://obs.com.0x1f/x", "https://a.b.localhost:8443/x",
+          "https://obs..com/x"}) {
         BOOST_TEST_CONTEXT("link " << link) {
             BOOST_TEST(!rdsgw::detail::plain_link_host(link, false).has_value());
             std::string_view host;
@@ -735,13 +806,56 @@ BOOST_AUTO_TEST_CASE(fast_path_agrees_with_the_general_path) {
     const std::string file =
         R"({"name":"a","size":1,"download_link":"https://obs.com/a","link_expired_time":")" + kTime + R"("})";
     for (const std::string& body : {R"({"files":[)" + file + R"(],"x":1})",  // unknown member
-                                   R"({"files":[)" + file.substr(0, file.size() - 1) + R"(,"x":1}]})",
-                                   R"({"files":[{"name":"a","size":"1","download_link":"https://obs.com/a",)"
-                                   R"("link_expired_time":")" +
-                                       kTime + R"("}]})"}) {  // size as a string
+                                    R"({"files":[)" + file.substr(0, file.size() - 1) + R"(,"x":1}]})",
+                                    R"({"files":[{"name":"a","size":"1","download_link":"https://obs.com/a",)"
+                                    R"("link_expired_time":")" +
+                                        kTime + R"("}]})"}) {  // size as a string
         NormalizedAnswer fast;
         BOOST_TEST(!rdsgw::detail::normalize_plain(body, NormalizeOptions{}, fast));
         BOOST_TEST(
             std::holds_alternative<NormalizedAnswer>(normalize_backup_files(body, {}, NormalizeOptions{})));
     }
+}
+
+// Issue 15: whatever a resolver would take for an IP address is refused as a link host. The oracle is the C
+// library itself: inet_aton (IPv4 in every form it accepts) and inet_pton (IPv6), over random hosts made of
+// the characters those forms use.
+BOOST_AUTO_TEST_CASE(hosts_the_resolver_reads_as_addresses_are_refused) {
+    std::mt19937 rng(15);
+    const std::string_view alphabet = "0123456789xXabcdefABCDEF.:";
+    std::uniform_int_distribution<std::size_t> len(1, 16), pick(0, alphabet.size() - 1);
+    std::size_t addresses = 0;
+    for (int n = 0; n < 300000; ++n) {
+        std::string host(len(rng), '\0');
+        for (char& c : host) c = alphabet[pick(rng)];
+        in_addr v4{};
+        in6_addr v6{};
+        const bool is_v4 = inet_aton(host.c_str(), &v4) != 0;
+        const bool is_v6 = inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+        if (!is_v4 && !is_v6) continue;
+        ++addresses;
+        const std::string link = is_v6 ? "https://[" + host + "]/x" : "https://" + host + "/x";
+        std::string_view found;
+        BOOST_TEST(rdsgw::detail::check_link(link, false, found) != nullptr, link);
+        if (is_v4) BOOST_TEST(rdsgw::detail::check_link_host(host) != nullptr, host);
+    }
+    BOOST_TEST(addresses > 1000u);
+    // And the forms named in the issue, through the whole normalizer.
+    for (const std::string host : {"169.254.169.254", "[::1]", "127.0.0.1", "0x7f000001", "2130706433",
+                                   "0x7f.1", "127.1", "017700000001", "[::ffff:127.0.0.1]"}) {
+        const auto r = run(answer(with("download_link", "\"https://" + host + "/latest/meta-data/\"")));
+        BOOST_TEST_REQUIRE(std::holds_alternative<NormalizeError>(r), host);
+        BOOST_TEST(std::get<NormalizeError>(r).reason == "host is an IP address", host);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(file_names_must_be_valid_utf8) {
+    using rdsgw::detail::check_file_name;
+    BOOST_TEST(check_file_name("backup.qp") == nullptr);
+    BOOST_TEST(check_file_name("\xe5\xa4\x87\xe4\xbb\xbd.qp") == nullptr);
+    for (const std::string bad : {"a\xff"
+                                  "b",
+                                  "\xc3", "a\xc0\xaf", "\xed\xa0\x80.qp", "\xf4\x90\x80\x80", "\x85"})
+        BOOST_TEST(std::string_view(check_file_name(bad)) == "not valid UTF-8");
+    BOOST_TEST(std::string_view(check_file_name("a\xc2\x85")) == "contains a control character");
 }

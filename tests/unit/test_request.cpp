@@ -3,6 +3,11 @@
 
 #include "rdsgw/request.hpp"
 
+#include <re2/re2.h>
+
+#include <chrono>
+#include <stdexcept>
+
 namespace rdsgw {
 inline std::ostream& operator<<(std::ostream& o, Route r) {
     return o << route_name(r);
@@ -140,32 +145,108 @@ BOOST_AUTO_TEST_CASE(request_ids_and_language) {
     BOOST_TEST(valid_language("en-us\r\nX: y").empty());
 }
 
-BOOST_AUTO_TEST_CASE(fast_patterns_agree_with_std_regex) {
-    const std::vector<std::string> patterns = {"[A-Za-z0-9]{1,64}", "[0-9a-f]{32}",         "[a-z0-9_.]{2,5}",
-                                               "[A-Z]{3}",          "[0-9a-f]{32}br0[134]", "(abc|def)",
-                                               "[^x]{1,3}"};
+BOOST_AUTO_TEST_CASE(fast_patterns_agree_with_re2) {
+    const std::vector<std::string> patterns = {
+        "[A-Za-z0-9]{1,64}", "[0-9a-f]{32}", "[a-z0-9_.]{2,5}", "[A-Z]{3}", "[0-9a-f]{32}br0[134]",
+        "(abc|def)",         "[^x]{1,3}",    "[A-Za-z0-9-]+",   "[-a-c]+",  "[a-c-]{0,2}",
+        "[.-_]{1,2}",        "[+a]{1}",      "[]a]{1}",         "[a-c]*",   "[A-Z]{,3}"};
     const std::vector<std::string> inputs = {"",
                                              "a",
                                              "abc",
                                              "ABC",
                                              "a_b",
                                              "a.b",
+                                             "-",
+                                             "a-",
                                              "0123456789abcdef0123456789abcdef",
                                              "0123456789abcdef0123456789abcdeF",
                                              std::string(64, 'z'),
                                              std::string(65, 'z'),
+                                             std::string(IdPattern::kMaxIdBytes, 'a'),
                                              "abc-def",
                                              "def",
                                              "x",
                                              "yy",
-                                             "a\nb"};
+                                             "]a",
+                                             "A{,3}",
+                                             "a\nb",
+                                             "\xc3\xa9",
+                                             "a\xff"};
+    re2::RE2::Options o;
+    o.set_never_capture(true);
     for (const auto& p : patterns) {
-        IdPattern fast(p);
-        std::regex re(p, std::regex::ECMAScript);
+        const IdPattern pattern(p);
+        const re2::RE2 re(p, o);
+        BOOST_REQUIRE_MESSAGE(re.ok(), p);
         for (const auto& in : inputs)
-            BOOST_TEST(fast.match(in) == std::regex_match(in, re), p << " on " << in);
+            BOOST_TEST(pattern.match(in) == re2::RE2::FullMatch(in, re), p << " on " << in);
     }
     BOOST_TEST(IdPattern("[A-Za-z0-9]{1,64}").is_fast());
+    BOOST_TEST(IdPattern("[A-Za-z0-9-]+").is_fast());
+    BOOST_TEST(IdPattern("[-a-c]+").is_fast());
     BOOST_TEST(!IdPattern("(abc|def)").is_fast());
     BOOST_TEST(!IdPattern("[0-9a-f]{32}br0[134]").is_fast());
+    BOOST_TEST(!IdPattern("[+a]{1}").is_fast());
+}
+
+// Issue 14: patterns that made std::regex take exponential time or overflow its stack.
+BOOST_AUTO_TEST_CASE(patterns_run_in_linear_time_and_bounded_stack) {
+    const IdPattern nested("([A-Za-z0-9]+-?)+");  // std::regex: 8.6 s for 28 characters, doubling per char
+    const IdPattern plus("[A-Za-z0-9-]+");        // std::regex: SIGSEGV (recursion) on 40,000 characters
+    BOOST_TEST(!nested.is_fast());
+    const std::string long_id(40000, 'a');
+    const std::string bad_tail = std::string(28, 'a') + "!";
+    const auto t0 = std::chrono::steady_clock::now();
+    BOOST_TEST(!nested.match(long_id));
+    BOOST_TEST(!plus.match(long_id));
+    for (std::size_t n = 20; n <= IdPattern::kMaxIdBytes - 1; ++n) {
+        BOOST_TEST(!nested.match(std::string(n, 'a') + "!"));
+        BOOST_TEST(nested.match(std::string(n, 'a')));
+    }
+    BOOST_TEST(!nested.match(bad_tail));
+    BOOST_TEST(nested.match("abc-def-"));
+    // A generous bound (std::regex needed seconds for the 28-character id alone): RE2 needs microseconds.
+    const auto took = std::chrono::steady_clock::now() - t0;
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() < 2000);
+}
+
+BOOST_AUTO_TEST_CASE(ids_longer_than_the_cap_are_refused_before_matching) {
+    for (const std::string p : {"[a-z]{1,1000}", "[a-z]+", "(a|b)+", "a*"}) {
+        const IdPattern pattern(p);
+        BOOST_TEST(pattern.match(std::string(IdPattern::kMaxIdBytes, 'a')), p);
+        BOOST_TEST(!pattern.match(std::string(IdPattern::kMaxIdBytes + 1, 'a')), p);
+    }
+    RequestConfig cfg;
+    cfg.backup_id_pattern = "[a-z]+";
+    const RequestRules loose(cfg);
+    auto r = parse_backup_files("/v3/" + P + "/backup-files?backup_id=" + std::string(40000, 'a'), loose);
+    BOOST_REQUIRE(std::holds_alternative<RequestError>(r));
+    BOOST_TEST(std::get<RequestError>(r).field == "backup_id");
+}
+
+BOOST_AUTO_TEST_CASE(invalid_patterns_report_re2s_reason) {
+    BOOST_TEST(id_pattern_error("[A-Za-z0-9]{1,64}").empty());
+    BOOST_TEST(id_pattern_error("([A-Za-z0-9]+-?)+").empty());
+    BOOST_TEST(id_pattern_error("(abc").find("missing )") != std::string::npos);
+    BOOST_TEST(id_pattern_error("[a-").find("missing ]") != std::string::npos);
+    // ECMAScript features RE2 does not have: look-around and back-references.
+    BOOST_TEST(id_pattern_error("(?=a)a").find("invalid perl operator") != std::string::npos);
+    BOOST_TEST(!id_pattern_error("(a)\\1").empty());
+    BOOST_TEST(id_pattern_error("a{1,5000}").find("invalid repetition size") != std::string::npos);
+    BOOST_CHECK_THROW(IdPattern("(abc"), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(config_refuses_invalid_patterns_with_re2s_reason) {
+    Config c;
+    std::vector<std::string> errors;
+    BOOST_TEST(!parse_config(R"({"callers":{"required":false},"request":{"project_id_pattern":"([a-z]+"}})",
+                             c, errors));
+    BOOST_TEST_REQUIRE(errors.size() == 1u);
+    BOOST_TEST(errors[0] ==
+               "request.project_id_pattern: is not a valid RE2 regular expression: missing ): ([a-z]+");
+    errors.clear();
+    c = Config{};
+    BOOST_TEST(parse_config(R"({"callers":{"required":false},"request":{"backup_id_pattern":"([a-z]+-?)+"}})",
+                            c, errors));
+    BOOST_TEST(errors.empty());
 }
