@@ -17,7 +17,18 @@ namespace {
 // OpenTelemetry's default HTTP duration buckets, in seconds.
 const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                                        0.5,   0.75, 1,     2.5,  5,     7.5, 10};
-enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kFamilies };
+enum FamilyId {
+    kRequests,
+    kRejected,
+    kUpstream,
+    kCache,
+    kRefresh,
+    kAuthFail,
+    kRefusedAnswers,
+    kCallerRequests,
+    kCallerThrottled,
+    kFamilies
+};
 }  // namespace
 
 struct Metrics::Impl {
@@ -76,6 +87,21 @@ Metrics::Metrics(std::string_view version) : impl_(std::make_unique<Impl>()) {
                                       .Name("rdsgw_caller_auth_failures_total")
                                       .Help("Failed caller authentications by reason")
                                       .Register(r);
+    impl_->counters[kRefusedAnswers] =
+        &BuildCounter()
+             .Name("rdsgw_upstream_answers_refused_total")
+             .Help("Upstream answers refused by the response contract (sent to callers as 502), by reason")
+             .Register(r);
+    impl_->counters[kCallerRequests] =
+        &BuildCounter()
+             .Name("rdsgw_caller_requests_total")
+             .Help("Backup-files requests of identified callers, by caller name")
+             .Register(r);
+    impl_->counters[kCallerThrottled] =
+        &BuildCounter()
+             .Name("rdsgw_caller_rate_limited_total")
+             .Help("Requests refused by the caller's rate limit (429), by caller name")
+             .Register(r);
     impl_->req_duration = &BuildHistogram()
                                .Name("rdsgw_request_duration_seconds")
                                .Help("Time from request read to response written, by route")
@@ -165,7 +191,12 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
             labels = {{"kind", std::string(a)}, {"result", std::string(b)}};
             break;
         case kAuthFail:
+        case kRefusedAnswers:
             labels = {{"reason", std::string(a)}};
+            break;
+        case kCallerRequests:
+        case kCallerThrottled:
+            labels = {{"caller", std::string(a)}};
             break;
     }
     prometheus::Counter* ctr;
@@ -224,6 +255,13 @@ void Metrics::credential_refresh(std::string_view kind, std::string_view result)
 }
 void Metrics::auth_failure(std::string_view reason) {
     counter_cached(kAuthFail, reason).Increment();
+}
+void Metrics::upstream_answer_refused(std::string_view reason) {
+    counter_cached(kRefusedAnswers, reason).Increment();
+}
+void Metrics::caller_request(std::string_view caller, bool throttled) {
+    counter_cached(kCallerRequests, caller).Increment();
+    if (throttled) counter_cached(kCallerThrottled, caller).Increment();
 }
 void Metrics::inflight_add(int d) {
     impl_->inflight->Increment(d);

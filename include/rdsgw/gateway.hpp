@@ -27,6 +27,7 @@
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/request.hpp"
+#include "rdsgw/status.hpp"
 #include "rdsgw/upstream_service.hpp"
 
 namespace rdsgw {
@@ -77,6 +78,7 @@ class Gateway {
     AccessLog& access_log() { return access_log_; }
     LinkCache* cache() { return cache_.get(); }
     CredentialSource& credentials() { return upstream_.credentials(); }
+    StatusBoard& status_board() { return *status_; }
 
   private:
     // Phases (gateway.cpp); each returns true to continue.
@@ -93,11 +95,17 @@ class Gateway {
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
+    // An upstream answer the response contract refused: rdsgw_upstream_answers_refused_total{reason} and the
+    // status board. reason: "contract" | "encoding" | ... (a small fixed set; never a value from the body).
+    void answer_refused(std::string_view reason) const;
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);
     void metrics_page(Exchange& x);
     void admin_cache(Exchange& x);
+    // The status page and status.json (status_page.cpp).
+    void status_page(Exchange& x);
+    LiveStatus live_status();
 
     Config cfg_;
     RequestRules rules_;
@@ -108,6 +116,7 @@ class Gateway {
     std::unique_ptr<LinkCache> cache_;
     SingleFlight flights_;
     UpstreamService upstream_;
+    std::unique_ptr<StatusBoard> status_;
     std::atomic<bool> listening_{false}, draining_{false};
 };
 

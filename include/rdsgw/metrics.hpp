@@ -44,6 +44,12 @@ class Metrics {
     // kind: "iam" | "token_file" | "aksk"; result: "ok" | "error"
     void credential_refresh(std::string_view kind, std::string_view result);
     void auth_failure(std::string_view method_reason);
+    // An upstream answer refused by the response contract. reason: "contract" | "encoding" | ... (open set,
+    // bounded by the code that calls it).
+    void upstream_answer_refused(std::string_view reason);
+    // A backup-files request of an identified caller (its configured name: a bounded set); throttled: refused
+    // by its rate limit.
+    void caller_request(std::string_view caller, bool throttled);
 
     void inflight_add(int d);
     void upstream_connections_add(int open_delta, int idle_delta);

@@ -9,7 +9,7 @@
 
 namespace rdsgw {
 
-enum class Route { backup_files, healthz, readyz, metrics, admin_cache, not_found };
+enum class Route { backup_files, healthz, readyz, metrics, admin_cache, status, not_found };
 std::string_view route_name(Route r);  // bounded set, used as a metric label and in the access log
 
 // A configured id pattern (ECMAScript regex matched against the whole value). Patterns of the common form
