@@ -334,7 +334,7 @@ namespace {
 
 json::value number_or_null(double v) {
     if (!std::isfinite(v)) return nullptr;
-    return std::round(v * 1000) / 1000;
+    return std::round(v * 1e6) / 1e6;
 }
 
 json::value ratio(std::uint64_t num, std::uint64_t den) {

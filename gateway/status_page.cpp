@@ -1,6 +1,7 @@
 // The status page's routes: GET /admin/status (the page), /admin/status.json (its data) and
 // /admin/status/{app.js,app.css,chart.js} (its files, embedded at build time). Served where /metrics is and
 // behind the same caller authentication when callers.metrics_require_auth is on.
+#include <algorithm>
 #include <cmath>
 
 #include "rdsgw/gateway.hpp"
@@ -76,7 +77,14 @@ void Gateway::status_page(Exchange& x) {
     const std::string_view path = x.target.substr(0, x.target.find('?'));
     x.response.headers.emplace_back("X-Content-Type-Options", "nosniff");
     if (path == "/admin/status.json") {
-        x.response.body = render_status_json(status_->snapshot(steady::now()), live_status());
+        // The charts cover the process's life so far (rounded up to a minute; at most 10 minutes), in 1-s
+        // steps up to 2 minutes and 5-s steps beyond; the summary covers the last 5 minutes.
+        const auto now = steady::now();
+        const auto span = std::clamp(std::chrono::ceil<std::chrono::minutes>(status_->age(now)),
+                                     std::chrono::minutes(1), std::chrono::minutes(10));
+        const auto step = span <= std::chrono::minutes(2) ? std::chrono::seconds(1) : std::chrono::seconds(5);
+        x.response.body =
+            render_status_json(status_->snapshot(now, std::chrono::minutes(5), span, step), live_status());
         x.response.headers.emplace_back("Cache-Control", "no-store");
         return;
     }

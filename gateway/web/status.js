@@ -223,7 +223,7 @@
     if (typeof Chart === 'undefined') return false;
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     Chart.defaults.color = '#677083';
-    const ticks = { maxTicksLimit: 6, maxRotation: 0 };
+    const ticks = { maxTicksLimit: 4, maxRotation: 0, autoSkipPadding: 16 };
     const area = (label, color) => ({ label, data: [], borderColor: color, backgroundColor: color + '99',
       fill: label === '2xx' ? 'origin' : '-1', stack: 's' });
     charts.requests = new Chart(document.getElementById('chart-requests'), {
@@ -235,7 +235,8 @@
     });
     charts.cache = new Chart(document.getElementById('chart-cache'), {
       data: { labels: [], datasets: [
-        { type: 'line', label: 'hit ratio %', data: [], borderColor: COLORS.ratio, yAxisID: 'ratio', spanGaps: true },
+        { type: 'line', label: 'hit ratio %', data: [], borderColor: COLORS.ratio, backgroundColor: COLORS.ratio,
+          yAxisID: 'ratio', spanGaps: true, pointRadius: 2 },
         { type: 'bar', label: 'saved/s', data: [], backgroundColor: COLORS.saved + 'cc', yAxisID: 'rate' },
         { type: 'bar', label: 'fetches/s', data: [], backgroundColor: COLORS.fetches + 'cc', yAxisID: 'rate' },
       ] },
@@ -247,16 +248,22 @@
     charts.latency = new Chart(document.getElementById('chart-latency'), {
       type: 'line',
       data: { labels: [], datasets: [
-        { label: 'p50', data: [], borderColor: COLORS.p50, backgroundColor: COLORS.p50, spanGaps: true },
-        { label: 'p99', data: [], borderColor: COLORS.p99, backgroundColor: COLORS.p99, spanGaps: true },
+        { label: 'p50', data: [], borderColor: COLORS.p50, backgroundColor: COLORS.p50, spanGaps: true, pointRadius: 2 },
+        { label: 'p99', data: [], borderColor: COLORS.p99, backgroundColor: COLORS.p99, spanGaps: true, pointRadius: 2 },
       ] },
       options: baseOptions({ scales: { x: { ticks }, y: { beginAtZero: true, title: { display: true, text: 'ms' } } } }),
     });
     return true;
   }
 
+  // As many time labels as fit the chart's width (about 90 px each).
+  function fitTicks(chart) {
+    chart.options.scales.x.ticks.maxTicksLimit = Math.max(2, Math.floor(chart.width / 90));
+  }
+
   function drawCharts(s) {
     if (!charts.requests && !makeCharts()) return;
+    Object.values(charts).forEach(fitTicks);
     const lab = labels(s), step = s.step_s;
     const rq = charts.requests;
     rq.data.labels = lab;

@@ -103,6 +103,8 @@ class StatusBoard {
     // ...). Rare: it takes a mutex for the per-reason totals.
     void refused(std::string_view reason, clock::time_point now);
 
+    // Time since `start`.
+    clock::duration age(clock::time_point now) const { return now - start_; }
     // Sums every thread's shard. `window` and `step` are clamped to [1 s, kMaxWindow]; `top_n` bounds the
     // callers' lists.
     StatusSnapshot snapshot(clock::time_point now, std::chrono::seconds window = std::chrono::seconds(300),
