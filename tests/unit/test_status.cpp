@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "rdsgw/exchange.hpp"
+#include "rdsgw/request.hpp"
 #include "rdsgw/status.hpp"
 
 using namespace rdsgw;
@@ -343,4 +344,13 @@ BOOST_AUTO_TEST_CASE(embedded_page_files) {
         BOOST_TEST(body.find("https://") == std::string_view::npos, name);
         BOOST_TEST(body.find("//cdn") == std::string_view::npos, name);
     }
+}
+
+BOOST_AUTO_TEST_CASE(status_routes_are_classified) {
+    BOOST_TEST((classify("/admin/status") == Route::status));
+    BOOST_TEST((classify("/admin/status.json?t=1") == Route::status));
+    BOOST_TEST((classify("/admin/status/chart.js") == Route::status));
+    BOOST_TEST((classify("/admin/statusx") == Route::not_found));
+    BOOST_TEST((classify("/admin/status.jsonx") == Route::not_found));
+    BOOST_TEST(route_name(Route::status) == "status");
 }
