@@ -219,12 +219,15 @@ BOOST_AUTO_TEST_CASE(status_json_counts_what_metrics_count) {
     BOOST_TEST(throttled[0].at("name").as_string() == "limited");
     BOOST_TEST(throttled[0].at("throttled").to_number<double>() == 1.0);
     // The series hold the same requests (they ended at most one second ago).
-    BOOST_REQUIRE(eventually([&] {
-        const auto series = gw.admin_get("/admin/status.json").json().at("series").at("requests").as_array();
-        double n = 0;
-        for (const auto& v : series) n += v.to_number<double>();
-        return n == 12.0;
-    }));
+    BOOST_REQUIRE(eventually(
+        [&] {
+            const auto series =
+                gw.admin_get("/admin/status.json").json().at("series").at("requests").as_array();
+            double n = 0;
+            for (const auto& v : series) n += v.to_number<double>();
+            return n == 12.0;
+        },
+        10s));
 
     // Nothing secret in what the status page is made of or shows.
     std::vector<std::string> planted = {kToken, kApiKey, kLimitedKey, "Signature=", "AccessKeyId"};
