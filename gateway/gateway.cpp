@@ -137,7 +137,8 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
       access_log_(access_log),
       callers_(cfg_.callers),
       flights_(SingleFlight::Options{cfg_.cache.max_waiters, milliseconds(cfg_.cache.wait_timeout_ms)}),
-      upstream_(cfg_, std::move(creds), metrics) {
+      upstream_(cfg_, std::move(creds), metrics),
+      status_(std::make_unique<StatusBoard>()) {
     norm_.max_body_bytes = cfg_.response.max_body_bytes;
     norm_.allow_http_links = cfg_.response.allow_http_links;
     norm_.link_host_suffixes = cfg_.response.link_host_suffixes;
@@ -252,7 +253,8 @@ bool Gateway::fail(Exchange& x, LocalError e) const {
 bool Gateway::route(Exchange& x) {
     const bool admin_here = cfg_.admin.enabled ? x.admin_listener : true;
     if (x.admin_listener && x.route == Route::backup_files) x.route = Route::not_found;
-    if (!admin_here && (x.route == Route::metrics || x.route == Route::admin_cache))
+    if (!admin_here &&
+        (x.route == Route::metrics || x.route == Route::admin_cache || x.route == Route::status))
         x.route = Route::not_found;
     if (x.route == Route::admin_cache && !cfg_.admin.enabled) x.route = Route::not_found;
 
@@ -273,6 +275,9 @@ bool Gateway::route(Exchange& x) {
             return false;
         case Route::admin_cache:
             admin_cache(x);
+            return false;
+        case Route::status:
+            status_page(x);
             return false;
         case Route::not_found:
             break;
@@ -350,6 +355,7 @@ bool Gateway::cache_lookup(Exchange& x) {
 
 asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJob> job) {
     const UpstreamResult up = co_await upstream_.call(w, *job);
+    status_->fetch(up.attempts, up.ms, steady::now());
     FetchPtr out = interpret(*job, up);
     store(*job, *out);
     co_return out;
@@ -371,7 +377,7 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     };
     // The upstream answered, but not with what callers may receive: 502, counted, cached briefly.
     auto refuse = [&](std::string_view reason, std::string msg) {
-        metrics_.answer_refused(reason);
+        answer_refused(reason);
         log(LogLevel::warn, msg, job.log_ids());
         out->refusal = true;
         return upstream_error(502, std::move(msg), false);
@@ -392,9 +398,8 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
         return refuse("credential_echo", "upstream answer contained a gateway credential");
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity")
-        return upstream_error(
-            502, "upstream sent an encoded answer (Content-Encoding) although identity was requested",
-            last.status >= 500);
+        return refuse("encoding",
+                      "upstream sent an encoded answer (Content-Encoding) although identity was requested");
     auto answer = std::make_shared<CachedAnswer>();
     answer->upstream_request_id = out->upstream_request_id;
     answer->stored_at = sys::now();
@@ -532,13 +537,24 @@ void Gateway::respond(Exchange& x) {
     r.headers.emplace_back("Cache-Control", "no-store");
 }
 
+void Gateway::answer_refused(std::string_view reason) const {
+    metrics_.answer_refused(reason);
+    status_->refused(reason, steady::now());
+}
+
 void Gateway::finish(const Exchange& x) {
-    const double total_ms = std::chrono::duration<double, std::milli>(steady::now() - x.started).count();
+    const auto now = steady::now();
+    const double total_ms = std::chrono::duration<double, std::milli>(now - x.started).count();
     std::string_view m = x.method == http::verb::get    ? "GET"
                          : x.method == http::verb::head ? "HEAD"
                                                         : "other";
     metrics_.request_done(route_name(x.route), m, x.response.status, cache_state_name(x.cache),
                           total_ms / 1000.0);
+    if (x.route == Route::backup_files) {
+        const bool throttled = x.error && x.error->reject_reason == "rate";
+        status_->request(x.response.status, x.cache, x.caller_name(), throttled, now);
+        if (x.caller) metrics_.caller_request(x.caller_name(), throttled);
+    }
     if (access_log_.enabled()) access_log_.write(access_line(x, total_ms));
 }
 

@@ -25,7 +25,18 @@ namespace {
 // OpenTelemetry's default HTTP duration buckets, in seconds.
 const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                                        0.5,   0.75, 1,     2.5,  5,     7.5, 10};
-enum FamilyId { kRequests, kRejected, kUpstream, kCache, kRefresh, kAuthFail, kRefused, kFamilies };
+enum FamilyId {
+    kRequests,
+    kRejected,
+    kUpstream,
+    kCache,
+    kRefresh,
+    kAuthFail,
+    kRefused,
+    kCallerRequests,
+    kCallerThrottled,
+    kFamilies
+};
 
 // The known values of each bounded label: their series are exported at 0 from the start, so that a rate()
 // over the first event is right and dashboards see the series before anything happens.
@@ -33,7 +44,7 @@ constexpr const char* kRejectReasons[] = {"limit", "auth",     "forbidden",  "va
                                           "rate",  "overload", "credentials"};
 constexpr const char* kCacheEvents[] = {"hit",   "negative_hit", "miss",    "coalesced",
                                         "stale", "bypass",       "evicted", "expired"};
-constexpr const char* kRefusedAnswers[] = {"contract", "expiring", "credential_echo"};
+constexpr const char* kRefusedAnswers[] = {"contract", "encoding", "expiring", "credential_echo"};
 constexpr const char* kAuthFailures[] = {"missing credentials", "malformed credentials",
                                          "invalid credentials"};
 constexpr Route kRoutes[] = {Route::backup_files, Route::healthz,     Route::readyz,
@@ -176,6 +187,16 @@ Metrics::Metrics(const BuildInfo& build) : impl_(std::make_unique<Impl>()) {
                                      .Name("rdsgw_upstream_answers_refused_total")
                                      .Help("Upstream answers the gateway refused to serve (502), by reason")
                                      .Register(r);
+    impl_->counters[kCallerRequests] =
+        &BuildCounter()
+             .Name("rdsgw_caller_requests_total")
+             .Help("Backup-files requests of identified callers, by caller name")
+             .Register(r);
+    impl_->counters[kCallerThrottled] =
+        &BuildCounter()
+             .Name("rdsgw_caller_rate_limited_total")
+             .Help("Requests refused by the caller's rate limit (429), by caller name")
+             .Register(r);
     impl_->req_duration = &BuildHistogram()
                                .Name("rdsgw_request_duration_seconds")
                                .Help("Time from request read to response written, by route")
@@ -305,6 +326,10 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
         case kRefused:
             labels = {{"reason", label_value(a)}};
             break;
+        case kCallerRequests:
+        case kCallerThrottled:
+            labels = {{"caller", label_value(a)}};
+            break;
     }
     prometheus::Counter* ctr;
     {
@@ -369,6 +394,10 @@ void Metrics::auth_failure(std::string_view reason) {
 }
 void Metrics::answer_refused(std::string_view reason) {
     counter_cached(kRefused, reason).Increment();
+}
+void Metrics::caller_request(std::string_view caller, bool throttled) {
+    counter_cached(kCallerRequests, caller).Increment();
+    if (throttled) counter_cached(kCallerThrottled, caller).Increment();
 }
 void Metrics::inflight_add(int d) {
     impl_->inflight->Increment(d);

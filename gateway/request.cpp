@@ -26,6 +26,8 @@ std::string_view route_name(Route r) {
             return "metrics";
         case Route::admin_cache:
             return "admin_cache";
+        case Route::status:
+            return "status";
         case Route::not_found:
             return "not_found";
     }
@@ -232,6 +234,8 @@ Route classify(std::string_view target) {
     if (path == "/readyz") return Route::readyz;
     if (path == "/metrics") return Route::metrics;
     if (path == "/admin/cache") return Route::admin_cache;
+    if (path == "/admin/status" || path == "/admin/status.json" || path.starts_with("/admin/status/"))
+        return Route::status;
     std::array<std::string_view, 3> segs;
     if (split_path(path, segs) == 3 && segs[2] == "backup-files") return Route::backup_files;
     return Route::not_found;

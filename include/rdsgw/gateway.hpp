@@ -27,6 +27,7 @@
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/request.hpp"
+#include "rdsgw/status.hpp"
 #include "rdsgw/upstream_service.hpp"
 
 namespace rdsgw {
@@ -77,6 +78,7 @@ class Gateway {
     AccessLog& access_log() { return access_log_; }
     LinkCache* cache() { return cache_.get(); }
     CredentialSource& credentials() { return upstream_.credentials(); }
+    StatusBoard& status_board() { return *status_; }
 
   private:
     // Phases (gateway.cpp); each returns true to continue.
@@ -95,11 +97,17 @@ class Gateway {
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
     void debug_begin(const Exchange& x, bool needs_upstream) const;
+    // An upstream answer the gateway refused to serve: rdsgw_upstream_answers_refused_total{reason} and the
+    // status board. reason: "contract" | "encoding" | "expiring" | "credential_echo" (never a body's value).
+    void answer_refused(std::string_view reason) const;
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);
     void metrics_page(Exchange& x);
     void admin_cache(Exchange& x);
+    // The status page and status.json (status_page.cpp).
+    void status_page(Exchange& x);
+    LiveStatus live_status();
 
     Config cfg_;
     RequestRules rules_;
@@ -110,6 +118,7 @@ class Gateway {
     std::unique_ptr<LinkCache> cache_;
     SingleFlight flights_;
     UpstreamService upstream_;
+    std::unique_ptr<StatusBoard> status_;
     std::atomic<bool> listening_{false}, draining_{false};
 };
 

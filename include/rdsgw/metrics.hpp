@@ -73,6 +73,9 @@ class Metrics {
     void auth_failure(std::string_view method_reason);
     // An upstream answer the gateway would not serve; reason: "contract" | "expiring" | "credential_echo"
     void answer_refused(std::string_view reason);
+    // A backup-files request of an identified caller (its configured name: a bounded set); throttled: refused
+    // by its rate limit.
+    void caller_request(std::string_view caller, bool throttled);
 
     void inflight_add(int d);
     void upstream_connections_add(int open_delta, int idle_delta);

@@ -14,7 +14,7 @@ class RE2;
 
 namespace rdsgw {
 
-enum class Route { backup_files, healthz, readyz, metrics, admin_cache, not_found };
+enum class Route { backup_files, healthz, readyz, metrics, admin_cache, status, not_found };
 std::string_view route_name(Route r);  // bounded set, used as a metric label and in the access log
 
 // A configured id pattern, matched against the whole (percent-decoded) value with RE2 (its syntax; UTF-8
