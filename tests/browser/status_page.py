@@ -61,6 +61,22 @@ def wait_line(path, prefix, proc, timeout=TIMEOUT_S):
         sys.exit(f"{prefix!r} not seen; output of {proc.args[0]}:\n{f.read()[-4000:]}")
 
 
+def wait_listening(path, proc, timeout=TIMEOUT_S):
+    """The gateway's ports from its JSON "listening" record (port, admin_port)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if '"event":"listening"' in line:
+                    rec = json.loads(line)
+                    return rec["port"], rec.get("admin_port", 0)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    with open(path, errors="replace") as f:
+        sys.exit(f"no listening record; output of {proc.args[0]}:\n{f.read()[-4000:]}")
+
+
 def http(port, target, headers=None, method="GET"):
     """(status, headers, body text) of one request to 127.0.0.1:port."""
     req = urllib.request.Request(f"http://127.0.0.1:{port}{target}", headers=headers or {}, method=method)
@@ -300,7 +316,7 @@ def main():
                                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=dict(os.environ, RDS_AUTH_TOKEN=token))
             procs.append(gw)
-            _, port, admin = wait_line(gw_out, "LISTENING ", gw).split()
+            port, admin = wait_listening(gw_out, gw)
             if args.soak > 0:
                 soak(int(port), keys, args.soak)
             links = traffic(int(port), keys, mock_port)
