@@ -332,6 +332,74 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
             r.integer("wait_timeout_ms", c.cache.wait_timeout_ms, 1, 600000);
         }
         {
+            // The shared cache tier (Redis).
+            Reader r = top.sub("redis");
+            RedisConfig& rc = c.redis;
+            r.boolean("enabled", rc.enabled);
+            r.str("address", rc.address, true);
+            r.str("user", rc.user);
+            r.secret("password", rc.password);
+            if (!rc.user.empty() && rc.password.empty()) r.error("password", "is required with user");
+            r.integer("db", rc.db, 0, 255);
+            r.str("key_prefix", rc.key_prefix);
+            for (char ch : rc.key_prefix) {
+                if (ch == '{' || ch == '}' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
+                    r.error("key_prefix", "must not contain braces, spaces or control characters");
+                    break;
+                }
+            }
+            if (rc.key_prefix.size() > 64) r.error("key_prefix", "must be at most 64 characters");
+            r.integer("pool_size", rc.pool_size, 1, 64);
+            r.integer("op_timeout_ms", rc.op_timeout_ms, 1, 60000);
+            r.integer("connect_timeout_ms", rc.connect_timeout_ms, 1, 600000);
+            r.integer("breaker_failures", rc.breaker_failures, 1, 1000000);
+            r.integer("breaker_open_ms", rc.breaker_open_ms, 1, 3600000);
+            r.integer("lock_ttl_ms", rc.lock_ttl_ms, 10, 600000);
+            r.boolean("shared_rate_limits", rc.shared_rate_limits);
+            r.boolean("tls", rc.tls);
+            r.str("tls_ca_file", rc.tls_ca_file);
+            r.str("tls_server_name", rc.tls_server_name);
+            if (rc.address.rfind("unix:", 0) == 0) {
+                if (rc.address.size() < 7 || rc.address[5] != '/')
+                    r.error("address", "unix: needs an absolute path (unix:/path)");
+                if (rc.tls) r.error("tls", "is not available over a unix socket");
+            } else {
+                static const std::regex hostport(R"(([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5}))");
+                std::smatch m;
+                if (!std::regex_match(rc.address, m, hostport) || std::stoul(m[2].str()) == 0 ||
+                    std::stoul(m[2].str()) > 65535)
+                    r.error("address", "must be host:port, [ipv6]:port or unix:/path");
+            }
+            // "encryption_keys": [{"id": "k1", "key": {"env": "..."}}, ...]
+            const json::value* keys = r.get("encryption_keys");
+            if (keys && !keys->is_array())
+                r.error("encryption_keys", "must be an array of {\"id\", \"key\"}");
+            if (keys && keys->is_array()) {
+                static const std::regex id_re("[A-Za-z0-9._-]{1,32}");
+                std::set<std::string> ids;
+                std::size_t idx = 0;
+                for (const auto& e : keys->get_array()) {
+                    const std::string path = r.at("encryption_keys") + "[" + std::to_string(idx++) + "]";
+                    if (!e.is_object()) {
+                        errors.push_back(path + ": must be an object {\"id\", \"key\"}");
+                        continue;
+                    }
+                    Reader kr(&e.get_object(), path, errors);
+                    RedisKeyConfig k;
+                    kr.str("id", k.id);
+                    if (!std::regex_match(k.id, id_re)) kr.error("id", "must be 1..32 of [A-Za-z0-9._-]");
+                    if (!k.id.empty() && !ids.insert(k.id).second) kr.error("id", "is used twice");
+                    kr.secret("key", k.key);
+                    if (k.key.empty() && !kr.has("key"))
+                        kr.error("key", "is required ({\"env\": \"VARIABLE\"} or {\"file\": \"/path\"})");
+                    rc.encryption_keys.push_back(std::move(k));
+                }
+            }
+            if (rc.enabled && rc.encryption_keys.empty())
+                r.error("encryption_keys",
+                        "is required when redis.enabled is true (values are encrypted at rest)");
+        }
+        {
             Reader r = top.sub("callers");
             r.boolean("required", c.callers.required);
             r.boolean("metrics_require_auth", c.callers.metrics_require_auth);
