@@ -404,6 +404,11 @@ class RedisClient::Impl::Slot : public std::enable_shared_from_this<Slot> {
         if (session) session->fail("stopped");
     }
     bool ready() const { return state == State::ready && session && !session->closed; }
+    // Why it is not serving: the live session's end, or the last attempt's failure.
+    std::string problem() const {
+        if (session && session->closed && !session->error.empty()) return session->error;
+        return last_error;
+    }
 
     State state = State::connecting;
     std::shared_ptr<Session> session;  // the current attempt or live connection
@@ -852,7 +857,7 @@ void RedisClient::Impl::update_status() {
     std::string conn_error;
     for (auto& s : slots) {
         if (s->ready()) ready = s.get();
-        if (conn_error.empty()) conn_error = s->last_error;
+        if (conn_error.empty()) conn_error = s->problem();
     }
     const auto bs = breaker.state();
     st.up = ready && bs == CircuitBreaker::State::closed;
@@ -985,6 +990,10 @@ bool RedisClient::subscribed() const {
 RedisStatus RedisClient::status() const {
     std::lock_guard lk(impl_->status_mu);
     return impl_->status;
+}
+
+asio::any_io_executor RedisClient::executor() const {
+    return impl_->io.get_executor();
 }
 
 const RedisOptions& RedisClient::options() const {

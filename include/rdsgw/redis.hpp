@@ -18,6 +18,7 @@
 //   channels are confirmed (so that users can re-check what they may have missed while it was down).
 // - Status (up / degraded + reason) for readiness, and metric callbacks; neither ever contains a secret.
 #pragma once
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <functional>
@@ -122,6 +123,8 @@ class RedisClient {
 
     RedisStatus status() const;
     const RedisOptions& options() const;
+    // The client thread's executor (for small tasks that belong there, e.g. reacting to a re-subscription).
+    boost::asio::any_io_executor executor() const;
 
     struct Op;  // internal: one operation in flight
 
