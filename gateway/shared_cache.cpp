@@ -12,6 +12,7 @@
 // - Decryption and parsing run on the caller's thread after the client hands the reply back.
 #include "rdsgw/shared_cache.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -21,6 +22,7 @@
 #include <cstdio>
 
 #include "rdsgw/async_util.hpp"
+#include "rdsgw/config.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/signer.hpp"
 
@@ -444,6 +446,78 @@ asio::awaitable<std::optional<double>> SharedCache::rate_acquire(std::string cal
                                     "rate_limit");
     if (r.kind != RedisReply::Kind::integer) co_return std::nullopt;
     co_return r.integer <= 0 ? 0.0 : static_cast<double>(r.integer) / 1e6;
+}
+
+namespace {
+
+// config.redis.encryption_keys -> SealKeys; false with `why` naming the key.
+bool load_seal_keys(const RedisConfig& rc, std::vector<SealKey>& out, std::string& why) {
+    for (std::size_t i = 0; i < rc.encryption_keys.size(); ++i) {
+        const auto& k = rc.encryption_keys[i];
+        const std::string where = "redis.encryption_keys[" + std::to_string(i) + "].key";
+        std::string text, reason;
+        if (!load_secret(k.key, text, reason)) {
+            why = where + ": " + reason;
+            return false;
+        }
+        auto material = parse_key_material(text);
+        OPENSSL_cleanse(text.data(), text.size());
+        if (!material) {
+            why = where + " (" + k.key.describe() + "): must be 32 bytes, as 64 hex digits or base64";
+            return false;
+        }
+        out.push_back(SealKey{k.id, *material});
+        OPENSSL_cleanse(material->data(), material->size());
+    }
+    if (out.empty()) why = "redis.encryption_keys: is required when redis.enabled is true";
+    return !out.empty();
+}
+
+RedisOptions redis_options(const RedisConfig& rc) {
+    RedisOptions o;
+    o.address = rc.address;
+    o.user = rc.user;
+    o.db = rc.db;
+    o.pool_size = rc.pool_size;
+    o.op_timeout = std::chrono::milliseconds(rc.op_timeout_ms);
+    o.connect_timeout = std::chrono::milliseconds(rc.connect_timeout_ms);
+    o.breaker_failures = rc.breaker_failures;
+    o.breaker_open = std::chrono::milliseconds(rc.breaker_open_ms);
+    o.tls = rc.tls;
+    o.tls_ca_file = rc.tls_ca_file;
+    o.tls_server_name = rc.tls_server_name;
+    return o;
+}
+
+}  // namespace
+
+std::unique_ptr<SharedCache> make_shared_cache(const Config& cfg, RedisEvents events,
+                                               std::function<void(std::string_view)> on_event,
+                                               std::string& why) {
+    const RedisConfig& rc = cfg.redis;
+    RedisOptions ro = redis_options(rc);
+    if (!rc.password.empty()) {
+        std::string reason;
+        if (!load_secret(rc.password, ro.password, reason)) {
+            why = "redis.password: " + reason;
+            return nullptr;
+        }
+    }
+    std::vector<SealKey> keys;
+    if (!load_seal_keys(rc, keys, why)) return nullptr;
+    SharedCacheOptions so;
+    so.key_prefix = rc.key_prefix;
+    so.expiry_margin = std::chrono::seconds(cfg.cache.expiry_margin_s);
+    so.lock_ttl = std::chrono::milliseconds(rc.lock_ttl_ms);
+    try {
+        Sealer sealer(std::move(keys));
+        auto client = std::make_unique<RedisClient>(std::move(ro), std::move(events));
+        return std::make_unique<SharedCache>(std::move(client), std::move(sealer), std::move(so),
+                                             std::move(on_event));
+    } catch (const std::invalid_argument& e) {
+        why = e.what();
+        return nullptr;
+    }
 }
 
 }  // namespace rdsgw

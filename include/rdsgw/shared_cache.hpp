@@ -30,6 +30,8 @@
 
 namespace rdsgw {
 
+struct Config;
+
 struct L2Lookup {
     enum class Kind { hit, miss, unavailable };
     Kind kind = Kind::miss;
@@ -133,5 +135,14 @@ class SharedCache {
     std::optional<long long> seen_gen_;    // client thread only
     std::unique_ptr<RedisClient> client_;  // last: destroyed (stopped) first
 };
+
+// The shared tier as configured (call when cfg.redis.enabled): loads the password and the encryption keys
+// from their secrets now, and starts the client (it connects in the background; the gateway serves with L1
+// alone until Redis answers). nullptr with `why` when a secret cannot be read, a key is not 32 bytes, the
+// address is malformed or the TLS CA cannot be loaded; `why` names the config key, never a secret.
+// `events` and `on_event` usually feed Metrics::redis_operation / set_redis_up and Metrics::cache_event.
+std::unique_ptr<SharedCache> make_shared_cache(const Config& cfg, RedisEvents events,
+                                               std::function<void(std::string_view event)> on_event,
+                                               std::string& why);
 
 }  // namespace rdsgw

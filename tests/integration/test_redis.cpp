@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "rdsgw/config.hpp"
 #include "rdsgw/shared_cache.hpp"
 #include "support/redis_server.hpp"
 
@@ -474,4 +475,52 @@ BOOST_AUTO_TEST_CASE(redis_killed_under_load_never_fails_or_stalls_a_caller) {
     runner.join();
     BOOST_TEST(exceptions == 0);
     BOOST_TEST(slowest_ms < 3000, "slowest L2 operation: " << slowest_ms << " ms");
+}
+
+BOOST_AUTO_TEST_CASE(built_from_config_with_secrets_from_env_and_file) {
+    RedisServerOptions so;
+    so.extra_args = {"--requirepass", "cfg-redis-pw"};
+    so.admin_password = "cfg-redis-pw";
+    RedisServer srv(so);
+    TempDir dir;
+    const std::string pw_file = dir.write("redis-pw", "cfg-redis-pw\n");
+    ::setenv("RDSGW_TEST_L2_K2", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 1);  // base64
+    const std::string k1_file = dir.write("k1", std::string(64, 'a'));                // hex
+    auto config = [&](const std::string& k2_env) {
+        Config cfg;
+        std::vector<std::string> errors;
+        const std::string text =
+            R"({"callers": {"required": false}, "redis": {"enabled": true, "address": ")" + srv.address() +
+            R"(", "password": {"file": ")" + pw_file + R"("}, "db": 4,
+            "key_prefix": "cfg:", "op_timeout_ms": 2000, "encryption_keys": [
+              {"id": "k2", "key": {"env": ")" +
+            k2_env + R"("}}, {"id": "k1", "key": {"file": ")" + k1_file + R"("}}]}})";
+        BOOST_REQUIRE_MESSAGE(parse_config(text, cfg, errors), (errors.empty() ? "" : errors.front()));
+        return cfg;
+    };
+    std::string why;
+    std::atomic<int> events{0}, ops{0}, ups{0};
+    RedisEvents ev;
+    ev.on_operation = [&](std::string_view, std::string_view, double) { ++ops; };
+    ev.on_state = [&](bool up) { ups += up ? 1 : 0; };
+    auto l2 = make_shared_cache(
+        config("RDSGW_TEST_L2_K2"), ev, [&](std::string_view) { ++events; }, why);
+    BOOST_REQUIRE_MESSAGE(l2, why);
+    BOOST_REQUIRE(run_sync(l2->put(kCacheKey, sample(SysClock::now()), 30s)));
+    BOOST_TEST(run_sync(l2->get(kCacheKey, SysClock::now())).kind == L2Lookup::Kind::hit);
+    BOOST_TEST(srv.query({"EXISTS", l2->value_key(kCacheKey)}, 4).integer == 1);
+    BOOST_TEST(l2->value_key(kCacheKey).rfind("cfg:{", 0) == 0);
+    const std::string raw = srv.query({"GET", l2->value_key(kCacheKey)}, 4).str;
+    BOOST_TEST(raw.substr(1, 3) == std::string("\x02k2", 3));  // sealed with the first key
+    BOOST_TEST(events >= 1);
+    BOOST_TEST(ops >= 2);
+    BOOST_TEST(ups >= 1);
+
+    // A secret that cannot be read, or is not a 32-byte key: refused, naming the key and not the value.
+    BOOST_TEST(!make_shared_cache(config("RDSGW_TEST_L2_UNSET"), {}, {}, why));
+    BOOST_TEST(why.find("redis.encryption_keys[0].key") != std::string::npos, why);
+    ::setenv("RDSGW_TEST_L2_SHORT", "c2hvcnQta2V5LXZhbHVl", 1);
+    BOOST_TEST(!make_shared_cache(config("RDSGW_TEST_L2_SHORT"), {}, {}, why));
+    BOOST_TEST(why.find("32 bytes") != std::string::npos, why);
+    BOOST_TEST(why.find("c2hvcnQta2V5LXZhbHVl") == std::string::npos);
 }
