@@ -818,7 +818,7 @@ void RedisClient::Impl::finish(const OpPtr& op, std::vector<RedisReply> replies)
     bool failure = false;
     for (const auto& r : replies) {
         if (r.failed() && result == "ok") result = r.str;
-        if (r.error() && result == "ok") result = "error";
+        if (r.error() && result == "ok") result = starts_with(r.str, "NOSCRIPT") ? "noscript" : "error";
         failure = failure || counts_as_failure(r);
     }
     if (op->ticket) {

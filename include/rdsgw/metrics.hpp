@@ -66,7 +66,7 @@ class Metrics {
     // Redis shows none. L2 hits and misses go through cache_event ("l2_hit", "l2_miss", "l2_decrypt_error").
   public:
     // op: the operation's label (e.g. "l2_get", "l2_put", "l2_lock", "rate_limit"); result: "ok" | "error" |
-    // "timeout" | "breaker_open" | "disconnected" | "overloaded" | "stopped". Bounded sets only.
+    // "noscript" | "timeout" | "breaker_open" | "disconnected" | "overloaded" | "stopped". Bounded sets only.
     void redis_operation(std::string_view op, std::string_view result, double seconds);
     void set_redis_up(bool up);
 

@@ -66,7 +66,8 @@ struct RedisOptions {
 
 struct RedisEvents {
     // After every operation: its label (the lower-case command name unless the caller gave one), the
-    // result ("ok", "error", or a failure reason) and its duration. Called on the client thread.
+    // result ("ok", "error", "noscript" (EVALSHA before the script was loaded; eval() then loads it), or a
+    // failure reason) and its duration. Called on the client thread.
     std::function<void(std::string_view op, std::string_view result, double seconds)> on_operation;
     // When the status changes between up and degraded. Called on the client thread.
     std::function<void(bool up)> on_state;

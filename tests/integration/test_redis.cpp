@@ -524,3 +524,18 @@ BOOST_AUTO_TEST_CASE(built_from_config_with_secrets_from_env_and_file) {
     BOOST_TEST(why.find("32 bytes") != std::string::npos, why);
     BOOST_TEST(why.find("c2hvcnQta2V5LXZhbHVl") == std::string::npos);
 }
+
+BOOST_AUTO_TEST_CASE(redis_full_refuses_writes_but_reads_go_on) {
+    RedisServer srv;
+    Instance a(srv.address(), {key("k1", 1)});
+    BOOST_REQUIRE(eventually([&] { return a.ready(); }));
+    const auto now = SysClock::now();
+    BOOST_REQUIRE(a.put(kCacheKey, sample(now), 30s));
+    BOOST_REQUIRE(srv.query({"CONFIG", "SET", "maxmemory", "1"}).ok());  // full, and nothing may be evicted
+    for (int i = 0; i < 10; ++i)
+        BOOST_TEST(!a.put(kProject + "\nfull" + std::to_string(i), sample(now), 30s));
+    BOOST_TEST(a.seen("op l2_put error") == 10);
+    BOOST_TEST(a.get(kCacheKey).kind == L2Lookup::Kind::hit);  // what is there still serves
+    BOOST_TEST(a.cache->client().status().up);                 // an error answer is not an outage
+    BOOST_TEST(!run_sync(a.cache->rate_acquire("caller-a", 10, 5)).has_value());  // -> the local bucket
+}
