@@ -246,6 +246,35 @@ asio::awaitable<void> SharedCache::release(std::string cache_key) {
                            "l2_release");
 }
 
+// What one answer of the acquire script means: done (out is set), wait for the lock, or ask again (the value
+// there did not open: take the lock to fetch it anew).
+SharedCache::Next SharedCache::settle(const std::string& cache_key, const std::string& token,
+                                      const RedisReply& r, bool waited, bool& skip_value, L2Acquire& out) {
+    const long long state =
+        r.kind == RedisReply::Kind::array && !r.elements.empty() ? r.elements[0].integer : -1;
+    if (state == 0) return Next::wait;
+    if (state == 1) {
+        std::lock_guard lk(mu_);
+        held_[cache_key] = token;
+        out.kind = L2Acquire::Kind::leader;
+        out.took_over = waited;
+        return Next::done;
+    }
+    if (state == 2 && r.elements.size() == 3) {
+        auto a = open_value(cache_key, r.elements[1].str);
+        if (!a) {
+            skip_value = true;
+            return Next::again;
+        }
+        out.kind = L2Acquire::Kind::value;
+        out.remaining = std::chrono::milliseconds(std::max<long long>(0, r.elements[2].integer));
+        out.answer = std::make_shared<const CachedAnswer>(std::move(*a));
+        return Next::done;
+    }
+    out.kind = L2Acquire::Kind::unavailable;
+    return Next::done;
+}
+
 asio::awaitable<L2Acquire> SharedCache::acquire_or_wait(std::string cache_key, Deadline deadline) {
     const std::string hash = hash_tag(cache_key);
     const auto keys = args({value_key(cache_key), lock_key(cache_key)});
@@ -253,11 +282,7 @@ asio::awaitable<L2Acquire> SharedCache::acquire_or_wait(std::string cache_key, D
     const auto ex = co_await asio::this_coro::executor;
     bool skip_value = false, waited = false;
     L2Acquire out;
-    for (;;) {
-        if (steady::now() >= deadline) {
-            out.kind = L2Acquire::Kind::timeout;
-            co_return out;
-        }
+    while (steady::now() < deadline) {
         // Register before asking, so that a landing published after the script ran wakes this waiter.
         const bool can_wait = client_->subscribed();
         auto w = std::make_shared<Waiter>(ex);
@@ -269,38 +294,17 @@ asio::awaitable<L2Acquire> SharedCache::acquire_or_wait(std::string cache_key, D
         auto argv = args({token, lock_ms, skip_value ? "1" : "0"});
         auto r = co_await client_->eval(acquire_script(), keys, std::move(argv),
                                         std::min(deadline, client_->deadline()), "l2_lock");
-        const long long state =
-            r.kind == RedisReply::Kind::array && !r.elements.empty() ? r.elements[0].integer : -1;
-        if (state != 0) {
+        const Next next = settle(cache_key, token, r, waited, skip_value, out);
+        if (next != Next::wait || !can_wait) {  // without a subscriber to wake it, nobody waits blind
             unregister_waiter(hash, w);
-            if (state == 1) {
-                std::lock_guard lk(mu_);
-                held_[cache_key] = token;
-                out.kind = L2Acquire::Kind::leader;
-                out.took_over = waited;
-                co_return out;
-            }
-            if (state == 2 && r.elements.size() == 3) {
-                if (auto a = open_value(cache_key, r.elements[1].str)) {
-                    out.kind = L2Acquire::Kind::value;
-                    out.remaining = std::chrono::milliseconds(std::max<long long>(0, r.elements[2].integer));
-                    out.answer = std::make_shared<const CachedAnswer>(std::move(*a));
-                    co_return out;
-                }
-                skip_value = true;  // does not open here: fetch it anew (and overwrite it) under the lock
-                continue;
-            }
-            out.kind = L2Acquire::Kind::unavailable;
-            co_return out;
-        }
-        if (!can_wait) {
-            out.kind = L2Acquire::Kind::unavailable;  // no subscriber to be woken by: do not wait blind
+            if (next == Next::again) continue;
+            if (next == Next::wait) out.kind = L2Acquire::Kind::unavailable;
             co_return out;
         }
         const long long pttl = r.elements.size() > 1 && r.elements[1].integer > 0 ? r.elements[1].integer
                                                                                   : opts_.lock_ttl.count();
-        const auto until = std::min(deadline, steady::now() + std::chrono::milliseconds(pttl + 2));
-        const bool woken = co_await w->waker->wait(until);
+        const bool woken =
+            co_await w->waker->wait(std::min(deadline, steady::now() + std::chrono::milliseconds(pttl + 2)));
         unregister_waiter(hash, w);
         waited = true;
         if (woken && w->why.load() == 'R') {
@@ -308,6 +312,8 @@ asio::awaitable<L2Acquire> SharedCache::acquire_or_wait(std::string cache_key, D
             co_return out;
         }
     }
+    out.kind = L2Acquire::Kind::timeout;
+    co_return out;
 }
 
 void SharedCache::unregister_waiter(const std::string& hash, const std::shared_ptr<Waiter>& w) {

@@ -112,6 +112,9 @@ class SharedCache {
 
   private:
     struct Waiter;
+    enum class Next { done, wait, again };
+    Next settle(const std::string& cache_key, const std::string& token, const RedisReply& r, bool waited,
+                bool& skip_value, L2Acquire& out);
     std::string hash_tag(std::string_view s) const;
     std::optional<CachedAnswer> open_value(std::string_view cache_key, std::string_view sealed);
     bool fresh_enough(const CachedAnswer& a, SysClock::time_point now) const;
