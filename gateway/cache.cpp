@@ -175,22 +175,25 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
     return {};
 }
 
-bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point now) {
+SysClock::duration fresh_lifetime(const CachedAnswer& a, SysClock::time_point now, const CacheOptions& o) {
+    if (a.status == 404 || a.status == 502) return clamp_seconds(o.negative_ttl);  // negative entries
+    if (a.status != 200) return SysClock::duration::zero();
+    const TimePoint valid_until = sub_sat(a.earliest_expiry, clamp_seconds(o.expiry_margin));
+    const TimePoint fresh_until = std::min(add_sat(now, clamp_seconds(o.ttl)), valid_until);
+    return fresh_until > now ? fresh_until - now : SysClock::duration::zero();
+}
+
+bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point now,
+                    SysClock::duration max_fresh) {
     const bool negative = answer && (answer->status == 404 || answer->status == 502);
     if (!answer || (answer->status != 200 && !negative)) return false;
 
-    SysClock::time_point fresh_until;
-    SysClock::time_point valid_until = SysClock::time_point::max();
-    bool storable;
-    if (answer->status == 200) {
-        valid_until = sub_sat(answer->earliest_expiry, clamp_seconds(opts_.expiry_margin));
-        fresh_until = std::min(add_sat(now, clamp_seconds(opts_.ttl)), valid_until);
-        storable = fresh_until > now;
-    } else {
-        const auto neg = clamp_seconds(opts_.negative_ttl);
-        fresh_until = add_sat(now, neg);
-        storable = neg > SysClock::duration::zero();
-    }
+    const SysClock::duration life = std::min(fresh_lifetime(*answer, now, opts_), max_fresh);
+    const SysClock::time_point fresh_until = add_sat(now, life);
+    const SysClock::time_point valid_until =
+        answer->status == 200 ? sub_sat(answer->earliest_expiry, clamp_seconds(opts_.expiry_margin))
+                              : SysClock::time_point::max();
+    bool storable = life > SysClock::duration::zero();
     const std::size_t fp = answer->footprint(key.size());
     if (fp > opts_.max_bytes || opts_.max_entries == 0) storable = false;
 

@@ -602,6 +602,71 @@ void parse_log(Reader& top, LogConfig& c) {
     r.integer("access_queue", c.access_queue, 16, 10000000);
 }
 
+// The shared cache tier (Redis): off by default.
+void parse_redis(Reader& top, RedisConfig& rc) {
+    Reader r = top.sub("redis");
+    r.boolean("enabled", rc.enabled);
+    r.str("address", rc.address, true);
+    r.str("user", rc.user);
+    r.secret("password", rc.password);
+    if (!rc.user.empty() && rc.password.empty()) r.error("password", "is required with user");
+    r.integer("db", rc.db, 0, 255);
+    r.str("key_prefix", rc.key_prefix);
+    for (char ch : rc.key_prefix) {
+        if (ch == '{' || ch == '}' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
+            r.error("key_prefix", "must not contain braces, spaces or control characters");
+            break;
+        }
+    }
+    if (rc.key_prefix.size() > 64) r.error("key_prefix", "must be at most 64 characters");
+    r.integer("pool_size", rc.pool_size, 1, 64);
+    r.integer("op_timeout_ms", rc.op_timeout_ms, 1, 60000);
+    r.integer("connect_timeout_ms", rc.connect_timeout_ms, 1, 600000);
+    r.integer("breaker_failures", rc.breaker_failures, 1, 1000000);
+    r.integer("breaker_open_ms", rc.breaker_open_ms, 1, 3600000);
+    r.integer("lock_ttl_ms", rc.lock_ttl_ms, 10, 600000);
+    r.boolean("shared_rate_limits", rc.shared_rate_limits);
+    r.boolean("tls", rc.tls);
+    r.str("tls_ca_file", rc.tls_ca_file);
+    r.str("tls_server_name", rc.tls_server_name);
+    if (rc.address.rfind("unix:", 0) == 0) {
+        if (rc.address.size() < 7 || rc.address[5] != '/') r.error("address", "unix: needs an absolute path (unix:/path)");
+        if (rc.tls) r.error("tls", "is not available over a unix socket");
+    } else {
+        static const std::regex hostport(R"(([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5}))");
+        std::smatch m;
+        if (!std::regex_match(rc.address, m, hostport) || std::stoul(m[2].str()) == 0 ||
+            std::stoul(m[2].str()) > 65535)
+            r.error("address", "must be host:port, [ipv6]:port or unix:/path");
+    }
+    // "encryption_keys": [{"id": "k1", "key": {"env": "..."}}, ...]
+    const json::value* keys = r.get("encryption_keys");
+    if (keys && !keys->is_array()) r.error("encryption_keys", "must be an array of {\"id\", \"key\"}");
+    if (keys && keys->is_array()) {
+        static const std::regex id_re("[A-Za-z0-9._-]{1,32}");
+        std::set<std::string> ids;
+        std::size_t idx = 0;
+        for (const auto& e : keys->get_array()) {
+            const std::string path = r.at("encryption_keys") + "[" + std::to_string(idx++) + "]";
+            if (!e.is_object()) {
+                r.errors().push_back(path + ": must be an object {\"id\", \"key\"}");
+                continue;
+            }
+            Reader kr(&e.get_object(), path, r.errors());
+            RedisKeyConfig k;
+            kr.str("id", k.id);
+            if (!std::regex_match(k.id, id_re)) kr.error("id", "must be 1..32 of [A-Za-z0-9._-]");
+            if (!k.id.empty() && !ids.insert(k.id).second) kr.error("id", "is used twice");
+            kr.secret("key", k.key);
+            if (k.key.empty() && !kr.has("key"))
+                kr.error("key", "is required ({\"env\": \"VARIABLE\"}, {\"file\": \"/path\"} or {\"credential\": \"name\"})");
+            rc.encryption_keys.push_back(std::move(k));
+        }
+    }
+    if (rc.enabled && rc.encryption_keys.empty())
+        r.error("encryption_keys", "is required when redis.enabled is true (values are encrypted at rest)");
+}
+
 // Checks across blocks.
 void check_listeners(const Config& c, std::vector<std::string>& errors) {
     if (!c.admin.enabled || c.admin.port == 0 || c.admin.port != c.listen.port) return;
@@ -648,6 +713,7 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
         parse_request(top, c.request);
         parse_response(top, c.response);
         parse_log(top, c.log);
+        parse_redis(top, c.redis);
     }
     check_listeners(c, errors);
     if (c.callers.required && c.callers.list.empty())
@@ -813,6 +879,28 @@ json::object log_json(const LogConfig& l) {
     return {{"access", l.access}, {"level", l.level}, {"access_queue", l.access_queue}};
 }
 
+json::object redis_json(const RedisConfig& r) {
+    json::array keys;
+    for (const auto& k : r.encryption_keys) keys.push_back(json::object{{"id", k.id}, {"key", secret_json(k.key)}});
+    return {{"enabled", r.enabled},
+            {"address", r.address},
+            {"user", r.user},
+            {"password", secret_json(r.password)},
+            {"db", r.db},
+            {"key_prefix", r.key_prefix},
+            {"pool_size", r.pool_size},
+            {"op_timeout_ms", r.op_timeout_ms},
+            {"connect_timeout_ms", r.connect_timeout_ms},
+            {"breaker_failures", r.breaker_failures},
+            {"breaker_open_ms", r.breaker_open_ms},
+            {"lock_ttl_ms", r.lock_ttl_ms},
+            {"encryption_keys", std::move(keys)},
+            {"shared_rate_limits", r.shared_rate_limits},
+            {"tls", r.tls},
+            {"tls_ca_file", r.tls_ca_file},
+            {"tls_server_name", r.tls_server_name}};
+}
+
 json::object config_json(const Config& c) {
     json::object o;
     o["listen"] = listen_json(c.listen);
@@ -826,6 +914,7 @@ json::object config_json(const Config& c) {
     o["request"] = request_json(c.request);
     o["response"] = response_json(c.response);
     o["log"] = log_json(c.log);
+    o["redis"] = redis_json(c.redis);
     return o;
 }
 

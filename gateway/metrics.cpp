@@ -431,4 +431,62 @@ void Metrics::set_open_connections(double n) {
     impl_->open_conns->Set(n);
 }
 
+// ---- The shared cache tier (Redis)
+
+struct Metrics::RedisMetrics {
+    prometheus::Family<prometheus::Counter>* ops = nullptr;
+    prometheus::Family<prometheus::Histogram>* duration = nullptr;
+    prometheus::Gauge* up = nullptr;
+    std::mutex mu;  // guards the two caches below (operations are rare: L1 misses only)
+    std::unordered_map<std::string, prometheus::Counter*> counters;      // "op\x1fresult"
+    std::unordered_map<std::string, prometheus::Histogram*> histograms;  // by op
+};
+
+Metrics::RedisMetrics& Metrics::redis_metrics() {
+    std::call_once(redis_once_, [this] {
+        using namespace prometheus;
+        auto m = std::make_shared<RedisMetrics>();
+        auto& r = *impl_->reg;
+        m->ops = &BuildCounter()
+                      .Name("rdsgw_redis_operations_total")
+                      .Help("Shared cache (Redis) operations by operation and result")
+                      .Register(r);
+        m->duration = &BuildHistogram()
+                           .Name("rdsgw_redis_duration_seconds")
+                           .Help("Duration of one shared cache (Redis) operation, by operation")
+                           .Register(r);
+        m->up = &BuildGauge()
+                     .Name("rdsgw_redis_up")
+                     .Help("1 while Redis answers (connected, circuit closed), else 0")
+                     .Register(r)
+                     .Add({});
+        redis_ = std::move(m);
+    });
+    return *redis_;
+}
+
+void Metrics::redis_operation(std::string_view op, std::string_view result, double seconds) {
+    static const prometheus::Histogram::BucketBoundaries kRedisBuckets{
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+    RedisMetrics& m = redis_metrics();
+    std::string key(op);
+    key.push_back('\x1f');
+    key.append(result);
+    std::lock_guard lk(m.mu);
+    auto c = m.counters.find(key);
+    if (c == m.counters.end())
+        c = m.counters.emplace(key, &m.ops->Add({{"op", std::string(op)}, {"result", std::string(result)}}))
+                .first;
+    c->second->Increment();
+    auto h = m.histograms.find(std::string(op));
+    if (h == m.histograms.end())
+        h = m.histograms.emplace(std::string(op), &m.duration->Add({{"op", std::string(op)}}, kRedisBuckets))
+                .first;
+    h->second->Observe(seconds);
+}
+
+void Metrics::set_redis_up(bool up) {
+    redis_metrics().up->Set(up ? 1 : 0);
+}
+
 }  // namespace rdsgw

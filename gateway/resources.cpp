@@ -1,5 +1,7 @@
 #include "rdsgw/resources.hpp"
 
+#include "rdsgw/sealed.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -73,6 +75,17 @@ std::vector<std::string> check_secrets(const Config& c) {
         if (!k.access_key.empty())
             check_secret("callers.list[" + std::to_string(i) + "].secret_key (caller " + k.name + ")",
                          k.secret_key, problems);
+    }
+    if (c.redis.enabled) {
+        if (!c.redis.password.empty()) check_secret("redis.password", c.redis.password, problems);
+        for (std::size_t i = 0; i < c.redis.encryption_keys.size(); ++i) {
+            const std::string key = "redis.encryption_keys[" + std::to_string(i) + "].key";
+            std::string value, why;
+            if (!load_secret(c.redis.encryption_keys[i].key, value, why))
+                problems.push_back(key + ": " + why);
+            else if (!parse_key_material(value))
+                problems.push_back(key + ": must be 32 bytes as 64 hex digits or base64");
+        }
     }
     return problems;
 }

@@ -61,6 +61,10 @@ struct CacheEvents {
     std::function<void()> on_expired;  // removed because its links came within the margin
 };
 
+// The freshness lifetime an answer gets in either cache tier: for a 200, min(ttl, earliest link expiry -
+// margin - now); for a 404, negative_ttl; otherwise zero. Not positive: not stored.
+SysClock::duration fresh_lifetime(const CachedAnswer& a, SysClock::time_point now, const CacheOptions& o);
+
 // Key: project_id + '\n' + backup_id (make_cache_key).
 std::string make_cache_key(std::string_view project_id, std::string_view backup_id);
 
@@ -87,7 +91,10 @@ class LinkCache {
     // nothing.
     // When the bounds are exceeded, entries are evicted (on_evicted) in global least-recently-used order
     // (never the one just stored) until entries() <= max_entries and bytes() <= max_bytes.
-    bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now);
+    // max_fresh caps the freshness lifetime further (an answer taken from the shared tier keeps only what
+    // it has left there).
+    bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now,
+             SysClock::duration max_fresh = SysClock::duration::max());
 
     bool erase(std::string_view key);
     std::size_t clear();

@@ -116,6 +116,32 @@ struct CacheConfig {
     unsigned wait_timeout_ms = 15000;
 };
 
+// The shared cache tier (Redis), off by default: one instance without Redis keeps the in-process cache alone.
+struct RedisKeyConfig {
+    std::string id;  // 1..32 of [A-Za-z0-9._-]; stored in each value
+    SecretRef key;   // 32 bytes as 64 hex digits or base64
+};
+
+struct RedisConfig {
+    bool enabled = false;
+    std::string address = "127.0.0.1:6379";  // host:port, [v6addr]:port, or unix:/path
+    std::string user;                        // ACL user ("" = password-only AUTH, or none)
+    SecretRef password;                      // optional
+    unsigned db = 0;
+    std::string key_prefix = "rdsgw:";
+    unsigned pool_size = 2;              // command connections per process (plus one subscriber)
+    unsigned op_timeout_ms = 20;         // one operation, from the caller's call to its answer
+    unsigned connect_timeout_ms = 1000;  // TCP/TLS connect plus AUTH/SELECT
+    unsigned breaker_failures = 5;       // consecutive failures or timeouts that stop asking Redis...
+    unsigned breaker_open_ms = 2000;     // ...for this long, then one probe
+    unsigned lock_ttl_ms = 10000;        // cross-instance fetch lock; a dead holder's lock frees after this
+    std::vector<RedisKeyConfig> encryption_keys;  // required when enabled; the first encrypts
+    bool shared_rate_limits = false;              // callers' rate limits enforced across instances
+    bool tls = false;
+    std::string tls_ca_file;      // empty: the system trust store
+    std::string tls_server_name;  // empty: the host of `address`
+};
+
 struct CallerConfig {
     std::string name;
     std::vector<std::string> api_key_sha256;
@@ -171,6 +197,7 @@ struct Config {
     RetryConfig retry;
     AuthConfig auth;
     CacheConfig cache;
+    RedisConfig redis;
     CallersConfig callers;
     LimitsConfig limits;
     RequestConfig request;

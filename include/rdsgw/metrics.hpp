@@ -94,6 +94,20 @@ class Metrics {
                                         std::string_view c = {}, std::string_view d = {});
     struct Impl;
     std::unique_ptr<Impl> impl_;
+
+    // ---- The shared cache tier (Redis). Its series are registered on first use, so an instance without
+    // Redis shows none. L2 hits and misses go through cache_event ("l2_hit", "l2_miss", "l2_decrypt_error").
+  public:
+    // op: the operation's label (e.g. "l2_get", "l2_put", "l2_lock", "rate_limit"); result: "ok" | "error" |
+    // "noscript" | "timeout" | "breaker_open" | "disconnected" | "overloaded" | "stopped". Bounded sets only.
+    void redis_operation(std::string_view op, std::string_view result, double seconds);
+    void set_redis_up(bool up);
+
+  private:
+    struct RedisMetrics;
+    RedisMetrics& redis_metrics();
+    std::once_flag redis_once_;
+    std::shared_ptr<RedisMetrics> redis_;
 };
 
 }  // namespace rdsgw

@@ -419,3 +419,30 @@ BOOST_AUTO_TEST_CASE(concurrent_put_and_get_stay_consistent) {
     for (const auto& key : probes) found += cache.get(key, T0).answer ? 1 : 0;
     BOOST_TEST(found == cache.entries());
 }
+
+BOOST_AUTO_TEST_CASE(fresh_lifetime_is_the_put_rule_for_both_tiers) {
+    const CacheOptions o = options();
+    BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*ok(T0 + 1h), T0, o)).count() == 300);   // ttl
+    BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*ok(T0 + 100s), T0, o)).count() == 40);  // link - margin
+    BOOST_TEST(fresh_lifetime(*ok(T0 + 60s), T0, o).count() == 0);                            // within margin
+    BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*not_found(), T0, o)).count() == 5);     // negative_ttl
+    auto other = std::make_shared<CachedAnswer>(*not_found());
+    other->status = 500;
+    BOOST_TEST(fresh_lifetime(*other, T0, o).count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(put_with_max_fresh_keeps_only_the_remaining_lifetime) {
+    // An answer taken from the shared tier with 10 s left there is fresh in L1 for 10 s, not the full TTL;
+    // it stays servable stale afterwards while its links remain valid.
+    LinkCache cache(options());
+    BOOST_TEST(cache.put("k", ok(T0 + 1h), T0, 10s));
+    BOOST_TEST(cache.get("k", T0 + 9s).fresh);
+    auto later = cache.get("k", T0 + 11s);
+    BOOST_TEST(static_cast<bool>(later.answer));
+    BOOST_TEST(!later.fresh);
+    BOOST_TEST(!cache.put("n", not_found(), T0, 0s));  // nothing left: not stored
+    BOOST_TEST(cache.entries() == 1u);
+    BOOST_TEST(cache.put("n", not_found(), T0, 2s));
+    BOOST_TEST(cache.get("n", T0 + 1s).fresh);
+    BOOST_TEST(!cache.get("n", T0 + 3s).answer);  // 404s are never served stale
+}
