@@ -176,7 +176,9 @@ Fixture& fixture() {
 
 // The parsed request the session would hand to the pipeline.
 struct Parsed {
-    http::request_parser<http::empty_body> parser;
+    rdsgw::HeaderArena arena;
+    http::request_parser<http::empty_body, rdsgw::ArenaAllocator<char>> parser{
+        std::piecewise_construct, std::make_tuple(), std::make_tuple(rdsgw::ArenaAllocator<char>(&arena))};
     Parsed() {
         const std::string text = request_text();
         boost::system::error_code ec;
@@ -188,11 +190,12 @@ struct Parsed {
 // One hit through the pipeline, the Exchange filled as Session::serve_one fills it.
 void pipeline_hit(rdsgw::Gateway& gw, const Parsed& p) {
     const auto& req = p.parser.get();
-    rdsgw::Exchange x;
+    thread_local rdsgw::Exchange x;  // as the session keeps one per connection
+    x.reset();
     x.started = std::chrono::steady_clock::now();
     x.client_addr = "127.0.0.1";
-    x.request_id = rdsgw::make_request_id();
-    x.trace = rdsgw::continue_trace({}, {});
+    rdsgw::make_request_id(x.request_id);
+    rdsgw::continue_trace(x.trace, {}, {});
     x.method = req.method();
     x.method_string = req.method_string();
     x.target = req.target();

@@ -103,10 +103,15 @@ std::size_t CachedAnswer::footprint(std::size_t key_size) const {
     return body.size() + upstream_request_id.size() + key_size + kEntryOverhead;
 }
 
-std::string make_cache_key(std::string_view project_id, std::string_view backup_id) {
-    std::string key;
+void make_cache_key(std::string& key, std::string_view project_id, std::string_view backup_id) {
+    key.clear();
     key.reserve(project_id.size() + 1 + backup_id.size());
     key.append(project_id).append(1, '\n').append(backup_id);
+}
+
+std::string make_cache_key(std::string_view project_id, std::string_view backup_id) {
+    std::string key;
+    make_cache_key(key, project_id, backup_id);
     return key;
 }
 

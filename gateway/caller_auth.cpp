@@ -29,6 +29,12 @@
 //   empties a bucket. The level is taken at the reload time at the OLD rate and capacity, capped at the new
 //   capacity, and refilled at the new rate from then on; a caller that was unlimited before starts full.
 #include "rdsgw/caller_auth.hpp"
+
+#include <openssl/crypto.h>
+
+#include <atomic>
+#include <cstring>
+
 #include "rdsgw/text.hpp"
 
 #include <algorithm>
@@ -47,7 +53,7 @@ constexpr std::string_view kMissing = "missing credentials";
 constexpr std::string_view kMalformed = "malformed credentials";
 constexpr std::string_view kInvalid = "invalid credentials";
 
-using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
+using HeaderList = std::span<const std::pair<std::string_view, std::string_view>>;
 
 // Stands in for the secret key of an access key no caller has (same length as Huawei Cloud's SKs).
 constexpr std::string_view kDummySk = "dummy-secret-key-for-unknown-access-keys";
@@ -55,13 +61,70 @@ constexpr std::string_view kDummySk = "dummy-secret-key-for-unknown-access-keys"
 thread_local detail::AuthWork t_work;  // per thread: no shared cache line on the request path
 
 // Values of every header with this name (case-insensitive), in order.
-std::vector<std::string_view> header_values(const HeaderList* headers, std::string_view name) {
+std::vector<std::string_view> header_values(HeaderList headers, std::string_view name) {
     std::vector<std::string_view> out;
-    if (headers == nullptr) return out;
-    for (const auto& [n, v] : *headers)
+    for (const auto& [n, v] : headers)
         if (ascii_iequals(n, name)) out.push_back(v);
     return out;
 }
+
+// How many headers have this name, and the first one's value (no allocation).
+struct HeaderCount {
+    std::size_t count = 0;
+    std::string_view first;
+};
+HeaderCount count_header(HeaderList headers, std::string_view name) {
+    HeaderCount c;
+    for (const auto& [n, v] : headers)
+        if (ascii_iequals(n, name) && c.count++ == 0) c.first = v;
+    return c;
+}
+
+// API keys this thread has verified against one registry (README, "Performance"): such a key is found again
+// without hashing it. Only successes are kept, so an unknown key always costs its one hash; a known key
+// answered from here is faster, which tells the client nothing its 200 does not. The presented key is
+// compared with every slot in constant time (CRYPTO_memcmp over the whole fixed-size slot, and the length);
+// longer keys are not kept. Another registry (a reload) wipes the slots first (OPENSSL_cleanse).
+struct VerifiedKeys {
+    static constexpr std::size_t kSlots = 8, kMaxKey = 96;
+    struct Slot {
+        unsigned char key[kMaxKey] = {};
+        std::size_t len = 0;
+        const Caller* who = nullptr;
+    };
+    std::uint64_t registry = 0;
+    Slot slots[kSlots];
+    std::size_t next = 0;
+
+    const Caller* find(std::uint64_t reg, std::string_view key) {
+        if (reg != registry) {
+            OPENSSL_cleanse(slots, sizeof slots);
+            for (auto& sl : slots) sl = Slot{};
+            registry = reg;
+        }
+        if (key.size() > kMaxKey) return nullptr;
+        unsigned char padded[kMaxKey] = {};
+        std::memcpy(padded, key.data(), key.size());
+        const Caller* found = nullptr;
+        for (const auto& sl : slots) {
+            const bool same = (CRYPTO_memcmp(sl.key, padded, kMaxKey) == 0) & (sl.len == key.size());
+            if (same && sl.who != nullptr && found == nullptr) found = sl.who;
+        }
+        OPENSSL_cleanse(padded, sizeof padded);
+        return found;
+    }
+    void add(std::string_view key, const Caller* who) {
+        if (key.size() > kMaxKey) return;
+        Slot& sl = slots[next++ % kSlots];
+        OPENSSL_cleanse(sl.key, sizeof sl.key);
+        std::memcpy(sl.key, key.data(), key.size());
+        sl.len = key.size();
+        sl.who = who;
+    }
+};
+thread_local VerifiedKeys t_keys;
+
+std::atomic<std::uint64_t> g_registry_ids{0};
 
 AuthOutcome fail(std::string_view reason) {
     AuthOutcome o;
@@ -142,7 +205,7 @@ void Caller::adopt_rate_state(const Caller& previous, std::chrono::steady_clock:
 }
 
 CallerRegistry::CallerRegistry(std::vector<CallerDef> defs, std::chrono::seconds max_clock_skew)
-    : skew_(max_clock_skew) {
+    : skew_(max_clock_skew), id_(++g_registry_ids) {
     // Which callers claim each credential (kind-prefixed value -> distinct caller names).
     std::unordered_map<std::string, std::vector<std::string>> claims;
     const auto claim = [&](char kind, const std::string& value, const std::string& caller) {
@@ -242,8 +305,10 @@ AuthOutcome verify_sdk_signature(const Callers& callers, std::chrono::seconds sk
 
 // (3) An API key: one hash, compared with every accepted hash of every caller (no early exit), known key
 // or not: the same work either way.
-AuthOutcome verify_api_key(const Callers& callers, std::string_view api_key) {
+// A key this thread verified before against this registry is taken from t_keys (see VerifiedKeys).
+AuthOutcome verify_api_key(const Callers& callers, std::uint64_t registry, std::string_view api_key) {
     if (api_key.empty()) return fail(kMalformed);
+    if (const Caller* known = t_keys.find(registry, api_key)) return succeed(known, "api_key");
     const std::string h = sha256_hex(api_key);
     ++t_work.api_key_hashes;
     const Caller* who = nullptr;
@@ -251,6 +316,7 @@ AuthOutcome verify_api_key(const Callers& callers, std::string_view api_key) {
         for (const auto& accepted : c->def().api_key_sha256)
             if (constant_time_equal(h, accepted) && who == nullptr) who = c.get();
     if (who == nullptr) return fail(kInvalid);
+    t_keys.add(api_key, who);
     return succeed(who, "api_key");
 }
 
@@ -264,20 +330,20 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
                 if (s == in.tls_subject) return succeed(c.get(), "mtls");
     }
 
-    const auto authz = header_values(in.headers, "authorization");
-    const auto api_keys = header_values(in.headers, "x-api-key");
-    if (authz.size() > 1 || api_keys.size() > 1) return fail(kMalformed);
+    const HeaderCount authz = count_header(in.headers, "authorization");
+    const HeaderCount api_keys = count_header(in.headers, "x-api-key");
+    if (authz.count > 1 || api_keys.count > 1) return fail(kMalformed);
 
-    if (authz.size() == 1) {
-        const std::string_view a = trim_ows(authz[0]);
+    if (authz.count == 1) {
+        const std::string_view a = trim_ows(authz.first);
         constexpr std::string_view kSdk = "SDK-HMAC-SHA256 ";
         constexpr std::string_view kBearer = "bearer ";
         if (a.substr(0, kSdk.size()) == kSdk) return verify_sdk_signature(callers_, skew_, in, a);
         if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer))
-            return verify_api_key(callers_, trim_ows(a.substr(kBearer.size())));
+            return verify_api_key(callers_, id_, trim_ows(a.substr(kBearer.size())));
         return fail(kMalformed);  // another scheme, or a bare "Bearer"
     }
-    if (api_keys.size() == 1) return verify_api_key(callers_, trim_ows(api_keys[0]));
+    if (api_keys.count == 1) return verify_api_key(callers_, id_, trim_ows(api_keys.first));
 
     // (4) Nothing usable presented.
     return fail(in.tls_subject.empty() ? kMissing : kInvalid);

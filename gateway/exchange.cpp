@@ -30,6 +30,58 @@ std::string_view Exchange::caller_name() const {
     return caller ? std::string_view(caller->name()) : std::string_view();
 }
 
+void Response::reset() {
+    status = 200;
+    content_type = "application/json";
+    shared_body.reset();
+    body.clear();
+    headers.clear();
+    close = false;
+}
+
+// Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
+static_assert(sizeof(Exchange) == 832, "Exchange changed: update Exchange::reset()");
+
+void Exchange::reset() {
+    method = boost::beast::http::verb::unknown;
+    method_string = {};
+    target = {};
+    version = 11;
+    route = Route::not_found;
+    fields = nullptr;
+    client_addr = {};
+    tls_subject = {};
+    admin_listener = false;
+    request_id.clear();
+    started = {};
+    user_agent = {};
+    tls_version = {};
+    client.clear();
+    trace.trace_id.clear();
+    trace.parent_id.clear();
+    trace.span_id.clear();
+    trace.flags.assign("00");
+    trace.tracestate.clear();
+    registry.reset();
+    caller = nullptr;
+    project_id.clear();
+    backup_id.clear();
+    cache_key.clear();
+    language = {};
+    no_cache = false;
+    cache = CacheState::none;
+    stale.reset();
+    upstream_status = 0;
+    attempts = 0;
+    upstream_ms = -1;
+    upstream_request_id.clear();
+    upstream_retry_after.clear();
+    answer.reset();
+    error.reset();
+    response.reset();
+    bytes_sent = 0;
+}
+
 std::string make_error_body(unsigned status, std::string_view message, std::string_view request_id) {
     std::string out;
     out.reserve(64 + message.size() + request_id.size());
@@ -68,11 +120,16 @@ void append_uint(std::string& s, std::uint64_t v) {
 }  // namespace
 
 std::string access_line(const Exchange& x, double total_ms) {
-    using namespace std::string_view_literals;
     std::string s;
     s.reserve(384);
+    append_access_line(s, x, total_ms);
+    return s;
+}
+
+void append_access_line(std::string& s, const Exchange& x, double total_ms) {
+    using namespace std::string_view_literals;
     s += "{\"time\":\""sv;
-    s += format_log_time(std::chrono::system_clock::now());
+    append_log_time(s, std::chrono::system_clock::now());
     s += "\",\"request_id\":"sv;
     json_escape_append(s, x.request_id);
     s += ",\"client\":"sv;
@@ -144,7 +201,6 @@ std::string access_line(const Exchange& x, double total_ms) {
         json_escape_append(s, x.error->message);
     }
     s += '}';
-    return s;
 }
 
 }  // namespace rdsgw

@@ -77,7 +77,7 @@ bool valid_host_header(std::string_view v) {
     return true;
 }
 
-Framing check_framing(const http::fields& f, unsigned version) {
+Framing check_framing(const RequestFields& f, unsigned version) {
     // One pass over the fields (Beast's find/equal_range do not visit every line of a repeated name).
     std::size_t te_lines = 0, cl_lines = 0, hosts = 0;
     std::string_view te_last, cl_first, host;

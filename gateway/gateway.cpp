@@ -58,7 +58,7 @@ bool header_has_token(std::string_view value, std::string_view token) {
 }
 
 // Every line of a repeated header counts (Beast's find() gives the first only).
-bool has_token(const http::fields& f, http::field name, std::string_view token) {
+bool has_token(const RequestFields& f, http::field name, std::string_view token) {
     for (const auto& field : f)
         if (field.name() == name && header_has_token(field.value(), token)) return true;
     return false;
@@ -290,11 +290,12 @@ bool Gateway::route(Exchange& x) {
 bool Gateway::authenticate(Exchange& x) {
     if (!callers_.required()) return true;
     x.registry = callers_.snapshot();
-    std::vector<std::pair<std::string_view, std::string_view>> hs;
-    hs.reserve(16);
+    thread_local std::vector<std::pair<std::string_view, std::string_view>> hs;  // storage kept per thread
+    hs.clear();
     for (auto& f : *x.fields) hs.emplace_back(f.name_string(), f.value());
     const AuthOutcome out =
-        x.registry->authenticate({x.method_string, x.target, &hs, x.tls_subject, sys::now()});
+        x.registry->authenticate({x.method_string, x.target, hs, x.tls_subject, sys::now()});
+    hs.clear();
     if (out.caller) {
         x.caller = out.caller;
         return true;
@@ -306,13 +307,12 @@ bool Gateway::authenticate(Exchange& x) {
 }
 
 bool Gateway::validate(Exchange& x) {
-    auto parsed = parse_backup_files(x.target, rules_);
-    if (auto* e = std::get_if<RequestError>(&parsed))
+    if (auto e = parse_backup_files(x.target, rules_, x.project_id, x.backup_id)) {
+        x.project_id.clear();
+        x.backup_id.clear();
         return fail(x, LocalError(e->status, std::move(e->message), ErrorSource::caller, "validation"));
-    auto& req = std::get<BackupFilesRequest>(parsed);
-    x.project_id = std::move(req.project_id);
-    x.backup_id = std::move(req.backup_id);
-    x.cache_key = make_cache_key(x.project_id, x.backup_id);
+    }
+    make_cache_key(x.cache_key, x.project_id, x.backup_id);
     if (cfg_.cache.honor_no_cache)
         x.no_cache = has_token(*x.fields, http::field::cache_control, "no-cache") ||
                      has_token(*x.fields, http::field::pragma, "no-cache");
@@ -555,7 +555,12 @@ void Gateway::finish(const Exchange& x) {
         status_->request(x.response.status, x.cache, x.caller_name(), throttled, now);
         if (x.caller) metrics_.caller_request(x.caller_name(), throttled);
     }
-    if (access_log_.enabled()) access_log_.write(access_line(x, total_ms));
+    if (access_log_.enabled()) {
+        thread_local std::string line;  // storage kept per thread
+        line.clear();
+        append_access_line(line, x, total_ms);
+        access_log_.write(line);
+    }
 }
 
 }  // namespace rdsgw

@@ -120,19 +120,20 @@ void AccessLog::open_file() {
     fd_ = fd;
 }
 
-void AccessLog::write(std::string line) {
+void AccessLog::write(std::string_view line) {
     if (mode_ == Mode::off) return;
     bool wake;
     {
         std::lock_guard lk(mu_);
-        if (queue_.size() >= max_queue_) {
+        if (pending_lines_ >= max_queue_) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        queue_.push_back(std::move(line));
+        pending_.append(line);
+        pending_.push_back('\n');
         // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
         // woken early only when a batch is large, so requests make no futex call per line.
-        wake = queue_.size() == kWakeBatch;
+        wake = ++pending_lines_ == kWakeBatch;
     }
     if (wake) cv_.notify_one();
 }
@@ -149,11 +150,11 @@ void AccessLog::reopen() {
 void AccessLog::flush() {
     if (mode_ == Mode::off) return;
     std::unique_lock lk(mu_);
-    idle_cv_.wait(lk, [&] { return queue_.empty() && !busy_; });
+    idle_cv_.wait(lk, [&] { return pending_lines_ == 0 && !busy_; });
 }
 
 void AccessLog::run() {
-    std::deque<std::string> batch;
+    // The writer swaps its block with the pending one: both keep their storage, so lines cost no allocation.
     std::string buf;
     for (;;) {
         bool reopen = false;
@@ -161,22 +162,19 @@ void AccessLog::run() {
             std::unique_lock lk(mu_);
             busy_ = false;
             idle_cv_.notify_all();
-            cv_.wait_for(lk, kFlushInterval, [&] { return stop_ || reopen_ || queue_.size() >= kWakeBatch; });
-            if (queue_.empty() && !stop_ && !reopen_) continue;
-            if (queue_.empty() && stop_) return;
-            batch.swap(queue_);
+            cv_.wait_for(lk, kFlushInterval,
+                         [&] { return stop_ || reopen_ || pending_lines_ >= kWakeBatch; });
+            if (pending_lines_ == 0 && !stop_ && !reopen_) continue;
+            if (pending_lines_ == 0 && stop_) return;
+            buf.clear();
+            buf.swap(pending_);
+            pending_lines_ = 0;
             reopen = reopen_;
             reopen_ = false;
             busy_ = true;
         }
         if (reopen) open_file();
-        buf.clear();
-        for (auto& l : batch) {
-            buf += l;
-            buf.push_back('\n');
-        }
-        batch.clear();
-        if (fd_ >= 0) write_all(fd_, buf.data(), buf.size());
+        if (fd_ >= 0 && !buf.empty()) write_all(fd_, buf.data(), buf.size());
     }
 }
 

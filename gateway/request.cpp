@@ -160,6 +160,14 @@ std::size_t split_path(std::string_view path, std::array<std::string_view, N>& s
 
 }  // namespace
 
+namespace {
+// version_id with escapes: "v3" after one decoding pass.
+bool decodes_to_v3(std::string_view seg) {
+    std::string decoded;
+    return percent_decode(seg, decoded) && decoded == "v3";
+}
+}  // namespace
+
 bool percent_decode(std::string_view in, std::string& out) {
     if (in.find('%') == std::string_view::npos) {  // the common case: nothing to decode
         out.assign(in.data(), in.size());
@@ -243,6 +251,13 @@ Route classify(std::string_view target) {
 
 std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target,
                                                                   const RequestRules& rules) {
+    BackupFilesRequest out;
+    if (auto e = parse_backup_files(target, rules, out.project_id, out.backup_id)) return std::move(*e);
+    return out;
+}
+
+std::optional<RequestError> parse_backup_files(std::string_view target, const RequestRules& rules,
+                                               std::string& project_id, std::string& backup_id) {
     auto fail = [](std::string field, std::string msg) {
         return RequestError{400, std::move(field), std::move(msg)};
     };
@@ -254,12 +269,10 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
     if (split_path(path, segs) != 3 || segs[2] != "backup-files")
         return RequestError{404, "request-target", "no such resource"};
 
-    BackupFilesRequest out;
-    std::string decoded;
-    if (!percent_decode(segs[0], decoded) || decoded != "v3")
+    if (segs[0] != "v3" && (segs[0].find('%') == std::string_view::npos || !decodes_to_v3(segs[0])))
         return fail("version_id", "version_id must be v3");
     if (segs[1].empty()) return fail("project_id", "project_id is required");
-    if (!percent_decode(segs[1], out.project_id) || !rules.project_id.match(out.project_id))
+    if (!percent_decode(segs[1], project_id) || !rules.project_id.match(project_id))
         return fail("project_id", "project_id is malformed");
 
     bool seen = false;
@@ -276,10 +289,12 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
         auto eq = part.find('=');
         std::string_view raw_name = part.substr(0, eq);
         std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
-        std::string name;
-        if (!percent_decode(raw_name, name))
+        std::string name;  // decoded only when it has an escape (the common name needs no copy)
+        const bool escaped = raw_name.find('%') != std::string_view::npos;
+        if (escaped && !percent_decode(raw_name, name))
             return fail("request-target", "query has a malformed percent-escape");
-        if (name != "backup_id") {
+        if ((escaped ? std::string_view(name) : raw_name) != "backup_id") {
+            if (!escaped) name.assign(raw_name);
             // Name the parameter only when it is short and plain (never echo arbitrary input).
             bool plain = is_sane_request_id(name) && name.size() <= 32;
             return fail(plain ? name : "query",
@@ -288,14 +303,14 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
         }
         if (seen) return fail("backup_id", "backup_id must be given exactly once");
         seen = true;
-        if (!percent_decode(raw_value, out.backup_id))
+        if (!percent_decode(raw_value, backup_id))
             return fail("backup_id", "backup_id has a malformed percent-escape");
-        if (out.backup_id.empty()) return fail("backup_id", "backup_id is required");
-        if (!rules.backup_id.match(out.backup_id)) return fail("backup_id", "backup_id is malformed");
+        if (backup_id.empty()) return fail("backup_id", "backup_id is required");
+        if (!rules.backup_id.match(backup_id)) return fail("backup_id", "backup_id is malformed");
         if (amp == query.size()) break;
     }
     if (!seen) return fail("backup_id", "backup_id is required");
-    return out;
+    return std::nullopt;
 }
 
 bool is_sane_request_id(std::string_view id) {
@@ -308,7 +323,7 @@ bool is_sane_request_id(std::string_view id) {
     return true;
 }
 
-std::string make_request_id() {
+void make_request_id(std::string& s) {
     // A per-thread random 64-bit prefix plus a counter: unique, cheap, not a secret.
     thread_local std::uint64_t prefix = [] {
         std::random_device rd;
@@ -316,9 +331,14 @@ std::string make_request_id() {
     }();
     thread_local std::uint64_t counter = 0;
     std::uint64_t parts[2] = {prefix, ++counter};
-    std::string s(32, '0');
+    s.resize(32);
     for (int p = 0; p < 2; ++p)
         for (int i = 0; i < 16; ++i) s[p * 16 + i] = kHexLower[(parts[p] >> (60 - 4 * i)) & 0xf];
+}
+
+std::string make_request_id() {
+    std::string s;
+    make_request_id(s);
     return s;
 }
 

@@ -8,7 +8,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <charconv>
 #include <ctime>
+#include <optional>
 #include <type_traits>
 
 #include "rdsgw/framing.hpp"
@@ -67,35 +69,36 @@ std::string peer_subject(SSL* ssl) {
     return out;
 }
 
-// The status line and headers of a response.
-std::string response_head(const Response& r, std::size_t body_size, const std::string& request_id,
-                          bool keep_alive, unsigned version) {
-    std::string h;
-    h.reserve(256);
-    h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    h += std::to_string(r.status);
+// The status line and headers of a response, into `h` (its storage reused: the session keeps one per
+// connection).
+void response_head(std::string& h, const Response& r, std::size_t body_size, std::string_view request_id,
+                   bool keep_alive, unsigned version) {
+    using namespace std::string_view_literals;
+    h.clear();
+    h += version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+    char num[24];
+    h.append(num, std::to_chars(num, num + sizeof num, r.status).ptr);
     h += ' ';
     h += http::obsolete_reason(static_cast<http::status>(r.status));
-    h += "\r\nDate: ";
+    h += "\r\nDate: "sv;
     h += http_date();
-    h += "\r\nContent-Type: ";
+    h += "\r\nContent-Type: "sv;
     h += r.content_type;
-    h += "\r\nContent-Length: ";
-    h += std::to_string(body_size);
-    h += "\r\nX-Request-Id: ";
+    h += "\r\nContent-Length: "sv;
+    h.append(num, std::to_chars(num, num + sizeof num, body_size).ptr);
+    h += "\r\nX-Request-Id: "sv;
     h += request_id;
     for (auto& [k, v] : r.headers) {
-        h += "\r\n";
+        h += "\r\n"sv;
         h += k;
-        h += ": ";
+        h += ": "sv;
         h += v;
     }
     if (!keep_alive)
-        h += "\r\nConnection: close";
+        h += "\r\nConnection: close"sv;
     else if (version == 10)
-        h += "\r\nConnection: keep-alive";
-    h += "\r\n\r\n";
-    return h;
+        h += "\r\nConnection: keep-alive"sv;
+    h += "\r\n\r\n"sv;
 }
 
 enum class HeaderRead { complete, too_large, timed_out, closed };
@@ -119,6 +122,8 @@ class Session {
           deadline_(std::make_shared<DeadlineState>()) {
         low_.expires_never();  // one deadline per phase (arm), not Beast's timer per operation
         deadline_->low = &low;
+        deadline_->timer = &timer_;
+        deadline_->max_lead = milliseconds(std::min(lim_.header_timeout_ms, lim_.idle_timeout_ms));
         slot_.low = &low;
         sessions_.list.push_front(&slot_);
         slot_it_ = sessions_.list.begin();
@@ -160,8 +165,8 @@ class Session {
 
     // Answers a connection over its listener's budget at once, without reading a request.
     asio::awaitable<void> refuse_connection(LocalError e) {
-        Exchange x = new_exchange();
-        x.request_id = make_request_id();
+        Exchange& x = new_exchange();
+        make_request_id(x.request_id);
         co_await refuse(x, std::move(e));
         co_await linger_close();
     }
@@ -223,8 +228,10 @@ class Session {
         }
     }
 
-    Exchange new_exchange() const {
-        Exchange x;
+    // The connection's one exchange, reset for the next request (its storage is kept: see Exchange::reset).
+    Exchange& new_exchange() {
+        Exchange& x = x_;
+        x.reset();
         x.started = steady::now();
         x.client_addr = client_;
         x.tls_subject = tls_subject_;
@@ -235,7 +242,7 @@ class Session {
 
     // The headers the session itself reads, in one pass: the request id, the trace context, the user agent
     // and X-Forwarded-For (believed from trusted proxies only).
-    void read_request_headers(Exchange& x, const http::fields& f) const {
+    void read_request_headers(Exchange& x, const RequestFields& f) const {
         std::string_view request_id, traceparent, tracestate;
         forwarded_.clear();
         for (const auto& field : f) {
@@ -254,8 +261,11 @@ class Session {
             else if (ascii_iequals(name, "X-Forwarded-For"))
                 forwarded_.push_back(field.value());
         }
-        x.request_id = is_sane_request_id(request_id) ? std::string(request_id) : make_request_id();
-        x.trace = continue_trace(traceparent, tracestate);
+        if (is_sane_request_id(request_id))
+            x.request_id.assign(request_id);
+        else
+            make_request_id(x.request_id);
+        continue_trace(x.trace, traceparent, tracestate);
         if (!forwarded_.empty() && !ctx_.trusted.empty())
             x.client = real_client(client_, forwarded_, ctx_.trusted);
     }
@@ -264,9 +274,9 @@ class Session {
     asio::awaitable<bool> serve_one() {
         std::size_t len = 0;
         const HeaderRead hr = co_await read_header(len);
-        Exchange x = new_exchange();
+        Exchange& x = new_exchange();
         if (hr != HeaderRead::complete) {
-            x.request_id = make_request_id();
+            make_request_id(x.request_id);
             if (hr == HeaderRead::too_large)
                 co_await refuse(x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
             else if (hr == HeaderRead::timed_out)
@@ -276,13 +286,17 @@ class Session {
                 co_return false;  // the client went away: nothing to answer, nobody to answer
             co_return false;
         }
-        http::request_parser<http::empty_body> parser;
+        // The previous request's parser (and its fields in the arena) goes before the arena is reused.
+        parser_.reset();
+        arena_.reset();
+        auto& parser = parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                                       std::make_tuple(ArenaAllocator<char>(&arena_)));
         parser.header_limit(static_cast<std::uint32_t>(len));
         boost::system::error_code ec;
         parser.put(asio::buffer(buf_.data().data(), len), ec);
         buf_.consume(len);
         if (ec || !parser.is_header_done()) {
-            x.request_id = make_request_id();
+            make_request_id(x.request_id);
             co_await refuse(x, LocalError(400, "malformed HTTP request", ErrorSource::caller, "validation"));
             co_return false;
         }
@@ -305,7 +319,9 @@ class Session {
         const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining();
         x.bytes_sent = co_await write(x, keep);
         ctx_.gw.finish(x);
-        co_return keep&& x.bytes_sent > 0;
+        const bool more = keep && x.bytes_sent > 0;
+        x.reset();  // releases the answer and the callers' snapshot now, not at the next request
+        co_return more;
     }
 
     asio::awaitable<void> run_pipeline(Exchange& x) {
@@ -336,9 +352,9 @@ class Session {
     asio::awaitable<std::size_t> write(const Exchange& x, bool keep) {
         const Response& r = x.response;
         const std::string_view body = r.body_view();
-        const std::string h = response_head(r, body.size(), x.request_id, keep, x.version);
+        response_head(head_, r, body.size(), x.request_id, keep, x.version);
         const std::array<asio::const_buffer, 2> bufs{
-            asio::buffer(h), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
+            asio::buffer(head_), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
         arm(steady::now() + milliseconds(lim_.idle_timeout_ms));
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
@@ -370,27 +386,46 @@ class Session {
 
     // The connection's one deadline timer: when it fires, the pending socket operation is cancelled (not the
     // socket closed, as Beast's stream timeouts do), so a 408 can still be written.
+    //
+    // arm() and disarm() only record the deadline: the timer is re-set (a timer queue change and a
+    // timerfd_settime system call) only when a deadline comes earlier than the pending expiry. The pending
+    // expiry is kept at most `max_lead` (the shorter of the header and idle timeouts) ahead, so the deadlines of
+    // ordinary requests never come earlier; when it fires before the recorded deadline it is set again (at
+    // most once per max_lead per connection), and when nothing is armed it stays idle.
     struct DeadlineState {
         bool alive = true;
         bool expired = false;
-        std::uint64_t gen = 0;
+        bool pending = false;           // an async_wait is outstanding, for `pending_at`
+        std::uint64_t gen = 0;          // of the outstanding wait (an older wait's completion is ignored)
+        steady::time_point want = steady::time_point::max();  // the armed deadline; max(): none
+        steady::time_point pending_at{};
+        steady::duration max_lead{};
         beast::tcp_stream* low = nullptr;
+        asio::steady_timer* timer = nullptr;
     };
-    void arm(steady::time_point at) {
-        deadline_->expired = false;
-        const std::uint64_t gen = ++deadline_->gen;
-        timer_.expires_at(at);
-        timer_.async_wait([st = deadline_, gen](boost::system::error_code ec) {
-            if (ec || !st->alive || st->gen != gen) return;
+    static void schedule(const std::shared_ptr<DeadlineState>& st, steady::time_point at) {
+        st->pending = true;
+        st->pending_at = at;
+        const std::uint64_t gen = ++st->gen;
+        st->timer->expires_at(at);
+        st->timer->async_wait([st, gen](boost::system::error_code ec) {
+            if (!st->alive || st->gen != gen) return;
+            st->pending = false;
+            if (ec || st->want == steady::time_point::max()) return;
+            const auto now = steady::now();
+            if (now < st->want) return schedule(st, std::min(st->want, now + st->max_lead));
             st->expired = true;
             boost::system::error_code ignored;
             st->low->socket().cancel(ignored);
         });
     }
-    void disarm() {
-        ++deadline_->gen;
-        timer_.cancel();
+    void arm(steady::time_point at) {
+        DeadlineState& st = *deadline_;
+        st.expired = false;
+        st.want = at;
+        if (!st.pending || at < st.pending_at) schedule(deadline_, std::min(at, steady::now() + st.max_lead));
     }
+    void disarm() { deadline_->want = steady::time_point::max(); }
 
     SessionContext& ctx_;
     const LimitsConfig& lim_;
@@ -407,6 +442,11 @@ class Session {
     asio::steady_timer timer_;
     std::shared_ptr<DeadlineState> deadline_;
     beast::flat_buffer buf_;
+    // One exchange, one header arena and one head buffer per connection, reused by each request.
+    HeaderArena arena_;
+    std::optional<http::request_parser<http::empty_body, ArenaAllocator<char>>> parser_;
+    Exchange x_;
+    std::string head_;
     SessionSlot slot_;
     std::list<SessionSlot*>::iterator slot_it_;
 };

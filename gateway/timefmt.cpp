@@ -233,6 +233,12 @@ std::string format_rds_time(const OffsetTime& t) {
 }
 
 std::string format_log_time(std::chrono::system_clock::time_point t) {
+    std::string s;
+    append_log_time(s, t);
+    return s;
+}
+
+void append_log_time(std::string& out, std::chrono::system_clock::time_point t) {
     const auto ms = chr::floor<chr::milliseconds>(t);
     const chr::sys_days day = chr::floor<chr::days>(ms);
     const auto in_day = ms - day;
@@ -243,7 +249,7 @@ std::string format_log_time(std::chrono::system_clock::time_point t) {
     *p++ = static_cast<char>('0' + milli / 100);
     p = put2(p, milli % 100);
     *p++ = 'Z';
-    return std::string(buf, p);
+    out.append(buf, p);
 }
 
 }  // namespace rdsgw

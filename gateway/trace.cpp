@@ -19,18 +19,24 @@ bool all_zero(std::string_view s) {
     return s.find_first_not_of('0') == std::string_view::npos;
 }
 
-std::string random_hex(std::size_t n) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
+// n random lower-hex digits, not all zero, into `out` (its storage reused). A per-thread xorshift generator
+// seeded from the OS: ids need to be unique and unpredictable enough for tracing, not secret.
+void random_hex(std::string& out, std::size_t n) {
+    thread_local std::uint64_t state = [] {
+        std::random_device rd;
+        const std::uint64_t s = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+        return s ? s : 0x9e3779b97f4a7c15ULL;
+    }();
+    out.resize(n);
     do {
-        out.clear();
-        while (out.size() < n) {
-            std::uint64_t r = rng();
-            for (int i = 0; i < 16 && out.size() < n; ++i, r >>= 4) out.push_back(digits[r & 15]);
+        for (std::size_t at = 0; at < n;) {
+            state ^= state << 13;  // xorshift64
+            state ^= state >> 7;
+            state ^= state << 17;
+            std::uint64_t r = state * 0x2545f4914f6cdd1dULL;  // xorshift64*: the high bits mix well
+            for (int i = 0; i < 16 && at < n; ++i, r >>= 4) out[at++] = kHexLower[r & 15];
         }
     } while (all_zero(out));
-    return out;
 }
 
 // tracestate key: lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" ), optionally tenant@system.
@@ -55,7 +61,7 @@ std::optional<TraceParent> parse_traceparent(std::string_view v) {
     if (!lower_hex(trace, 32) || all_zero(trace) || !lower_hex(parent, 16) || all_zero(parent) ||
         !lower_hex(flags, 2))
         return std::nullopt;
-    return TraceParent{std::string(trace), std::string(parent), std::string(flags)};
+    return TraceParent{trace, parent, flags};
 }
 
 bool valid_tracestate(std::string_view v) {
@@ -97,20 +103,29 @@ std::string TraceContext::traceparent(std::string_view span) const {
 }
 
 std::string new_span_id() {
-    return random_hex(16);
+    std::string s;
+    random_hex(s, 16);
+    return s;
+}
+
+void continue_trace(TraceContext& t, std::string_view traceparent, std::string_view tracestate) {
+    t.parent_id.clear();
+    t.tracestate.clear();
+    t.flags.assign("00");
+    if (auto p = traceparent.empty() ? std::nullopt : parse_traceparent(traceparent)) {
+        t.trace_id.assign(p->trace_id);
+        t.parent_id.assign(p->parent_id);
+        t.flags.assign(p->flags);
+        if (valid_tracestate(tracestate)) t.tracestate.assign(trim_ows(tracestate));
+    } else {
+        random_hex(t.trace_id, 32);
+    }
+    random_hex(t.span_id, 16);
 }
 
 TraceContext continue_trace(std::string_view traceparent, std::string_view tracestate) {
     TraceContext t;
-    if (auto p = traceparent.empty() ? std::nullopt : parse_traceparent(traceparent)) {
-        t.trace_id = std::move(p->trace_id);
-        t.parent_id = std::move(p->parent_id);
-        t.flags = std::move(p->flags);
-        if (valid_tracestate(tracestate)) t.tracestate = std::string(trim_ows(tracestate));
-    } else {
-        t.trace_id = random_hex(32);
-    }
-    t.span_id = new_span_id();
+    continue_trace(t, traceparent, tracestate);
     return t;
 }
 

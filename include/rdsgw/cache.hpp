@@ -67,6 +67,7 @@ SysClock::duration fresh_lifetime(const CachedAnswer& a, SysClock::time_point no
 
 // Key: project_id + '\n' + backup_id (make_cache_key).
 std::string make_cache_key(std::string_view project_id, std::string_view backup_id);
+void make_cache_key(std::string& out, std::string_view project_id, std::string_view backup_id);  // reuses out
 
 class LinkCache {
   public:

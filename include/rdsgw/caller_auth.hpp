@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,7 +31,7 @@ struct AuthInput {
     std::string_view method;
     std::string_view target;  // raw request target ("/v3/p/backup-files?backup_id=x")
     // All request headers as received (name, value); names compared case-insensitively.
-    const std::vector<std::pair<std::string_view, std::string_view>>* headers = nullptr;
+    std::span<const std::pair<std::string_view, std::string_view>> headers;
     std::string_view tls_subject;  // verified client certificate subject, "" when none
     std::chrono::system_clock::time_point now;
 };
@@ -87,6 +88,7 @@ class CallerRegistry {
   private:
     std::vector<std::unique_ptr<Caller>> callers_;
     std::chrono::seconds skew_;
+    std::uint64_t id_;  // unique per registry: the per-thread cache of verified API keys belongs to one
 };
 
 namespace detail {

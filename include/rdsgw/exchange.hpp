@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "rdsgw/cache.hpp"
+#include "rdsgw/header_arena.hpp"
 #include "rdsgw/local_error.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/request.hpp"
@@ -33,6 +34,7 @@ struct Response {
     bool close = false;
 
     std::string_view body_view() const { return shared_body ? std::string_view(shared_body->body) : body; }
+    void reset();  // back to a new Response, keeping the storage of body and headers
 };
 
 // How the answer relates to the cache (the X-Cache header and the access log's "cache" field).
@@ -46,7 +48,7 @@ struct Exchange {
     std::string_view target;
     unsigned version = 11;
     Route route = Route::not_found;
-    const boost::beast::http::fields* fields = nullptr;  // null for requests refused before parsing headers
+    const RequestFields* fields = nullptr;  // null for requests refused before parsing headers
     std::string_view client_addr;
     std::string_view tls_subject;  // verified client certificate subject (mTLS), "" when none
     bool admin_listener = false;
@@ -84,6 +86,11 @@ struct Exchange {
 
     std::string_view caller_name() const;
     LogIds log_ids() const { return {request_id, trace.trace_id, trace.span_id}; }
+
+    // Back to a new exchange, keeping its strings' and vectors' storage: the session keeps one exchange per
+    // connection, so a connection's later requests allocate nothing for their ids, keys and headers.
+    // (exchange.cpp checks at compile time that a new member was added here too.)
+    void reset();
 };
 
 // The gateway's own error body {"error_code":"RDSGW.<status>","error_msg":...,"request_id":...}.
@@ -91,5 +98,6 @@ std::string make_error_body(unsigned status, std::string_view message, std::stri
 
 // The exchange's access-log line (JSON, no trailing newline); total_ms is measured by the caller.
 std::string access_line(const Exchange& x, double total_ms);
+void append_access_line(std::string& out, const Exchange& x, double total_ms);  // appended to out
 
 }  // namespace rdsgw

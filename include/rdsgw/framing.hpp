@@ -5,6 +5,8 @@
 #include <boost/beast/http/fields.hpp>
 #include <optional>
 
+#include "rdsgw/header_arena.hpp"
+
 #include "rdsgw/local_error.hpp"
 
 namespace rdsgw {
@@ -22,7 +24,7 @@ struct Framing {
 //   it, but one it sends must be valid.
 // - Connection: the tokens of every Connection line count ("close" ends keep-alive; "keep-alive" keeps an
 //   HTTP/1.0 connection).
-Framing check_framing(const boost::beast::http::fields& f, unsigned version);
+Framing check_framing(const RequestFields& f, unsigned version);
 
 // A Host header value: uri-host [ ":" port ].
 bool valid_host_header(std::string_view v);

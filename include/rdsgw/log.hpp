@@ -5,7 +5,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <initializer_list>
 #include <mutex>
 #include <string>
@@ -64,8 +63,9 @@ class AccessLog {
     ~AccessLog();
     AccessLog(const AccessLog&) = delete;
     bool enabled() const { return mode_ != Mode::off; }
-    // Queues one line (without the trailing newline). Never blocks on I/O; drops when the queue is full.
-    void write(std::string line);
+    // Queues one line (without the trailing newline): copied into the pending block, whose storage is kept
+    // (no allocation per line once it has grown). Never blocks on I/O; drops when max_queue lines wait.
+    void write(std::string_view line);
     void reopen();  // SIGHUP: reopen the file
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
     void flush();  // waits until the queue is written (shutdown, tests)
@@ -82,7 +82,8 @@ class AccessLog {
     int fd_ = -1;
     std::mutex mu_;
     std::condition_variable cv_, idle_cv_;
-    std::deque<std::string> queue_;
+    std::string pending_;              // lines waiting, each ending in '\n'
+    std::size_t pending_lines_ = 0;
     bool stop_ = false, reopen_ = false, busy_ = false;
     std::atomic<std::uint64_t> dropped_{0};
     std::thread thread_;

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -67,6 +68,10 @@ Route classify(std::string_view target);
 // Validates a backup-files request target: /{version_id}/{project_id}/backup-files?backup_id=...
 std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_view target,
                                                                   const RequestRules& rules);
+// The same into the two strings (their storage reused: no allocation on a connection's later requests); the
+// error, if any. The strings are unspecified after an error.
+std::optional<RequestError> parse_backup_files(std::string_view target, const RequestRules& rules,
+                                               std::string& project_id, std::string& backup_id);
 
 // Checks that the raw target is a well-formed origin-form target with no control characters, CR, LF,
 // spaces, fragment, encoded slashes or dot segments. Returns an error message or "".
@@ -76,6 +81,7 @@ std::string check_target(std::string_view target);
 bool is_sane_request_id(std::string_view id);
 // A fresh request id (32 lower-hex characters).
 std::string make_request_id();
+void make_request_id(std::string& out);  // into `out`, its storage reused
 // X-Language values passed upstream: "zh-cn" or "en-us" (case-insensitive); returns "" when invalid.
 std::string_view valid_language(std::string_view value);
 

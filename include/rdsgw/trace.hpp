@@ -22,7 +22,7 @@ struct TraceContext {
 };
 
 struct TraceParent {
-    std::string trace_id, parent_id, flags;
+    std::string_view trace_id, parent_id, flags;  // views into the parsed value
 };
 
 // Parses a traceparent value (version 00, or a higher version's first four fields as the spec asks);
@@ -33,6 +33,8 @@ bool valid_tracestate(std::string_view v);
 
 // Continues the caller's trace (traceparent, tracestate may be empty) or starts a new one; always a new span.
 TraceContext continue_trace(std::string_view traceparent, std::string_view tracestate);
+// The same into `out`, reusing its strings' storage (the session's per-connection exchange: no allocation).
+void continue_trace(TraceContext& out, std::string_view traceparent, std::string_view tracestate);
 // A fresh random span id (16 lower-hex, not all zero).
 std::string new_span_id();
 

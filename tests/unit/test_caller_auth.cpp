@@ -69,7 +69,7 @@ struct Req {
         AuthInput in;
         in.method = method;
         in.target = target;
-        in.headers = &views;
+        in.headers = views;
         in.tls_subject = tls_subject;
         in.now = now;
         return in;
