@@ -198,22 +198,26 @@ def wrk_parse(path):
     return 0
 
 
-# (scenario, metric, unit, kind, target text, check) with kind: "higher" or "lower" is better.
+# (scenario, metric, unit, kind, target text, check) with kind: "higher" or "lower" is better. check(g, n, a, s):
+# g and n the gateway's and nginx's medians, a the gateway's values, s the static responder's median (or None).
 ROWS = [
-    ("hits (1 key)", "rps", "", "higher", ">= 1.3x nginx", lambda g, n, a: g >= 1.3 * n),
-    ("hits (1 key)", "p99", "ms", "lower", "<= nginx", lambda g, n, a: g <= n),
+    ("hits (1 key)", "rps", "", "higher", ">= 1.3x nginx, >= 0.9x static",
+     lambda g, n, a, s: g >= 1.3 * n and (s is None or g >= 0.9 * s)),
+    ("hits (1 key)", "p99", "ms", "lower", "<= nginx", lambda g, n, a, s: g <= n),
     ("hits (1 key)", "proxy CPU busy", "%", "lower", "", None),
-    ("hits (1 key)", "CPU per request", "us", "lower", "", None),
-    ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a: g >= n),
+    ("hits (1 key)", "CPU per request", "us", "lower", "<= 1.1x static",
+     lambda g, n, a, s: s is None or g <= 1.1 * s),
+    ("misses", "rps", "", "higher", ">= 1.0x nginx", lambda g, n, a, s: g >= n),
     ("misses", "p99", "ms", "lower", "", None),
     ("misses", "proxy CPU busy", "%", "lower", "", None),
-    ("misses", "CPU per request", "us", "lower", "", None),
+    ("misses", "CPU per request", "us", "lower", "<= 1.0x nginx", lambda g, n, a, s: g <= n),
     ("cold burst", "upstream calls", "", "lower", "exactly 1 (every round)",
-     lambda g, n, a: all(v == 1 for v in a)),
+     lambda g, n, a, s: all(v == 1 for v in a)),
     ("cold burst", "p50", "ms", "lower", "", None),
-    ("cold burst", "p99", "ms", "lower", "<= 120 ms", lambda g, n, a: g <= 120.0),
-    ("memory", "RSS at 100k entries", "MB", "lower", "< 150 MB", lambda g, n, a: g < 150.0),
-    ("memory", "start to /readyz 200", "ms", "lower", "< 100 ms", lambda g, n, a: g < 100.0),
+    ("cold burst", "p99", "ms", "lower", "<= 120 ms", lambda g, n, a, s: g <= 120.0),
+    ("memory", "RSS at 100k entries", "MB", "lower", "<= 100 MB", lambda g, n, a, s: g <= 100.0),
+    ("memory", "RSS growth per cached entry (bytes)", "", "lower", "", None),
+    ("memory", "start to /readyz 200", "ms", "lower", "< 100 ms", lambda g, n, a, s: g < 100.0),
 ]
 
 
@@ -248,30 +252,34 @@ def table(results_path, meta_path):
     if os.path.exists(meta_path):
         out.append(open(meta_path, encoding="utf-8").read().rstrip("\n"))
         out.append("")
-    out.append("| scenario | metric | gateway (median) | nginx (median) | ratio gw/nginx | target | met? |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append("| scenario | metric | gateway (median) | nginx (median) | static (median) | gw/nginx | gw/static "
+               "| target | met? |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     all_met = True
     for scen, metric, unit, kind, target, check in ROWS:
         g = data.get((scen, metric, "gateway"))
         n = data.get((scen, metric, "nginx"))
+        st = data.get((scen, metric, "static"))
         gm = statistics.median(g) if g else None
         nm = statistics.median(n) if n else None
+        sm = statistics.median(st) if st else None
         ratio = "%.2f" % (gm / nm) if gm is not None and nm else "—"
+        sratio = "%.2f" % (gm / sm) if gm is not None and sm else "—"
         if check is None:
             met = "—"
         elif gm is None or (nm is None and "nginx" in target):
             met = "not measured"
             all_met = False
         else:
-            ok = check(gm, nm, g)
+            ok = check(gm, nm, g, sm)
             all_met = all_met and ok
             met = "yes" if ok else "**no**"
-        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (scen, metric, fmt(gm, unit), fmt(nm, unit), ratio,
-                                                              target or "—", met))
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            scen, metric, fmt(gm, unit), fmt(nm, unit), fmt(sm, unit), ratio, sratio, target or "—", met))
     out.append("")
     out.append("Every target met: %s" % ("yes" if all_met else "no"))
     # Reference rows and raw values.
-    extra = sorted(k for k in data if k[2] not in ("gateway", "nginx"))
+    extra = sorted(k for k in data if k[2] not in ("gateway", "nginx", "static"))
     if extra:
         out.append("")
         out.append("Reference measurements (no proxy in between):")
@@ -285,15 +293,14 @@ def table(results_path, meta_path):
     out.append("")
     out.append("Every round (in run order):")
     out.append("")
-    out.append("| scenario | metric | gateway | nginx |")
-    out.append("|---|---|---|---|")
+    out.append("| scenario | metric | gateway | nginx | static |")
+    out.append("|---|---|---|---|---|")
     for scen, metric, unit, _, _, _ in ROWS:
-        g = data.get((scen, metric, "gateway"), [])
-        n = data.get((scen, metric, "nginx"), [])
-        out.append("| %s | %s | %s | %s |" % (scen, metric, ", ".join(fmt(x, "") for x in g) or "—",
-                                              ", ".join(fmt(x, "") for x in n) or "—"))
+        vals = [data.get((scen, metric, p), []) for p in ("gateway", "nginx", "static")]
+        out.append("| %s | %s | %s |" % (scen, metric, " | ".join(", ".join(fmt(x, "") for x in v) or "—"
+                                                                 for v in vals)))
     for k in sorted(data):
-        if k[2] in ("gateway", "nginx") and not any(k[0] == r[0] and k[1] == r[1] for r in ROWS):
+        if k[2] in ("gateway", "nginx", "static") and not any(k[0] == r[0] and k[1] == r[1] for r in ROWS):
             out.append("| %s | %s (%s) | %s | |" % (k[0], k[1], k[2], ", ".join(fmt(x, "") for x in data[k])))
     print("\n".join(out))
     return 0

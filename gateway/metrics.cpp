@@ -15,6 +15,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <deque>
 #include <unordered_map>
 
 #include "rdsgw/request.hpp"
@@ -118,6 +120,51 @@ std::string label_value(std::string_view v) {
     return s;
 }
 
+// ---- Per-thread cells (see metrics.hpp). Each has one writer, its thread: a relaxed load and store, which
+// other threads (render) read with a relaxed load. `folded` is what render() has already passed on; it is
+// only touched under Impl::mu.
+namespace {
+constexpr auto relaxed = std::memory_order_relaxed;
+template <class T>
+void bump(std::atomic<T>& a, T n) {
+    a.store(a.load(relaxed) + n, relaxed);
+}
+}  // namespace
+
+struct Metrics::Cell {
+    explicit Cell(prometheus::Counter* t) : target(t) {}
+    std::atomic<std::uint64_t> n{0};
+    std::uint64_t folded = 0;
+    prometheus::Counter* target;
+    void add() { bump<std::uint64_t>(n, 1); }
+};
+
+struct Metrics::HistCell {
+    HistCell(prometheus::Histogram* t, const std::vector<double>& b)
+        : target(t), bounds(b), counts(b.size() + 1), folded(b.size() + 1, 0) {}
+    prometheus::Histogram* target;
+    const std::vector<double>& bounds;
+    std::vector<std::atomic<std::uint64_t>> counts;  // per bucket (not cumulative), the last one +Inf
+    std::atomic<double> sum{0};
+    std::vector<std::uint64_t> folded;
+    double sum_folded = 0;
+    void observe(double v) {
+        const auto i = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+        bump<std::uint64_t>(counts[i], 1);
+        sum.store(sum.load(relaxed) + v, relaxed);
+    }
+};
+
+struct Metrics::Shard {
+    std::mutex mu;  // guards the containers' growth (the owner) against render()'s walk over them
+    std::deque<Cell> cells;
+    std::deque<HistCell> hists;
+    std::unordered_map<std::string, Cell*> index;           // the owner's lookup: generation-free label key
+    std::unordered_map<std::string, HistCell*> hist_index;  // by route
+    HistCell* upstream = nullptr;
+    std::atomic<std::int64_t> inflight{0}, up_open{0}, up_idle{0};
+};
+
 struct Metrics::Impl {
     std::shared_ptr<prometheus::Registry> reg = std::make_shared<prometheus::Registry>();
     prometheus::Family<prometheus::Counter>* counters[kFamilies] = {};
@@ -143,9 +190,11 @@ struct Metrics::Impl {
         prometheus::Gauge *start = nullptr, *resident = nullptr, *virt = nullptr, *fds = nullptr,
                           *max_fds = nullptr;
     } process;
-    std::mutex mu;  // guards counter creation, hooks and the process metrics
+    std::mutex mu;  // guards counter creation, hooks, the process metrics and folding
     std::vector<std::function<void(Metrics&)>> hooks;
     std::uint64_t generation;
+    std::mutex shards_mu;
+    std::vector<std::unique_ptr<Shard>> shards;  // one per thread that counted something
 };
 
 namespace {
@@ -269,6 +318,7 @@ std::string Metrics::render() {
     }
     for (auto& h : hooks) h(*this);
     update_process_metrics();
+    fold();
     return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
 }
 
@@ -288,20 +338,83 @@ void Metrics::update_process_metrics() {
     P.max_fds->Set(ps.max_fds);
 }
 
-prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std::string_view b,
-                                             std::string_view c, std::string_view d) {
-    // Per-thread cache: key = generation|family|labels. Label sets are bounded, so this stays small.
-    thread_local std::unordered_map<std::string, prometheus::Counter*> cache;
+Metrics::Shard& Metrics::shard() {
+    // This thread's shard of this Metrics (generations are unique, so a shard of a destroyed Metrics is never
+    // taken for another's).
+    thread_local std::vector<std::pair<std::uint64_t, Shard*>> mine;
+    thread_local std::uint64_t last_gen = 0;
+    thread_local Shard* last = nullptr;
+    if (last_gen == impl_->generation) return *last;
+    for (auto& [g, sh] : mine)
+        if (g == impl_->generation) {
+            last_gen = g;
+            last = sh;
+            return *sh;
+        }
+    auto owned = std::make_unique<Shard>();
+    Shard* sh = owned.get();
+    sh->upstream = &sh->hists.emplace_back(impl_->up_hist, kBuckets);  // before render() can see the shard
+    {
+        std::lock_guard lk(impl_->shards_mu);
+        impl_->shards.push_back(std::move(owned));
+    }
+    mine.emplace_back(impl_->generation, sh);
+    last_gen = impl_->generation;
+    last = sh;
+    return *sh;
+}
+
+void Metrics::fold() {
+    std::vector<Shard*> shards;
+    {
+        std::lock_guard lk(impl_->shards_mu);
+        for (auto& sh : impl_->shards) shards.push_back(sh.get());
+    }
+    std::int64_t inflight = 0, up_open = 0, up_idle = 0;
+    std::vector<double> increments;
+    std::lock_guard lk(impl_->mu);
+    for (Shard* sh : shards) {
+        std::lock_guard sl(sh->mu);
+        for (Cell& c : sh->cells) {
+            const std::uint64_t v = c.n.load(relaxed);
+            if (v > c.folded) c.target->Increment(static_cast<double>(v - c.folded));
+            c.folded = v;
+        }
+        for (HistCell& h : sh->hists) {
+            increments.assign(h.counts.size(), 0);
+            bool any = false;
+            for (std::size_t i = 0; i < h.counts.size(); ++i) {
+                const std::uint64_t v = h.counts[i].load(relaxed);
+                increments[i] = static_cast<double>(v - h.folded[i]);
+                any = any || v != h.folded[i];
+                h.folded[i] = v;
+            }
+            const double sum = h.sum.load(relaxed);
+            if (any) h.target->ObserveMultiple(increments, sum - h.sum_folded);
+            h.sum_folded = sum;
+        }
+        inflight += sh->inflight.load(relaxed);
+        up_open += sh->up_open.load(relaxed);
+        up_idle += sh->up_idle.load(relaxed);
+    }
+    impl_->inflight->Set(static_cast<double>(inflight));
+    impl_->up_open->Set(static_cast<double>(up_open));
+    impl_->up_idle->Set(static_cast<double>(up_idle));
+}
+
+Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::string_view b, std::string_view c,
+                                       std::string_view d) {
+    // Per-thread cells by family and labels. Label sets are bounded, so this stays small.
+    Shard& sh = shard();
     thread_local std::string key;
     key.clear();
-    key.append(reinterpret_cast<const char*>(&impl_->generation), sizeof(impl_->generation));
     key.push_back(static_cast<char>('0' + family));
     key.append(a).push_back('\x1f');
     key.append(b).push_back('\x1f');
     key.append(c).push_back('\x1f');
     key.append(d);
-    auto it = cache.find(key);
-    if (it != cache.end()) return *it->second;
+    auto it = sh.index.find(key);
+    if (it != sh.index.end()) return *it->second;
     std::map<std::string, std::string> labels;
     switch (family) {
         case kRequests:
@@ -331,42 +444,46 @@ prometheus::Counter& Metrics::counter_cached(int family, std::string_view a, std
             labels = {{"caller", label_value(a)}};
             break;
     }
-    prometheus::Counter* ctr;
+    Cell* cell;
+    {
+        std::lock_guard lk(impl_->mu);  // the series exists (at 0) from here on
+        prometheus::Counter* ctr = &impl_->counters[family]->Add(labels);
+        std::lock_guard sl(sh.mu);
+        cell = &sh.cells.emplace_back(ctr);
+    }
+    sh.index.emplace(key, cell);
+    return *cell;
+}
+
+Metrics::HistCell& Metrics::histogram_cached(std::string_view route) {
+    Shard& sh = shard();
+    thread_local std::string key;
+    key.assign(route);
+    auto it = sh.hist_index.find(key);
+    if (it != sh.hist_index.end()) return *it->second;
+    HistCell* cell;
     {
         std::lock_guard lk(impl_->mu);
-        ctr = &impl_->counters[family]->Add(labels);
+        prometheus::Histogram* h = &impl_->req_duration->Add({{"route", label_value(route)}}, kBuckets);
+        std::lock_guard sl(sh.mu);
+        cell = &sh.hists.emplace_back(h, kBuckets);
     }
-    cache.emplace(key, ctr);
-    return *ctr;
+    sh.hist_index.emplace(key, cell);
+    return *cell;
 }
 
 void Metrics::request_done(std::string_view route, std::string_view method, unsigned status,
                            std::string_view cache, double seconds) {
     char code[16];
     const char* code_end = std::to_chars(code, code + sizeof code, status).ptr;
-    counter_cached(kRequests, route, method,
-                   std::string_view(code, static_cast<std::size_t>(code_end - code)), cache)
-        .Increment();
-    prometheus::Histogram* h;
-    {
-        thread_local std::unordered_map<std::string, prometheus::Histogram*> hc;
-        thread_local std::string key;
-        key.assign(reinterpret_cast<const char*>(&impl_->generation), sizeof(impl_->generation));
-        key.append(route);
-        auto it = hc.find(key);
-        if (it == hc.end()) {
-            std::lock_guard lk(impl_->mu);
-            h = &impl_->req_duration->Add({{"route", label_value(route)}}, kBuckets);
-            hc.emplace(key, h);
-        } else {
-            h = it->second;
-        }
-    }
-    h->Observe(seconds);
+    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(code_end - code)),
+                   cache)
+        .add();
+    histogram_cached(route).observe(seconds);
 }
 
 void Metrics::rejected(std::string_view reason) {
-    counter_cached(kRejected, reason).Increment();
+    counter_cached(kRejected, reason).add();
 }
 
 void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
@@ -375,36 +492,37 @@ void Metrics::upstream_done(unsigned status, unsigned attempt, double seconds) {
     const char att = static_cast<char>('0' + (attempt > 9 ? 9 : attempt));
     counter_cached(kUpstream, std::string_view(code, static_cast<std::size_t>(code_end - code)),
                    std::string_view(&att, 1))
-        .Increment();
-    impl_->up_hist->Observe(seconds);
+        .add();
+    shard().upstream->observe(seconds);
 }
 
 void Metrics::cache_event(std::string_view event) {
-    counter_cached(kCache, event).Increment();
+    counter_cached(kCache, event).add();
 }
 void Metrics::credential_refresh(std::string_view kind, std::string_view result) {
-    counter_cached(kRefresh, kind, result).Increment();
+    counter_cached(kRefresh, kind, result).add();
 }
 void Metrics::credential_kind(std::string_view kind) {
     counter_cached(kRefresh, kind, "ok");
     counter_cached(kRefresh, kind, "error");
 }
 void Metrics::auth_failure(std::string_view reason) {
-    counter_cached(kAuthFail, reason).Increment();
+    counter_cached(kAuthFail, reason).add();
 }
 void Metrics::answer_refused(std::string_view reason) {
-    counter_cached(kRefused, reason).Increment();
+    counter_cached(kRefused, reason).add();
 }
 void Metrics::caller_request(std::string_view caller, bool throttled) {
-    counter_cached(kCallerRequests, caller).Increment();
-    if (throttled) counter_cached(kCallerThrottled, caller).Increment();
+    counter_cached(kCallerRequests, caller).add();
+    if (throttled) counter_cached(kCallerThrottled, caller).add();
 }
 void Metrics::inflight_add(int d) {
-    impl_->inflight->Increment(d);
+    bump<std::int64_t>(shard().inflight, d);
 }
 void Metrics::upstream_connections_add(int open_delta, int idle_delta) {
-    if (open_delta) impl_->up_open->Increment(open_delta);
-    if (idle_delta) impl_->up_idle->Increment(idle_delta);
+    Shard& sh = shard();
+    if (open_delta) bump<std::int64_t>(sh.up_open, open_delta);
+    if (idle_delta) bump<std::int64_t>(sh.up_idle, idle_delta);
 }
 void Metrics::set_cache(double entries, double bytes) {
     impl_->cache_entries->Set(entries);

@@ -2,15 +2,19 @@
 # rds-gateway against nginx as the equivalent caching proxy, on this machine, in one command:
 #
 #   scripts/bench.sh [--quick] [--threads N] [--rounds N] [--duration S] [--mock-threads N]
-#                    [--access-log file|off] [--upstream-keepalive N] [--no-pin] [--build-dir DIR]
+#                    [--access-log file|off] [--upstream-keepalive N] [--callers key|none] [--no-pin]
+#                    [--build-dir DIR] [--scenarios hits,misses,burst,memory]
 #
 # Installs wrk and nginx (scripts/bootstrap.sh --bench), builds rds-gateway and rds-mock (Release), starts
 # rds-mock (plain HTTP, loopback), the gateway and nginx with the same job (cache, stampede lock, token
 # injection, upstream keep-alive), and measures, each at least 3 times with the two proxies alternating:
-#   1. cache hits on one key (wrk), 2. misses (a new backup_id per request; nginx without a cache),
+#   1. cache hits on one key (wrk), against the limit as well: nginx answering the same body with a static
+#      `return 200` (same access log), 2. misses (a new backup_id per request; nginx without a cache),
 #   3. a cold burst of 500 concurrent first requests against a 100 ms upstream (bench/benchtool.py),
 #   4. RSS after 100,000 cached entries and the time from exec to the first /readyz 200.
-# Prints one markdown table (medians, ratio, targets) and writes it to build/bench/results.md.
+# Every request carries an API key (the gateway authenticates it, as in production; --callers none turns
+# caller authentication off). Prints one markdown table (medians, ratios, targets) and writes it to
+# build/bench/results.md (results-threadsN.md with --threads N > 1).
 # Everything it starts is stopped on exit, error or Ctrl-C. See bench/README-bench.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +33,8 @@ BURST=500
 CONNS=64
 WRK_THREADS=2
 KEEPALIVE=32
+CALLERS=key
+SCENARIOS=hits,misses,burst,memory
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 while (($#)); do
@@ -40,6 +46,8 @@ while (($#)); do
     --mock-threads) MOCK_THREADS=$2; shift ;;
     --access-log) ACCESS_LOG=$2; shift ;;
     --upstream-keepalive) KEEPALIVE=$2; shift ;;
+    --callers) CALLERS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
     --no-pin) PIN=0 ;;
     --build-dir) BUILD_DIR=$2; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -48,12 +56,14 @@ while (($#)); do
   shift
 done
 [[ $ACCESS_LOG == file || $ACCESS_LOG == off ]] || { echo "bench: --access-log is file or off" >&2; exit 2; }
+[[ $CALLERS == key || $CALLERS == none ]] || { echo "bench: --callers is key or none" >&2; exit 2; }
 ((ROUNDS >= 1 && THREADS >= 1 && MOCK_THREADS >= 1)) || { echo "bench: bad numbers" >&2; exit 2; }
 # The memory fill is the slowest part: 3 rounds normally, 1 with --quick.
 MEM_ROUNDS=$ROUNDS
 ((QUICK)) && MEM_ROUNDS=1
 
 log() { printf '== %s\n' "$*" >&2; }
+want() { [[ ,$SCENARIOS, == *,$1,* ]]; }  # want SCENARIO: was it asked for (--scenarios)?
 
 # ---------------------------------------------------------------- dependencies and build
 scripts/bootstrap.sh --bench
@@ -121,9 +131,13 @@ if ((PIN)); then
   fi
 fi
 
-read -r GW_PORT GW_ADMIN NG_PORT NG_NC_PORT MOCK_PORT < <("${TOOL[@]}" ports 5)
+read -r GW_PORT GW_ADMIN NG_PORT NG_NC_PORT NG_STATIC_PORT MOCK_PORT < <("${TOOL[@]}" ports 6)
 RDS_AUTH_TOKEN="bench-token-$(openssl rand -hex 16)"
 export RDS_AUTH_TOKEN
+# The callers' API key: every request to every peer carries it (nginx ignores it), so all read the same bytes.
+API_KEY="bench-key-$(openssl rand -hex 16)"
+API_KEY_SHA=$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)
+KEY_HDR=(-H "X-Api-Key: $API_KEY")
 PROJECT=97b026aa9cc4417888c14c84a1ad9860
 MOCK_BASE="{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\"}"
 new_backup_id() { echo "$(openssl rand -hex 16)br01"; }
@@ -170,7 +184,7 @@ cpu_ticks() {  # cpu_ticks PID...: summed user+system CPU time in clock ticks (a
 peer_pids() {
   case "$1" in
     gateway) echo "$GW_PID" ;;
-    nginx) nginx_pids ;;
+    nginx | static) nginx_pids ;;
     mock) echo "$MOCK_PID" ;;
   esac
 }
@@ -182,6 +196,8 @@ if [[ $ACCESS_LOG == file ]]; then
   GW_ACCESS=$TMP/gateway-access.log
   NG_ACCESS="access_log $TMP/nginx-access.log bench;"
 fi
+GW_CALLERS='{"required": false, "list": []}'
+[[ $CALLERS == key ]] && GW_CALLERS="{\"required\": true, \"list\": [{\"name\": \"bench\", \"api_key_sha256\": [\"$API_KEY_SHA\"], \"projects\": [\"*\"], \"rate_per_s\": 10000000, \"burst\": 10000000}]}"
 cat >"$TMP/gateway.json" <<EOF
 {
   "listen": {"address": "127.0.0.1", "port": $GW_PORT, "threads": $THREADS},
@@ -189,20 +205,32 @@ cat >"$TMP/gateway.json" <<EOF
   "upstream": {"base_url": "http://127.0.0.1:$MOCK_PORT", "pool_size": $KEEPALIVE},
   "auth": {"mode": "token", "token": {"env": "RDS_AUTH_TOKEN"}},
   "cache": {"enabled": true, "max_entries": $FILL},
-  "callers": {"required": false, "list": []},
+  "callers": $GW_CALLERS,
   "limits": {"drain_timeout_ms": 2000},
   "log": {"access": "$GW_ACCESS", "level": "warn"}
 }
 EOF
 USER_LINE=""
 (($(id -u) == 0)) && USER_LINE="user root;"
-sed -e "s|@TMP@|$TMP|g" -e "s|@CACHE_DIR@|$CACHE_DIR|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
-  -e "s|@PORT_CACHE@|$NG_PORT|g" -e "s|@PORT_NOCACHE@|$NG_NC_PORT|g" -e "s|@TOKEN@|$RDS_AUTH_TOKEN|g" \
-  -e "s|@USER_LINE@|$USER_LINE|" -e "s|@ACCESS_LOG_LINE@|$NG_ACCESS|" bench/nginx.conf.in >"$TMP/nginx.conf"
+# nginx.conf is written once the gateway is up: its static responder answers with the gateway's hit body.
+write_nginx_conf() {  # write_nginx_conf BODY_FILE
+  sed -e "s|@TMP@|$TMP|g" -e "s|@CACHE_DIR@|$CACHE_DIR|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
+    -e "s|@PORT_CACHE@|$NG_PORT|g" -e "s|@PORT_NOCACHE@|$NG_NC_PORT|g" -e "s|@PORT_STATIC@|$NG_STATIC_PORT|g" -e "s|@TOKEN@|$RDS_AUTH_TOKEN|g" \
+    -e "s|@USER_LINE@|$USER_LINE|" -e "s|@ACCESS_LOG_LINE@|$NG_ACCESS|" bench/nginx.conf.in >"$TMP/nginx.conf.tmp"
+  # The body goes in as an nginx string literal ('...' with \ and ' escaped); a '$' would be read as a variable.
+  python3 - "$TMP/nginx.conf.tmp" "$1" "$TMP/nginx.conf" <<'PY'
+import sys
+conf, body = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+if "$" in body:
+    sys.exit("bench: the hit body contains '$', which nginx's return would expand")
+lit = "'" + body.replace("\\", "\\\\").replace("'", "\\'") + "'"
+open(sys.argv[3], "w").write(conf.replace("@STATIC_BODY@", lit))
+PY
+  "$NGINX" -t -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" 2>"$TMP/nginx-t.log" ||
+    { cat "$TMP/nginx-t.log" >&2; exit 1; }
+}
 GW_CMD=("${PROXY_PIN[@]}" "$GW_BIN" --config "$TMP/gateway.json")
 NG_CMD=("${PROXY_PIN[@]}" "$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log")
-"$NGINX" -t -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" 2>"$TMP/nginx-t.log" ||
-  { cat "$TMP/nginx-t.log" >&2; exit 1; }
 
 start_mock() {
   "${LOAD_PIN[@]}" "$MOCK_BIN" --listen 127.0.0.1 --port "$MOCK_PORT" --threads "$MOCK_THREADS" \
@@ -238,10 +266,14 @@ port_of() {  # port_of PEER SCENARIO
   case "$1" in
     gateway) echo "$GW_PORT" ;;
     nginx) [[ $2 == misses ]] && echo "$NG_NC_PORT" || echo "$NG_PORT" ;;
+    static) echo "$NG_STATIC_PORT" ;;
     mock) echo "$MOCK_PORT" ;;
   esac
 }
 order() { (($1 % 2)) && echo "gateway nginx" || echo "nginx gateway"; }  # alternate who goes first
+order3() {  # gateway, nginx and the static responder: each goes first in turn
+  case $(($1 % 3)) in 1) echo "gateway nginx static" ;; 2) echo "nginx static gateway" ;; *) echo "static gateway nginx" ;; esac
+}
 
 RESULTS=$TMP/results.tsv
 NOTES=$TMP/notes.txt
@@ -265,7 +297,7 @@ run_wrk() {  # run_wrk SCENARIO PEER URL [wrk options...] [-- script args...] ->
   local pids t0 c0 c1 t1 m0 m1
   pids=$(peer_pids "$peer")
   c0=$(cpu_ticks $pids) m0=$(cpu_ticks "$MOCK_PID") t0=$(date +%s%N)
-  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${opts[@]}" "$url" "${sargs[@]}" \
+  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${KEY_HDR[@]}" "${opts[@]}" "$url" "${sargs[@]}" \
     >"$out" 2>&1 || { cat "$out" >&2; return 1; }
   c1=$(cpu_ticks $pids) m1=$(cpu_ticks "$MOCK_PID") t1=$(date +%s%N)
   truncate_logs
@@ -296,27 +328,34 @@ log "ports: gateway $GW_PORT (admin $GW_ADMIN), nginx $NG_PORT (no cache: $NG_NC
 log "pinning: $PIN_NOTE; access log: $ACCESS_LOG for both; load average now $LOAD_BEFORE"
 start_mock
 start_gateway
+HIT_ID=$(new_backup_id)
+HIT_PATH=$(bpath "$HIT_ID")
+# The static responder's body: the gateway's own answer for the hits' URL (its first request fills the cache).
+curl -sf "${KEY_HDR[@]}" -o "$TMP/static-body.json" "http://127.0.0.1:$GW_PORT$HIT_PATH" ||
+  { echo "bench: the gateway did not answer the hits' URL" >&2; exit 1; }
+write_nginx_conf "$TMP/static-body.json"
 start_nginx
 
 # ---------------------------------------------------------------- 1. hits on one key
-HIT_ID=$(new_backup_id)
-HIT_PATH=$(bpath "$HIT_ID")
-for peer in gateway nginx; do
+for peer in gateway nginx static; do
   url="http://127.0.0.1:$(port_of "$peer" hits)$HIT_PATH"
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${KEY_HDR[@]}" "$url")
   [[ $code == 200 ]] || { echo "bench: warm-up request to $peer answered $code" >&2; exit 1; }
-  cache=$(curl -s -o /dev/null -D - "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
+  [[ $peer == static ]] && continue
+  cache=$(curl -s -o /dev/null -D - "${KEY_HDR[@]}" "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
   [[ $cache == HIT ]] || note "hits/$peer: the second request said X-Cache: ${cache:-none}, not HIT"
 done
-log "1. cache hits: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, one URL, $ROUNDS rounds"
-for r in $(seq 1 "$ROUNDS"); do
-  for peer in $(order "$r"); do run_wrk "hits (1 key)" "$peer" "http://127.0.0.1:$(port_of "$peer" hits)$HIT_PATH"; done
+cmp -s "$TMP/static-body.json" <(curl -s "${KEY_HDR[@]}" "http://127.0.0.1:$NG_STATIC_PORT$HIT_PATH") ||
+  note "hits/static: nginx's static body differs from the gateway's"
+want hits && log "1. cache hits: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, one URL, $ROUNDS rounds (static: nginx return 200, same body)"
+want hits && for r in $(seq 1 "$ROUNDS"); do
+  for peer in $(order3 "$r"); do run_wrk "hits (1 key)" "$peer" "http://127.0.0.1:$(port_of "$peer" hits)$HIT_PATH"; done
 done
 
 # ---------------------------------------------------------------- 2. misses
 alive
-log "2. misses: a new backup_id per request (nginx: the server block without a cache), $ROUNDS rounds"
-for r in $(seq 1 "$ROUNDS"); do
+want misses && log "2. misses: a new backup_id per request (nginx: the server block without a cache), $ROUNDS rounds"
+want misses && for r in $(seq 1 "$ROUNDS"); do
   for peer in $(order "$r") mock; do
     alive
     mock_reset  # frees the mock's per-backup table, which grows by one entry per request here
@@ -334,13 +373,14 @@ sed -i 's/^misses\t\([^\t]*\)\tmock\t/misses (mock alone, no proxy)\t\1\tmock\t/
 
 # ---------------------------------------------------------------- 3. cold burst
 alive
-log "3. cold burst: $BURST concurrent first requests for one new key, upstream latency 100 ms, $ROUNDS rounds"
-for r in $(seq 1 "$ROUNDS"); do
+want burst && log "3. cold burst: $BURST concurrent first requests for one new key, upstream latency 100 ms, $ROUNDS rounds"
+want burst && for r in $(seq 1 "$ROUNDS"); do
   for peer in $(order "$r") mock; do
     alive
     mock_reset "{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\",\"latency_ms\":100}"
     hdr=()
     [[ $peer == mock ]] && hdr=(--header "X-Auth-Token: $RDS_AUTH_TOKEN")
+    hdr+=(--header "X-Api-Key: $API_KEY")
     json=$("${LOAD_PIN[@]}" "${TOOL[@]}" burst --port "$(port_of "$peer" burst)" --path "$(bpath "$(new_backup_id)")" \
       -n "$BURST" "${hdr[@]}") || note "cold burst/$peer: not every request got 200: $json"
     [[ $json == "{"* ]] || { echo "bench: the burst client failed against $peer" >&2; alive; exit 1; }
@@ -360,11 +400,11 @@ mock_reset
 
 # ---------------------------------------------------------------- 4. memory and start-up
 alive
-log "4a. start to first /readyz 200 (fresh process each time)"
+want memory && log "4a. start to first /readyz 200 (fresh process each time)"
 stop_gateway
 stop_nginx
 READY_ROUNDS=$((ROUNDS < 5 ? 5 : ROUNDS))
-for r in $(seq 1 "$READY_ROUNDS"); do
+want memory && for r in $(seq 1 "$READY_ROUNDS"); do
   for peer in $(order "$r"); do
     if [[ $peer == gateway ]]; then
       ms=$("${LOAD_PIN[@]}" "${TOOL[@]}" ready --port "$GW_PORT" --path /readyz --log "$TMP/gateway.log" -- "${GW_CMD[@]}")
@@ -377,14 +417,14 @@ for r in $(seq 1 "$READY_ROUNDS"); do
   done
 done
 
-log "4b. RSS after $FILL distinct cached entries (fresh process each round, $MEM_ROUNDS rounds)"
+want memory && log "4b. RSS after $FILL distinct cached entries (fresh process each round, $MEM_ROUNDS rounds)"
 PER_THREAD=$(((FILL + WRK_THREADS - 1) / WRK_THREADS))
 WRK_PID=""
 fill() {  # fill PORT: $FILL distinct misses through the proxy
   local out marker
   out=$TMP/fill-$1-$(date +%s%N).txt
   marker=$TMP/fill-done-$(date +%s%N)-
-  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d300s -s bench/misses.lua "http://127.0.0.1:$1" \
+  "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d300s "${KEY_HDR[@]}" -s bench/misses.lua "http://127.0.0.1:$1" \
     -- "$PROJECT" "$(new_nonce)" "$PER_THREAD" "$marker" >"$out" 2>&1 &
   WRK_PID=$!
   # Each wrk thread stops after its share and leaves a marker file; wrk itself would still wait out -d.
@@ -402,7 +442,7 @@ fill() {  # fill PORT: $FILL distinct misses through the proxy
   awk '/requests in/ {print "   fill: " $0}' "$out" >&2
   truncate_logs
 }
-for r in $(seq 1 "$MEM_ROUNDS"); do
+want memory && for r in $(seq 1 "$MEM_ROUNDS"); do
   for peer in $(order "$r"); do
     mock_reset
     if [[ $peer == gateway ]]; then
@@ -416,6 +456,7 @@ for r in $(seq 1 "$MEM_ROUNDS"); do
       record memory "RSS at 100k entries" gateway "$(echo "$full" | awk '{printf "%.1f", $1/1024}')"
       record memory "RSS idle (before the fill)" gateway "$(echo "$idle" | awk '{printf "%.1f", $1/1024}')"
       record memory "cache bytes (gateway's own accounting)" gateway "$(echo "${cbytes:-0}" | awk '{printf "%.1f", $1/1048576}')"
+      record memory "RSS growth per cached entry (bytes)" gateway "$(awk -v f="$full" -v i="$idle" -v n="${entries%.*}" 'BEGIN {printf "%.0f", (n > 0 ? (f - i) * 1024 / n : 0)}')"
       printf '   memory   gateway idle %s kB, after fill %s kB, %s entries, %s cache bytes\n' "$idle" "$full" "$entries" "$cbytes" >&2
       stop_gateway
     else
@@ -443,16 +484,19 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "# rds-gateway vs nginx ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
   echo "- commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)'); $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')); load average $LOAD_BEFORE before, $LOAD_AFTER after"
-  echo "- proxies: $THREADS thread(s) each (gateway listen.threads $THREADS; nginx worker_processes $THREADS); $("$NGINX" -v 2>&1 | sed 's/.*: //'); token injection; idle upstream connections kept: $KEEPALIVE (nginx keepalive, gateway upstream.pool_size); gateway callers.required false (no API key; nginx checks none either)"
+  echo "- proxies: $THREADS thread(s) each (gateway listen.threads $THREADS; nginx worker_processes $THREADS); $("$NGINX" -v 2>&1 | sed 's/.*: //'); token injection; idle upstream connections kept: $KEEPALIVE (nginx keepalive, gateway upstream.pool_size); $([[ $CALLERS == key ]] && echo "gateway callers.required true: every request carries an API key the gateway checks (one caller, rate limit 10M/s; nginx checks none)" || echo "gateway callers.required false (no API key; nginx checks none either)")"
+  echo "- static: the limit, nginx answering the gateway's hit body with \`return 200\` (same worker count and access log)"
   echo "- access log: $([[ $ACCESS_LOG == file ]] && echo 'to a file for both' || echo 'off for both'); rds-mock: plain HTTP, $MOCK_THREADS thread(s); pinning: $PIN_NOTE"
   echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency; $ROUNDS rounds (memory: $MEM_ROUNDS, start-up: $READY_ROUNDS), the two proxies alternating who goes first; medians"
   echo "- cold burst: $BURST connections opened first, then one GET each sent back to back; latency from each request's write to its answer's last byte"
   echo "- RSS: VmRSS; nginx = master + all its children (worker, cache manager, cache loader), shared pages counted in each; nginx cache files in $([[ -n $SHM_DIR ]] && echo "a tmpfs (/dev/shm)" || echo "the temp dir")"
   if [[ -s $NOTES ]]; then echo; echo "Warnings:"; echo; cat "$NOTES"; fi
 } >"$TMP/meta.txt"
-"${TOOL[@]}" table "$RESULTS" "$TMP/meta.txt" >"$OUT_DIR/results.md"
-cp "$RESULTS" "$OUT_DIR/results.tsv"
+OUT_NAME=results
+((THREADS > 1)) && OUT_NAME=results-threads$THREADS
+"${TOOL[@]}" table "$RESULTS" "$TMP/meta.txt" >"$OUT_DIR/$OUT_NAME.md"
+cp "$RESULTS" "$OUT_DIR/$OUT_NAME.tsv"
 echo
-cat "$OUT_DIR/results.md"
+cat "$OUT_DIR/$OUT_NAME.md"
 echo
-echo "(written to build/bench/results.md)"
+echo "(written to build/bench/$OUT_NAME.md)"

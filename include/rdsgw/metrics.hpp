@@ -1,7 +1,10 @@
 // Prometheus metrics (prometheus-cpp core). Label values come from bounded sets only: never an id, a path
 // or a key; never empty ("none") and without spaces ('_'). Counters with a known set of label values are
-// exported at 0 from the start. Hot-path updates go to atomic counters through per-thread caches of metric
-// pointers. Besides the rdsgw_* families: the standard process_* metrics and rdsgw_build_info.
+// exported at 0 from the start. Hot-path updates (counters, the request and upstream duration histograms, the
+// in-flight and upstream connection gauges) go to the calling thread's own cells: no lock, no read-modify-
+// write, no cache line shared with another thread; render() adds what each thread counted since the last
+// render to the prometheus-cpp series. Besides the rdsgw_* families: the standard process_* metrics and
+// rdsgw_build_info.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -90,8 +93,14 @@ class Metrics {
 
   private:
     void update_process_metrics();
-    prometheus::Counter& counter_cached(int family, std::string_view a, std::string_view b = {},
-                                        std::string_view c = {}, std::string_view d = {});
+    struct Cell;
+    struct HistCell;
+    struct Shard;
+    Shard& shard();
+    void fold();  // adds what every thread counted since the last render to the prometheus series
+    Cell& counter_cached(int family, std::string_view a, std::string_view b = {}, std::string_view c = {},
+                         std::string_view d = {});
+    HistCell& histogram_cached(std::string_view route);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 
