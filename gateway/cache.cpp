@@ -64,6 +64,9 @@ std::uint64_t mix(std::uint64_t h) {  // murmur3's finalizer: every bit of the h
     return h;
 }
 
+// A hit on an entry used within the last entries() / kBumpWindowDivisor uses does not move it.
+constexpr std::uint64_t kBumpWindowDivisor = 64;
+
 void notify(const std::function<void()>& f, std::size_t times) {
     if (!f) return;
     for (std::size_t i = 0; i < times; ++i) f();
@@ -93,9 +96,9 @@ struct LinkCache::Shard {
     // read without it by put()'s eviction scan: finding the globally oldest entry then costs one atomic load
     // per shard instead of locking every shard and reading its cold tail node.
     std::atomic<std::uint64_t> tail_stamp{std::numeric_limits<std::uint64_t>::max()};
-    void update_tail() {
-        tail_stamp.store(lru.empty() ? std::numeric_limits<std::uint64_t>::max() : lru.back().last_use,
-                         std::memory_order_relaxed);
+    void update_tail() {  // stored only when it changed: other threads' eviction scans read this line
+        const std::uint64_t v = lru.empty() ? std::numeric_limits<std::uint64_t>::max() : lru.back().last_use;
+        if (tail_stamp.load(std::memory_order_relaxed) != v) tail_stamp.store(v, std::memory_order_relaxed);
     }
 };
 
@@ -168,9 +171,15 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
         const bool links_valid = now < e.valid_until;
         const bool fresh = links_valid && now < e.fresh_until;
         if (fresh || (links_valid && e.answer->status == 200)) {
-            s.lru.splice(s.lru.begin(), s.lru, it->second);
-            e.last_use = clock_.fetch_add(1, std::memory_order_relaxed);
-            s.update_tail();
+            // A use moves the entry to the front unless it is already among the newest 1/64 of the uses:
+            // then a hit writes nothing shared (no list splice, no global clock), which keeps a hot key's
+            // hits on several threads from fighting over cache lines.
+            if (clock_.load(std::memory_order_relaxed) - e.last_use >
+                entries_.load(std::memory_order_relaxed) / kBumpWindowDivisor) {
+                s.lru.splice(s.lru.begin(), s.lru, it->second);
+                e.last_use = clock_.fetch_add(1, std::memory_order_relaxed);
+                s.update_tail();
+            }
             return {e.answer, fresh};
         }
         expired = e.answer->status == 200;

@@ -91,7 +91,9 @@ class LinkCache {
     // removed when the new answer is not stored. Any other answer (or a null one) is not stored and changes
     // nothing.
     // When the bounds are exceeded, entries are evicted (on_evicted) in global least-recently-used order
-    // (never the one just stored) until entries() <= max_entries and bytes() <= max_bytes.
+    // (never the one just stored) until entries() <= max_entries and bytes() <= max_bytes. The order is
+    // exact to within entries() / 64 uses: a lookup of an entry that is already among the newest
+    // entries() / 64 uses does not move it again (a hot key's hits write nothing shared).
     // max_fresh caps the freshness lifetime further (an answer taken from the shared tier keeps only what
     // it has left there).
     bool put(std::string_view key, AnswerPtr answer, SysClock::time_point now,
