@@ -82,8 +82,12 @@ void log_always(LogLevel l, std::string_view msg, std::initializer_list<LogField
     write_record(l, msg, fields.begin(), fields.size());
 }
 
+namespace {
+std::atomic<std::uint64_t> g_access_log_ids{0};
+}
+
 AccessLog::AccessLog(std::string target, std::size_t max_queue)
-    : path_(std::move(target)), max_queue_(max_queue) {
+    : path_(std::move(target)), max_queue_(max_queue), id_(++g_access_log_ids) {
     if (path_ == "off")
         mode_ = Mode::off;
     else if (path_ == "stdout")
@@ -120,22 +124,44 @@ void AccessLog::open_file() {
     fd_ = fd;
 }
 
+AccessLog::Buffer& AccessLog::local() {
+    // This thread's buffer of this log (ids are unique, so a destroyed log's buffer is never taken).
+    thread_local std::vector<std::pair<std::uint64_t, Buffer*>> mine;
+    for (auto& [id, b] : mine)
+        if (id == id_) return *b;
+    auto owned = std::make_unique<Buffer>();
+    Buffer* b = owned.get();
+    {
+        std::lock_guard lk(buffers_mu_);
+        buffers_.push_back(std::move(owned));
+    }
+    mine.emplace_back(id_, b);
+    return *b;
+}
+
 void AccessLog::write(std::string_view line) {
     if (mode_ == Mode::off) return;
+    Buffer& b = local();
     bool wake;
     {
-        std::lock_guard lk(mu_);
-        if (pending_lines_ >= max_queue_) {
+        std::lock_guard lk(b.mu);
+        if (b.lines >= max_queue_) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        pending_.append(line);
-        pending_.push_back('\n');
+        b.pending.append(line);
+        b.pending.push_back('\n');
         // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
         // woken early only when a batch is large, so requests make no futex call per line.
-        wake = ++pending_lines_ == kWakeBatch;
+        wake = ++b.lines == kWakeBatch;
     }
-    if (wake) cv_.notify_one();
+    if (wake) {  // never while holding b.mu (flush() takes mu_, then each b.mu)
+        {
+            std::lock_guard lk(mu_);
+            wake_ = true;
+        }
+        cv_.notify_one();
+    }
 }
 
 void AccessLog::reopen() {
@@ -147,34 +173,59 @@ void AccessLog::reopen() {
     cv_.notify_one();
 }
 
+bool AccessLog::all_empty() {
+    std::lock_guard lk(buffers_mu_);
+    for (auto& b : buffers_) {
+        std::lock_guard bl(b->mu);
+        if (b->lines) return false;
+    }
+    return true;
+}
+
 void AccessLog::flush() {
     if (mode_ == Mode::off) return;
     std::unique_lock lk(mu_);
-    idle_cv_.wait(lk, [&] { return pending_lines_ == 0 && !busy_; });
+    idle_cv_.wait(lk, [&] { return !busy_ && all_empty(); });
 }
 
 void AccessLog::run() {
-    // The writer swaps its block with the pending one: both keep their storage, so lines cost no allocation.
-    std::string buf;
+    // The writer copies every thread's pending lines into its own block and writes that: all three keep
+    // their storage, so lines cost no allocation.
+    std::string out;
+    std::vector<Buffer*> bufs;
     for (;;) {
-        bool reopen = false;
+        bool reopen = false, stop = false;
         {
             std::unique_lock lk(mu_);
             busy_ = false;
             idle_cv_.notify_all();
-            cv_.wait_for(lk, kFlushInterval,
-                         [&] { return stop_ || reopen_ || pending_lines_ >= kWakeBatch; });
-            if (pending_lines_ == 0 && !stop_ && !reopen_) continue;
-            if (pending_lines_ == 0 && stop_) return;
-            buf.clear();
-            buf.swap(pending_);
-            pending_lines_ = 0;
+            cv_.wait_for(lk, kFlushInterval, [&] { return stop_ || reopen_ || wake_; });
+            wake_ = false;
             reopen = reopen_;
             reopen_ = false;
+            stop = stop_;
             busy_ = true;
         }
+        {
+            std::lock_guard lk(buffers_mu_);
+            bufs.clear();
+            for (auto& b : buffers_) bufs.push_back(b.get());
+        }
+        out.clear();
+        for (Buffer* b : bufs) {
+            std::lock_guard bl(b->mu);
+            out.append(b->pending);
+            b->pending.clear();
+            b->lines = 0;
+        }
         if (reopen) open_file();
-        if (fd_ >= 0 && !buf.empty()) write_all(fd_, buf.data(), buf.size());
+        if (fd_ >= 0 && !out.empty()) write_all(fd_, out.data(), out.size());
+        if (stop && out.empty()) {
+            std::lock_guard lk(mu_);
+            busy_ = false;
+            idle_cv_.notify_all();
+            return;
+        }
     }
 }
 

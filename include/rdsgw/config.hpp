@@ -187,7 +187,7 @@ struct ResponseConfig {
 struct LogConfig {
     std::string access = "stdout";  // "stdout" | "off" | a file path (reopened on SIGHUP)
     std::string level = "info";     // diagnostic log (stderr): debug | info | warn | error
-    unsigned access_queue = 65536;  // lines buffered before dropping
+    unsigned access_queue = 65536;  // lines buffered per writing thread before dropping
 };
 
 struct Config {

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <memory>
+#include <vector>
 
 #include "rdsgw/text.hpp"  // json_escape_append, used with the log lines
 
@@ -63,8 +65,9 @@ class AccessLog {
     ~AccessLog();
     AccessLog(const AccessLog&) = delete;
     bool enabled() const { return mode_ != Mode::off; }
-    // Queues one line (without the trailing newline): copied into the pending block, whose storage is kept
-    // (no allocation per line once it has grown). Never blocks on I/O; drops when max_queue lines wait.
+    // Queues one line (without the trailing newline): copied into the calling thread's own pending block
+    // (its lock is shared with nobody but the writer, and its storage is kept: no allocation per line once it
+    // has grown). Never blocks on I/O; drops when max_queue lines of this thread wait.
     void write(std::string_view line);
     void reopen();  // SIGHUP: reopen the file
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
@@ -72,6 +75,13 @@ class AccessLog {
 
   private:
     enum class Mode { off, stdout_, file };
+    struct Buffer {  // one per thread that writes lines
+        std::mutex mu;
+        std::string pending;  // lines, each ending in '\n'
+        std::size_t lines = 0;
+    };
+    Buffer& local();
+    bool all_empty();
     static constexpr std::chrono::milliseconds kFlushInterval{20};
     static constexpr std::size_t kWakeBatch = 1024;
     void run();
@@ -82,8 +92,10 @@ class AccessLog {
     int fd_ = -1;
     std::mutex mu_;
     std::condition_variable cv_, idle_cv_;
-    std::string pending_;              // lines waiting, each ending in '\n'
-    std::size_t pending_lines_ = 0;
+    std::mutex buffers_mu_;
+    std::vector<std::unique_ptr<Buffer>> buffers_;
+    std::uint64_t id_;
+    bool wake_ = false;  // guarded by mu_: a thread has a large batch
     bool stop_ = false, reopen_ = false, busy_ = false;
     std::atomic<std::uint64_t> dropped_{0};
     std::thread thread_;
