@@ -15,7 +15,7 @@
 //   on a waiter's timer (async_wait and cancel), so waking is race-free whatever executors the waiters use
 //   (one-thread io_contexts, thread pools, strands) and cannot be lost: a waiter either sees the outcome
 //   when it starts waiting or is already registered when the outcome lands, and completion cancels its
-//   timer. The map lock (mu_) is taken before a flight's lock, never the other way round.
+//   timer. The map lock (the key's shard of the map) is taken before a flight's lock, never the other way round.
 #include "rdsgw/cache.hpp"
 
 #include <algorithm>
@@ -338,7 +338,11 @@ struct SingleFlight::Flight {
     std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by mu; those registered and not yet woken
 };
 
-SingleFlight::SingleFlight(Options opts) : opts_(opts) {}
+SingleFlight::SingleFlight(Options opts) : opts_(opts), maps_(std::make_unique<MapShard[]>(kMapShards)) {}
+
+SingleFlight::MapShard& SingleFlight::map_for(std::string_view key) {
+    return maps_[mix(std::hash<std::string_view>{}(key)) & (kMapShards - 1)];
+}
 
 std::size_t SingleFlight::waiting() const {
     return waiting_.load(std::memory_order_relaxed);
@@ -346,9 +350,10 @@ std::size_t SingleFlight::waiting() const {
 
 void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome) {
     {
-        std::lock_guard lk(mu_);
-        auto it = flights_.find(flight->key);
-        if (it != flights_.end() && it->second == flight) flights_.erase(it);  // the next call starts anew
+        MapShard& m = map_for(flight->key);
+        std::lock_guard lk(m.mu);
+        auto it = m.flights.find(flight->key);
+        if (it != m.flights.end() && it->second == flight) m.flights.erase(it);  // the next call starts anew
     }
     std::vector<std::shared_ptr<Waiter>> woken;
     {
@@ -378,9 +383,10 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
     Result result;
     std::shared_ptr<Flight> flight;
     {
-        std::lock_guard lk(mu_);
-        auto it = flights_.find(key);
-        if (it == flights_.end()) {
+        MapShard& m = map_for(key);
+        std::lock_guard lk(m.mu);
+        auto it = m.flights.find(key);
+        if (it == m.flights.end()) {
             if (recheck) {
                 if (FetchPtr landed = recheck()) {
                     result.outcome = std::move(landed);
@@ -390,7 +396,7 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
                 }
             }
             flight = std::make_shared<Flight>(key);
-            flights_.emplace(std::move(key), flight);
+            m.flights.emplace(std::move(key), flight);
             result.role = Role::leader;
         } else {
             flight = it->second;

@@ -177,9 +177,16 @@ class SingleFlight {
     struct Flight;
     struct Waiter;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);
+    // The flights in flight, by key, in 16 shards (a miss takes its key's shard lock twice, so misses of
+    // different keys on different threads rarely meet on one lock).
+    struct MapShard {
+        std::mutex mu;
+        std::unordered_map<std::string, std::shared_ptr<Flight>> flights;
+    };
+    static constexpr std::size_t kMapShards = 16;
+    MapShard& map_for(std::string_view key);
     Options opts_;
-    mutable std::mutex mu_;
-    std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
+    std::unique_ptr<MapShard[]> maps_;
     std::atomic<std::size_t> waiting_{0};
 };
 
