@@ -15,7 +15,8 @@
 //   on a waiter's timer (async_wait and cancel), so waking is race-free whatever executors the waiters use
 //   (one-thread io_contexts, thread pools, strands) and cannot be lost: a waiter either sees the outcome
 //   when it starts waiting or is already registered when the outcome lands, and completion cancels its
-//   timer. The map lock (the key's shard of the map) is taken before a flight's lock, never the other way round.
+//   timer. The map lock (the key's shard of the map) is taken before a flight's lock, never the other way
+//   round.
 #include "rdsgw/cache.hpp"
 
 #include <algorithm>

@@ -83,8 +83,8 @@ HeaderCount count_header(HeaderList headers, std::string_view name) {
 // API keys this thread has verified against one registry (README, "Performance"): such a key is found again
 // without hashing it. Only successes are kept, so an unknown key always costs its one hash; a known key
 // answered from here is faster, which tells the client nothing its 200 does not. The presented key is
-// compared with every word of every slot (no early exit: the time does not depend on the bytes), and the length;
-// longer keys are not kept. Another registry (a reload) wipes the slots first (OPENSSL_cleanse).
+// compared with every word of every slot (no early exit: the time does not depend on the bytes), and the
+// length; longer keys are not kept. Another registry (a reload) wipes the slots first (OPENSSL_cleanse).
 struct VerifiedKeys {
     static constexpr std::size_t kSlots = 8, kMaxKey = 96, kWords = kMaxKey / 8;
     struct Slot {

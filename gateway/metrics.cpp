@@ -149,7 +149,8 @@ struct Metrics::HistCell {
     std::vector<std::uint64_t> folded;
     double sum_folded = 0;
     void observe(double v) {
-        const auto i = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+        const auto i =
+            static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
         bump<std::uint64_t>(counts[i], 1);
         sum.store(sum.load(relaxed) + v, relaxed);
     }
@@ -476,8 +477,8 @@ void Metrics::request_done(std::string_view route, std::string_view method, unsi
                            std::string_view cache, double seconds) {
     char code[16];
     const char* code_end = std::to_chars(code, code + sizeof code, status).ptr;
-    counter_cached(kRequests, route, method, std::string_view(code, static_cast<std::size_t>(code_end - code)),
-                   cache)
+    counter_cached(kRequests, route, method,
+                   std::string_view(code, static_cast<std::size_t>(code_end - code)), cache)
         .add();
     histogram_cached(route).observe(seconds);
 }

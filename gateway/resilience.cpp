@@ -142,30 +142,65 @@ boost::asio::awaitable<ConcurrencyLimiter::Permit> ConcurrencyLimiter::acquire(
     std::shared_ptr<Waker> w;
     {
         std::lock_guard lk(mu_);
+        queued_.fetch_add(1);  // before the re-check below (see queued_)
         // Re-check under the lock: a release may have happened.
         cur = in_use_.load();
         while (cur < max_) {
-            if (in_use_.compare_exchange_weak(cur, cur + 1)) co_return Permit(this);
+            if (in_use_.compare_exchange_weak(cur, cur + 1)) {
+                queued_.fetch_sub(1);
+                co_return Permit(this);
+            }
         }
-        if (queue_.size() >= max_queue_) co_return Permit();
+        if (queue_.size() >= max_queue_) {
+            queued_.fetch_sub(1);
+            co_return Permit();
+        }
         w = std::make_shared<Waker>(co_await boost::asio::this_coro::executor);
         queue_.push_back(w);
     }
     bool granted = co_await w->wait(deadline);
-    if (granted) co_return Permit(this);  // release() handed its slot to us
+    if (granted) co_return Permit(this);  // a slot was handed to us
     std::lock_guard lk(mu_);
     if (w->fired()) co_return Permit(this);  // granted right at the deadline
     std::erase(queue_, w);
+    queued_.fetch_sub(1);
     co_return Permit();
 }
 
+void ConcurrencyLimiter::grant_locked() {
+    while (!queue_.empty()) {
+        if (queue_.front()->fired()) {  // cannot stay queued; counted out here
+            queue_.pop_front();
+            queued_.fetch_sub(1);
+            continue;
+        }
+        unsigned cur = in_use_.load();
+        if (cur >= max_) return;
+        if (!in_use_.compare_exchange_weak(cur, cur + 1)) continue;
+        std::shared_ptr<Waker> next = std::move(queue_.front());
+        queue_.pop_front();
+        queued_.fetch_sub(1);
+        next->fire();  // the slot just taken is the waiter's
+    }
+}
+
 void ConcurrencyLimiter::release() {
+    if (queued_.load() == 0) {
+        // Nobody waits: give the slot back without the lock. A waiter that registered meanwhile is either
+        // seen here (then it is handed a slot) or saw the freed slot itself.
+        in_use_.fetch_sub(1);
+        if (queued_.load() == 0) return;
+        std::lock_guard lk(mu_);
+        grant_locked();
+        return;
+    }
     std::shared_ptr<Waker> next;
     {
         std::lock_guard lk(mu_);
         while (!queue_.empty()) {
             next = std::move(queue_.front());
             queue_.pop_front();
+            queued_.fetch_sub(1);
             if (!next->fired()) break;
             next.reset();
         }
@@ -174,6 +209,7 @@ void ConcurrencyLimiter::release() {
             return;
         }
         in_use_.fetch_sub(1);
+        grant_locked();  // a waiter may have queued between our pop and now (nothing to do then)
     }
 }
 

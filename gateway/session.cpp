@@ -389,14 +389,14 @@ class Session {
     //
     // arm() and disarm() only record the deadline: the timer is re-set (a timer queue change and a
     // timerfd_settime system call) only when a deadline comes earlier than the pending expiry. The pending
-    // expiry is kept at most `max_lead` (the shorter of the header and idle timeouts) ahead, so the deadlines of
-    // ordinary requests never come earlier; when it fires before the recorded deadline it is set again (at
+    // expiry is kept at most `max_lead` (the shorter of the header and idle timeouts) ahead, so the deadlines
+    // of ordinary requests never come earlier; when it fires before the recorded deadline it is set again (at
     // most once per max_lead per connection), and when nothing is armed it stays idle.
     struct DeadlineState {
         bool alive = true;
         bool expired = false;
-        bool pending = false;           // an async_wait is outstanding, for `pending_at`
-        std::uint64_t gen = 0;          // of the outstanding wait (an older wait's completion is ignored)
+        bool pending = false;   // an async_wait is outstanding, for `pending_at`
+        std::uint64_t gen = 0;  // of the outstanding wait (an older wait's completion is ignored)
         steady::time_point want = steady::time_point::max();  // the armed deadline; max(): none
         steady::time_point pending_at{};
         steady::duration max_lead{};

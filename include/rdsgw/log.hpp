@@ -6,11 +6,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <memory>
 #include <vector>
 
 #include "rdsgw/text.hpp"  // json_escape_append, used with the log lines

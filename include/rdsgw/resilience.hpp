@@ -134,8 +134,13 @@ class ConcurrencyLimiter {
 
   private:
     void release();
+    void grant_locked();  // hands free slots to queued waiters (under mu_)
     unsigned max_, max_queue_;
     std::atomic<unsigned> in_use_{0};
+    // Waiters registered in queue_ (or about to be): a release with none takes no lock. A waiter counts
+    // itself here before its last look at in_use_, and a release looks here after freeing its slot (both
+    // sequentially consistent), so one of the two always sees the other.
+    std::atomic<unsigned> queued_{0};
     std::mutex mu_;
     std::deque<std::shared_ptr<Waker>> queue_;
 };
