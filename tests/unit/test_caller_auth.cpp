@@ -171,6 +171,44 @@ BOOST_AUTO_TEST_CASE(known_and_unknown_keys_cost_one_hash) {
     }
 }
 
+// A key this thread verified before against the same registry is found again without hashing; an unknown
+// key is hashed every time (nothing is remembered of a failure); another registry (a reload) starts afresh
+// and no longer knows a key it does not list.
+BOOST_AUTO_TEST_CASE(verified_keys_are_remembered_per_thread_and_registry) {
+    const auto reg = make_registry();
+    Req known, unknown;
+    known.headers = {{"X-Api-Key", kRestoreKey}};
+    unknown.headers = {{"X-Api-Key", "no-such-key-0123456789"}};
+    BOOST_TEST(reg.authenticate(known.input()).caller != nullptr);
+    auto before = detail::auth_work().api_key_hashes;
+    for (int i = 0; i < 3; ++i) {
+        const auto o = reg.authenticate(known.input());
+        BOOST_REQUIRE(o.caller != nullptr);
+        BOOST_TEST(o.caller->name() == "restore-svc");
+    }
+    BOOST_TEST(detail::auth_work().api_key_hashes - before == 0u);
+    before = detail::auth_work().api_key_hashes;
+    for (int i = 0; i < 3; ++i) check_fails(reg.authenticate(unknown.input()), "invalid credentials");
+    BOOST_TEST(detail::auth_work().api_key_hashes - before == 3u);
+    // A key that differs in its last byte or its length is not taken for the remembered one.
+    Req near;
+    near.headers = {{"X-Api-Key", kRestoreKey.substr(0, kRestoreKey.size() - 1) + "X"}};
+    check_fails(reg.authenticate(near.input()), "invalid credentials");
+    near.headers = {{"X-Api-Key", kRestoreKey + "0"}};
+    check_fails(reg.authenticate(near.input()), "invalid credentials");
+    // The reloaded list without restore-svc: its remembered key authenticates nobody.
+    CallerDef audit;
+    audit.name = "audit-svc";
+    audit.api_key_sha256 = {sha256_hex(kAuditKey)};
+    audit.projects = {"*"};
+    const CallerRegistry reloaded({audit});
+    before = detail::auth_work().api_key_hashes;
+    check_fails(reloaded.authenticate(known.input()), "invalid credentials");
+    BOOST_TEST(detail::auth_work().api_key_hashes - before == 1u);
+    // And the old registry still knows it (another registry's remembered keys were wiped, so it hashes).
+    BOOST_TEST(reg.authenticate(known.input()).caller != nullptr);
+}
+
 BOOST_AUTO_TEST_CASE(malformed) {
     const auto reg = make_registry();
     Req r;

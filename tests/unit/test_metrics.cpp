@@ -5,6 +5,8 @@
 #include <chrono>
 #include <regex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "rdsgw/metrics.hpp"
 
@@ -109,4 +111,43 @@ BOOST_AUTO_TEST_CASE(cpu_counter_only_grows) {
     const double second = sample(m.render(), "process_cpu_seconds_total");
     BOOST_TEST(first >= 0);
     BOOST_TEST(second >= first);
+}
+
+// Hot-path updates go to per-thread cells that render() folds in: counts from several threads add up, the
+// duration histogram gets every observation and their sum, the in-flight gauge is the sum over threads, and a
+// second render adds only what is new.
+BOOST_AUTO_TEST_CASE(per_thread_counts_add_up_at_render) {
+    Metrics m(build());
+    constexpr int kThreads = 4, kEach = 1000;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < kThreads; ++t)
+        ts.emplace_back([&] {
+            for (int i = 0; i < kEach; ++i) {
+                m.request_done("backup_files", "GET", 200, "HIT", 0.002);
+                m.cache_event("hit");
+            }
+            m.inflight_add(2);
+            m.upstream_connections_add(1, 1);
+        });
+    for (auto& t : ts) t.join();
+    std::string text = m.render();
+    const std::string req =
+        "rdsgw_requests_total{cache=\"HIT\",code=\"200\",method=\"GET\",route=\"backup_files\"}";
+    BOOST_TEST(sample(text, req) == kThreads * kEach);
+    BOOST_TEST(sample(text, "rdsgw_cache_events_total{event=\"hit\"}") == kThreads * kEach);
+    BOOST_TEST(sample(text, "rdsgw_request_duration_seconds_count{route=\"backup_files\"}") ==
+               kThreads * kEach);
+    BOOST_TEST(sample(text, "rdsgw_request_duration_seconds_bucket{route=\"backup_files\",le=\"0.005\"}") ==
+               kThreads * kEach);
+    BOOST_TEST(sample(text, "rdsgw_request_duration_seconds_sum{route=\"backup_files\"}") ==
+                   kThreads * kEach * 0.002,
+               boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(sample(text, "rdsgw_requests_in_flight") == 2 * kThreads);
+    BOOST_TEST(sample(text, "rdsgw_upstream_connections_open") == kThreads);
+    // Only what is new since the last render is added.
+    m.request_done("backup_files", "GET", 200, "HIT", 0.002);
+    m.inflight_add(-1);
+    text = m.render();
+    BOOST_TEST(sample(text, req) == kThreads * kEach + 1);
+    BOOST_TEST(sample(text, "rdsgw_requests_in_flight") == 2 * kThreads - 1);
 }

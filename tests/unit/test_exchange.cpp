@@ -1,0 +1,150 @@
+// The per-connection exchange and the per-thread access log: what lets a cache hit run without heap
+// allocations (README, "Performance") must not change what a request sees or what the log gets.
+#define BOOST_TEST_MODULE exchange
+#include <unistd.h>
+#include <boost/beast/http.hpp>
+#include <boost/test/unit_test.hpp>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rdsgw/exchange.hpp"
+#include "rdsgw/header_arena.hpp"
+#include "rdsgw/log.hpp"
+
+using namespace rdsgw;
+namespace http = boost::beast::http;
+
+// A reset exchange is a new exchange in everything a phase or the access log reads.
+BOOST_AUTO_TEST_CASE(reset_gives_a_new_exchange) {
+    Exchange x;
+    x.method = http::verb::get;
+    x.method_string = "GET";
+    x.target = "/v3/p/backup-files?backup_id=b";
+    x.version = 10;
+    x.route = Route::backup_files;
+    x.client_addr = "10.0.0.1";
+    x.admin_listener = true;
+    x.request_id = "rid";
+    x.user_agent = "ua";
+    x.client = "203.0.113.9";
+    x.trace = continue_trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a=b");
+    x.project_id = "p";
+    x.backup_id = "b";
+    x.cache_key = "p\nb";
+    x.language = "en-us";
+    x.no_cache = true;
+    x.cache = CacheState::hit;
+    x.stale = std::make_shared<CachedAnswer>();
+    x.upstream_status = 503;
+    x.attempts = 3;
+    x.upstream_ms = 12.5;
+    x.upstream_request_id = "u";
+    x.upstream_retry_after = "1";
+    x.answer = std::make_shared<CachedAnswer>();
+    x.error = LocalError(400, "bad", ErrorSource::caller, "validation");
+    x.response.status = 400;
+    x.response.body = "{}";
+    x.response.headers.emplace_back("X-Cache", "HIT");
+    x.response.shared_body = x.answer;
+    x.response.close = true;
+    x.bytes_sent = 99;
+
+    x.reset();
+    const Exchange fresh;
+    BOOST_TEST(access_line(x, 1.0).substr(40) == access_line(fresh, 1.0).substr(40));  // past "time"
+    BOOST_TEST((x.method == fresh.method));
+    BOOST_TEST(x.target.empty());
+    BOOST_TEST(x.version == fresh.version);
+    BOOST_TEST((x.route == fresh.route));
+    BOOST_TEST(!x.admin_listener);
+    BOOST_TEST(x.trace.trace_id.empty());
+    BOOST_TEST(x.trace.flags == "00");
+    BOOST_TEST(x.trace.tracestate.empty());
+    BOOST_TEST(x.language.empty());
+    BOOST_TEST(!x.no_cache);
+    BOOST_TEST(!x.stale);
+    BOOST_TEST(!x.answer);
+    BOOST_TEST(!x.error);
+    BOOST_TEST(x.upstream_ms == fresh.upstream_ms);
+    BOOST_TEST(x.response.status == 200u);
+    BOOST_TEST(x.response.body.empty());
+    BOOST_TEST(x.response.headers.empty());
+    BOOST_TEST(!x.response.shared_body);
+    BOOST_TEST(!x.response.close);
+    BOOST_TEST(x.response.content_type == "application/json");
+}
+
+// Header fields parsed into the arena, including a header block larger than the arena (it spills to the
+// heap).
+BOOST_AUTO_TEST_CASE(header_fields_in_the_arena_and_beyond) {
+    for (std::size_t value_size : {std::size_t{10}, HeaderArena::kBytes}) {
+        HeaderArena arena;
+        http::request_parser<http::empty_body, ArenaAllocator<char>> p(
+            std::piecewise_construct, std::make_tuple(), std::make_tuple(ArenaAllocator<char>(&arena)));
+        p.header_limit(64 * 1024);
+        const std::string big(value_size, 'v');
+        const std::string req = "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + big + "\r\nX-Api-Key: k\r\n\r\n";
+        boost::system::error_code ec;
+        p.put(boost::asio::buffer(req), ec);
+        BOOST_TEST(!ec);
+        BOOST_REQUIRE(p.is_header_done());
+        const RequestFields& f = p.get().base();
+        BOOST_TEST(f["X-Big"] == big);
+        BOOST_TEST(f["X-Api-Key"] == "k");
+        BOOST_TEST(p.get().target() == "/x");
+        BOOST_TEST(arena.used() > 0u);
+    }
+}
+
+// Lines from several threads all reach the file, each whole, in each thread's order.
+BOOST_AUTO_TEST_CASE(access_log_lines_from_many_threads) {
+    char path[] = "/tmp/rdsgw-test-access-XXXXXX";
+    const int fd = ::mkstemp(path);
+    BOOST_REQUIRE(fd >= 0);
+    ::close(fd);
+    constexpr int kThreads = 4, kEach = 3000;
+    {
+        AccessLog log(path, 1u << 20);
+        std::vector<std::thread> ts;
+        for (int t = 0; t < kThreads; ++t)
+            ts.emplace_back([&log, t] {
+                for (int i = 0; i < kEach; ++i)
+                    log.write("{\"thread\":" + std::to_string(t) + ",\"i\":" + std::to_string(i) + "}");
+            });
+        for (auto& t : ts) t.join();
+        log.flush();
+        BOOST_TEST(log.dropped() == 0u);
+    }
+    std::ifstream in(path);
+    std::vector<int> next(kThreads, 0);
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+        int t = -1, i = -1;
+        BOOST_REQUIRE(std::sscanf(line.c_str(), "{\"thread\":%d,\"i\":%d}", &t, &i) == 2);
+        BOOST_REQUIRE(t >= 0);
+        BOOST_REQUIRE(t < kThreads);
+        BOOST_TEST(i == next[t]);
+        next[t] = i + 1;
+    }
+    BOOST_TEST(lines == kThreads * kEach);
+    ::unlink(path);
+}
+
+// Past access_queue waiting lines (per thread), lines are dropped and counted, never blocking the writer.
+BOOST_AUTO_TEST_CASE(access_log_drops_past_the_queue) {
+    char path[] = "/tmp/rdsgw-test-access-XXXXXX";
+    const int fd = ::mkstemp(path);
+    BOOST_REQUIRE(fd >= 0);
+    ::close(fd);
+    {
+        AccessLog log(path, 10);
+        for (int i = 0; i < 100000; ++i) log.write("{\"line\":1}");  // far faster than a 20 ms flush cycle
+        log.flush();
+        BOOST_TEST(log.dropped() > 0u);
+    }
+    ::unlink(path);
+}
