@@ -29,9 +29,12 @@ void expect_refused_as_expiring(const Response& r) {
     BOOST_TEST(std::string(b.at("error_code").as_string()) == "RDSGW.502");
     BOOST_TEST(std::string(b.at("error_msg").as_string()) ==
                "upstream answer's download links expire within the expiry margin");
-    // No link, no time value.
+    // No link, no time value (the random request id, which may well hold "20", is left out of the search).
+    std::string body = r.body;
+    const std::string rid(b.at("request_id").as_string());
+    if (const auto at = body.find(rid); !rid.empty() && at != std::string::npos) body.erase(at, rid.size());
     for (const char* part : {"https", "obs", "20", "+08"})
-        BOOST_TEST(r.body.find(part) == std::string::npos, part);
+        BOOST_TEST(body.find(part) == std::string::npos, part);
 }
 
 }  // namespace
