@@ -32,6 +32,12 @@ void Gateway::readiness(Exchange& x) {
     }
     checks["upstream"] = std::move(up);
     checks["draining"] = json::object{{"ok", !draining}};
+    if (l2_) {  // the shared tier never makes the gateway unready: without it, L1 and local coalescing serve
+        const RedisStatus rs = l2_->client().status();
+        json::object redis{{"ok", true}, {"state", rs.up ? "up" : "degraded"}};
+        if (!rs.up) redis["reason"] = rs.reason;
+        checks["redis"] = std::move(redis);
+    }
     std::string reason;
     if (!listening)
         reason = "starting: not listening yet";
@@ -53,6 +59,7 @@ void Gateway::metrics_page(Exchange& x) {
 
 // DELETE /admin/cache                              -> purge all
 // DELETE /admin/cache?project_id=P&backup_id=B     -> purge one
+// With the shared tier, the purge reaches Redis and every instance (purge_everywhere, asynchronous).
 void Gateway::admin_cache(Exchange& x) {
     if (x.method != http::verb::delete_) {
         fail(x, LocalError(405, "method not allowed", ErrorSource::caller).with("Allow", "DELETE"));
@@ -63,6 +70,25 @@ void Gateway::admin_cache(Exchange& x) {
         return;
     }
     std::string project, backup;
+    if (!purge_request(x, project, backup)) return;
+    if (l2_) {
+        x.project_id = std::move(project);
+        x.backup_id = std::move(backup);
+        x.pending = PendingStep::purge;
+        return;
+    }
+    if (project.empty()) {
+        std::size_t n = cache_->clear();
+        x.response.body = "{\"purged\":" + std::to_string(n) + "}";
+        log_info("admin: cache purged (" + std::to_string(n) + " entries)");
+        return;
+    }
+    const bool removed = cache_->erase(make_cache_key(project, backup));
+    x.response.body = std::string("{\"purged\":") + (removed ? "1" : "0") + "}";
+}
+
+// The purge's query: both project_id and backup_id, or neither (all). False with x.error set otherwise.
+bool Gateway::purge_request(Exchange& x, std::string& project, std::string& backup) {
     if (auto q = x.target.find('?'); q != std::string_view::npos) {
         std::string_view query = x.target.substr(q + 1);
         while (!query.empty()) {
@@ -71,36 +97,23 @@ void Gateway::admin_cache(Exchange& x) {
             auto eq = part.find('=');
             std::string name, value;
             if (eq == std::string_view::npos || !percent_decode(part.substr(0, eq), name) ||
-                !percent_decode(part.substr(eq + 1), value)) {
-                fail(x, LocalError(400, "malformed query", ErrorSource::caller, "validation"));
-                return;
-            }
+                !percent_decode(part.substr(eq + 1), value))
+                return fail(x, LocalError(400, "malformed query", ErrorSource::caller, "validation"));
             if (name == "project_id")
                 project = value;
             else if (name == "backup_id")
                 backup = value;
-            else {
-                fail(x, LocalError(400, "unknown query parameter; use project_id and backup_id",
-                                   ErrorSource::caller, "validation"));
-                return;
-            }
+            else
+                return fail(x, LocalError(400, "unknown query parameter; use project_id and backup_id",
+                                          ErrorSource::caller, "validation"));
             if (amp == std::string_view::npos) break;
             query.remove_prefix(amp + 1);
         }
     }
-    if (project.empty() && backup.empty()) {
-        std::size_t n = cache_->clear();
-        x.response.body = "{\"purged\":" + std::to_string(n) + "}";
-        log_info("admin: cache purged (" + std::to_string(n) + " entries)");
-        return;
-    }
-    if (project.empty() || backup.empty()) {
-        fail(x, LocalError(400, "give both project_id and backup_id, or neither", ErrorSource::caller,
-                           "validation"));
-        return;
-    }
-    const bool removed = cache_->erase(make_cache_key(project, backup));
-    x.response.body = std::string("{\"purged\":") + (removed ? "1" : "0") + "}";
+    if (project.empty() != backup.empty())
+        return fail(x, LocalError(400, "give both project_id and backup_id, or neither", ErrorSource::caller,
+                                  "validation"));
+    return true;
 }
 
 }  // namespace rdsgw

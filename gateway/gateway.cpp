@@ -144,8 +144,8 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     norm_.link_host_suffixes = cfg_.response.link_host_suffixes;
     norm_.drop_unknown_fields = cfg_.response.drop_unknown_fields;
     norm_.emit_legacy_expiry_field = cfg_.response.emit_legacy_expiry_field;
+    CacheOptions& co = cache_opts_;
     if (cfg_.cache.enabled) {
-        CacheOptions co;
         co.max_entries = cfg_.cache.max_entries;
         co.max_bytes = cfg_.cache.max_bytes;
         co.ttl = std::chrono::seconds(cfg_.cache.ttl_s);
@@ -191,14 +191,26 @@ bool Gateway::begin(Exchange& x) {
     const bool needs_upstream =
         route(x) && authenticate(x) && validate(x) && authorize(x) && rate_limit(x) && cache_lookup(x);
     if (log_enabled(LogLevel::debug)) debug_begin(x, needs_upstream);
-    if (!needs_upstream) respond(x);
-    return needs_upstream;
+    if (needs_upstream || x.pending != PendingStep::none) return true;
+    respond(x);
+    return false;
+}
+
+asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
+    // A step that needed Redis (shared tier) first: the shared rate limit, or a purge of every instance.
+    bool go_on = true;
+    if (x.pending == PendingStep::purge)
+        go_on = co_await purge_everywhere(x);
+    else if (x.pending == PendingStep::rate_limit)
+        go_on = co_await shared_rate_limit(x) && cache_lookup(x);
+    if (go_on) co_await fetch_phase(w, x);
+    respond(x);
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    auto job = std::make_shared<const FetchJob>(
-        FetchJob{x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language),
-                 x.trace.trace_id, x.trace.span_id, new_span_id(), x.trace.flags, x.trace.tracestate});
+    auto job = std::make_shared<const FetchJob>(FetchJob{
+        x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language), x.trace.trace_id,
+        x.trace.span_id, new_span_id(), x.trace.flags, x.trace.tracestate, x.no_cache});
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
     std::function<asio::awaitable<FetchPtr>()> start = [this, &w, job] { return fetch(w, job); };
@@ -217,6 +229,7 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     }
     const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck));
     deliver(x, r);
+    x.pending = PendingStep::none;
     if (log_enabled(LogLevel::debug))
         log(LogLevel::debug,
             std::string(r.role == SingleFlight::Role::leader ? "fetched as the leader"
@@ -226,7 +239,6 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
                 (x.error ? "error " + std::to_string(x.error->status)
                          : "answer " + std::to_string(x.answer->status)),
             x.log_ids());
-    respond(x);
 }
 
 // Debug: what the inline phases decided (never a secret or a link: ids, states and statuses only).
@@ -330,8 +342,13 @@ bool Gateway::authorize(Exchange& x) {
 }
 
 bool Gateway::rate_limit(Exchange& x) {
+    if (!x.caller) return true;
+    if (l2_ && cfg_.redis.shared_rate_limits && x.caller->def().rate_per_s > 0) {
+        x.pending = PendingStep::rate_limit;  // across instances: asks Redis (shared_rate_limit)
+        return false;
+    }
     double retry_after = 0;
-    if (!x.caller || x.caller->try_acquire(steady::now(), retry_after)) return true;
+    if (x.caller->try_acquire(steady::now(), retry_after)) return true;
     return fail(x, LocalError(429, "rate limit exceeded for this caller", ErrorSource::caller, "rate")
                        .with("Retry-After", std::to_string(static_cast<long long>(std::ceil(retry_after)))));
 }
@@ -354,10 +371,17 @@ bool Gateway::cache_lookup(Exchange& x) {
 // ------------------------------------------------------------------------ the leader's fetch
 
 asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJob> job) {
+    // The shared tier first (when configured): another instance's answer, or its fetch in flight.
+    bool lock_held = false;
+    if (l2_ && !job->no_cache) {
+        FetchPtr shared = co_await shared_lookup(*job, lock_held);
+        if (shared) co_return shared;
+    }
     const UpstreamResult up = co_await upstream_.call(w, *job);
     status_->fetch(up.attempts, up.ms, steady::now());
     FetchPtr out = interpret(*job, up);
     store(*job, *out);
+    if (l2_) shared_store(*job, out, lock_held, co_await asio::this_coro::executor);
     co_return out;
 }
 
@@ -468,9 +492,11 @@ void Gateway::deliver(Exchange& x, const SingleFlight::Result& r) {
         x.upstream_retry_after = o->retry_after;
     }
     if ((!o || o->upstream_failed) && serve_stale(x, o)) return;
-    x.cache = x.no_cache                             ? CacheState::bypass
-              : r.role == SingleFlight::Role::leader ? CacheState::miss
-                                                     : CacheState::coalesced;
+    const bool leader = r.role == SingleFlight::Role::leader;
+    x.cache = x.no_cache                           ? CacheState::bypass
+              : leader && o && o->from_shared_tier ? CacheState::hit  // another instance's answer, from L2
+              : leader                             ? CacheState::miss
+                                                   : CacheState::coalesced;
     if (!o) {
         fail(x, LocalError(r.overflow || r.timed_out ? 503 : 502,
                            r.overflow    ? "too many callers waiting for this backup"
@@ -480,7 +506,8 @@ void Gateway::deliver(Exchange& x, const SingleFlight::Result& r) {
                     .with("Retry-After", "1"));
         return;
     }
-    metrics_.cache_event(x.no_cache ? "bypass" : x.cache == CacheState::miss ? "miss" : "coalesced");
+    if (x.cache != CacheState::hit)  // an L2 hit was counted as such ("l2_hit")
+        metrics_.cache_event(x.no_cache ? "bypass" : x.cache == CacheState::miss ? "miss" : "coalesced");
     if (o->error)
         x.error = o->error;
     else

@@ -39,6 +39,9 @@ struct Response {
 enum class CacheState { none, hit, miss, coalesced, stale, bypass };
 std::string_view cache_state_name(CacheState s);  // "none", "HIT", "MISS", ...
 
+// A phase that needs Redis (the shared tier) before the exchange can go on: it is finished asynchronously.
+enum class PendingStep { none, rate_limit, purge };
+
 struct Exchange {
     // The request as read by the session (views into the session's parser, alive for the whole exchange).
     boost::beast::http::verb method = boost::beast::http::verb::unknown;
@@ -65,6 +68,7 @@ struct Exchange {
     std::string project_id, backup_id, cache_key;
     std::string_view language;  // "zh-cn" | "en-us" | ""
     bool no_cache = false;
+    PendingStep pending = PendingStep::none;
 
     // Cache and upstream facts.
     CacheState cache = CacheState::none;

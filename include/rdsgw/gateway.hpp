@@ -27,6 +27,7 @@
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/request.hpp"
+#include "rdsgw/shared_cache.hpp"
 #include "rdsgw/status.hpp"
 #include "rdsgw/upstream_service.hpp"
 
@@ -55,13 +56,15 @@ class Gateway {
     ~Gateway();
 
     // Builds the per-thread parts of a worker (its upstream pool) and starts background work on worker 0.
-    bool init_worker(Worker& w, std::string& why) { return upstream_.init_worker(w, why); }
+    bool init_worker(Worker& w, std::string& why) {
+        return start_shared_tier(why) && upstream_.init_worker(w, why);
+    }
     void start_background(Worker& w0);
 
     // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
     // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
     bool begin(Exchange& x);
-    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
+    boost::asio::awaitable<void> continue_async(Worker& w, Exchange& x);
     // Maps the exchange's error or answer to its response (the one place a LocalError becomes bytes).
     // begin() and fetch_phase() call it; the session calls it for refusals it makes itself.
     void respond(Exchange& x);
@@ -88,11 +91,20 @@ class Gateway {
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
     bool cache_lookup(Exchange& x);
-    // The leader's fetch: upstream, interpret (normalize), store.
+    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
+    // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
     void store(const FetchJob& job, const FetchOutcome& out);
     bool echoes_credential(const UpstreamResponse& r) const;
+    // The shared tier (shared_tier.cpp; only with redis.enabled).
+    bool start_shared_tier(std::string& why);
+    boost::asio::awaitable<FetchPtr> shared_lookup(const FetchJob& job, bool& lock_held);
+    void shared_store(const FetchJob& job, const FetchPtr& out, bool lock_held,
+                      boost::asio::any_io_executor ex);
+    boost::asio::awaitable<bool> shared_rate_limit(Exchange& x);
+    boost::asio::awaitable<bool> purge_everywhere(Exchange& x);
+    bool purge_request(Exchange& x, std::string& project, std::string& backup);
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
@@ -115,7 +127,9 @@ class Gateway {
     Metrics& metrics_;
     AccessLog& access_log_;
     CallerSet callers_;
+    CacheOptions cache_opts_;
     std::unique_ptr<LinkCache> cache_;
+    std::unique_ptr<SharedCache> l2_;  // Redis, when redis.enabled
     SingleFlight flights_;
     UpstreamService upstream_;
     std::unique_ptr<StatusBoard> status_;

@@ -38,6 +38,7 @@ struct FetchJob {
     std::string language;  // "zh-cn" | "en-us" | ""
     // The leader's trace: the upstream request is a child span of the gateway's span for that request.
     std::string trace_id, span_id, upstream_span_id, flags, tracestate;
+    bool no_cache = false;  // the caller asked for a fresh answer: no cached copy (L2 included) is read
     std::string traceparent() const { return "00-" + trace_id + "-" + upstream_span_id + "-" + flags; }
     LogIds log_ids() const { return {request_id, trace_id, span_id}; }
 };
