@@ -135,7 +135,13 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
       access_log_(access_log),
       callers_(cfg_.callers),
       flights_(SingleFlight::Options{cfg_.cache.max_waiters, milliseconds(cfg_.cache.wait_timeout_ms)}),
-      upstream_(cfg_, std::move(creds), metrics) {
+      regions_(cfg_, metrics),
+      upstream_(cfg_, regions_, std::move(creds), metrics) {
+    if (regions_.multi()) metrics_.enable_region_labels();
+    if (cfg_.projects.discovery.enabled && upstream_.credentials().iam())
+        discovery_ =
+            std::make_unique<ProjectDiscovery>(cfg_.projects.discovery, regions_, upstream_.credentials(),
+                                               metrics_, milliseconds(cfg_.upstream.request_timeout_ms));
     norm_.max_body_bytes = cfg_.response.max_body_bytes;
     norm_.allow_http_links = cfg_.response.allow_http_links;
     norm_.link_host_suffixes = cfg_.response.link_host_suffixes;
@@ -156,8 +162,7 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     metrics_.on_collect([this](Metrics& m) {
         if (cache_) m.set_cache(static_cast<double>(cache_->entries()), static_cast<double>(cache_->bytes()));
         m.set_singleflight_waiters(static_cast<double>(flights_.waiting()));
-        m.set_credential_expiry_seconds(upstream_.credentials().status(sys::now()).seconds_to_expiry);
-        m.set_breaker_state(static_cast<int>(upstream_.breaker_state()));
+        collect_regions(m);
         m.set_access_log_dropped(static_cast<double>(access_log_.dropped()));
     });
 }
@@ -165,7 +170,30 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
 Gateway::~Gateway() = default;
 
 void Gateway::start_background(Worker& w0) {
-    upstream_.credentials().start(w0.ioc.get_executor());
+    CredentialSource& creds = upstream_.credentials();
+    creds.start(w0.ioc.get_executor());
+    // Multi-region IAM: the statically mapped projects' tokens ahead of their first requests.
+    std::size_t n = 0;
+    for (const auto& [project, region] : cfg_.projects.static_map)
+        if (n++ < cfg_.auth.iam.max_tokens) creds.prefetch(project, region);
+    if (discovery_) discovery_->start();
+}
+
+// The breaker and credential gauges: unlabelled with one region, per region (bounded labels) with several.
+void Gateway::collect_regions(Metrics& m) {
+    const auto now = sys::now();
+    CredentialSource& creds = upstream_.credentials();
+    if (!regions_.multi()) {
+        m.set_credential_expiry_seconds(creds.status(now).seconds_to_expiry);
+        m.set_breaker_state(static_cast<int>(regions_.only().breaker.state()));
+        return;
+    }
+    for (Region* r : regions_.list()) {
+        if (r->label == "other") continue;
+        m.set_breaker_state(r->label, static_cast<int>(r->breaker.state()));
+        m.set_credential_expiry_seconds(r->label, creds.region_status(r->name, now).seconds_to_expiry);
+    }
+    if (auto pm = regions_.projects()) m.set_projects_known(static_cast<double>(pm->size()));
 }
 
 void Gateway::reload(const Config& cfg) {
@@ -174,6 +202,7 @@ void Gateway::reload(const Config& cfg) {
         log_error("SIGHUP: upstream credentials not reloaded: " + why);
     else
         log_info("SIGHUP: upstream credentials reloaded");
+    if (!regions_.reload(why)) log_error("SIGHUP: proxy credentials not reloaded: " + why);
     if (!cfg.callers.required && callers_.required())
         log_warn(
             "callers.required is false: ANY client that reaches this port can fetch backup download links");
@@ -192,11 +221,20 @@ bool Gateway::begin(Exchange& x) {
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    auto job = std::make_shared<const FetchJob>(
-        FetchJob{x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language)});
+    auto job = std::make_shared<FetchJob>();
+    if (!co_await resolve_region(x, *job)) {
+        respond(x);
+        co_return;
+    }
+    job->project_id = x.project_id;
+    job->backup_id = x.backup_id;
+    job->cache_key = x.cache_key;
+    job->request_id = x.request_id;
+    job->language = x.language;
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
-    std::function<asio::awaitable<FetchPtr>()> start = [this, &w, job] { return fetch(w, job); };
+    std::function<asio::awaitable<FetchPtr>()> start =
+        [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
     std::function<FetchPtr()> recheck;
     if (cache_ && !x.no_cache) {
         recheck = [this, &x]() -> FetchPtr {
@@ -313,6 +351,34 @@ bool Gateway::cache_lookup(Exchange& x) {
     }
     x.stale = std::move(found.answer);
     return true;
+}
+
+// One region: it serves every project. Several: the project map says which (static entries, then discovery,
+// refreshed once on demand for an unknown project); a project no region serves is a 404 with no upstream
+// call.
+asio::awaitable<bool> Gateway::resolve_region(Exchange& x, FetchJob& job) {
+    if (!regions_.multi()) {
+        job.region = &regions_.only();
+        co_return true;
+    }
+    Regions::Found found = regions_.find(x.project_id);
+    if (found.miss == Regions::Miss::unknown && discovery_) {
+        const auto deadline = x.started + milliseconds(cfg_.retry.deadline_ms);
+        if (co_await discovery_->refresh_for_unknown(deadline)) found = regions_.find(x.project_id);
+    }
+    if (!found.region) {
+        if (log_enabled(LogLevel::debug))
+            log_debug("request " + x.request_id + ": project " + x.project_id + " not served (" +
+                      (found.miss == Regions::Miss::disabled    ? "disabled"
+                       : found.miss == Regions::Miss::no_region ? "its region cannot be served"
+                                                                : "unknown") +
+                      ")");
+        co_return fail(x, LocalError(404, "project is not served by this gateway", ErrorSource::caller,
+                                     "unknown_project"));
+    }
+    job.region = found.region;
+    x.region = found.region->name;
+    co_return true;
 }
 
 // ------------------------------------------------------------------------ the leader's fetch

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
         std::string why;
         rdsgw::Metrics m(RDSGW_VERSION);
         rdsgw::CredentialDeps deps;
-        if (!rdsgw::make_credential_source(cfg.auth, deps, why)) {
+        if (!rdsgw::make_credential_source(cfg, deps, why)) {
             std::cerr << "config error: " << why << "\n";
             return 2;
         }
@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     deps.request_timeout = std::chrono::milliseconds(cfg.upstream.request_timeout_ms);
     deps.upstream_ca_file = cfg.upstream.ca_file;
     std::string why;
-    auto creds = rdsgw::make_credential_source(cfg.auth, deps, why);
+    auto creds = rdsgw::make_credential_source(cfg, deps, why);
     if (!creds) {
         rdsgw::log_error("cannot start: " + why);
         return 2;

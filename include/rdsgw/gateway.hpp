@@ -2,9 +2,11 @@
 // request"); each either continues or ends the exchange with a local reply (LocalError) or an answer:
 //
 //   route -> authenticate -> validate -> authorize -> rate-limit -> cache lookup      (inline: begin())
-//     -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver (a miss:
-//     fetch_phase())
+//     -> resolve region -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver
+//     (a miss: fetch_phase())
 //     -> respond
+//
+// Regions are resolved on misses only: a hit never looks a project's region up.
 //
 // The session (session.cpp) does the HTTP I/O: it builds the Exchange, calls begin() and, only when that
 // says the upstream is needed, co_awaits fetch_phase(); then it writes exchange.response and calls
@@ -12,6 +14,7 @@
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -22,10 +25,12 @@
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/config.hpp"
 #include "rdsgw/credentials.hpp"
+#include "rdsgw/discovery.hpp"
 #include "rdsgw/exchange.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
+#include "rdsgw/regions.hpp"
 #include "rdsgw/request.hpp"
 #include "rdsgw/upstream_service.hpp"
 
@@ -56,6 +61,7 @@ class Gateway {
     // Builds the per-thread parts of a worker (its upstream pool) and starts background work on worker 0.
     bool init_worker(Worker& w, std::string& why) { return upstream_.init_worker(w, why); }
     void start_background(Worker& w0);
+    void collect_regions(Metrics& m);
 
     // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
     // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
@@ -86,6 +92,8 @@ class Gateway {
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
     bool cache_lookup(Exchange& x);
+    // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
+    boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
     // The leader's fetch: upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
@@ -96,6 +104,7 @@ class Gateway {
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);
+    void region_readiness(boost::json::object& checks, bool& ready, std::string& reason);
     void metrics_page(Exchange& x);
     void admin_cache(Exchange& x);
 
@@ -107,7 +116,9 @@ class Gateway {
     CallerSet callers_;
     std::unique_ptr<LinkCache> cache_;
     SingleFlight flights_;
+    Regions regions_;
     UpstreamService upstream_;
+    std::unique_ptr<ProjectDiscovery> discovery_;  // projects.discovery.enabled
     std::atomic<bool> listening_{false}, draining_{false};
 };
 
