@@ -308,10 +308,6 @@ void read_projects(Reader& top, Config& c) {
     d.integer("max_regions", dc.max_regions, 1, 1024);
     if (dc.enabled && c.auth.mode == AuthMode::token)
         d.error("enabled", "needs auth.mode \"iam\" or \"aksk\" (IAM lists the projects only to those)");
-    if (dc.enabled && c.upstream.base_url_template.empty())
-        d.error(
-            "enabled",
-            "needs upstream.base_url_template (discovered projects may be in regions not in \"regions\")");
 }
 
 // After every block was read: the rules that span them.

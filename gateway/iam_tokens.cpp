@@ -58,11 +58,12 @@ std::shared_ptr<const IamToken> TokenKeeper::current(sys::time_point now) const 
     return cur_;
 }
 
-asio::awaitable<void> TokenKeeper::wait_first(steady::time_point deadline) {
+asio::awaitable<void> TokenKeeper::wait_fetch(steady::time_point deadline) {
     auto w = std::make_shared<Waker>(co_await asio::this_coro::executor);
     {
         std::lock_guard lk(mu_);
-        if (cur_ || attempted_ || stopped_) co_return;
+        const bool usable = cur_ && cur_->expires_at - sys::now() > seconds(iam_->config().min_validity_s);
+        if (usable || !fetching_ || stopped_) co_return;
         waiters_.push_back({w, true});
     }
     co_await w->wait(deadline);
@@ -81,6 +82,7 @@ asio::awaitable<bool> TokenKeeper::renew(const std::shared_ptr<const void>& used
         if (cur_ && cur_ == used) {
             log_warn("upstream rejected the IAM token" + label_ + "; dropping it and refreshing");
             cur_.reset();
+            fetching_ = true;
             refresher = wake_;
         }
         if (cur_ && cur_ != used) co_return true;  // someone already refreshed
@@ -123,7 +125,7 @@ void TokenKeeper::landed(bool ok, IamToken token, const std::string& err) {
     std::vector<Waiter> wake;
     {
         std::lock_guard lk(mu_);
-        attempted_ = true;
+        fetching_ = false;
         if (ok) {
             cur_ = std::make_shared<const IamToken>(std::move(token));
             last_error_.clear();
@@ -157,6 +159,7 @@ asio::awaitable<void> TokenKeeper::run(std::shared_ptr<TokenKeeper> self) {
         {
             std::lock_guard lk(self->mu_);
             if (self->stopped_) co_return;
+            self->fetching_ = true;
         }
         IamToken token;
         std::string err;
@@ -222,7 +225,7 @@ class IamTokens final : public CredentialSource {
         if (!multi_) co_return;  // one token, obtained in the background from the start
         auto k = keeper_for(t.project_id, t.region);
         if (k->current(sys::now())) co_return;
-        co_await k->wait_first(std::min(deadline, steady::now() + first_wait_));
+        co_await k->wait_fetch(std::min(deadline, steady::now() + first_wait_));
     }
 
     bool apply(UpstreamRequest& req, const CredentialTarget& t, sys::time_point now,
@@ -265,7 +268,7 @@ class IamTokens final : public CredentialSource {
     asio::awaitable<bool> authorize_iam(UpstreamRequest& req, steady::time_point deadline,
                                         std::string& why) override {
         std::shared_ptr<TokenKeeper> k = lister();
-        if (!k->current(sys::now())) co_await k->wait_first(deadline);
+        if (!k->current(sys::now())) co_await k->wait_fetch(deadline);
         auto tok = k->current(sys::now());
         if (!tok) {
             why = "no IAM token to list the projects with: " + k->status(sys::now()).reason;

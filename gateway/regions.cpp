@@ -46,6 +46,10 @@ Region* Regions::add(const std::string& name, bool configured, std::string& why)
         auto rc =
             std::find_if(cfg_.regions.begin(), cfg_.regions.end(), [&](auto& r) { return r.name == name; });
         const bool own = rc != cfg_.regions.end() && !rc->base_url.empty();
+        if (!own && cfg_.upstream.base_url_template.empty()) {
+            why = "region " + name + " is not in \"regions\" and upstream.base_url_template is not set";
+            return nullptr;
+        }
         base_url = own ? rc->base_url : expand_region_template(cfg_.upstream.base_url_template, name);
         key = own ? "regions." + name + ".base_url" : "upstream.base_url_template (" + name + ")";
         if (rc != cfg_.regions.end() && !rc->ca_file.empty()) {

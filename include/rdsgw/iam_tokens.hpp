@@ -36,8 +36,10 @@ class TokenKeeper : public std::enable_shared_from_this<TokenKeeper> {
 
     // The current token when it has more than min_validity_s left; else null.
     std::shared_ptr<const IamToken> current(std::chrono::system_clock::time_point now) const;
-    // Waits (until `deadline`) for the first fetch to end, unless a token is there or a fetch already failed.
-    boost::asio::awaitable<void> wait_first(std::chrono::steady_clock::time_point deadline);
+    // Without a usable token: waits (until `deadline`) for the fetch under way to end (the first one, or a
+    // renewal after a rejection). Returns at once when a token is there, or when no fetch is under way (the
+    // last one failed and the next waits for its backoff): the caller then answers 503 at once.
+    boost::asio::awaitable<void> wait_fetch(std::chrono::steady_clock::time_point deadline);
     // See CredentialSource::renew_after_rejection.
     boost::asio::awaitable<bool> renew(const std::shared_ptr<const void>& used,
                                        std::chrono::steady_clock::time_point deadline);
@@ -63,7 +65,7 @@ class TokenKeeper : public std::enable_shared_from_this<TokenKeeper> {
     mutable std::mutex mu_;
     std::shared_ptr<const IamToken> cur_;
     std::string last_error_;
-    bool attempted_ = false;  // a fetch has ended
+    bool fetching_ = true;  // a fetch is under way or imminent (the first one; a renewal)
     bool stopped_ = false;
     std::shared_ptr<Waker> wake_;  // the refresh loop's
     std::vector<Waiter> waiters_;

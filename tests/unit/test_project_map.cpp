@@ -246,9 +246,6 @@ BOOST_AUTO_TEST_CASE(config_multi_region_errors_name_the_key) {
          "projects.static.a/b"},
         {R"("upstream": {"base_url_template": "https://{region}.x"}, "projects": {"discovery": {"enabled": true}})",
          "projects.discovery.enabled"},  // token mode cannot list projects
-        {R"("regions": {"cn-north-4": {"base_url": "https://b.example"}}, "auth": {"mode": "aksk"},
-            "projects": {"discovery": {"enabled": true}})",
-         "projects.discovery.enabled"},  // no template for discovered regions
         {R"("upstream": {"base_url_template": "https://{region}.x"}, "projects": {"discovery": {"refresh_s": 1}})",
          "projects.discovery.refresh_s"},
         {R"("upstream": {"base_url_template": "https://{region}.x"})", "projects"},  // nothing served
