@@ -136,3 +136,64 @@ BOOST_AUTO_TEST_CASE(proxy_refusals_are_upstream_failures) {
         BOOST_TEST(r.body.find("HTTP 502") != std::string::npos, r.body);
     }
 }
+
+// conf/regions.json (the README's example) as it is, pointed at the test's world: IAM's endpoint, the CA, the
+// callers and the ports are the test's; the RDS hosts of its template (rds.<region>.myhuaweicloud.com) are
+// routed by the CONNECT proxy to three mocks whose certificates carry those names. Nothing leaves loopback.
+BOOST_AUTO_TEST_CASE(the_regions_example_runs) {
+    json::parse_options opts;
+    opts.allow_comments = true;
+    opts.allow_trailing_commas = true;
+    std::ifstream in(std::string(RDSGW_SOURCE_DIR) + "/conf/regions.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    json::value cfg = json::parse(text.str(), {}, opts);
+    json::array listed;
+    std::vector<std::pair<std::string, std::string>> projects;  // id, region
+    for (const auto& [id, region] : cfg.at("projects").at("static").as_object()) {
+        projects.emplace_back(std::string(id), std::string(region.as_string()));
+        listed.push_back(json::object{{"id", id}, {"name", region}, {"enabled", true}});
+    }
+    BOOST_REQUIRE_EQUAL(projects.size(), 3u);
+
+    Pki pki = make_pki();
+    MockServer iam(&pki, json::serialize(json::object{
+                             {"auth", "iam"}, {"iam_password", kPassword}, {"iam_projects", listed}}));
+    std::vector<std::unique_ptr<NamedMock>> rds;
+    ConnectProxy::Options po;
+    for (const auto& [id, region] : projects) {
+        const std::string host = "rds." + region + ".myhuaweicloud.com";
+        rds.push_back(std::make_unique<NamedMock>(
+            pki, host,
+            json::serialize(json::object{{"auth", "iam"},
+                                         {"strict_scope", true},
+                                         {"served_projects", json::array{json::string(id)}},
+                                         {"iam_projects", listed}})));
+        po.routes[host + ":443"] = rds.back()->mock->port;
+    }
+    ConnectProxy proxy(po);
+
+    auto test = base_config(iam, &pki);
+    auto& o = cfg.as_object();
+    o["listen"] = test.at("listen");
+    o["admin"] = test.at("admin");
+    o["callers"] = test.at("callers");
+    o["log"] = test.at("log");
+    o["upstream"].as_object()["ca_file"] = pki.ca_cert;
+    o["upstream"].as_object()["proxy"] = {{"url", proxy.url()}, {"no_proxy", {"localhost"}}};
+    o["auth"].as_object()["iam"].as_object()["endpoint"] = iam.base_url();
+    GatewayProc gw(cfg, {{"RDS_IAM_PASSWORD", kPassword}});
+    BOOST_REQUIRE_MESSAGE(eventually([&] { return gw.get("/readyz").status == 200; }, 10s),
+                          gw.child.output());
+    BOOST_REQUIRE(
+        eventually([&] { return gw.get("/readyz").json().at("checks").at("discovery").at("ok").as_bool(); }));
+    for (std::size_t i = 0; i < projects.size(); ++i) {
+        auto r = gw.get(backup_path(kBackup, projects[i].first), with_key());
+        BOOST_TEST(r.status == 200u, projects[i].second << ": " << r.body);
+        BOOST_TEST(rds[i]->stat("rds_requests") == 1);
+        BOOST_TEST(rds[i]->stat("rds_unauthorized") == 0);
+    }
+    // The project list was read with an account-scoped token (the example names no project).
+    BOOST_TEST(iam.stats().at("tokens_by_scope").at("domain:my-account").to_number<int>() == 1);
+    BOOST_TEST(gw.get(backup_path(kBackup, "ffffffffffffffffffffffffffffffff"), with_key()).status == 404u);
+}
