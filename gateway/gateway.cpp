@@ -222,15 +222,15 @@ bool Gateway::begin(Exchange& x) {
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     auto job = std::make_shared<FetchJob>();
-    if (!co_await resolve_region(x, *job)) {
-        respond(x);
-        co_return;
-    }
     job->project_id = x.project_id;
     job->backup_id = x.backup_id;
     job->cache_key = x.cache_key;
     job->request_id = x.request_id;
     job->language = x.language;
+    if (!co_await resolve_region(x, *job)) {
+        respond(x);
+        co_return;
+    }
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
     std::function<asio::awaitable<FetchPtr>()> start =

@@ -61,7 +61,6 @@ class Gateway {
     // Builds the per-thread parts of a worker (its upstream pool) and starts background work on worker 0.
     bool init_worker(Worker& w, std::string& why) { return upstream_.init_worker(w, why); }
     void start_background(Worker& w0);
-    void collect_regions(Metrics& m);
 
     // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
     // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
@@ -101,6 +100,7 @@ class Gateway {
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
+    void collect_regions(Metrics& m);  // the breaker and credential gauges (a metrics collect hook)
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);

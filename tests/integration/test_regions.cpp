@@ -423,15 +423,23 @@ BOOST_AUTO_TEST_CASE(static_tokens_per_region) {
         BOOST_TEST(out.find(t) == std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(aksk_signs_for_each_region) {
+// AK/SK: each region's requests are signed for its own endpoint; discovery signs IAM's project list with the
+// account id (X-Domain-Id).
+BOOST_AUTO_TEST_CASE(aksk_signs_for_each_region_and_for_discovery) {
     const std::string ak = "HPUAREGIONSAK000001", sk = "regions-SECRET-key-0000000000000000";
-    World w("aksk", {R"({"ak":")" + ak + R"(","sk":")" + sk + R"("})",
-                     R"({"ak":")" + ak + R"(","sk":")" + sk + R"("})",
-                     R"({"ak":")" + ak + R"(","sk":")" + sk + R"("})"});
+    const std::string keys = R"({"ak":")" + ak + R"(","sk":")" + sk + R"("})";
+    World w("aksk", {keys, keys, keys});
+    w.iam->configure(s(json::object{{"auth", "aksk"}, {"ak", ak}, {"sk", sk}, {"domain_id", "dom-0123"}}));
     auto cfg = gateway_config(w);
-    cfg.as_object()["auth"] = {{"mode", "aksk"},
-                               {"aksk", {{"ak", {{"env", "GW_AK"}}}, {"sk", {{"env", "GW_SK"}}}}}};
+    auto& o = cfg.as_object();
+    o["auth"] = {
+        {"mode", "aksk"},
+        {"aksk", {{"ak", {{"env", "GW_AK"}}}, {"sk", {{"env", "GW_SK"}}}, {"domain_id", "dom-0123"}}},
+        {"iam", {{"endpoint", w.iam->base_url()}}}};
+    o["projects"] = {{"static", {{kP[0], kRegion[0]}}}, {"discovery", {{"enabled", true}}}};
     auto gw = start(cfg, {{"GW_AK", ak}, {"GW_SK", sk}});
+    BOOST_REQUIRE(
+        eventually([&] { return gw.get("/readyz").json().at("checks").at("discovery").at("ok").as_bool(); }));
     for (int i = 0; i < 3; ++i) {
         auto r = gw.get(backup_path(backup(i), kP[i]), with_key());
         BOOST_TEST(r.status == 200u, kRegion[i] << ": " << r.body);
@@ -439,5 +447,6 @@ BOOST_AUTO_TEST_CASE(aksk_signs_for_each_region) {
         BOOST_TEST(std::string(seen.at("x-project-id").as_string()) == kP[i]);
         BOOST_TEST(std::string(seen.at("host").as_string()) == "localhost:" + std::to_string(w.rds[i]->port));
     }
+    BOOST_TEST(w.iam->stat("iam_project_lists") >= 1);
     BOOST_TEST(gw.child.output().find(sk) == std::string::npos);
 }
