@@ -214,7 +214,8 @@ struct TokenFacts {
 
 std::optional<TokenFacts> read_token(std::string_view token) {
     const auto last = token.rfind('.');
-    if (last == std::string_view::npos || !constant_time_equal(token_mac(token.substr(0, last)), token.substr(last + 1)))
+    if (last == std::string_view::npos ||
+        !constant_time_equal(token_mac(token.substr(0, last)), token.substr(last + 1)))
         return std::nullopt;
     std::vector<std::string_view> parts;
     for (std::string_view rest = token.substr(0, last);;) {
@@ -603,7 +604,8 @@ Reply State::handle_iam(const Request& req) {
         return reply;
     }
     std::string password, scope;
-    const std::string problem = body.is_null() ? "the body is not JSON" : check_iam_body(body, password, scope);
+    const std::string problem =
+        body.is_null() ? "the body is not JSON" : check_iam_body(body, password, scope);
     if (!problem.empty()) {
         reply.response = error_json(400, "IAM.0002", "malformed token request: " + problem);
         return reply;

@@ -283,7 +283,8 @@ BOOST_AUTO_TEST_CASE(config_iam_scope_rules) {
 BOOST_AUTO_TEST_CASE(regions_example_file_is_valid) {
     Config c;
     std::vector<std::string> errors;
-    BOOST_TEST(load_config_file(std::string(RDSGW_SOURCE_DIR) + "/conf/regions.json", c, errors), all(errors));
+    BOOST_TEST(load_config_file(std::string(RDSGW_SOURCE_DIR) + "/conf/regions.json", c, errors),
+               all(errors));
     BOOST_TEST(multi_region(c));
     BOOST_TEST(c.regions.size() == 3u);
     BOOST_TEST(c.projects.static_map.size() == 3u);
