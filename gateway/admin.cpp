@@ -15,7 +15,7 @@ void Gateway::readiness(Exchange& x) {
     const auto now = sys::now();
     const auto cs = upstream_.credentials().status(now);
     const bool listening = listening_.load(), draining = draining_.load();
-    const bool ready = listening && !draining && cs.ready;
+    bool ready = listening && !draining && cs.ready;
     json::object checks;
     checks["config"] = json::object{{"ok", true}};
     checks["listeners"] = json::object{{"ok", listening}};
@@ -24,13 +24,21 @@ void Gateway::readiness(Exchange& x) {
     if (std::isfinite(cs.seconds_to_expiry) && cs.seconds_to_expiry >= 0)
         cred["seconds_to_expiry"] = static_cast<std::int64_t>(std::floor(cs.seconds_to_expiry));
     checks["credentials"] = std::move(cred);
-    static constexpr const char* bnames[] = {"closed", "half-open", "open"};
-    json::object up{{"ok", true}, {"breaker", bnames[static_cast<int>(upstream_.breaker_state())]}};
-    if (auto last = upstream_.last_success_ms(); last > 0) {
-        auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
-        up["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
+    std::string region_reason;
+    if (!regions_.multi()) {
+        const Region& r = regions_.only();
+        static constexpr const char* bnames[] = {"closed", "half-open", "open"};
+        json::object up{{"ok", true}, {"breaker", bnames[static_cast<int>(r.breaker.state())]}};
+        if (auto last = r.last_success_ms.load(std::memory_order_relaxed); last > 0) {
+            auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+            up["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
+        }
+        checks["upstream"] = std::move(up);
+    } else {
+        bool servable = false;
+        region_readiness(checks, servable, region_reason);
+        ready = listening && !draining && servable;
     }
-    checks["upstream"] = std::move(up);
     checks["draining"] = json::object{{"ok", !draining}};
     if (l2_) {  // the shared tier never makes the gateway unready: without it, L1 and local coalescing serve
         const RedisStatus rs = l2_->client().status();
@@ -43,12 +51,63 @@ void Gateway::readiness(Exchange& x) {
         reason = "starting: not listening yet";
     else if (draining)
         reason = "draining: shutting down";
+    else if (!region_reason.empty())
+        reason = region_reason;
     else if (!cs.ready)
         reason = "credentials: " + cs.reason;
     json::object body{{"status", ready ? "ready" : "not ready"}, {"checks", std::move(checks)}};
     if (!ready) body["reason"] = reason;
     x.response.status = ready ? 200 : 503;
     x.response.body = json::serialize(body);
+}
+
+// Multi-region: each region's endpoint, breaker and credentials. A region can be served while its
+// credentials are usable and its breaker is not open; the gateway is ready while one can. `reason` is set
+// when none can.
+void Gateway::region_readiness(json::object& checks, bool& servable, std::string& reason) {
+    static constexpr const char* bnames[] = {"closed", "half-open", "open"};
+    const auto now = sys::now();
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+    json::object regions;
+    json::array unavailable;
+    std::string first_problem;
+    for (Region* r : regions_.list()) {
+        const auto cs = upstream_.credentials().region_status(r->name, now);
+        const auto state = r->breaker.state();
+        const bool ok = cs.ready && state != CircuitBreaker::State::open;
+        json::object cred{{"ok", cs.ready}};
+        if (!cs.reason.empty()) cred["reason"] = cs.reason;
+        if (std::isfinite(cs.seconds_to_expiry) && cs.seconds_to_expiry >= 0)
+            cred["seconds_to_expiry"] = static_cast<std::int64_t>(std::floor(cs.seconds_to_expiry));
+        json::object o{{"ok", ok},
+                       {"endpoint", r->ep.host_header},
+                       {"breaker", bnames[static_cast<int>(state)]},
+                       {"credentials", std::move(cred)}};
+        if (auto last = r->last_success_ms.load(std::memory_order_relaxed); last > 0)
+            o["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
+        if (!r->configured) o["discovered"] = true;
+        servable = servable || ok;
+        if (!ok) {
+            unavailable.emplace_back(r->name);
+            if (first_problem.empty())
+                first_problem =
+                    r->name + ": " + (cs.ready ? "circuit breaker open" : "credentials: " + cs.reason);
+        }
+        regions[r->name] = std::move(o);
+    }
+    checks["upstream"] = json::object{{"ok", servable}, {"unavailable_regions", std::move(unavailable)}};
+    checks["regions"] = std::move(regions);
+    if (discovery_) {
+        const auto ds = discovery_->status();
+        json::object d{{"ok", ds.ok}, {"refreshes", ds.refreshes}};
+        if (auto pm = regions_.projects()) d["projects"] = pm->size();
+        if (!ds.last_error.empty()) d["last_error"] = ds.last_error;
+        if (ds.last_ok_ms > 0) d["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - ds.last_ok_ms);
+        checks["discovery"] = std::move(d);
+    }
+    if (!servable)
+        reason = first_problem.empty() ? "regions: no region known yet (waiting for project discovery)"
+                                       : "regions: no region can be served (" + first_problem + ")";
 }
 
 void Gateway::metrics_page(Exchange& x) {

@@ -137,8 +137,14 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
       access_log_(access_log),
       callers_(cfg_.callers),
       flights_(SingleFlight::Options{cfg_.cache.max_waiters, milliseconds(cfg_.cache.wait_timeout_ms)}),
-      upstream_(cfg_, std::move(creds), metrics),
+      regions_(cfg_, metrics),
+      upstream_(cfg_, regions_, std::move(creds), metrics),
       status_(std::make_unique<StatusBoard>()) {
+    if (regions_.multi()) metrics_.enable_region_labels();
+    if (cfg_.projects.discovery.enabled && upstream_.credentials().iam())
+        discovery_ =
+            std::make_unique<ProjectDiscovery>(cfg_.projects.discovery, regions_, upstream_.credentials(),
+                                               metrics_, milliseconds(cfg_.upstream.request_timeout_ms));
     norm_.max_body_bytes = cfg_.response.max_body_bytes;
     norm_.allow_http_links = cfg_.response.allow_http_links;
     norm_.link_host_suffixes = cfg_.response.link_host_suffixes;
@@ -159,8 +165,7 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     metrics_.on_collect([this](Metrics& m) {
         if (cache_) m.set_cache(static_cast<double>(cache_->entries()), static_cast<double>(cache_->bytes()));
         m.set_singleflight_waiters(static_cast<double>(flights_.waiting()));
-        m.set_credential_expiry_seconds(upstream_.credentials().status(sys::now()).seconds_to_expiry);
-        m.set_breaker_state(static_cast<int>(upstream_.breaker_state()));
+        collect_regions(m);
         m.set_access_log_dropped(static_cast<double>(access_log_.dropped()));
     });
 }
@@ -168,7 +173,30 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
 Gateway::~Gateway() = default;
 
 void Gateway::start_background(Worker& w0) {
-    upstream_.credentials().start(w0.ioc.get_executor());
+    CredentialSource& creds = upstream_.credentials();
+    creds.start(w0.ioc.get_executor());
+    // Multi-region IAM: the statically mapped projects' tokens ahead of their first requests.
+    std::size_t n = 0;
+    for (const auto& [project, region] : cfg_.projects.static_map)
+        if (n++ < cfg_.auth.iam.max_tokens) creds.prefetch(project, region);
+    if (discovery_) discovery_->start();
+}
+
+// The breaker and credential gauges: unlabelled with one region, per region (bounded labels) with several.
+void Gateway::collect_regions(Metrics& m) {
+    const auto now = sys::now();
+    CredentialSource& creds = upstream_.credentials();
+    if (!regions_.multi()) {
+        m.set_credential_expiry_seconds(creds.status(now).seconds_to_expiry);
+        m.set_breaker_state(static_cast<int>(regions_.only().breaker.state()));
+        return;
+    }
+    for (Region* r : regions_.list()) {
+        if (r->label == "other") continue;
+        m.set_breaker_state(r->label, static_cast<int>(r->breaker.state()));
+        m.set_credential_expiry_seconds(r->label, creds.region_status(r->name, now).seconds_to_expiry);
+    }
+    if (auto pm = regions_.projects()) m.set_projects_known(static_cast<double>(pm->size()));
 }
 
 void Gateway::reload(const Config& cfg) {
@@ -177,6 +205,7 @@ void Gateway::reload(const Config& cfg) {
         log_error("SIGHUP: upstream credentials not reloaded: " + why);
     else
         log_info("SIGHUP: upstream credentials reloaded");
+    if (!regions_.reload(why)) log_error("SIGHUP: proxy credentials not reloaded: " + why);
     if (!cfg.callers.required && callers_.required())
         log_warn(
             "callers.required is false: ANY client that reaches this port can fetch backup download links");
@@ -208,12 +237,23 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    auto job = std::make_shared<const FetchJob>(FetchJob{
-        x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language), x.trace.trace_id,
-        x.trace.span_id, new_span_id(), x.trace.flags, x.trace.tracestate, x.no_cache});
+    auto job = std::make_shared<FetchJob>();
+    job->project_id = x.project_id;
+    job->backup_id = x.backup_id;
+    job->cache_key = x.cache_key;
+    job->request_id = x.request_id;
+    job->language = x.language;
+    job->trace_id = x.trace.trace_id;
+    job->span_id = x.trace.span_id;
+    job->upstream_span_id = new_span_id();
+    job->flags = x.trace.flags;
+    job->tracestate = x.trace.tracestate;
+    job->no_cache = x.no_cache;
+    if (!co_await resolve_region(x, *job)) co_return;  // a project no region serves: 404, no upstream call
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
-    std::function<asio::awaitable<FetchPtr>()> start = [this, &w, job] { return fetch(w, job); };
+    std::function<asio::awaitable<FetchPtr>()> start =
+        [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
     std::function<FetchPtr()> recheck;
     if (cache_ && !x.no_cache) {
         recheck = [this, &x]() -> FetchPtr {
@@ -368,6 +408,34 @@ bool Gateway::cache_lookup(Exchange& x) {
     return true;
 }
 
+// One region: it serves every project. Several: the project map says which (static entries, then discovery,
+// refreshed once on demand for an unknown project); a project no region serves is a 404 with no upstream
+// call.
+asio::awaitable<bool> Gateway::resolve_region(Exchange& x, FetchJob& job) {
+    if (!regions_.multi()) {
+        job.region = &regions_.only();
+        co_return true;
+    }
+    Regions::Found found = regions_.find(x.project_id);
+    if (found.miss == Regions::Miss::unknown && discovery_) {
+        const auto deadline = x.started + milliseconds(cfg_.retry.deadline_ms);
+        if (co_await discovery_->refresh_for_unknown(deadline)) found = regions_.find(x.project_id);
+    }
+    if (!found.region) {
+        if (log_enabled(LogLevel::debug))
+            log_debug("request " + x.request_id + ": project " + x.project_id + " not served (" +
+                      (found.miss == Regions::Miss::disabled    ? "disabled"
+                       : found.miss == Regions::Miss::no_region ? "its region cannot be served"
+                                                                : "unknown") +
+                      ")");
+        co_return fail(x, LocalError(404, "project is not served by this gateway", ErrorSource::caller,
+                                     "unknown_project"));
+    }
+    job.region = found.region;
+    x.region = found.region->name;
+    co_return true;
+}
+
 // ------------------------------------------------------------------------ the leader's fetch
 
 asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJob> job) {
@@ -386,7 +454,7 @@ asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJ
 }
 
 // The upstream's answer (or the failure to get one) as the outcome every waiting caller receives.
-FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const {
+FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
     auto out = std::make_shared<FetchOutcome>();
     const UpstreamResponse& last = up.last;
     out->attempts = up.attempts;
@@ -417,7 +485,7 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
             return upstream_error(tf.status, std::string(tf.text), true);
         return upstream_error(tf.status, std::string(tf.text) + describe_attempts(up), true);
     }
-    if (echoes_credential(last)) {
+    if (echoes_credential(job, last)) {
         out->upstream_request_id.clear();  // nothing of such an answer goes on
         return refuse("credential_echo", "upstream answer contained a gateway credential");
     }
@@ -454,13 +522,15 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
 
 // Whether the upstream's answer (body or request id) holds a credential the gateway sent: then no part of
 // it may reach a caller or the cache. The log says which kind, never the value.
-bool Gateway::echoes_credential(const UpstreamResponse& r) const {
-    const auto secrets = upstream_.credentials().secrets_for_scan();
-    if (!secrets || secrets->empty()) return false;
-    std::string_view views[4];
+bool Gateway::echoes_credential(const FetchJob& job, const UpstreamResponse& r) {
+    const CredentialTarget target{job.region ? std::string_view(job.region->name) : std::string_view(),
+                                  job.project_id, job.region ? &job.region->ep : nullptr};
+    const auto secrets = upstream_.credentials().secrets_for_scan(target);
+    std::string_view views[2];
     std::size_t n = 0;
-    for (const auto& sec : *secrets)
-        if (n < 4) views[n++] = sec;
+    if (secrets.current) views[n++] = *secrets.current;
+    if (secrets.previous) views[n++] = *secrets.previous;
+    if (n == 0) return false;
     const std::span<const std::string_view> list(views, n);
     return find_secret(r.body, list).has_value() || find_secret(r.request_id, list).has_value();
 }

@@ -67,7 +67,12 @@ LiveStatus Gateway::live_status() {
     l.credential_ready = cs.ready;
     l.credential_reason = cs.reason;
     l.credential_seconds_to_expiry = cs.seconds_to_expiry;
-    l.breakers.emplace_back("default", std::string(breaker_name(upstream_.breaker_state())));
+    if (!regions_.multi()) {
+        l.breakers.emplace_back("default", std::string(breaker_name(regions_.only().breaker.state())));
+    } else {
+        for (Region* r : regions_.list())  // bounded by the config and discovery (max_regions)
+            l.breakers.emplace_back(r->name, std::string(breaker_name(r->breaker.state())));
+    }
     l.access_log_dropped = access_log_.dropped();
     return l;
 }

@@ -72,7 +72,8 @@ struct Exchange {
 
     // Cache and upstream facts.
     CacheState cache = CacheState::none;
-    AnswerPtr stale;  // a cached answer past its TTL, servable if the upstream fails
+    std::string_view region;  // the project's region (multi-region, misses only; alive with the gateway)
+    AnswerPtr stale;          // a cached answer past its TTL, servable if the upstream fails
     unsigned upstream_status = 0;
     unsigned attempts = 0;
     double upstream_ms = -1;

@@ -2,9 +2,11 @@
 // request"); each either continues or ends the exchange with a local reply (LocalError) or an answer:
 //
 //   route -> authenticate -> validate -> authorize -> rate-limit -> cache lookup      (inline: begin())
-//     -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver (a miss:
-//     fetch_phase())
+//     -> resolve region -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver
+//     (a miss: fetch_phase())
 //     -> respond
+//
+// Regions are resolved on misses only: a hit never looks a project's region up.
 //
 // The session (session.cpp) does the HTTP I/O: it builds the Exchange, calls begin() and, only when that
 // says the upstream is needed, co_awaits fetch_phase(); then it writes exchange.response and calls
@@ -12,6 +14,7 @@
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -22,10 +25,12 @@
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/config.hpp"
 #include "rdsgw/credentials.hpp"
+#include "rdsgw/discovery.hpp"
 #include "rdsgw/exchange.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
+#include "rdsgw/regions.hpp"
 #include "rdsgw/request.hpp"
 #include "rdsgw/shared_cache.hpp"
 #include "rdsgw/status.hpp"
@@ -91,12 +96,14 @@ class Gateway {
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
     bool cache_lookup(Exchange& x);
+    // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
+    boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
     boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
     // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
-    FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
+    FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);
     void store(const FetchJob& job, const FetchOutcome& out);
-    bool echoes_credential(const UpstreamResponse& r) const;
+    bool echoes_credential(const FetchJob& job, const UpstreamResponse& r);
     // The shared tier (shared_tier.cpp; only with redis.enabled).
     bool start_shared_tier(std::string& why);
     boost::asio::awaitable<FetchPtr> shared_lookup(const FetchJob& job, bool& lock_held);
@@ -112,9 +119,11 @@ class Gateway {
     // An upstream answer the gateway refused to serve: rdsgw_upstream_answers_refused_total{reason} and the
     // status board. reason: "contract" | "encoding" | "expiring" | "credential_echo" (never a body's value).
     void answer_refused(std::string_view reason) const;
+    void collect_regions(Metrics& m);  // the breaker and credential gauges (a metrics collect hook)
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);
+    void region_readiness(boost::json::object& checks, bool& ready, std::string& reason);
     void metrics_page(Exchange& x);
     void admin_cache(Exchange& x);
     // The status page and status.json (status_page.cpp).
@@ -131,8 +140,10 @@ class Gateway {
     std::unique_ptr<LinkCache> cache_;
     std::unique_ptr<SharedCache> l2_;  // Redis, when redis.enabled
     SingleFlight flights_;
+    Regions regions_;
     UpstreamService upstream_;
     std::unique_ptr<StatusBoard> status_;
+    std::unique_ptr<ProjectDiscovery> discovery_;  // projects.discovery.enabled
     std::atomic<bool> listening_{false}, draining_{false};
 };
 
