@@ -462,18 +462,6 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
     out->upstream_status = last.status;
     if (is_sane_request_id(last.request_id)) out->upstream_request_id = last.request_id;
     out->retry_after = retry_after_seconds(last.retry_after);
-    auto upstream_error = [&](unsigned status, std::string msg, bool failed) {
-        out->error = LocalError(status, std::move(msg), ErrorSource::upstream);
-        out->upstream_failed = failed;
-        return out;
-    };
-    // The upstream answered, but not with what callers may receive: 502, counted, cached briefly.
-    auto refuse = [&](std::string_view reason, std::string msg) {
-        answer_refused(reason);
-        log(LogLevel::warn, msg, job.log_ids());
-        out->refusal = true;
-        return upstream_error(502, std::move(msg), false);
-    };
     if (up.refused) {
         out->error = *up.refused;
         out->upstream_failed = up.refused_as_outage;
@@ -481,42 +469,66 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
     }
     if (last.error != UpstreamResponse::Error::none) {
         const auto tf = transport_failure(last.error);
-        if (last.error == UpstreamResponse::Error::too_large)  // never retried: nothing more to say
-            return upstream_error(tf.status, std::string(tf.text), true);
-        return upstream_error(tf.status, std::string(tf.text) + describe_attempts(up), true);
+        const bool never_retried = last.error == UpstreamResponse::Error::too_large;  // nothing more to say
+        out->error =
+            LocalError(tf.status, std::string(tf.text) + (never_retried ? "" : describe_attempts(up)),
+                       ErrorSource::upstream);
+        out->upstream_failed = true;
+        return out;
     }
     if (echoes_credential(job, last)) {
         out->upstream_request_id.clear();  // nothing of such an answer goes on
-        return refuse("credential_echo", "upstream answer contained a gateway credential");
+        return refuse(job, out, "credential_echo", "upstream answer contained a gateway credential");
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity")
-        return refuse("encoding",
+        return refuse(job, out, "encoding",
                       "upstream sent an encoded answer (Content-Encoding) although identity was requested");
-    auto answer = std::make_shared<CachedAnswer>();
+    if (last.status == 200) return accept_answer(job, last, out);
+    if (!is_rds_error_body(last.body)) {
+        out->error =
+            LocalError(502,
+                       "upstream answered HTTP " + std::to_string(last.status) +
+                           " without an RDS error body" + (up.attempts > 1 ? describe_attempts(up) : ""),
+                       ErrorSource::upstream);
+        out->upstream_failed = last.status >= 500;
+        return out;
+    }
+    auto answer = std::make_shared<CachedAnswer>();  // a well-formed RDS error passes through with its status
+    answer->status = last.status;
+    answer->body = last.body;
     answer->upstream_request_id = out->upstream_request_id;
     answer->stored_at = sys::now();
-    if (last.status == 200) {
-        const auto now = sys::now();
-        auto n = normalize_backup_files(last.body, now, norm_);
-        if (auto* e = std::get_if<NormalizeError>(&n)) return refuse("contract", e->message());
-        auto& ok = std::get<NormalizedAnswer>(n);
-        // Never a dying link: an answer whose earliest link expires within the margin is not served.
-        if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
-            return refuse("expiring", "upstream answer's download links expire within the expiry margin");
-        answer->body = std::move(ok.body);
-        answer->earliest_expiry = ok.earliest_expiry;
-    } else if (is_rds_error_body(last.body)) {
-        answer->status = last.status;  // a well-formed RDS error passes through with its status
-        answer->body = last.body;
-        out->upstream_failed = last.status >= 500;
-    } else {
-        return upstream_error(502,
-                              "upstream answered HTTP " + std::to_string(last.status) +
-                                  " without an RDS error body" +
-                                  (up.attempts > 1 ? describe_attempts(up) : ""),
-                              last.status >= 500);
-    }
+    out->upstream_failed = last.status >= 500;
     out->answer = std::move(answer);
+    return out;
+}
+
+// A 200: normalized (the response contract), and never a dying link.
+FetchPtr Gateway::accept_answer(const FetchJob& job, const UpstreamResponse& last,
+                                std::shared_ptr<FetchOutcome>& out) {
+    const auto now = sys::now();
+    auto n = normalize_backup_files(last.body, now, norm_);
+    if (auto* e = std::get_if<NormalizeError>(&n)) return refuse(job, out, "contract", e->message());
+    auto& ok = std::get<NormalizedAnswer>(n);
+    if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
+        return refuse(job, out, "expiring",
+                      "upstream answer's download links expire within the expiry margin");
+    auto answer = std::make_shared<CachedAnswer>();
+    answer->body = std::move(ok.body);
+    answer->earliest_expiry = ok.earliest_expiry;
+    answer->upstream_request_id = out->upstream_request_id;
+    answer->stored_at = now;
+    out->answer = std::move(answer);
+    return out;
+}
+
+// The upstream answered, but not with what callers may receive: 502, counted, logged, cached briefly.
+FetchPtr Gateway::refuse(const FetchJob& job, std::shared_ptr<FetchOutcome>& out, std::string_view reason,
+                         std::string msg) {
+    answer_refused(reason);
+    log(LogLevel::warn, msg, job.log_ids());
+    out->refusal = true;
+    out->error = LocalError(502, std::move(msg), ErrorSource::upstream);
     return out;
 }
 

@@ -102,6 +102,10 @@ class Gateway {
     // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);
+    FetchPtr accept_answer(const FetchJob& job, const UpstreamResponse& last,
+                           std::shared_ptr<FetchOutcome>& out);
+    FetchPtr refuse(const FetchJob& job, std::shared_ptr<FetchOutcome>& out, std::string_view reason,
+                    std::string msg);
     void store(const FetchJob& job, const FetchOutcome& out);
     bool echoes_credential(const FetchJob& job, const UpstreamResponse& r);
     // The shared tier (shared_tier.cpp; only with redis.enabled).
