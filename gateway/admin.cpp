@@ -61,9 +61,10 @@ void Gateway::readiness(Exchange& x) {
     x.response.body = json::serialize(body);
 }
 
-// Multi-region: each region's endpoint, breaker and credentials. A region can be served while its
-// credentials are usable and its breaker is not open; the gateway is ready while one can. `reason` is set
-// when none can.
+// Multi-region: each region's endpoint, breaker and credentials. A region is listed as unavailable while its
+// credentials are unusable or its breaker is open; the gateway is ready while one region has usable
+// credentials (as with one region, an open breaker alone never makes it unready: taking every instance out
+// of a load balancer helps nobody, and stale answers are still served). `reason` is set when none has.
 void Gateway::region_readiness(json::object& checks, bool& servable, std::string& reason) {
     static constexpr const char* bnames[] = {"closed", "half-open", "open"};
     const auto now = sys::now();
@@ -86,7 +87,7 @@ void Gateway::region_readiness(json::object& checks, bool& servable, std::string
         if (auto last = r->last_success_ms.load(std::memory_order_relaxed); last > 0)
             o["last_success_ms_ago"] = static_cast<std::int64_t>(now_ms - last);
         if (!r->configured) o["discovered"] = true;
-        servable = servable || ok;
+        servable = servable || cs.ready;
         if (!ok) {
             unavailable.emplace_back(r->name);
             if (first_problem.empty())
@@ -124,6 +125,8 @@ void Gateway::admin_cache(Exchange& x) {
         fail(x, LocalError(405, "method not allowed", ErrorSource::caller).with("Allow", "DELETE"));
         return;
     }
+    // Protected like /metrics: with callers.metrics_require_auth, only a known caller may purge.
+    if (callers_.metrics_require_auth() && !authenticate(x)) return;
     if (!cache_) {
         fail(x, LocalError(409, "the cache is disabled", ErrorSource::caller));
         return;

@@ -927,18 +927,49 @@ json::object admin_json(const AdminConfig& a) {
             {"max_connections", a.max_connections}};
 }
 
-json::object upstream_json(const UpstreamConfig& u) {
-    return {{"base_url", u.base_url},
-            {"ca_file", u.ca_file},
-            {"connect_timeout_ms", u.connect_timeout_ms},
-            {"request_timeout_ms", u.request_timeout_ms},
-            {"pool_size", u.pool_size},
-            {"pool_idle_timeout_ms", u.pool_idle_timeout_ms},
-            {"max_response_bytes", u.max_response_bytes},
-            {"dns_refresh_s", u.dns_refresh_s},
-            {"max_concurrent", u.max_concurrent},
-            {"max_queue", u.max_queue},
-            {"queue_timeout_ms", u.queue_timeout_ms}};
+json::object upstream_json(const UpstreamConfig& u, bool multi) {
+    json::object o{{"ca_file", u.ca_file},
+                   {"connect_timeout_ms", u.connect_timeout_ms},
+                   {"request_timeout_ms", u.request_timeout_ms},
+                   {"pool_size", u.pool_size},
+                   {"pool_idle_timeout_ms", u.pool_idle_timeout_ms},
+                   {"max_response_bytes", u.max_response_bytes},
+                   {"dns_refresh_s", u.dns_refresh_s},
+                   {"max_concurrent", u.max_concurrent},
+                   {"max_queue", u.max_queue},
+                   {"queue_timeout_ms", u.queue_timeout_ms},
+                   {"proxy",
+                    {{"url", u.proxy.url},
+                     {"credentials", secret_json(u.proxy.credentials)},
+                     {"no_proxy", strings_json(u.proxy.no_proxy)}}}};
+    // Multi-region: the regions' base_url or the template (upstream.base_url may not be given with them).
+    if (multi)
+        o["base_url_template"] = u.base_url_template;
+    else
+        o["base_url"] = u.base_url;
+    return o;
+}
+
+json::object regions_json(const std::vector<RegionConfig>& regions) {
+    json::object o;
+    for (const auto& r : regions)
+        o[r.name] =
+            json::object{{"base_url", r.base_url}, {"ca_file", r.ca_file}, {"token", secret_json(r.token)}};
+    return o;
+}
+
+json::object projects_json(const ProjectsConfig& p) {
+    json::object st;
+    for (const auto& [id, region] : p.static_map) st[id] = region;
+    const auto& d = p.discovery;
+    return {{"static", std::move(st)},
+            {"discovery",
+             {{"enabled", d.enabled},
+              {"refresh_s", d.refresh_s},
+              {"min_interval_s", d.min_interval_s},
+              {"wait_ms", d.wait_ms},
+              {"max_projects", d.max_projects},
+              {"max_regions", d.max_regions}}}};
 }
 
 json::object retry_json(const RetryConfig& r) {
@@ -964,11 +995,13 @@ json::object auth_json(const AuthConfig& a) {
               {"refresh_margin_s", i.refresh_margin_s},
               {"min_validity_s", i.min_validity_s},
               {"retry_base_ms", i.retry_base_ms},
-              {"retry_max_ms", i.retry_max_ms}}},
+              {"retry_max_ms", i.retry_max_ms},
+              {"max_tokens", i.max_tokens}}},
             {"aksk",
              {{"ak", secret_json(a.aksk.ak)},
               {"sk", secret_json(a.aksk.sk)},
-              {"security_token", secret_json(a.aksk.security_token)}}}};
+              {"security_token", secret_json(a.aksk.security_token)},
+              {"domain_id", a.aksk.domain_id}}}};
 }
 
 json::object cache_json(const CacheConfig& c) {
@@ -1051,7 +1084,7 @@ json::object config_json(const Config& c) {
     json::object o;
     o["listen"] = listen_json(c.listen);
     o["admin"] = admin_json(c.admin);
-    o["upstream"] = upstream_json(c.upstream);
+    o["upstream"] = upstream_json(c.upstream, multi_region(c));
     o["retry"] = retry_json(c.retry);
     o["auth"] = auth_json(c.auth);
     o["cache"] = cache_json(c.cache);
@@ -1061,6 +1094,10 @@ json::object config_json(const Config& c) {
     o["response"] = response_json(c.response);
     o["log"] = log_json(c.log);
     o["redis"] = redis_json(c.redis);
+    if (multi_region(c)) {
+        o["regions"] = regions_json(c.regions);
+        o["projects"] = projects_json(c.projects);
+    }
     return o;
 }
 

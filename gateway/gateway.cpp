@@ -194,7 +194,11 @@ void Gateway::collect_regions(Metrics& m) {
     for (Region* r : regions_.list()) {
         if (r->label == "other") continue;
         m.set_breaker_state(r->label, static_cast<int>(r->breaker.state()));
-        m.set_credential_expiry_seconds(r->label, creds.region_status(r->name, now).seconds_to_expiry);
+        // A region whose projects' tokens come on first need may have none yet and still be ready: no
+        // expiry to report then (-1 would read as "no credential" to the alert rules).
+        const auto st = creds.region_status(r->name, now);
+        if (!(st.ready && st.seconds_to_expiry < 0))
+            m.set_credential_expiry_seconds(r->label, st.seconds_to_expiry);
     }
     if (auto pm = regions_.projects()) m.set_projects_known(static_cast<double>(pm->size()));
 }
@@ -249,6 +253,7 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     job->flags = x.trace.flags;
     job->tracestate = x.trace.tracestate;
     job->no_cache = x.no_cache;
+    job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
     if (!co_await resolve_region(x, *job)) co_return;  // a project no region serves: 404, no upstream call
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).

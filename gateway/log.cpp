@@ -74,7 +74,8 @@ void log(LogLevel l, std::string_view msg, std::initializer_list<LogField> field
 
 void log(LogLevel l, std::string_view msg, const LogIds& ids) {
     if (!log_enabled(l)) return;
-    const LogField fields[] = {{"request_id", ids.request_id}, {"trace_id", ids.trace_id}, {"span_id", ids.span_id}};
+    const LogField fields[] = {
+        {"request_id", ids.request_id}, {"trace_id", ids.trace_id}, {"span_id", ids.span_id}};
     write_record(l, msg, fields, 3);
 }
 

@@ -41,15 +41,15 @@ enum FamilyId {
 
 // The known values of each bounded label: their series are exported at 0 from the start, so that a rate()
 // over the first event is right and dashboards see the series before anything happens.
-constexpr const char* kRejectReasons[] = {"limit", "auth",     "forbidden",  "validation",
-                                          "rate",  "overload", "credentials"};
+constexpr const char* kRejectReasons[] = {"limit",    "auth",    "forbidden",   "validation",     "rate",
+                                          "overload", "breaker", "credentials", "unknown_project"};
 constexpr const char* kCacheEvents[] = {"hit",   "negative_hit", "miss",    "coalesced",
                                         "stale", "bypass",       "evicted", "expired"};
 constexpr const char* kRefusedAnswers[] = {"contract", "encoding", "expiring", "credential_echo"};
 constexpr const char* kAuthFailures[] = {"missing credentials", "malformed credentials",
                                          "invalid credentials"};
-constexpr Route kRoutes[] = {Route::backup_files, Route::healthz,     Route::readyz,
-                             Route::metrics,      Route::admin_cache, Route::not_found};
+constexpr Route kRoutes[] = {Route::backup_files, Route::healthz, Route::readyz,   Route::metrics,
+                             Route::admin_cache,  Route::status,  Route::not_found};
 
 // /proc/stat's btime: the boot time in seconds since the epoch (process start times count from it).
 double boot_time_seconds() {

@@ -64,8 +64,10 @@ asio::awaitable<FetchPtr> Gateway::shared_lookup(const FetchJob& job, bool& lock
             log(LogLevel::debug, "shared tier unavailable; fetching without it", job.log_ids());
         co_return nullptr;
     }
-    // Wait at most half the fetch deadline for another instance, so that a local fetch still fits.
-    const auto wait_until = steady::now() + milliseconds(cfg_.retry.deadline_ms / 2);
+    // Wait at most half of what is left of the fetch's deadline for another instance: a local fetch (bounded
+    // by the same deadline) still has the other half.
+    const auto now_steady = steady::now();
+    const auto wait_until = now_steady + (std::max(job.deadline, now_steady) - now_steady) / 2;
     std::string lock_key = key;
     const L2Acquire acq = co_await l2_->acquire_or_wait(std::move(lock_key), wait_until);
     if (acq.kind == L2Acquire::Kind::value && acq.answer) {

@@ -88,11 +88,12 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
     a.max_attempts = cfg_.retry.max_attempts;
     a.started = steady::now();
     a.deadline = a.started + milliseconds(cfg_.retry.deadline_ms);
+    if (job.deadline != steady::time_point{}) a.deadline = std::min(a.deadline, job.deadline);
     BudgetScope budget(r.budget);
     // The breaker decides whether a fetch may start; its retries are bounded by the budget instead, so the
     // requests in flight when the upstream fails still get their retries on fresh connections.
     if (!r.breaker.allow(a.started)) {
-        out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream);
+        out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream, "breaker");
         out.refused_as_outage = true;
         co_return out;
     }
@@ -141,8 +142,9 @@ asio::awaitable<bool> UpstreamService::attempt(Worker& w, Region& r, const Fetch
     auto permit = co_await r.limiter.acquire(
         std::min(a.deadline, steady::now() + milliseconds(cfg_.upstream.queue_timeout_ms)));
     if (!permit) {
-        out.refused = LocalError(503, "too many concurrent upstream requests", ErrorSource::internal)
-                          .with("Retry-After", "1");
+        out.refused =
+            LocalError(503, "too many concurrent upstream requests", ErrorSource::internal, "overload")
+                .with("Retry-After", "1");
         co_return false;
     }
     UpstreamRequest req = build_request(job);

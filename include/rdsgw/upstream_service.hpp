@@ -43,6 +43,9 @@ struct FetchJob {
     // The leader's trace: the upstream request is a child span of the gateway's span for that request.
     std::string trace_id, span_id, upstream_span_id, flags, tracestate;
     bool no_cache = false;  // the caller asked for a fresh answer: no cached copy (L2 included) is read
+    // The fetch's end (retry.deadline_ms from its start): waiting on the shared tier and the upstream
+    // attempts together never take longer.
+    std::chrono::steady_clock::time_point deadline{};
     std::string traceparent() const { return "00-" + trace_id + "-" + upstream_span_id + "-" + flags; }
     LogIds log_ids() const { return {request_id, trace_id, span_id}; }
 };
