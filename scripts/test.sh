@@ -45,7 +45,9 @@ step "asan+ubsan tests"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j2 --timeout 900) || status=1
 
-step "tsan build (the concurrency units: cache, single-flight, resilience, status board, Redis client)"
+step "tsan build (the concurrency units: cache, single-flight, resilience, status board, Redis client and tier)"
+# These tests link rdsgw_base only (tests/CMakeLists.txt), so this tree compiles none of the gateway's own
+# pipeline, sessions or listeners.
 TSAN_TESTS=(test_cache test_singleflight test_resilience test_status test_redis_client test_redis)
 cmake -S . -B build/tsan "${GEN[@]}" "${SAN_FLAGS[@]}" -DRDSGW_SANITIZE=thread >/dev/null
 cmake --build build/tsan -j"$JOBS" --target "${TSAN_TESTS[@]}"
@@ -58,7 +60,10 @@ if [[ "$FUZZ_SECONDS" != "0" ]]; then
   step "fuzz build (clang, libFuzzer + ASan)"
   cmake -S . -B build/fuzz "${GEN[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DRDSGW_SANITIZE=address,fuzzer-no-link -DRDSGW_FUZZ=ON -DRDSGW_TESTS=OFF -DRDSGW_BENCH=OFF >/dev/null
-  cmake --build build/fuzz -j"$JOBS"
+  # The fuzz targets link rdsgw_pure only: build just them, not the gateway.
+  FUZZ_TARGETS=()
+  for src in fuzz/fuzz_*.cpp; do FUZZ_TARGETS+=("$(basename "${src%.cpp}")"); done
+  cmake --build build/fuzz -j"$JOBS" --target "${FUZZ_TARGETS[@]}"
   for f in build/fuzz/fuzz/fuzz_*; do
     [[ -x "$f" ]] || continue
     name=$(basename "$f")
