@@ -227,6 +227,7 @@ class Reader {
         return &it->value();
     }
     bool has(std::string_view key) const { return obj_ && obj_->contains(key); }
+    const json::object* obj() const { return obj_; }
 
     Reader sub(std::string_view key) {
         const json::value* v = get(key);
@@ -380,6 +381,129 @@ void check_address(Reader& r, std::string_view key, const std::string& address) 
 // ---------------------------------------------------------------------------------------------------------
 // One function per top-level block.
 
+// ---------------------------------------------------------------- multi-region (regions, projects, proxy)
+
+bool is_region_name(std::string_view s) {
+    if (s.empty() || s.size() > 64 || !(s[0] >= 'a' && s[0] <= 'z') || s.back() == '-') return false;
+    for (char ch : s)
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) return false;
+    return true;
+}
+
+void read_proxy(Reader& up, ProxyConfig& p) {
+    Reader r = up.sub("proxy");
+    r.str("url", p.url);
+    r.secret("credentials", p.credentials);
+    r.strings("no_proxy", p.no_proxy);
+    if (!p.url.empty()) {
+        auto u = boost::urls::parse_absolute_uri(p.url);
+        if (!u || u->scheme() != "http" || u->host().empty() ||
+            (!u->encoded_path().empty() && u->encoded_path() != "/") || u->has_query() || u->has_userinfo())
+            r.error("url",
+                    "must be http://host[:port] (the proxy itself is spoken to in plain HTTP; credentials go "
+                    "in \"credentials\", never in the URL)");
+    } else if (!p.credentials.empty()) {
+        r.error("credentials", "needs url");
+    }
+    for (const auto& h : p.no_proxy)
+        if (h.empty() || h.find_first_of(" \t,") != std::string::npos) {
+            r.error("no_proxy", "entries are host names, .suffixes, \"*\" or CIDR ranges (one per entry)");
+            break;
+        }
+}
+
+void read_template(Reader& up, std::string& tpl) {
+    up.str("base_url_template", tpl);
+    if (tpl.empty()) return;
+    if (tpl.find("{region}") == std::string::npos)
+        return up.error("base_url_template", "must contain {region}");
+    std::string sample = tpl;
+    for (auto at = sample.find("{region}"); at != std::string::npos; at = sample.find("{region}"))
+        sample.replace(at, 8, "cn-north-4");
+    check_url(up, "base_url_template", sample);
+}
+
+void read_regions(Reader& top, Config& c) {
+    Reader r = top.sub("regions");
+    if (!r.obj()) return;
+    for (const auto& kv : *r.obj()) {
+        const std::string name(kv.key());
+        Reader g = r.sub(name);
+        if (!is_region_name(name))
+            r.error(name, "is not a region id (lower-case letters, digits and '-', e.g. cn-north-4)");
+        if (!g.obj()) continue;
+        RegionConfig rc;
+        rc.name = name;
+        g.str("base_url", rc.base_url);
+        if (!rc.base_url.empty()) check_url(g, "base_url", rc.base_url);
+        g.str("ca_file", rc.ca_file);
+        g.secret("token", rc.token);
+        if (rc.base_url.empty() && c.upstream.base_url_template.empty())
+            g.error("base_url", "is required unless upstream.base_url_template is set");
+        if (!rc.token.empty() && c.auth.mode != AuthMode::token)
+            g.error("token", "is only used with auth.mode \"token\"");
+        c.regions.push_back(std::move(rc));
+    }
+}
+
+void read_projects(Reader& top, Config& c) {
+    Reader r = top.sub("projects");
+    {
+        Reader s = r.sub("static");
+        if (s.obj()) {
+            for (const auto& kv : *s.obj()) {
+                const std::string id(kv.key());
+                s.get(id);
+                const json::value& v = kv.value();
+                if (id.empty() || id.size() > 128 || id.find_first_of("/?#% \t\r\n") != std::string::npos)
+                    s.error(id, "is not a project id");
+                if (!v.is_string() || !is_region_name(v.get_string())) {
+                    s.error(id, "must be a region id (e.g. \"cn-north-4\")");
+                    continue;
+                }
+                const std::string region(v.get_string());
+                const bool known = std::any_of(c.regions.begin(), c.regions.end(),
+                                               [&](const RegionConfig& g) { return g.name == region; });
+                if (!known && c.upstream.base_url_template.empty())
+                    s.error(
+                        id,
+                        "names region \"" + region +
+                            "\", which is not in \"regions\" (and upstream.base_url_template is not set)");
+                c.projects.static_map.emplace_back(id, region);
+            }
+        }
+    }
+    Reader d = r.sub("discovery");
+    auto& dc = c.projects.discovery;
+    d.boolean("enabled", dc.enabled);
+    d.integer("refresh_s", dc.refresh_s, 10, 86400);
+    d.integer("min_interval_s", dc.min_interval_s, 1, 3600);
+    d.integer("wait_ms", dc.wait_ms, 0, 60000);
+    d.integer("max_projects", dc.max_projects, 1, 1000000);
+    d.integer("max_regions", dc.max_regions, 1, 1024);
+    if (dc.enabled && c.auth.mode == AuthMode::token)
+        d.error("enabled", "needs auth.mode \"iam\" or \"aksk\" (IAM lists the projects only to those)");
+}
+
+// After every block was read: the rules that span them.
+void check_multi_region(Reader& top, Config& c, bool base_url_given) {
+    // One region: one IAM token, scoped by project name or id. Multi-region: one token per project; project
+    // (or project_id) only scopes the token that lists the projects (a domain-scoped one without).
+    if (c.auth.mode == AuthMode::iam && !multi_region(c) && c.auth.iam.project.empty() &&
+        c.auth.iam.project_id.empty())
+        top.error("auth.iam.project", "exactly one of project (name) or project_id is required in iam mode");
+    if (!multi_region(c)) return;
+    if (base_url_given)
+        top.error("upstream",
+                  "base_url cannot be combined with regions/projects/base_url_template: give each region its "
+                  "base_url, or use upstream.base_url_template");
+    if (c.regions.empty() && c.projects.static_map.empty() && !c.projects.discovery.enabled)
+        top.error("projects",
+                  "no project is served: add projects.static entries or enable projects.discovery");
+    if (c.regions.size() > c.projects.discovery.max_regions)
+        top.error("regions", "has more regions than projects.discovery.max_regions");
+}
+
 void parse_listen(Reader& top, ListenConfig& l) {
     Reader r = top.sub("listen");
     r.str("address", l.address, true);
@@ -425,6 +549,8 @@ void parse_upstream(Reader& top, UpstreamConfig& u) {
     r.integer("max_concurrent", u.max_concurrent, 1, 1000000);
     r.integer("max_queue", u.max_queue, 0, 1000000);
     r.integer("queue_timeout_ms", u.queue_timeout_ms, 1, 600000);
+    read_template(r, u.base_url_template);  // multi-region
+    read_proxy(r, u.proxy);
 }
 
 void parse_retry(Reader& top, RetryConfig& c) {
@@ -454,10 +580,12 @@ void parse_iam(Reader& auth, AuthMode mode, IamConfig& c) {
     i.integer("min_validity_s", c.min_validity_s, 0, 86400);
     i.integer("retry_base_ms", c.retry_base_ms, 1, 600000);
     i.integer("retry_max_ms", c.retry_max_ms, 1, 3600000);
+    i.integer("max_tokens", c.max_tokens, 1, 100000);
     if (mode != AuthMode::iam) return;
     if (c.domain.empty()) i.error("domain", "is required in iam mode");
     if (c.user.empty()) i.error("user", "is required in iam mode");
-    if (c.project.empty() == c.project_id.empty())
+    // Both missing is an error in the one-region setup only (check_multi_region).
+    if (!c.project.empty() && !c.project_id.empty())
         i.error("project", "exactly one of project (name) or project_id is required in iam mode");
     if (c.min_validity_s >= c.refresh_margin_s)
         i.error("min_validity_s", "must be smaller than refresh_margin_s");
@@ -481,6 +609,7 @@ void parse_auth(Reader& top, AuthConfig& c) {
     a.secret("ak", c.aksk.ak);
     a.secret("sk", c.aksk.sk);
     a.secret("security_token", c.aksk.security_token);
+    a.str("domain_id", c.aksk.domain_id);
 }
 
 void parse_cache(Reader& top, CacheConfig& c) {
@@ -630,7 +759,8 @@ void parse_redis(Reader& top, RedisConfig& rc) {
     r.str("tls_ca_file", rc.tls_ca_file);
     r.str("tls_server_name", rc.tls_server_name);
     if (rc.address.rfind("unix:", 0) == 0) {
-        if (rc.address.size() < 7 || rc.address[5] != '/') r.error("address", "unix: needs an absolute path (unix:/path)");
+        if (rc.address.size() < 7 || rc.address[5] != '/')
+            r.error("address", "unix: needs an absolute path (unix:/path)");
         if (rc.tls) r.error("tls", "is not available over a unix socket");
     } else {
         static const std::regex hostport(R"(([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5}))");
@@ -659,7 +789,9 @@ void parse_redis(Reader& top, RedisConfig& rc) {
             if (!k.id.empty() && !ids.insert(k.id).second) kr.error("id", "is used twice");
             kr.secret("key", k.key);
             if (k.key.empty() && !kr.has("key"))
-                kr.error("key", "is required ({\"env\": \"VARIABLE\"}, {\"file\": \"/path\"} or {\"credential\": \"name\"})");
+                kr.error("key",
+                         "is required ({\"env\": \"VARIABLE\"}, {\"file\": \"/path\"} or {\"credential\": "
+                         "\"name\"})");
             rc.encryption_keys.push_back(std::move(k));
         }
     }
@@ -685,6 +817,11 @@ void check_listeners(const Config& c, std::vector<std::string>& errors) {
 
 }  // namespace
 
+bool multi_region(const Config& c) {
+    return !c.regions.empty() || !c.projects.static_map.empty() || c.projects.discovery.enabled ||
+           !c.upstream.base_url_template.empty();
+}
+
 bool parse_config(std::string_view text, Config& c, std::vector<std::string>& errors) {
     json::parse_options opts;
     opts.allow_comments = true;
@@ -705,6 +842,8 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
         parse_listen(top, c.listen);
         parse_admin(top, c.admin);
         parse_upstream(top, c.upstream);
+        const json::value* up = root.get_object().if_contains("upstream");
+        const bool base_url_given = up && up->is_object() && up->get_object().contains("base_url");
         parse_retry(top, c.retry);
         parse_auth(top, c.auth);
         parse_cache(top, c.cache);
@@ -714,6 +853,9 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
         parse_response(top, c.response);
         parse_log(top, c.log);
         parse_redis(top, c.redis);
+        read_regions(top, c);  // multi-region: after auth (a region's token needs the mode)
+        read_projects(top, c);
+        check_multi_region(top, c, base_url_given);
     }
     check_listeners(c, errors);
     if (c.callers.required && c.callers.list.empty())
@@ -779,21 +921,55 @@ json::object listen_json(const ListenConfig& l) {
 }
 
 json::object admin_json(const AdminConfig& a) {
-    return {{"enabled", a.enabled}, {"address", a.address}, {"port", a.port}, {"max_connections", a.max_connections}};
+    return {{"enabled", a.enabled},
+            {"address", a.address},
+            {"port", a.port},
+            {"max_connections", a.max_connections}};
 }
 
-json::object upstream_json(const UpstreamConfig& u) {
-    return {{"base_url", u.base_url},
-            {"ca_file", u.ca_file},
-            {"connect_timeout_ms", u.connect_timeout_ms},
-            {"request_timeout_ms", u.request_timeout_ms},
-            {"pool_size", u.pool_size},
-            {"pool_idle_timeout_ms", u.pool_idle_timeout_ms},
-            {"max_response_bytes", u.max_response_bytes},
-            {"dns_refresh_s", u.dns_refresh_s},
-            {"max_concurrent", u.max_concurrent},
-            {"max_queue", u.max_queue},
-            {"queue_timeout_ms", u.queue_timeout_ms}};
+json::object upstream_json(const UpstreamConfig& u, bool multi) {
+    json::object o{{"ca_file", u.ca_file},
+                   {"connect_timeout_ms", u.connect_timeout_ms},
+                   {"request_timeout_ms", u.request_timeout_ms},
+                   {"pool_size", u.pool_size},
+                   {"pool_idle_timeout_ms", u.pool_idle_timeout_ms},
+                   {"max_response_bytes", u.max_response_bytes},
+                   {"dns_refresh_s", u.dns_refresh_s},
+                   {"max_concurrent", u.max_concurrent},
+                   {"max_queue", u.max_queue},
+                   {"queue_timeout_ms", u.queue_timeout_ms},
+                   {"proxy",
+                    {{"url", u.proxy.url},
+                     {"credentials", secret_json(u.proxy.credentials)},
+                     {"no_proxy", strings_json(u.proxy.no_proxy)}}}};
+    // Multi-region: the regions' base_url or the template (upstream.base_url may not be given with them).
+    if (multi)
+        o["base_url_template"] = u.base_url_template;
+    else
+        o["base_url"] = u.base_url;
+    return o;
+}
+
+json::object regions_json(const std::vector<RegionConfig>& regions) {
+    json::object o;
+    for (const auto& r : regions)
+        o[r.name] =
+            json::object{{"base_url", r.base_url}, {"ca_file", r.ca_file}, {"token", secret_json(r.token)}};
+    return o;
+}
+
+json::object projects_json(const ProjectsConfig& p) {
+    json::object st;
+    for (const auto& [id, region] : p.static_map) st[id] = region;
+    const auto& d = p.discovery;
+    return {{"static", std::move(st)},
+            {"discovery",
+             {{"enabled", d.enabled},
+              {"refresh_s", d.refresh_s},
+              {"min_interval_s", d.min_interval_s},
+              {"wait_ms", d.wait_ms},
+              {"max_projects", d.max_projects},
+              {"max_regions", d.max_regions}}}};
 }
 
 json::object retry_json(const RetryConfig& r) {
@@ -819,11 +995,13 @@ json::object auth_json(const AuthConfig& a) {
               {"refresh_margin_s", i.refresh_margin_s},
               {"min_validity_s", i.min_validity_s},
               {"retry_base_ms", i.retry_base_ms},
-              {"retry_max_ms", i.retry_max_ms}}},
+              {"retry_max_ms", i.retry_max_ms},
+              {"max_tokens", i.max_tokens}}},
             {"aksk",
              {{"ak", secret_json(a.aksk.ak)},
               {"sk", secret_json(a.aksk.sk)},
-              {"security_token", secret_json(a.aksk.security_token)}}}};
+              {"security_token", secret_json(a.aksk.security_token)},
+              {"domain_id", a.aksk.domain_id}}}};
 }
 
 json::object cache_json(const CacheConfig& c) {
@@ -881,7 +1059,8 @@ json::object log_json(const LogConfig& l) {
 
 json::object redis_json(const RedisConfig& r) {
     json::array keys;
-    for (const auto& k : r.encryption_keys) keys.push_back(json::object{{"id", k.id}, {"key", secret_json(k.key)}});
+    for (const auto& k : r.encryption_keys)
+        keys.push_back(json::object{{"id", k.id}, {"key", secret_json(k.key)}});
     return {{"enabled", r.enabled},
             {"address", r.address},
             {"user", r.user},
@@ -905,7 +1084,7 @@ json::object config_json(const Config& c) {
     json::object o;
     o["listen"] = listen_json(c.listen);
     o["admin"] = admin_json(c.admin);
-    o["upstream"] = upstream_json(c.upstream);
+    o["upstream"] = upstream_json(c.upstream, multi_region(c));
     o["retry"] = retry_json(c.retry);
     o["auth"] = auth_json(c.auth);
     o["cache"] = cache_json(c.cache);
@@ -915,6 +1094,10 @@ json::object config_json(const Config& c) {
     o["response"] = response_json(c.response);
     o["log"] = log_json(c.log);
     o["redis"] = redis_json(c.redis);
+    if (multi_region(c)) {
+        o["regions"] = regions_json(c.regions);
+        o["projects"] = projects_json(c.projects);
+    }
     return o;
 }
 

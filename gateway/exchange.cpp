@@ -159,6 +159,10 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
     append_uint(s, x.response.status);
     s += ",\"cache\":"sv;
     json_escape_append(s, x.cache == CacheState::none ? std::string_view() : cache_state_name(x.cache));
+    if (!x.region.empty()) {  // multi-region misses
+        s += ",\"region\":"sv;
+        json_escape_append(s, x.region);
+    }
     s += ",\"upstream_status\":"sv;
     if (x.upstream_status)
         append_uint(s, x.upstream_status);

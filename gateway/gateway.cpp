@@ -137,15 +137,21 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
       access_log_(access_log),
       callers_(cfg_.callers),
       flights_(SingleFlight::Options{cfg_.cache.max_waiters, milliseconds(cfg_.cache.wait_timeout_ms)}),
-      upstream_(cfg_, std::move(creds), metrics),
+      regions_(cfg_, metrics),
+      upstream_(cfg_, regions_, std::move(creds), metrics),
       status_(std::make_unique<StatusBoard>()) {
+    if (regions_.multi()) metrics_.enable_region_labels();
+    if (cfg_.projects.discovery.enabled && upstream_.credentials().iam())
+        discovery_ =
+            std::make_unique<ProjectDiscovery>(cfg_.projects.discovery, regions_, upstream_.credentials(),
+                                               metrics_, milliseconds(cfg_.upstream.request_timeout_ms));
     norm_.max_body_bytes = cfg_.response.max_body_bytes;
     norm_.allow_http_links = cfg_.response.allow_http_links;
     norm_.link_host_suffixes = cfg_.response.link_host_suffixes;
     norm_.drop_unknown_fields = cfg_.response.drop_unknown_fields;
     norm_.emit_legacy_expiry_field = cfg_.response.emit_legacy_expiry_field;
+    CacheOptions& co = cache_opts_;
     if (cfg_.cache.enabled) {
-        CacheOptions co;
         co.max_entries = cfg_.cache.max_entries;
         co.max_bytes = cfg_.cache.max_bytes;
         co.ttl = std::chrono::seconds(cfg_.cache.ttl_s);
@@ -159,8 +165,7 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
     metrics_.on_collect([this](Metrics& m) {
         if (cache_) m.set_cache(static_cast<double>(cache_->entries()), static_cast<double>(cache_->bytes()));
         m.set_singleflight_waiters(static_cast<double>(flights_.waiting()));
-        m.set_credential_expiry_seconds(upstream_.credentials().status(sys::now()).seconds_to_expiry);
-        m.set_breaker_state(static_cast<int>(upstream_.breaker_state()));
+        collect_regions(m);
         m.set_access_log_dropped(static_cast<double>(access_log_.dropped()));
     });
 }
@@ -168,7 +173,34 @@ Gateway::Gateway(Config cfg, std::unique_ptr<CredentialSource> creds, Metrics& m
 Gateway::~Gateway() = default;
 
 void Gateway::start_background(Worker& w0) {
-    upstream_.credentials().start(w0.ioc.get_executor());
+    CredentialSource& creds = upstream_.credentials();
+    creds.start(w0.ioc.get_executor());
+    // Multi-region IAM: the statically mapped projects' tokens ahead of their first requests.
+    std::size_t n = 0;
+    for (const auto& [project, region] : cfg_.projects.static_map)
+        if (n++ < cfg_.auth.iam.max_tokens) creds.prefetch(project, region);
+    if (discovery_) discovery_->start();
+}
+
+// The breaker and credential gauges: unlabelled with one region, per region (bounded labels) with several.
+void Gateway::collect_regions(Metrics& m) {
+    const auto now = sys::now();
+    CredentialSource& creds = upstream_.credentials();
+    if (!regions_.multi()) {
+        m.set_credential_expiry_seconds(creds.status(now).seconds_to_expiry);
+        m.set_breaker_state(static_cast<int>(regions_.only().breaker.state()));
+        return;
+    }
+    for (Region* r : regions_.list()) {
+        if (r->label == "other") continue;
+        m.set_breaker_state(r->label, static_cast<int>(r->breaker.state()));
+        // A region whose projects' tokens come on first need may have none yet and still be ready: no
+        // expiry to report then (-1 would read as "no credential" to the alert rules).
+        const auto st = creds.region_status(r->name, now);
+        if (!(st.ready && st.seconds_to_expiry < 0))
+            m.set_credential_expiry_seconds(r->label, st.seconds_to_expiry);
+    }
+    if (auto pm = regions_.projects()) m.set_projects_known(static_cast<double>(pm->size()));
 }
 
 void Gateway::reload(const Config& cfg) {
@@ -177,6 +209,7 @@ void Gateway::reload(const Config& cfg) {
         log_error("SIGHUP: upstream credentials not reloaded: " + why);
     else
         log_info("SIGHUP: upstream credentials reloaded");
+    if (!regions_.reload(why)) log_error("SIGHUP: proxy credentials not reloaded: " + why);
     if (!cfg.callers.required && callers_.required())
         log_warn(
             "callers.required is false: ANY client that reaches this port can fetch backup download links");
@@ -191,17 +224,41 @@ bool Gateway::begin(Exchange& x) {
     const bool needs_upstream =
         route(x) && authenticate(x) && validate(x) && authorize(x) && rate_limit(x) && cache_lookup(x);
     if (log_enabled(LogLevel::debug)) debug_begin(x, needs_upstream);
-    if (!needs_upstream) respond(x);
-    return needs_upstream;
+    if (needs_upstream || x.pending != PendingStep::none) return true;
+    respond(x);
+    return false;
+}
+
+asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
+    // A step that needed Redis (shared tier) first: the shared rate limit, or a purge of every instance.
+    bool go_on = true;
+    if (x.pending == PendingStep::purge)
+        go_on = co_await purge_everywhere(x);
+    else if (x.pending == PendingStep::rate_limit)
+        go_on = co_await shared_rate_limit(x) && cache_lookup(x);
+    if (go_on) co_await fetch_phase(w, x);
+    respond(x);
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    auto job = std::make_shared<const FetchJob>(
-        FetchJob{x.project_id, x.backup_id, x.cache_key, x.request_id, std::string(x.language),
-                 x.trace.trace_id, x.trace.span_id, new_span_id(), x.trace.flags, x.trace.tracestate});
+    auto job = std::make_shared<FetchJob>();
+    job->project_id = x.project_id;
+    job->backup_id = x.backup_id;
+    job->cache_key = x.cache_key;
+    job->request_id = x.request_id;
+    job->language = x.language;
+    job->trace_id = x.trace.trace_id;
+    job->span_id = x.trace.span_id;
+    job->upstream_span_id = new_span_id();
+    job->flags = x.trace.flags;
+    job->tracestate = x.trace.tracestate;
+    job->no_cache = x.no_cache;
+    job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
+    if (!co_await resolve_region(x, *job)) co_return;  // a project no region serves: 404, no upstream call
     // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
     // destructors in co_await expressions (double destruction).
-    std::function<asio::awaitable<FetchPtr>()> start = [this, &w, job] { return fetch(w, job); };
+    std::function<asio::awaitable<FetchPtr>()> start =
+        [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
     std::function<FetchPtr()> recheck;
     if (cache_ && !x.no_cache) {
         recheck = [this, &x]() -> FetchPtr {
@@ -217,6 +274,7 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
     }
     const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck));
     deliver(x, r);
+    x.pending = PendingStep::none;
     if (log_enabled(LogLevel::debug))
         log(LogLevel::debug,
             std::string(r.role == SingleFlight::Role::leader ? "fetched as the leader"
@@ -226,7 +284,6 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
                 (x.error ? "error " + std::to_string(x.error->status)
                          : "answer " + std::to_string(x.answer->status)),
             x.log_ids());
-    respond(x);
 }
 
 // Debug: what the inline phases decided (never a secret or a link: ids, states and statuses only).
@@ -330,8 +387,13 @@ bool Gateway::authorize(Exchange& x) {
 }
 
 bool Gateway::rate_limit(Exchange& x) {
+    if (!x.caller) return true;
+    if (l2_ && cfg_.redis.shared_rate_limits && x.caller->def().rate_per_s > 0) {
+        x.pending = PendingStep::rate_limit;  // across instances: asks Redis (shared_rate_limit)
+        return false;
+    }
     double retry_after = 0;
-    if (!x.caller || x.caller->try_acquire(steady::now(), retry_after)) return true;
+    if (x.caller->try_acquire(steady::now(), retry_after)) return true;
     return fail(x, LocalError(429, "rate limit exceeded for this caller", ErrorSource::caller, "rate")
                        .with("Retry-After", std::to_string(static_cast<long long>(std::ceil(retry_after)))));
 }
@@ -351,18 +413,53 @@ bool Gateway::cache_lookup(Exchange& x) {
     return true;
 }
 
+// One region: it serves every project. Several: the project map says which (static entries, then discovery,
+// refreshed once on demand for an unknown project); a project no region serves is a 404 with no upstream
+// call.
+asio::awaitable<bool> Gateway::resolve_region(Exchange& x, FetchJob& job) {
+    if (!regions_.multi()) {
+        job.region = &regions_.only();
+        co_return true;
+    }
+    Regions::Found found = regions_.find(x.project_id);
+    if (found.miss == Regions::Miss::unknown && discovery_) {
+        const auto deadline = x.started + milliseconds(cfg_.retry.deadline_ms);
+        if (co_await discovery_->refresh_for_unknown(deadline)) found = regions_.find(x.project_id);
+    }
+    if (!found.region) {
+        if (log_enabled(LogLevel::debug))
+            log_debug("request " + x.request_id + ": project " + x.project_id + " not served (" +
+                      (found.miss == Regions::Miss::disabled    ? "disabled"
+                       : found.miss == Regions::Miss::no_region ? "its region cannot be served"
+                                                                : "unknown") +
+                      ")");
+        co_return fail(x, LocalError(404, "project is not served by this gateway", ErrorSource::caller,
+                                     "unknown_project"));
+    }
+    job.region = found.region;
+    x.region = found.region->name;
+    co_return true;
+}
+
 // ------------------------------------------------------------------------ the leader's fetch
 
 asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJob> job) {
+    // The shared tier first (when configured): another instance's answer, or its fetch in flight.
+    bool lock_held = false;
+    if (l2_ && !job->no_cache) {
+        FetchPtr shared = co_await shared_lookup(*job, lock_held);
+        if (shared) co_return shared;
+    }
     const UpstreamResult up = co_await upstream_.call(w, *job);
     status_->fetch(up.attempts, up.ms, steady::now());
     FetchPtr out = interpret(*job, up);
     store(*job, *out);
+    if (l2_) shared_store(*job, out, lock_held, co_await asio::this_coro::executor);
     co_return out;
 }
 
 // The upstream's answer (or the failure to get one) as the outcome every waiting caller receives.
-FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const {
+FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
     auto out = std::make_shared<FetchOutcome>();
     const UpstreamResponse& last = up.last;
     out->attempts = up.attempts;
@@ -370,18 +467,6 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     out->upstream_status = last.status;
     if (is_sane_request_id(last.request_id)) out->upstream_request_id = last.request_id;
     out->retry_after = retry_after_seconds(last.retry_after);
-    auto upstream_error = [&](unsigned status, std::string msg, bool failed) {
-        out->error = LocalError(status, std::move(msg), ErrorSource::upstream);
-        out->upstream_failed = failed;
-        return out;
-    };
-    // The upstream answered, but not with what callers may receive: 502, counted, cached briefly.
-    auto refuse = [&](std::string_view reason, std::string msg) {
-        answer_refused(reason);
-        log(LogLevel::warn, msg, job.log_ids());
-        out->refusal = true;
-        return upstream_error(502, std::move(msg), false);
-    };
     if (up.refused) {
         out->error = *up.refused;
         out->upstream_failed = up.refused_as_outage;
@@ -389,54 +474,80 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) const
     }
     if (last.error != UpstreamResponse::Error::none) {
         const auto tf = transport_failure(last.error);
-        if (last.error == UpstreamResponse::Error::too_large)  // never retried: nothing more to say
-            return upstream_error(tf.status, std::string(tf.text), true);
-        return upstream_error(tf.status, std::string(tf.text) + describe_attempts(up), true);
+        const bool never_retried = last.error == UpstreamResponse::Error::too_large;  // nothing more to say
+        out->error =
+            LocalError(tf.status, std::string(tf.text) + (never_retried ? "" : describe_attempts(up)),
+                       ErrorSource::upstream);
+        out->upstream_failed = true;
+        return out;
     }
-    if (echoes_credential(last)) {
+    if (echoes_credential(job, last)) {
         out->upstream_request_id.clear();  // nothing of such an answer goes on
-        return refuse("credential_echo", "upstream answer contained a gateway credential");
+        return refuse(job, out, "credential_echo", "upstream answer contained a gateway credential");
     }
     if (!last.content_encoding.empty() && last.content_encoding != "identity")
-        return refuse("encoding",
+        return refuse(job, out, "encoding",
                       "upstream sent an encoded answer (Content-Encoding) although identity was requested");
-    auto answer = std::make_shared<CachedAnswer>();
+    if (last.status == 200) return accept_answer(job, last, out);
+    if (!is_rds_error_body(last.body)) {
+        out->error =
+            LocalError(502,
+                       "upstream answered HTTP " + std::to_string(last.status) +
+                           " without an RDS error body" + (up.attempts > 1 ? describe_attempts(up) : ""),
+                       ErrorSource::upstream);
+        out->upstream_failed = last.status >= 500;
+        return out;
+    }
+    auto answer = std::make_shared<CachedAnswer>();  // a well-formed RDS error passes through with its status
+    answer->status = last.status;
+    answer->body = last.body;
     answer->upstream_request_id = out->upstream_request_id;
     answer->stored_at = sys::now();
-    if (last.status == 200) {
-        const auto now = sys::now();
-        auto n = normalize_backup_files(last.body, now, norm_);
-        if (auto* e = std::get_if<NormalizeError>(&n)) return refuse("contract", e->message());
-        auto& ok = std::get<NormalizedAnswer>(n);
-        // Never a dying link: an answer whose earliest link expires within the margin is not served.
-        if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
-            return refuse("expiring", "upstream answer's download links expire within the expiry margin");
-        answer->body = std::move(ok.body);
-        answer->earliest_expiry = ok.earliest_expiry;
-    } else if (is_rds_error_body(last.body)) {
-        answer->status = last.status;  // a well-formed RDS error passes through with its status
-        answer->body = last.body;
-        out->upstream_failed = last.status >= 500;
-    } else {
-        return upstream_error(502,
-                              "upstream answered HTTP " + std::to_string(last.status) +
-                                  " without an RDS error body" +
-                                  (up.attempts > 1 ? describe_attempts(up) : ""),
-                              last.status >= 500);
-    }
+    out->upstream_failed = last.status >= 500;
     out->answer = std::move(answer);
+    return out;
+}
+
+// A 200: normalized (the response contract), and never a dying link.
+FetchPtr Gateway::accept_answer(const FetchJob& job, const UpstreamResponse& last,
+                                std::shared_ptr<FetchOutcome>& out) {
+    const auto now = sys::now();
+    auto n = normalize_backup_files(last.body, now, norm_);
+    if (auto* e = std::get_if<NormalizeError>(&n)) return refuse(job, out, "contract", e->message());
+    auto& ok = std::get<NormalizedAnswer>(n);
+    if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
+        return refuse(job, out, "expiring",
+                      "upstream answer's download links expire within the expiry margin");
+    auto answer = std::make_shared<CachedAnswer>();
+    answer->body = std::move(ok.body);
+    answer->earliest_expiry = ok.earliest_expiry;
+    answer->upstream_request_id = out->upstream_request_id;
+    answer->stored_at = now;
+    out->answer = std::move(answer);
+    return out;
+}
+
+// The upstream answered, but not with what callers may receive: 502, counted, logged, cached briefly.
+FetchPtr Gateway::refuse(const FetchJob& job, std::shared_ptr<FetchOutcome>& out, std::string_view reason,
+                         std::string msg) {
+    answer_refused(reason);
+    log(LogLevel::warn, msg, job.log_ids());
+    out->refusal = true;
+    out->error = LocalError(502, std::move(msg), ErrorSource::upstream);
     return out;
 }
 
 // Whether the upstream's answer (body or request id) holds a credential the gateway sent: then no part of
 // it may reach a caller or the cache. The log says which kind, never the value.
-bool Gateway::echoes_credential(const UpstreamResponse& r) const {
-    const auto secrets = upstream_.credentials().secrets_for_scan();
-    if (!secrets || secrets->empty()) return false;
-    std::string_view views[4];
+bool Gateway::echoes_credential(const FetchJob& job, const UpstreamResponse& r) {
+    const CredentialTarget target{job.region ? std::string_view(job.region->name) : std::string_view(),
+                                  job.project_id, job.region ? &job.region->ep : nullptr};
+    const auto secrets = upstream_.credentials().secrets_for_scan(target);
+    std::string_view views[2];
     std::size_t n = 0;
-    for (const auto& sec : *secrets)
-        if (n < 4) views[n++] = sec;
+    if (secrets.current) views[n++] = *secrets.current;
+    if (secrets.previous) views[n++] = *secrets.previous;
+    if (n == 0) return false;
     const std::span<const std::string_view> list(views, n);
     return find_secret(r.body, list).has_value() || find_secret(r.request_id, list).has_value();
 }
@@ -468,9 +579,11 @@ void Gateway::deliver(Exchange& x, const SingleFlight::Result& r) {
         x.upstream_retry_after = o->retry_after;
     }
     if ((!o || o->upstream_failed) && serve_stale(x, o)) return;
-    x.cache = x.no_cache                             ? CacheState::bypass
-              : r.role == SingleFlight::Role::leader ? CacheState::miss
-                                                     : CacheState::coalesced;
+    const bool leader = r.role == SingleFlight::Role::leader;
+    x.cache = x.no_cache                           ? CacheState::bypass
+              : leader && o && o->from_shared_tier ? CacheState::hit  // another instance's answer, from L2
+              : leader                             ? CacheState::miss
+                                                   : CacheState::coalesced;
     if (!o) {
         fail(x, LocalError(r.overflow || r.timed_out ? 503 : 502,
                            r.overflow    ? "too many callers waiting for this backup"
@@ -480,7 +593,8 @@ void Gateway::deliver(Exchange& x, const SingleFlight::Result& r) {
                     .with("Retry-After", "1"));
         return;
     }
-    metrics_.cache_event(x.no_cache ? "bypass" : x.cache == CacheState::miss ? "miss" : "coalesced");
+    if (x.cache != CacheState::hit)  // an L2 hit was counted as such ("l2_hit")
+        metrics_.cache_event(x.no_cache ? "bypass" : x.cache == CacheState::miss ? "miss" : "coalesced");
     if (o->error)
         x.error = o->error;
     else

@@ -167,7 +167,7 @@ std::unique_ptr<rdsgw::CredentialSource> make_credentials(const rdsgw::Config& c
     deps.request_timeout = std::chrono::milliseconds(cfg.upstream.request_timeout_ms);
     deps.upstream_ca_file = cfg.upstream.ca_file;
     std::string why;
-    auto creds = rdsgw::make_credential_source(cfg.auth, deps, why);
+    auto creds = rdsgw::make_credential_source(cfg, deps, why);
     if (!creds) rdsgw::log_error("cannot start: " + why);
     return creds;
 }

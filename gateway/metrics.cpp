@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <unordered_map>
 
 #include "rdsgw/request.hpp"
@@ -42,15 +43,15 @@ enum FamilyId {
 
 // The known values of each bounded label: their series are exported at 0 from the start, so that a rate()
 // over the first event is right and dashboards see the series before anything happens.
-constexpr const char* kRejectReasons[] = {"limit", "auth",     "forbidden",  "validation",
-                                          "rate",  "overload", "credentials"};
+constexpr const char* kRejectReasons[] = {"limit",    "auth",    "forbidden",   "validation",     "rate",
+                                          "overload", "breaker", "credentials", "unknown_project"};
 constexpr const char* kCacheEvents[] = {"hit",   "negative_hit", "miss",    "coalesced",
                                         "stale", "bypass",       "evicted", "expired"};
 constexpr const char* kRefusedAnswers[] = {"contract", "encoding", "expiring", "credential_echo"};
 constexpr const char* kAuthFailures[] = {"missing credentials", "malformed credentials",
                                          "invalid credentials"};
-constexpr Route kRoutes[] = {Route::backup_files, Route::healthz,     Route::readyz,
-                             Route::metrics,      Route::admin_cache, Route::not_found};
+constexpr Route kRoutes[] = {Route::backup_files, Route::healthz, Route::readyz,   Route::metrics,
+                             Route::admin_cache,  Route::status,  Route::not_found};
 
 // /proc/stat's btime: the boot time in seconds since the epoch (process start times count from it).
 double boot_time_seconds() {
@@ -164,6 +165,14 @@ struct Metrics::Shard {
     std::unordered_map<std::string, HistCell*> hist_index;  // by route
     HistCell* upstream = nullptr;
     std::atomic<std::int64_t> inflight{0}, up_open{0}, up_idle{0};
+// Multi-region (enable_region_labels): the families of the region-labelled series.
+struct RegionFamilies {
+    prometheus::Family<prometheus::Gauge>* breaker = nullptr;
+    prometheus::Family<prometheus::Gauge>* cred_expiry = nullptr;
+    prometheus::Family<prometheus::Counter>* discovery = nullptr;
+    prometheus::Gauge* projects_known = nullptr;
+    std::mutex mu;
+    std::map<std::string, prometheus::Gauge*, std::less<>> breaker_by_region, expiry_by_region;
 };
 
 struct Metrics::Impl {
@@ -196,6 +205,7 @@ struct Metrics::Impl {
     std::uint64_t generation;
     std::mutex shards_mu;
     std::vector<std::unique_ptr<Shard>> shards;  // one per thread that counted something
+    std::unique_ptr<RegionFamilies> regional;  // multi-region only
 };
 
 namespace {
@@ -391,7 +401,7 @@ void Metrics::fold() {
                 h.folded[i] = v;
             }
             const double sum = h.sum.load(relaxed);
-            if (any) h.target->ObserveMultiple(increments, sum - h.sum_folded);
+            if (any && h.target) h.target->ObserveMultiple(increments, sum - h.sum_folded);
             h.sum_folded = sum;
         }
         inflight += sh->inflight.load(relaxed);
@@ -533,10 +543,10 @@ void Metrics::set_singleflight_waiters(double n) {
     impl_->sf_waiters->Set(n);
 }
 void Metrics::set_credential_expiry_seconds(double s) {
-    impl_->cred_expiry->Set(s);
+    if (impl_->cred_expiry) impl_->cred_expiry->Set(s);  // null with region labels
 }
 void Metrics::set_breaker_state(int s) {
-    impl_->breaker->Set(s);
+    if (impl_->breaker) impl_->breaker->Set(s);
 }
 void Metrics::set_access_log_dropped(double total) {
     // The access log counts drops itself; move the counter by what is new since the last collection.
@@ -606,6 +616,111 @@ void Metrics::redis_operation(std::string_view op, std::string_view result, doub
 
 void Metrics::set_redis_up(bool up) {
     redis_metrics().up->Set(up ? 1 : 0);
+}
+
+// ------------------------------------------------------------------------------------ multi-region
+
+void Metrics::enable_region_labels() {
+    using namespace prometheus;
+    std::lock_guard lk(impl_->mu);
+    if (impl_->regional) return;
+    auto& r = *impl_->reg;
+    auto rf = std::make_unique<RegionFamilies>();
+    // The registry hands back the families made in the constructor (same name and help).
+    rf->breaker = &BuildGauge()
+                       .Name("rdsgw_circuit_breaker_state")
+                       .Help("Upstream circuit breaker: 0 closed, 1 half-open, 2 open")
+                       .Register(r);
+    rf->cred_expiry =
+        &BuildGauge()
+             .Name("rdsgw_credential_expiry_seconds")
+             .Help("Seconds until the current upstream credential expires (-1: none; +Inf: no expiry)")
+             .Register(r);
+    if (impl_->breaker) rf->breaker->Remove(impl_->breaker);
+    if (impl_->cred_expiry) rf->cred_expiry->Remove(impl_->cred_expiry);
+    impl_->breaker = impl_->cred_expiry = nullptr;
+    if (impl_->up_hist) {
+        // The unlabelled upstream histogram goes; the threads' cells for it stop being folded (under mu,
+        // which fold() holds while it reads targets).
+        std::lock_guard sl(impl_->shards_mu);
+        for (auto& sh : impl_->shards) sh->upstream->target = nullptr;
+        impl_->up_duration->Remove(impl_->up_hist);
+    }
+    impl_->up_hist = nullptr;
+    rf->discovery = &BuildCounter()
+                         .Name("rdsgw_project_discovery_total")
+                         .Help("Project discovery refreshes (IAM project list) by result")
+                         .Register(r);
+    rf->projects_known = &BuildGauge()
+                              .Name("rdsgw_projects_known")
+                              .Help("Projects the gateway serves (static and discovered)")
+                              .Register(r)
+                              .Add({});
+    impl_->regional = std::move(rf);
+}
+
+void Metrics::upstream_done(std::string_view region, unsigned status, unsigned attempt, double seconds) {
+    struct Pair {
+        prometheus::Counter* counter;
+        prometheus::Histogram* histogram;
+    };
+    thread_local std::unordered_map<std::string, Pair> cache;
+    thread_local std::string key;
+    char code[16];
+    const char* code_end = std::to_chars(code, code + sizeof code, status).ptr;
+    const std::string_view code_sv(code, static_cast<std::size_t>(code_end - code));
+    const char att = static_cast<char>('0' + (attempt > 9 ? 9 : attempt));
+    key.assign(reinterpret_cast<const char*>(&impl_->generation), sizeof(impl_->generation));
+    key.append(region).push_back('\x1f');
+    key.append(code_sv).push_back(att);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+        std::lock_guard lk(impl_->mu);
+        Pair p{&impl_->counters[kUpstream]->Add({{"code", std::string(code_sv)},
+                                                 {"attempt", std::string(1, att)},
+                                                 {"region", std::string(region)}}),
+               &impl_->up_duration->Add({{"region", std::string(region)}}, kBuckets)};
+        it = cache.emplace(key, p).first;
+    }
+    it->second.counter->Increment();
+    it->second.histogram->Observe(seconds);
+}
+
+namespace {
+prometheus::Gauge& region_gauge(RegionFamilies& rf, prometheus::Family<prometheus::Gauge>& fam,
+                                std::map<std::string, prometheus::Gauge*, std::less<>>& by,
+                                std::string_view region) {
+    std::lock_guard lk(rf.mu);
+    auto it = by.find(region);
+    if (it == by.end())
+        it = by.emplace(std::string(region), &fam.Add({{"region", std::string(region)}})).first;
+    return *it->second;
+}
+}  // namespace
+
+void Metrics::set_breaker_state(std::string_view region, int state) {
+    if (auto* rf = impl_->regional.get())
+        region_gauge(*rf, *rf->breaker, rf->breaker_by_region, region).Set(state);
+}
+
+void Metrics::set_credential_expiry_seconds(std::string_view region, double s) {
+    if (auto* rf = impl_->regional.get())
+        region_gauge(*rf, *rf->cred_expiry, rf->expiry_by_region, region).Set(s);
+}
+
+void Metrics::discovery_refresh(std::string_view result) {
+    auto* rf = impl_->regional.get();
+    if (!rf) return;
+    prometheus::Counter* c;
+    {
+        std::lock_guard lk(impl_->mu);
+        c = &rf->discovery->Add({{"result", std::string(result)}});
+    }
+    c->Increment();
+}
+
+void Metrics::set_projects_known(double n) {
+    if (auto* rf = impl_->regional.get()) rf->projects_known->Set(n);
 }
 
 }  // namespace rdsgw

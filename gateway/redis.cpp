@@ -766,6 +766,7 @@ asio::awaitable<void> RedisClient::Impl::health_loop() {
         // Probe through the breaker so that recovery shows without traffic.
         auto op = std::make_shared<Op>();
         op->wire = ping_wire();
+        op->label = "health";
         op->started = steady::now();
         op->deadline = op->started + opts.op_timeout;
         op->done = [](std::vector<RedisReply>) {};

@@ -76,6 +76,11 @@ std::vector<std::string> check_secrets(const Config& c) {
             check_secret("callers.list[" + std::to_string(i) + "].secret_key (caller " + k.name + ")",
                          k.secret_key, problems);
     }
+    if (c.auth.mode == AuthMode::token)
+        for (const auto& r : c.regions)
+            if (!r.token.empty()) check_secret("regions." + r.name + ".token", r.token, problems);
+    if (!c.upstream.proxy.credentials.empty())
+        check_secret("upstream.proxy.credentials", c.upstream.proxy.credentials, problems);
     if (c.redis.enabled) {
         if (!c.redis.password.empty()) check_secret("redis.password", c.redis.password, problems);
         for (std::size_t i = 0; i < c.redis.encryption_keys.size(); ++i) {
@@ -98,6 +103,10 @@ std::vector<std::string> check_resources(const Config& c) {
         check_client_ca(own ? "auth.iam.ca_file" : "upstream.ca_file (for auth.iam)",
                         own ? c.auth.iam.ca_file : c.upstream.ca_file, problems);
     }
+    for (const auto& r : c.regions)
+        if (!r.ca_file.empty()) check_client_ca("regions." + r.name + ".ca_file", r.ca_file, problems);
+    if (c.redis.enabled && c.redis.tls && !c.redis.tls_ca_file.empty())
+        check_client_ca("redis.tls_ca_file", c.redis.tls_ca_file, problems);
     make_server_tls_context(c.listen, problems);
     check_access_log(c.log, problems);
     return problems;

@@ -295,6 +295,11 @@ int Server::run() {
     w0.w.ioc.run();
     for (auto& ws : I.workers) ws->w.ioc.stop();
     for (auto& t : threads) t.join();
+    {
+        // The drain's waker is bound to worker 0's io_context, which goes before ctx does.
+        std::lock_guard lk(I.ctx.drained_mu);
+        I.ctx.drained.reset();
+    }
     I.gw.credentials().release_io();
     I.gw.access_log().flush();
     return 0;

@@ -334,7 +334,7 @@ class Session {
         }
         ctx_.gw.metrics().inflight_add(1);
         // Cache hits and every refusal are answered inline; only a miss suspends.
-        if (ctx_.gw.begin(x)) co_await ctx_.gw.fetch_phase(w_, x);
+        if (ctx_.gw.begin(x)) co_await ctx_.gw.continue_async(w_, x);
         ctx_.inflight.fetch_sub(1);
         ctx_.gw.metrics().inflight_add(-1);
     }

@@ -10,6 +10,11 @@
 
 #include "rdsgw/exchange.hpp"
 
+// Generated at build time by cmake/embed_status_assets.cmake.
+extern const unsigned char rdsgw_asset_html[], rdsgw_asset_js[], rdsgw_asset_css[], rdsgw_asset_chartjs[];
+extern const std::size_t rdsgw_asset_html_size, rdsgw_asset_js_size, rdsgw_asset_css_size,
+    rdsgw_asset_chartjs_size;
+
 namespace rdsgw {
 
 namespace json = boost::json;
@@ -460,6 +465,27 @@ std::string render_status_json(const StatusSnapshot& s, const LiveStatus& l) {
                    {"access_log", {{"dropped_lines_total", l.access_log_dropped}}},
                    {"series", series_json(s, l.now_unix_ms - end_age_ms)}};
     return json::serialize(o);
+}
+
+namespace {
+
+std::string_view asset_bytes(const unsigned char* data, std::size_t size) {
+    return {reinterpret_cast<const char*>(data), size};
+}
+
+}  // namespace
+
+const StatusAsset* find_status_asset(std::string_view name) {
+    static const StatusAsset page{"text/html; charset=utf-8", asset_bytes(rdsgw_asset_html, rdsgw_asset_html_size)};
+    static const StatusAsset js{"text/javascript; charset=utf-8", asset_bytes(rdsgw_asset_js, rdsgw_asset_js_size)};
+    static const StatusAsset css{"text/css; charset=utf-8", asset_bytes(rdsgw_asset_css, rdsgw_asset_css_size)};
+    static const StatusAsset chart{"text/javascript; charset=utf-8",
+                                   asset_bytes(rdsgw_asset_chartjs, rdsgw_asset_chartjs_size)};
+    if (name.empty()) return &page;
+    if (name == "/app.js") return &js;
+    if (name == "/app.css") return &css;
+    if (name == "/chart.js") return &chart;
+    return nullptr;
 }
 
 }  // namespace rdsgw

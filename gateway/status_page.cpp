@@ -6,21 +6,12 @@
 
 #include "rdsgw/gateway.hpp"
 
-// Generated at build time by cmake/embed_status_assets.cmake.
-extern const unsigned char rdsgw_asset_html[], rdsgw_asset_js[], rdsgw_asset_css[], rdsgw_asset_chartjs[];
-extern const std::size_t rdsgw_asset_html_size, rdsgw_asset_js_size, rdsgw_asset_css_size,
-    rdsgw_asset_chartjs_size;
-
 namespace rdsgw {
 
 using steady = std::chrono::steady_clock;
 using sys = std::chrono::system_clock;
 
 namespace {
-
-std::string_view bytes(const unsigned char* data, std::size_t size) {
-    return {reinterpret_cast<const char*>(data), size};
-}
 
 // Everything the page loads comes from the gateway itself: no request leaves it for another origin.
 constexpr std::string_view kPagePolicy =
@@ -33,19 +24,6 @@ std::string_view breaker_name(CircuitBreaker::State s) {
 }
 
 }  // namespace
-
-const StatusAsset* find_status_asset(std::string_view name) {
-    static const StatusAsset page{"text/html; charset=utf-8", bytes(rdsgw_asset_html, rdsgw_asset_html_size)};
-    static const StatusAsset js{"text/javascript; charset=utf-8", bytes(rdsgw_asset_js, rdsgw_asset_js_size)};
-    static const StatusAsset css{"text/css; charset=utf-8", bytes(rdsgw_asset_css, rdsgw_asset_css_size)};
-    static const StatusAsset chart{"text/javascript; charset=utf-8",
-                                   bytes(rdsgw_asset_chartjs, rdsgw_asset_chartjs_size)};
-    if (name.empty()) return &page;
-    if (name == "/app.js") return &js;
-    if (name == "/app.css") return &css;
-    if (name == "/chart.js") return &chart;
-    return nullptr;
-}
 
 LiveStatus Gateway::live_status() {
     const auto now = sys::now();
@@ -67,7 +45,12 @@ LiveStatus Gateway::live_status() {
     l.credential_ready = cs.ready;
     l.credential_reason = cs.reason;
     l.credential_seconds_to_expiry = cs.seconds_to_expiry;
-    l.breakers.emplace_back("default", std::string(breaker_name(upstream_.breaker_state())));
+    if (!regions_.multi()) {
+        l.breakers.emplace_back("default", std::string(breaker_name(regions_.only().breaker.state())));
+    } else {
+        for (Region* r : regions_.list())  // bounded by the config and discovery (max_regions)
+            l.breakers.emplace_back(r->name, std::string(breaker_name(r->breaker.state())));
+    }
     l.access_log_dropped = access_log_.dropped();
     return l;
 }

@@ -14,6 +14,7 @@
 
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/metrics.hpp"
+#include "rdsgw/proxy.hpp"
 
 namespace rdsgw {
 
@@ -134,6 +135,7 @@ ConnectionPool::ConnectionPool(asio::any_io_executor ex, Endpoint ep, std::share
       opts_(opts),
       metrics_(metrics),
       alive_(std::make_shared<bool>(true)) {
+    if (opts_.proxy && opts_.proxy->applies_to(ep_.host)) proxy_ = opts_.proxy.get();
     asio::co_spawn(ex_, sweep_loop(), asio::detached);
 }
 
@@ -239,14 +241,17 @@ asio::awaitable<bool> ConnectionPool::resolve(steady::time_point deadline, Upstr
         }
     });
     boost::system::error_code ec;
-    auto results =
-        co_await resolver.async_resolve(ep_.host, ep_.port, asio::redirect_error(use_awaitable, ec));
+    // Through a proxy, the proxy's name is resolved here and the endpoint's by the proxy.
+    const std::string& host = proxy_ ? proxy_->host() : ep_.host;
+    const std::string& port = proxy_ ? proxy_->port() : ep_.port;
+    auto results = co_await resolver.async_resolve(host, port, asio::redirect_error(use_awaitable, ec));
     timer.cancel();
     if (ec) {
         if (!addrs_.empty() && !timed_out) co_return true;  // keep the last good answer
         err.error = timed_out ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
         err.error_detail =
-            "cannot resolve upstream host " + ep_.host + ": " + (timed_out ? "timeout" : ec.message());
+            std::string(proxy_ ? "cannot resolve proxy host " : "cannot resolve upstream host ") + host +
+            ": " + (timed_out ? "timeout" : ec.message());
         co_return false;
     }
     addrs_ = std::move(results);
@@ -277,11 +282,17 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
             ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
         if (ec == beast::error::timeout && connect_deadline < deadline)
             err.error = UpstreamResponse::Error::connect;
-        err.error_detail = "cannot connect to upstream " + ep_.host_header + ": " +
+        err.error_detail = (proxy_ ? "cannot connect to proxy " + proxy_->describe()
+                                   : "cannot connect to upstream " + ep_.host_header) +
+                           ": " +
                            (ec == beast::error::timeout ? std::string("connect timeout") : ec.message());
         co_return nullptr;
     }
     low.socket().set_option(tcp::no_delay(true), ec);
+    if (proxy_ && !co_await open_tunnel(*c, connect_deadline, err)) {
+        c->close();
+        co_return nullptr;
+    }
     ++opened_;
     if (metrics_) metrics_->upstream_connections_add(1, 0);
     if (ep_.tls) {
@@ -311,6 +322,40 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
         if (SSL_session_reused(ssl)) ++resumed_;
     }
     co_return c;
+}
+
+// CONNECT host:port through the proxy; the answer must be 2xx with nothing after its header (the endpoint
+// speaks only after our first bytes). Then the connection is a plain byte pipe to the endpoint.
+asio::awaitable<bool> ConnectionPool::open_tunnel(Conn& c, steady::time_point deadline,
+                                                  UpstreamResponse& err) {
+    auto& low = c.lowest();
+    low.expires_at(deadline);
+    const std::string req = connect_request(ep_.host, ep_.port, proxy_->authorization());
+    boost::system::error_code ec;
+    co_await asio::async_write(low, asio::buffer(req), asio::redirect_error(use_awaitable, ec));
+    beast::flat_buffer buf;
+    http::response_parser<http::empty_body> parser;
+    parser.skip(true);  // a 2xx answer to CONNECT has no body whatever its headers say
+    parser.header_limit(16 * 1024);
+    if (!ec) co_await http::async_read_header(low, buf, parser, asio::redirect_error(use_awaitable, ec));
+    const std::string where = "proxy " + proxy_->describe();
+    if (ec) {
+        resolve_needed_ = true;
+        err.error =
+            ec == beast::error::timeout ? UpstreamResponse::Error::timeout : UpstreamResponse::Error::connect;
+        err.error_detail = "CONNECT to upstream " + ep_.host_header + " through " + where + " failed: " +
+                           (ec == beast::error::timeout ? std::string("timeout") : ec.message());
+        co_return false;
+    }
+    const unsigned status = parser.get().result_int();
+    if (status < 200 || status > 299 || buf.size() != 0) {
+        err.error = UpstreamResponse::Error::connect;
+        err.error_detail =
+            "CONNECT to upstream " + ep_.host_header + " refused by " + where + ": " +
+            (buf.size() != 0 ? std::string("bytes after its answer") : "HTTP " + std::to_string(status));
+        co_return false;
+    }
+    co_return true;
 }
 
 namespace {

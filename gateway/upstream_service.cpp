@@ -48,64 +48,57 @@ struct UpstreamService::Attempt {
     std::shared_ptr<const void> used;  // the credential the last attempt carried
 };
 
-UpstreamService::UpstreamService(const Config& cfg, std::unique_ptr<CredentialSource> creds, Metrics& metrics)
-    : cfg_(cfg),
-      creds_(std::move(creds)),
-      metrics_(metrics),
-      budget_(cfg.retry.budget_ratio, cfg.retry.budget_min),
-      breaker_(cfg.retry.breaker_failures, milliseconds(cfg.retry.breaker_open_ms)),
-      limiter_(cfg.upstream.max_concurrent, cfg.upstream.max_queue) {
-    breaker_.set_listener([this](CircuitBreaker::State from, CircuitBreaker::State to) {
-        static constexpr const char* names[] = {"closed", "half-open", "open"};
-        log_warn(std::string("upstream circuit breaker: ") + names[static_cast<int>(from)] + " -> " +
-                 names[static_cast<int>(to)]);
-        metrics_.set_breaker_state(static_cast<int>(to));
-    });
-}
+UpstreamService::UpstreamService(const Config& cfg, Regions& regions, std::unique_ptr<CredentialSource> creds,
+                                 Metrics& metrics)
+    : cfg_(cfg), regions_(regions), creds_(std::move(creds)), metrics_(metrics) {}
 
 UpstreamService::~UpstreamService() {
     creds_->stop();
 }
 
 bool UpstreamService::init_worker(Worker& w, std::string& why) {
-    if (ep_.host.empty()) {
-        if (!Endpoint::parse(cfg_.upstream.base_url, ep_, why)) {
-            why = "upstream.base_url: " + why;
-            return false;
-        }
-        if (ep_.tls && !(tls_ = make_client_tls_context(cfg_.upstream.ca_file, why))) {
-            why = "upstream.ca_file: " + why;
-            return false;
-        }
-    }
-    PoolOptions po;
-    po.connect_timeout = milliseconds(cfg_.upstream.connect_timeout_ms);
-    po.idle_timeout = milliseconds(cfg_.upstream.pool_idle_timeout_ms);
-    po.max_idle = cfg_.upstream.pool_size;
-    // An answer above response.max_body_bytes is refused anyway: never read (or reserve) more than that.
-    po.max_response_bytes =
-        std::min<std::size_t>(cfg_.upstream.max_response_bytes, cfg_.response.max_body_bytes);
-    po.dns_refresh = std::chrono::seconds(cfg_.upstream.dns_refresh_s);
-    w.pool = std::make_unique<ConnectionPool>(w.ioc.get_executor(), ep_, tls_, po, &metrics_);
+    if (!regions_.init(why)) return false;
+    for (Region* r : regions_.list()) pool(w, *r);
     return true;
 }
 
+// The worker's pool for the region, made on first use (on the worker's own thread once it runs).
+ConnectionPool& UpstreamService::pool(Worker& w, Region& r) {
+    if (w.pools.size() <= r.index) w.pools.resize(r.index + 1);
+    auto& p = w.pools[r.index];
+    if (!p) {
+        PoolOptions po;
+        po.connect_timeout = milliseconds(cfg_.upstream.connect_timeout_ms);
+        po.idle_timeout = milliseconds(cfg_.upstream.pool_idle_timeout_ms);
+        po.max_idle = cfg_.upstream.pool_size;
+        // An answer above response.max_body_bytes is refused anyway: never read (or reserve) more than that.
+        po.max_response_bytes =
+            std::min<std::size_t>(cfg_.upstream.max_response_bytes, cfg_.response.max_body_bytes);
+        po.dns_refresh = std::chrono::seconds(cfg_.upstream.dns_refresh_s);
+        po.proxy = regions_.proxy();
+        p = std::make_unique<ConnectionPool>(w.ioc.get_executor(), r.ep, r.tls, po, &metrics_);
+    }
+    return *p;
+}
+
 asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob& job) {
+    Region& r = *job.region;
     UpstreamResult out;
     Attempt a;
     a.max_attempts = cfg_.retry.max_attempts;
     a.started = steady::now();
     a.deadline = a.started + milliseconds(cfg_.retry.deadline_ms);
-    BudgetScope budget(budget_);
+    if (job.deadline != steady::time_point{}) a.deadline = std::min(a.deadline, job.deadline);
+    BudgetScope budget(r.budget);
     // The breaker decides whether a fetch may start; its retries are bounded by the budget instead, so the
     // requests in flight when the upstream fails still get their retries on fresh connections.
-    if (!breaker_.allow(a.started)) {
-        out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream);
+    if (!r.breaker.allow(a.started)) {
+        out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream, "breaker");
         out.refused_as_outage = true;
         co_return out;
     }
     for (;;) {
-        if (!co_await attempt(w, job, a, out)) break;
+        if (!co_await attempt(w, r, job, a, out)) break;
         budget.retry_done();
         const auto now = steady::now();
         RetryState st{out.attempts,
@@ -115,9 +108,9 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
                       a.deadline,
                       backoff_delay(out.attempts, milliseconds(cfg_.retry.base_backoff_ms),
                                     milliseconds(cfg_.retry.max_backoff_ms)),
-                      budget_.has_room()};
+                      r.budget.has_room()};
         const RetryDecision d = decide_retry(AttemptResult::from(out.last, sys::now()), st);
-        tell_breaker(d.breaker, out.last);
+        tell_breaker(r, d.breaker, out.last);
         if (log_enabled(LogLevel::debug))
             log(LogLevel::debug,
                 "upstream attempt " + std::to_string(out.attempts) + ": " +
@@ -130,7 +123,8 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
         if (d.next == Next::stop) break;
         if (d.next == Next::renew_and_retry) {
             a.renewed = true;
-            if (!co_await creds_->renew_after_rejection(a.used, a.deadline)) break;
+            const CredentialTarget target{r.name, job.project_id, &r.ep};
+            if (!co_await creds_->renew_after_rejection(target, a.used, a.deadline)) break;
             ++a.max_attempts;  // the attempt after a renewal is extra
             continue;
         }
@@ -143,28 +137,34 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
 
 // One attempt: a concurrency slot, the request with credentials, the exchange on the worker's pool. False
 // (with out.refused set) when it could not be made.
-asio::awaitable<bool> UpstreamService::attempt(Worker& w, const FetchJob& job, Attempt& a,
+asio::awaitable<bool> UpstreamService::attempt(Worker& w, Region& r, const FetchJob& job, Attempt& a,
                                                UpstreamResult& out) {
-    auto permit = co_await limiter_.acquire(
+    auto permit = co_await r.limiter.acquire(
         std::min(a.deadline, steady::now() + milliseconds(cfg_.upstream.queue_timeout_ms)));
     if (!permit) {
-        out.refused = LocalError(503, "too many concurrent upstream requests", ErrorSource::internal)
-                          .with("Retry-After", "1");
+        out.refused =
+            LocalError(503, "too many concurrent upstream requests", ErrorSource::internal, "overload")
+                .with("Retry-After", "1");
         co_return false;
     }
     UpstreamRequest req = build_request(job);
+    const CredentialTarget target{r.name, job.project_id, &r.ep};
+    if (regions_.multi()) co_await creds_->prepare(target, a.deadline);
     std::string why;
-    if (!creds_->apply(req, w.pool->endpoint(), sys::now(), a.used, why)) {
+    if (!creds_->apply(req, target, sys::now(), a.used, why)) {
         out.refused = LocalError(503, std::move(why), ErrorSource::internal, "credentials");
         co_return false;
     }
     ++out.attempts;
     const auto t0 = steady::now();
-    out.last = co_await w.pool->exchange(
+    out.last = co_await pool(w, r).exchange(
         req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)));
     const bool answered = out.last.error == UpstreamResponse::Error::none;
-    metrics_.upstream_done(answered ? out.last.status : 0, out.attempts,
-                           std::chrono::duration<double>(steady::now() - t0).count());
+    const double secs = std::chrono::duration<double>(steady::now() - t0).count();
+    if (regions_.multi())
+        metrics_.upstream_done(r.label, answered ? out.last.status : 0, out.attempts, secs);
+    else
+        metrics_.upstream_done(answered ? out.last.status : 0, out.attempts, secs);
     co_return true;
 }
 
@@ -186,19 +186,19 @@ UpstreamRequest UpstreamService::build_request(const FetchJob& job) const {
     return req;
 }
 
-void UpstreamService::tell_breaker(BreakerSignal signal, const UpstreamResponse& r) {
+void UpstreamService::tell_breaker(Region& r, BreakerSignal signal, const UpstreamResponse& res) {
     switch (signal) {
         case BreakerSignal::failure:
-            breaker_.on_failure(steady::now());
+            r.breaker.on_failure(steady::now());
             break;
         case BreakerSignal::success:
-            breaker_.on_success();
+            r.breaker.on_success();
             break;
         case BreakerSignal::none:
             break;
     }
-    if (r.error == UpstreamResponse::Error::none && r.status < 500) {
-        last_success_ms_.store(
+    if (res.error == UpstreamResponse::Error::none && res.status < 500) {
+        r.last_success_ms.store(
             std::chrono::duration_cast<milliseconds>(sys::now().time_since_epoch()).count(),
             std::memory_order_relaxed);
     }

@@ -2,10 +2,19 @@
 # The gateway's main job, end to end: builds it, starts the bundled mock RDS over TLS (a throwaway CA made
 # here), starts rds-gateway with conf/demo.json, and sends one real request with curl. Then it keeps serving
 # until Ctrl-C; with --once it stops after the sample call. It cleans up what it started.
+#   --cluster   three instances sharing one Redis tier (redis-server started here): one upstream call
+#               serves a cold burst spread over all three, and a purge on one reaches the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ONCE=0
-[[ "${1:-}" == "--once" ]] && ONCE=1
+CLUSTER=0
+for a in "$@"; do
+  case "$a" in
+    --once) ONCE=1 ;;
+    --cluster) CLUSTER=1 ;;
+    *) echo "usage: scripts/demo.sh [--once] [--cluster]"; exit 2 ;;
+  esac
+done
 
 scripts/bootstrap.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -36,6 +45,11 @@ build/release/tests/rds-mock --port 18443 --tls-cert "$DEMO/server.pem" --tls-ke
   --config "{\"auth\":\"static\",\"static_token\":\"$RDS_AUTH_TOKEN\",\"link_lifetime_s\":900,\"expiry_field\":\"link_expired_link\"}" \
   > "$DEMO/mock.log" 2>&1 &
 pids+=($!)
+
+if [[ $CLUSTER -eq 1 ]]; then
+  scripts/demo-cluster.sh "$DEMO" "$DEMO_KEY" "$ONCE"
+  exit $?
+fi
 build/release/rds-gateway --config conf/demo.json > "$DEMO/access.log" 2> "$DEMO/gateway.log" &
 pids+=($!)
 

@@ -6,11 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
-B=build/package
+# PKG_BUILD_DIR: package an existing Release tree (scripts/test.sh passes build/release) instead of building
+# build/package from scratch.
+B=${PKG_BUILD_DIR:-build/package}
 fail() { echo "package-test: FAIL: $*" >&2; exit 1; }
 
-cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRDSGW_TESTS=OFF -DRDSGW_BENCH=OFF >/dev/null
-cmake --build "$B" -j"$JOBS"
+if [[ -z "${PKG_BUILD_DIR:-}" ]]; then
+  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRDSGW_TESTS=OFF -DRDSGW_BENCH=OFF >/dev/null
+fi
+cmake --build "$B" -j"$JOBS" --target rds-gateway
 rm -f "$B"/rds-gateway_*.deb
 (cd "$B" && cpack -G DEB >/dev/null)
 VERSION=$(sed -n 's/^project(rds-gateway VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)

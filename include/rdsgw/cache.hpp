@@ -123,6 +123,7 @@ struct FetchOutcome {
     std::optional<LocalError> error;  // else the gateway's own answer (each caller gets its own request_id)
     bool upstream_failed = false;     // timeout, connection failure, 5xx, breaker open: stale may be served
     bool refusal = false;             // `error` refuses the upstream's answer: cached briefly (negative_ttl)
+    bool from_shared_tier = false;    // the answer came from Redis (another instance's fetch), not upstream
     std::string upstream_request_id;  // RDS's X-Request-Id when sane, else ""
     std::string retry_after;          // the upstream's Retry-After as the gateway's own whole seconds
     unsigned attempts = 0;            // upstream attempts made

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace rdsgw {
@@ -49,8 +50,19 @@ struct AdminConfig {
     unsigned max_connections = 64;  // its own budget: a flood on the main port never reaches it
 };
 
+// An HTTP proxy for the gateway's outgoing connections (RDS and IAM): TLS is tunnelled through CONNECT.
+struct ProxyConfig {
+    std::string url;                    // "http://proxy.example:3128"; empty: connect directly
+    SecretRef credentials;              // optional "user:password" for Proxy-Authorization: Basic
+    std::vector<std::string> no_proxy;  // hosts reached directly: "host", ".suffix", "*", "10.0.0.0/8"
+};
+
 struct UpstreamConfig {
     std::string base_url = "https://rds.cn-north-4.myhuaweicloud.com";
+    // Multi-region: the endpoint of a region without its own base_url, e.g.
+    // "https://rds.{region}.myhuaweicloud.com".
+    std::string base_url_template;
+    ProxyConfig proxy;
     std::string ca_file;  // empty: the system trust store
     unsigned connect_timeout_ms = 2000;
     unsigned request_timeout_ms = 10000;  // one attempt, from sending to the last byte of the answer
@@ -86,12 +98,14 @@ struct IamConfig {
     unsigned min_validity_s = 30;      // never inject a token with less than this left
     unsigned retry_base_ms = 200;
     unsigned retry_max_ms = 30000;
+    unsigned max_tokens = 64;  // multi-region: project-scoped tokens kept at once (least recently used go)
 };
 
 struct AkskConfig {
     SecretRef ak{"RDS_AK", ""};
     SecretRef sk{"RDS_SK", ""};
     SecretRef security_token;  // optional, temporary keys
+    std::string domain_id;     // account (domain) id: X-Domain-Id of signed IAM calls (project discovery)
 };
 
 enum class AuthMode { token, iam, aksk };
@@ -190,6 +204,28 @@ struct LogConfig {
     unsigned access_queue = 65536;  // lines buffered per writing thread before dropping
 };
 
+// Multi-region routing (regions.hpp): project_id -> region -> endpoint, pool, breaker, limiter, credential.
+struct RegionConfig {
+    std::string name;      // region id, e.g. "cn-north-4"
+    std::string base_url;  // empty: upstream.base_url_template with {region} = name
+    std::string ca_file;   // empty: upstream.ca_file
+    SecretRef token;       // token mode: this region's static token; empty: auth.token
+};
+
+struct DiscoveryConfig {
+    bool enabled = false;          // learn project -> region from IAM (GET /v3/auth/projects)
+    unsigned refresh_s = 300;      // periodic refresh
+    unsigned min_interval_s = 10;  // a refresh for an unknown project: at most this often
+    unsigned wait_ms = 3000;       // how long a request for an unknown project waits for that refresh
+    unsigned max_projects = 1000;  // discovered projects kept (static entries do not count)
+    unsigned max_regions = 64;     // regions the gateway creates (configured and discovered)
+};
+
+struct ProjectsConfig {
+    std::vector<std::pair<std::string, std::string>> static_map;  // project id -> region id
+    DiscoveryConfig discovery;
+};
+
 struct Config {
     ListenConfig listen;
     AdminConfig admin;
@@ -203,7 +239,13 @@ struct Config {
     RequestConfig request;
     ResponseConfig response;
     LogConfig log;
+    std::vector<RegionConfig> regions;  // multi-region; empty with no projects: one region, upstream.base_url
+    ProjectsConfig projects;
 };
+
+// True when the config routes by project (regions, a base-URL template, static projects or discovery);
+// false for the one-region setup (upstream.base_url serves every project).
+bool multi_region(const Config& c);
 
 // Parses and validates. On failure returns false and fills `errors` with one message per problem, each
 // naming the key by its path (e.g. "upstream.connect_timeout_ms: must be an integer in [1, 600000]"). A

@@ -41,6 +41,9 @@ struct Response {
 enum class CacheState { none, hit, miss, coalesced, stale, bypass };
 std::string_view cache_state_name(CacheState s);  // "none", "HIT", "MISS", ...
 
+// A phase that needs Redis (the shared tier) before the exchange can go on: it is finished asynchronously.
+enum class PendingStep { none, rate_limit, purge };
+
 struct Exchange {
     // The request as read by the session (views into the session's parser, alive for the whole exchange).
     boost::beast::http::verb method = boost::beast::http::verb::unknown;
@@ -67,10 +70,12 @@ struct Exchange {
     std::string project_id, backup_id, cache_key;
     std::string_view language;  // "zh-cn" | "en-us" | ""
     bool no_cache = false;
+    PendingStep pending = PendingStep::none;
 
     // Cache and upstream facts.
     CacheState cache = CacheState::none;
-    AnswerPtr stale;  // a cached answer past its TTL, servable if the upstream fails
+    std::string_view region;  // the project's region (multi-region, misses only; alive with the gateway)
+    AnswerPtr stale;          // a cached answer past its TTL, servable if the upstream fails
     unsigned upstream_status = 0;
     unsigned attempts = 0;
     double upstream_ms = -1;

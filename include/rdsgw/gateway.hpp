@@ -2,9 +2,11 @@
 // request"); each either continues or ends the exchange with a local reply (LocalError) or an answer:
 //
 //   route -> authenticate -> validate -> authorize -> rate-limit -> cache lookup      (inline: begin())
-//     -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver (a miss:
-//     fetch_phase())
+//     -> resolve region -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver
+//     (a miss: fetch_phase())
 //     -> respond
+//
+// Regions are resolved on misses only: a hit never looks a project's region up.
 //
 // The session (session.cpp) does the HTTP I/O: it builds the Exchange, calls begin() and, only when that
 // says the upstream is needed, co_awaits fetch_phase(); then it writes exchange.response and calls
@@ -12,6 +14,7 @@
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -22,11 +25,14 @@
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/config.hpp"
 #include "rdsgw/credentials.hpp"
+#include "rdsgw/discovery.hpp"
 #include "rdsgw/exchange.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/normalize.hpp"
+#include "rdsgw/regions.hpp"
 #include "rdsgw/request.hpp"
+#include "rdsgw/shared_cache.hpp"
 #include "rdsgw/status.hpp"
 #include "rdsgw/upstream_service.hpp"
 
@@ -55,13 +61,15 @@ class Gateway {
     ~Gateway();
 
     // Builds the per-thread parts of a worker (its upstream pool) and starts background work on worker 0.
-    bool init_worker(Worker& w, std::string& why) { return upstream_.init_worker(w, why); }
+    bool init_worker(Worker& w, std::string& why) {
+        return start_shared_tier(why) && upstream_.init_worker(w, why);
+    }
     void start_background(Worker& w0);
 
     // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
     // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
     bool begin(Exchange& x);
-    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
+    boost::asio::awaitable<void> continue_async(Worker& w, Exchange& x);
     // Maps the exchange's error or answer to its response (the one place a LocalError becomes bytes).
     // begin() and fetch_phase() call it; the session calls it for refusals it makes itself.
     void respond(Exchange& x);
@@ -88,11 +96,26 @@ class Gateway {
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
     bool cache_lookup(Exchange& x);
-    // The leader's fetch: upstream, interpret (normalize), store.
+    // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
+    boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
+    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
+    // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
-    FetchPtr interpret(const FetchJob& job, const UpstreamResult& up) const;
+    FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);
+    FetchPtr accept_answer(const FetchJob& job, const UpstreamResponse& last,
+                           std::shared_ptr<FetchOutcome>& out);
+    FetchPtr refuse(const FetchJob& job, std::shared_ptr<FetchOutcome>& out, std::string_view reason,
+                    std::string msg);
     void store(const FetchJob& job, const FetchOutcome& out);
-    bool echoes_credential(const UpstreamResponse& r) const;
+    bool echoes_credential(const FetchJob& job, const UpstreamResponse& r);
+    // The shared tier (shared_tier.cpp; only with redis.enabled).
+    bool start_shared_tier(std::string& why);
+    boost::asio::awaitable<FetchPtr> shared_lookup(const FetchJob& job, bool& lock_held);
+    void shared_store(const FetchJob& job, const FetchPtr& out, bool lock_held,
+                      boost::asio::any_io_executor ex);
+    boost::asio::awaitable<bool> shared_rate_limit(Exchange& x);
+    boost::asio::awaitable<bool> purge_everywhere(Exchange& x);
+    bool purge_request(Exchange& x, std::string& project, std::string& backup);
     void deliver(Exchange& x, const SingleFlight::Result& r);
     bool serve_stale(Exchange& x, const FetchOutcome* o);
     bool fail(Exchange& x, LocalError e) const;
@@ -100,9 +123,11 @@ class Gateway {
     // An upstream answer the gateway refused to serve: rdsgw_upstream_answers_refused_total{reason} and the
     // status board. reason: "contract" | "encoding" | "expiring" | "credential_echo" (never a body's value).
     void answer_refused(std::string_view reason) const;
+    void collect_regions(Metrics& m);  // the breaker and credential gauges (a metrics collect hook)
 
     // The other routes (admin.cpp).
     void readiness(Exchange& x);
+    void region_readiness(boost::json::object& checks, bool& ready, std::string& reason);
     void metrics_page(Exchange& x);
     void admin_cache(Exchange& x);
     // The status page and status.json (status_page.cpp).
@@ -115,10 +140,14 @@ class Gateway {
     Metrics& metrics_;
     AccessLog& access_log_;
     CallerSet callers_;
+    CacheOptions cache_opts_;
     std::unique_ptr<LinkCache> cache_;
+    std::unique_ptr<SharedCache> l2_;  // Redis, when redis.enabled
     SingleFlight flights_;
+    Regions regions_;
     UpstreamService upstream_;
     std::unique_ptr<StatusBoard> status_;
+    std::unique_ptr<ProjectDiscovery> discovery_;  // projects.discovery.enabled
     std::atomic<bool> listening_{false}, draining_{false};
 };
 

@@ -18,7 +18,8 @@ struct LocalError {
     std::string message;
     ErrorSource source = ErrorSource::internal;
     // rdsgw_rejected_requests_total{reason}: "limit", "auth", "forbidden", "validation", "rate", "overload",
-    // "credentials"; empty when the refusal is not counted there (a 404, an upstream failure).
+    // "breaker", "credentials", "unknown_project"; empty when the refusal is not counted there (a 404 route,
+    // an upstream failure or refusal: those have their own metrics).
     std::string_view reject_reason;
     std::vector<std::pair<std::string_view, std::string>> headers;  // Retry-After, Allow, WWW-Authenticate
     bool close = false;                                             // close the connection after it

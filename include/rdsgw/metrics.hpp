@@ -91,6 +91,17 @@ class Metrics {
     void set_access_log_dropped(double n);
     void set_open_connections(double n);
 
+    // Multi-region (regions.hpp): the upstream metrics and the breaker/credential gauges with a `region`
+    // label (a bounded set: Regions::kMaxLabels names, then "other"). enable_region_labels() drops the
+    // unlabelled breaker and credential series; the one-region setup never calls any of these.
+    void enable_region_labels();
+    void upstream_done(std::string_view region, unsigned status, unsigned attempt, double seconds);
+    void set_breaker_state(std::string_view region, int state);
+    void set_credential_expiry_seconds(std::string_view region, double s);
+    // Project discovery: refreshes by result ("ok" | "error") and the projects it knows.
+    void discovery_refresh(std::string_view result);
+    void set_projects_known(double n);
+
   private:
     void update_process_metrics();
     struct Cell;

@@ -16,6 +16,7 @@
 namespace rdsgw {
 
 class Metrics;
+class Proxy;
 
 struct Endpoint {
     bool tls = true;
@@ -58,6 +59,9 @@ struct PoolOptions {
     std::size_t max_idle = 32;
     std::size_t max_response_bytes = 4 << 20;
     std::chrono::seconds dns_refresh{60};
+    // Egress proxy (proxy.hpp): when set and the endpoint's host is not in its no_proxy list, connections
+    // are tunnelled through CONNECT (TLS, SNI and verification of the endpoint's host inside the tunnel).
+    std::shared_ptr<const Proxy> proxy;
 };
 
 class ConnectionPool {
@@ -84,6 +88,8 @@ class ConnectionPool {
                                                           UpstreamResponse& err);
     boost::asio::awaitable<bool> resolve(std::chrono::steady_clock::time_point deadline,
                                          UpstreamResponse& err);
+    boost::asio::awaitable<bool> open_tunnel(Conn& c, std::chrono::steady_clock::time_point deadline,
+                                             UpstreamResponse& err);
     boost::asio::awaitable<void> sweep_loop();
     std::unique_ptr<Conn> take_idle();
     void put_idle(std::unique_ptr<Conn> c);
@@ -93,6 +99,7 @@ class ConnectionPool {
     Endpoint ep_;
     std::shared_ptr<boost::asio::ssl::context> tls_;
     PoolOptions opts_;
+    const Proxy* proxy_ = nullptr;  // opts_.proxy when it applies to this endpoint
     Metrics* metrics_;
     std::vector<std::unique_ptr<Conn>> idle_;
     boost::asio::ip::tcp::resolver::results_type addrs_;

@@ -1,7 +1,8 @@
-// The upstream as the pipeline uses it: one RDS endpoint with its TLS context, the gateway's credentials,
-// and the protections shared by every thread (circuit breaker, retry budget, concurrency limiter), plus the
-// loop that makes the attempts of one fetch and asks the retry policy (retry_policy.hpp) what to do next.
-// The connection pools are per worker thread (Worker::pool).
+// The upstream as the pipeline uses it: the regions (regions.hpp: each an RDS endpoint with its TLS context
+// and the protections shared by every thread: circuit breaker, retry budget, concurrency limiter), the
+// gateway's credentials, and the loop that makes the attempts of one fetch in its region and asks the retry
+// policy (retry_policy.hpp) what to do next. The connection pools are per worker thread and region
+// (Worker::pools).
 #pragma once
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -17,6 +18,7 @@
 #include "rdsgw/credentials.hpp"
 #include "rdsgw/local_error.hpp"
 #include "rdsgw/log.hpp"
+#include "rdsgw/regions.hpp"
 #include "rdsgw/resilience.hpp"
 #include "rdsgw/retry_policy.hpp"
 #include "rdsgw/upstream.hpp"
@@ -25,19 +27,25 @@ namespace rdsgw {
 
 class Metrics;
 
-// Per-thread state: the thread's io_context and its upstream connection pool.
+// Per-thread state: the thread's io_context and its upstream connection pools, one per region (by
+// Region::index; a region's is made on this thread when it is first used).
 struct Worker {
     unsigned index = 0;
     boost::asio::io_context ioc{1};
-    std::unique_ptr<ConnectionPool> pool;
+    std::vector<std::unique_ptr<ConnectionPool>> pools;
 };
 
 // What one fetch asks of the upstream. Owned by the fetch (it outlives the request that started it).
 struct FetchJob {
     std::string project_id, backup_id, cache_key, request_id;
-    std::string language;  // "zh-cn" | "en-us" | ""
+    std::string language;      // "zh-cn" | "en-us" | ""
+    Region* region = nullptr;  // where the project is served (resolve phase)
     // The leader's trace: the upstream request is a child span of the gateway's span for that request.
     std::string trace_id, span_id, upstream_span_id, flags, tracestate;
+    bool no_cache = false;  // the caller asked for a fresh answer: no cached copy (L2 included) is read
+    // The fetch's end (retry.deadline_ms from its start): waiting on the shared tier and the upstream
+    // attempts together never take longer.
+    std::chrono::steady_clock::time_point deadline{};
     std::string traceparent() const { return "00-" + trace_id + "-" + upstream_span_id + "-" + flags; }
     LogIds log_ids() const { return {request_id, trace_id, span_id}; }
 };
@@ -54,37 +62,33 @@ struct UpstreamResult {
 
 class UpstreamService {
   public:
-    UpstreamService(const Config& cfg, std::unique_ptr<CredentialSource> creds, Metrics& metrics);
+    UpstreamService(const Config& cfg, Regions& regions, std::unique_ptr<CredentialSource> creds,
+                    Metrics& metrics);
     ~UpstreamService();
 
-    // Parses the endpoint and builds the TLS context (first call), then the worker's pool.
+    // Builds the regions (first call), then the worker's pools of the regions known now.
     bool init_worker(Worker& w, std::string& why);
 
-    // The attempts of one fetch: breaker, concurrency slot, credentials, the exchange, and retries as
-    // decide_retry says (backoff, Retry-After, renewal after a rejected credential, the budget).
+    // The attempts of one fetch in job.region: breaker, concurrency slot, credentials, the exchange, and
+    // retries as decide_retry says (backoff, Retry-After, renewal after a rejected credential, the budget).
     boost::asio::awaitable<UpstreamResult> call(Worker& w, const FetchJob& job);
 
     CredentialSource& credentials() { return *creds_; }
     const CredentialSource& credentials() const { return *creds_; }
-    CircuitBreaker::State breaker_state() const { return breaker_.state(); }
-    // Wall-clock milliseconds since the epoch of the last answer below 500 (0: none yet).
-    std::int64_t last_success_ms() const { return last_success_ms_.load(std::memory_order_relaxed); }
+    Regions& regions() { return regions_; }
 
   private:
     struct Attempt;
-    boost::asio::awaitable<bool> attempt(Worker& w, const FetchJob& job, Attempt& a, UpstreamResult& out);
+    ConnectionPool& pool(Worker& w, Region& r);
+    boost::asio::awaitable<bool> attempt(Worker& w, Region& r, const FetchJob& job, Attempt& a,
+                                         UpstreamResult& out);
     UpstreamRequest build_request(const FetchJob& job) const;
-    void tell_breaker(BreakerSignal signal, const UpstreamResponse& r);
+    void tell_breaker(Region& r, BreakerSignal signal, const UpstreamResponse& res);
 
     const Config& cfg_;
+    Regions& regions_;
     std::unique_ptr<CredentialSource> creds_;
     Metrics& metrics_;
-    Endpoint ep_;
-    std::shared_ptr<boost::asio::ssl::context> tls_;
-    RetryBudget budget_;
-    CircuitBreaker breaker_;
-    ConcurrencyLimiter limiter_;
-    std::atomic<std::int64_t> last_success_ms_{0};
 };
 
 }  // namespace rdsgw

@@ -399,3 +399,30 @@ BOOST_AUTO_TEST_CASE(sighup_restart_warnings_and_refused_secrets) {
     BOOST_TEST(gw.child.output().find(kToken) == std::string::npos);
     BOOST_TEST(gw.child.running());
 }
+
+// The check also loads what the regions, the proxy and the shared tier name: CAs, tokens, keys.
+BOOST_AUTO_TEST_CASE(check_config_covers_regions_proxy_and_redis) {
+    const Pki pki = make_pki();
+    TempDir d("rdsgw-ops-regions");
+    json::value cfg = {
+        {"listen", {{"address", "127.0.0.1"}, {"port", 0}}},
+        {"upstream",
+         {{"base_url_template", "https://rds.{region}.example"},
+          {"proxy", {{"url", "http://127.0.0.1:3128"}, {"credentials", {{"env", "OPS_PROXY_CRED"}}}}}}},
+        {"regions",
+         {{"cn-north-4", {{"ca_file", d.file("no-region-ca.pem")}, {"token", {{"env", "OPS_R1_TOKEN"}}}}}}},
+        {"projects", {{"static", {{"0a000000000000000000000000000001", "cn-north-4"}}}}},
+        {"auth", {{"mode", "token"}, {"token", {{"env", "RDS_AUTH_TOKEN"}}}}},
+        {"callers", {{"required", false}}},
+        {"redis",
+         {{"enabled", true},
+          {"encryption_keys", json::array{json::object{{"id", "k1"}, {"key", {{"env", "OPS_L2_KEY"}}}}}}}},
+    };
+    auto r =
+        run({"-t", write(d, "regions.json", cfg)}, {{"RDS_AUTH_TOKEN", kToken}, {"OPS_L2_KEY", "too-short"}});
+    BOOST_TEST(r.rc == 2, r.out);
+    for (const char* m : {"regions.cn-north-4.ca_file: cannot load CA", "regions.cn-north-4.token:",
+                          "upstream.proxy.credentials:", "redis.encryption_keys[0].key: must be 32 bytes"})
+        BOOST_TEST(r.out.find(m) != std::string::npos, m << "\n" << r.out);
+    BOOST_TEST(r.out.find("(4 problems)") != std::string::npos, r.out);
+}

@@ -156,6 +156,43 @@ std::string Behaviour::merge(const json::object& patch, std::deque<json::object>
             err = int_field(iam_latency_ms, 0, kMaxMs);
         } else if (key == "iam_fail_status") {
             err = status_field(iam_fail_status);
+        } else if (key == "served_projects") {
+            if (!v.is_array()) {
+                err = "served_projects must be an array of strings";
+            } else {
+                std::set<std::string> ids;
+                for (const auto& e : v.get_array()) {
+                    if (!e.is_string()) {
+                        err = "served_projects must be an array of strings";
+                        break;
+                    }
+                    ids.emplace(e.get_string());
+                }
+                if (err.empty()) served_projects = std::move(ids);
+            }
+        } else if (key == "strict_scope") {
+            if (!v.is_bool())
+                err = "strict_scope must be a boolean";
+            else
+                strict_scope = v.get_bool();
+        } else if (key == "iam_projects") {
+            err = "iam_projects must be an array of {\"id\": string, \"name\": string, \"enabled\"?: bool}";
+            if (v.is_array()) {
+                bool ok = true;
+                for (const auto& e : v.get_array()) {
+                    const auto* o = e.if_object();
+                    const auto* id = o ? o->if_contains("id") : nullptr;
+                    const auto* name = o ? o->if_contains("name") : nullptr;
+                    const auto* en = o ? o->if_contains("enabled") : nullptr;
+                    ok = ok && id && id->is_string() && name && name->is_string() && (!en || en->is_bool());
+                }
+                if (ok) {
+                    iam_projects = v.get_array();
+                    err.clear();
+                }
+            }
+        } else if (key == "domain_id") {
+            err = string_field(domain_id);
         } else if (key == "script" || key == "iam_script") {
             auto* queue = key == "script" ? script : iam_script;
             if (queue == nullptr) {
@@ -208,7 +245,11 @@ json::object Behaviour::to_json() const {
                         {"iam_password_set", !iam_password.empty()},
                         {"token_lifetime_s", token_lifetime_s},
                         {"iam_latency_ms", iam_latency_ms},
-                        {"iam_fail_status", iam_fail_status}};
+                        {"iam_fail_status", iam_fail_status},
+                        {"served_projects", json::array(served_projects.begin(), served_projects.end())},
+                        {"strict_scope", strict_scope},
+                        {"iam_projects", iam_projects},
+                        {"domain_id", domain_id}};
 }
 
 }  // namespace rdsgw::mock

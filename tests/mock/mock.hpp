@@ -60,6 +60,16 @@ struct Behaviour {
     int token_lifetime_s = 86400;
     int iam_latency_ms = 0;
     unsigned iam_fail_status = 0;
+    // Regions (one mock instance per region). An instance serves only `served_projects` (empty: every
+    // project; others get 403 DBS.200010); with `strict_scope` an IAM token must be scoped to the request's
+    // project (by id, or by a name `iam_projects` maps to it). Tokens are self-describing (scope, issue time,
+    // expiry, a MAC), so an instance accepts tokens another instance's IAM side issued.
+    std::set<std::string> served_projects;
+    bool strict_scope = false;
+    // GET /v3/auth/projects lists these ({"id","name","enabled"}); a token scoped by project name is scoped
+    // to the project of that name here.
+    boost::json::array iam_projects;
+    std::string domain_id;  // aksk: signed IAM calls must carry X-Domain-Id with this value (when set)
 
     // Merges the keys of `patch` into *this. "script" / "iam_script" replace the given queues (an error
     // when the queue pointers are null, as inside a script entry). Returns an error message naming the
@@ -141,16 +151,22 @@ class State {
     struct TokenInfo {
         std::chrono::system_clock::time_point expires;
         bool revoked = false;
+        std::string scope;  // "id:<project>" | "name:<project name>" | "domain:<account>"
     };
 
     Reply handle_rds(const Request& req, std::string_view backup_id, bool has_backup_id);
     Reply handle_iam(const Request& req);
+    Reply handle_iam_projects(const Request& req);
     Reply handle_control(const Request& req, std::string_view path);
     Reply parse_wait(const Request& req) const;
     WaitFor hold_until_release() const;
     // Fires the waiters whose counter has reached its mark. Never called with mu_ held.
     void notify_waiters();
-    bool check_auth(const Request& req, const Behaviour& b, std::string& error_code, std::string& error_msg);
+    bool check_auth(const Request& req, const Behaviour& b, std::string& error_code, std::string& error_msg,
+                    std::string_view project = {});
+    // IAM tokens: valid (issued by this instance or any other), not revoked, not expired; its scope.
+    bool token_valid(std::string_view token, std::string& scope);
+    bool scope_covers(const Behaviour& b, std::string_view scope, std::string_view project) const;
     std::string next_request_id();
     boost::json::object stats() const;
 
@@ -166,6 +182,11 @@ class State {
     std::string last_rds_target_;
     boost::json::value last_iam_body_;
     std::unordered_map<std::string, std::uint64_t> rds_by_backup_;
+    std::unordered_map<std::string, std::uint64_t> rds_by_project_;
+    std::unordered_map<std::string, std::uint64_t> tokens_by_scope_;
+    std::uint64_t iam_project_lists_ = 0;
+    std::int64_t revoked_before_us_ = 0;  // self-describing tokens issued up to then are revoked
+    std::unordered_map<std::string, std::int64_t> revoked_before_by_project_;
 
     std::atomic<int> idle_close_ms_{0};
     std::atomic<std::uint64_t> connections_{0};

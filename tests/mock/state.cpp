@@ -1,4 +1,6 @@
 // The mock's request handling: RDS backup-files, IAM tokens, and the /_mock control endpoints.
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <zlib.h>
 
@@ -106,8 +108,9 @@ std::string_view get_string(const json::value* v) {
     return v != nullptr && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
 }
 
-// Checks the IAM password-token request body of RDS_API.md. Returns "" or what is wrong.
-std::string check_iam_body(const json::value& body, std::string& password) {
+// Checks the IAM password-token request body of RDS_API.md. Returns "" or what is wrong; `scope` is
+// "id:<project id>", "name:<project name>" or "domain:<account>".
+std::string check_iam_body(const json::value& body, std::string& password, std::string& scope) {
     boost::system::error_code ec;
     const json::value* methods = body.find_pointer("/auth/identity/methods", ec);
     if (methods == nullptr || !methods->is_array()) return "auth.identity.methods is missing";
@@ -124,11 +127,18 @@ std::string check_iam_body(const json::value& body, std::string& password) {
     const auto* pw = user->find_pointer("/password", ec);
     if (pw == nullptr || !pw->is_string()) return "auth.identity.password.user.password is missing";
     password = std::string(pw->get_string());
+    if (const auto* domain = body.find_pointer("/auth/scope/domain", ec); domain != nullptr) {
+        const auto name = get_string(domain->find_pointer("/name", ec));
+        if (name.empty()) return "auth.scope.domain needs a name";
+        scope = "domain:" + std::string(name);
+        return "";
+    }
     const auto* project = body.find_pointer("/auth/scope/project", ec);
     if (project == nullptr || !project->is_object()) return "auth.scope.project is missing";
-    if (get_string(project->find_pointer("/name", ec)).empty() &&
-        get_string(project->find_pointer("/id", ec)).empty())
-        return "auth.scope.project needs a name or an id";
+    const auto name = get_string(project->find_pointer("/name", ec));
+    const auto id = get_string(project->find_pointer("/id", ec));
+    if (name.empty() && id.empty()) return "auth.scope.project needs a name or an id";
+    scope = id.empty() ? "name:" + std::string(name) : "id:" + std::string(id);
     return "";
 }
 
@@ -153,6 +163,79 @@ bool apply_action(std::string_view action, Reply& reply) {
         return false;
     }
     return true;
+}
+
+// Self-describing IAM tokens: "MOCKTOKEN-<random>.<hex scope>.<issued us>.<expires s>.<mac>", so that any
+// mock instance (one per region) accepts a token another instance's IAM side issued.
+constexpr std::string_view kTokenKey = "rds-mock token key (a mock, not a secret)";
+
+std::string hex_of(std::string_view raw) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : raw) {
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 15]);
+    }
+    return out;
+}
+
+std::optional<std::string> unhex(std::string_view hex) {
+    if (hex.size() % 2) return std::nullopt;
+    std::string out;
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+        auto nib = [](char c) -> int {
+            return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        };
+        const int hi = nib(hex[i]), lo = nib(hex[i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+    }
+    return out;
+}
+
+std::string token_mac(std::string_view body) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), kTokenKey.data(), static_cast<int>(kTokenKey.size()),
+         reinterpret_cast<const unsigned char*>(body.data()), body.size(), md, &len);
+    return hex_of(std::string_view(reinterpret_cast<const char*>(md), 16));
+}
+
+std::string make_token(const std::string& scope, std::int64_t issued_us, std::int64_t expires_s) {
+    std::string body = "MOCKTOKEN-" + random_hex(16) + "." + hex_of(scope) + "." + std::to_string(issued_us) +
+                       "." + std::to_string(expires_s);
+    return body + "." + token_mac(body);
+}
+
+struct TokenFacts {
+    std::string scope;
+    std::int64_t issued_us = 0, expires_s = 0;
+};
+
+std::optional<TokenFacts> read_token(std::string_view token) {
+    const auto last = token.rfind('.');
+    if (last == std::string_view::npos ||
+        !constant_time_equal(token_mac(token.substr(0, last)), token.substr(last + 1)))
+        return std::nullopt;
+    std::vector<std::string_view> parts;
+    for (std::string_view rest = token.substr(0, last);;) {
+        const auto dot = rest.find('.');
+        parts.push_back(rest.substr(0, dot));
+        if (dot == std::string_view::npos) break;
+        rest.remove_prefix(dot + 1);
+    }
+    if (parts.size() != 4) return std::nullopt;
+    auto scope = unhex(parts[1]);
+    if (!scope) return std::nullopt;
+    TokenFacts f;
+    f.scope = std::move(*scope);
+    f.issued_us = std::stoll(std::string(parts[2]));
+    f.expires_s = std::stoll(std::string(parts[3]));
+    return f;
+}
+
+std::int64_t now_us() {
+    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -218,6 +301,9 @@ void State::reset() {
     last_rds_target_.clear();
     last_iam_body_ = nullptr;
     rds_by_backup_.clear();
+    rds_by_project_.clear();
+    tokens_by_scope_.clear();
+    iam_project_lists_ = 0;
     connections_ = 0;
     tls_handshakes_ = 0;
     control_connections_ = 0;
@@ -247,6 +333,11 @@ Reply State::handle(const Request& req, bool& control_seen) {
                 control_connections_.fetch_add(1, std::memory_order_relaxed);
             }
             reply = handle_control(req, path);
+        } else if (path == "/v3/auth/projects") {
+            if (req.method() == http::verb::get)
+                reply = handle_iam_projects(req);
+            else
+                reply.response = error_json(405, "APIGW.0101", "method not allowed");
         } else if (path == "/v3/auth/tokens") {
             if (req.method() == http::verb::post)
                 reply = handle_iam(req);
@@ -282,12 +373,16 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         headers[name] = f.value();
     }
 
+    std::string project;
+    if (const auto url = boost::urls::parse_origin_form(req.target()); url && url->segments().size() == 3)
+        project = *std::next(url->segments().begin());
     std::shared_ptr<const Behaviour> snapshot;
     std::optional<json::object> entry;
     {
         std::lock_guard lock(mu_);
         ++rds_requests_;
         ++rds_by_backup_[std::string(backup_id)];
+        ++rds_by_project_[project];
         last_rds_headers_.swap(headers);  // the previous headers are freed after the lock
         last_rds_target_.assign(req.target());
         snapshot = behaviour_;
@@ -329,12 +424,14 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
 
     if (b->status != 0) return finish(rds_error(b->status, b->error_code, b->error_msg, *b));
     std::string code, msg;
-    if (!check_auth(req, *b, code, msg)) {
+    if (!check_auth(req, *b, code, msg, project)) {
         Behaviour rds_shape = *b;
         rds_shape.error_body_mode = "rds";
         rds_shape.retry_after.clear();
-        return finish(rds_error(401, code, msg, rds_shape));
+        return finish(rds_error(code == "APIGW.0302" ? 403 : 401, code, msg, rds_shape));
     }
+    if (!b->served_projects.empty() && !b->served_projects.count(project))
+        return finish(error_json(403, "DBS.200010", "the project is not in this region"));
     if (!has_backup_id || backup_id.empty())
         return finish(error_json(400, "DBS.200001", "backup_id is required"));
     if (b->missing_backups.count(std::string(backup_id)))
@@ -378,7 +475,37 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
     return finish(json_response(200, json::object{{"files", std::move(files)}, {"bucket", b->bucket}}));
 }
 
-bool State::check_auth(const Request& req, const Behaviour& b, std::string& code, std::string& msg) {
+bool State::token_valid(std::string_view token, std::string& scope) {
+    const auto now = system_clock::now();
+    std::lock_guard lock(mu_);
+    if (const auto t = tokens_.find(std::string(token)); t != tokens_.end()) {
+        scope = t->second.scope;
+        return !t->second.revoked && now < t->second.expires;
+    }
+    // Issued by another instance.
+    const auto f = read_token(token);
+    if (!f) return false;
+    scope = f->scope;
+    if (f->issued_us <= revoked_before_us_) return false;
+    if (f->scope.rfind("id:", 0) == 0) {
+        const auto r = revoked_before_by_project_.find(f->scope.substr(3));
+        if (r != revoked_before_by_project_.end() && f->issued_us <= r->second) return false;
+    }
+    return duration_cast<seconds>(now.time_since_epoch()).count() < f->expires_s;
+}
+
+bool State::scope_covers(const Behaviour& b, std::string_view scope, std::string_view project) const {
+    if (scope == "id:" + std::string(project)) return true;
+    if (scope.rfind("name:", 0) != 0) return false;
+    for (const auto& p : b.iam_projects) {
+        const auto& o = p.as_object();
+        if (o.at("name").as_string() == scope.substr(5) && o.at("id").as_string() == project) return true;
+    }
+    return false;
+}
+
+bool State::check_auth(const Request& req, const Behaviour& b, std::string& code, std::string& msg,
+                       std::string_view project) {
     code = "APIGW.0307";
     msg = "The token must be updated.";
     if (b.auth == "none") return true;
@@ -388,10 +515,14 @@ bool State::check_auth(const Request& req, const Behaviour& b, std::string& code
     }
     if (b.auth == "iam") {
         const auto it = req.find("X-Auth-Token");
-        if (it == req.end()) return false;
-        std::lock_guard lock(mu_);
-        const auto t = tokens_.find(std::string(it->value()));
-        return t != tokens_.end() && !t->second.revoked && system_clock::now() < t->second.expires;
+        std::string scope;
+        if (it == req.end() || !token_valid(it->value(), scope)) return false;
+        if (b.strict_scope && !project.empty() && !scope_covers(b, scope, project)) {
+            code = "APIGW.0302";
+            msg = "The token is not scoped to this project.";
+            return false;
+        }
+        return true;
     }
     // aksk
     code = "APIGW.0301";
@@ -475,8 +606,9 @@ Reply State::handle_iam(const Request& req) {
         if (!b.retry_after.empty()) reply.response.set(http::field::retry_after, b.retry_after);
         return reply;
     }
-    std::string password;
-    const std::string problem = body.is_null() ? "the body is not JSON" : check_iam_body(body, password);
+    std::string password, scope;
+    const std::string problem =
+        body.is_null() ? "the body is not JSON" : check_iam_body(body, password, scope);
     if (!problem.empty()) {
         reply.response = error_json(400, "IAM.0002", "malformed token request: " + problem);
         return reply;
@@ -488,11 +620,13 @@ Reply State::handle_iam(const Request& req) {
 
     const auto now = system_clock::now();
     const auto expires = now + seconds(b.token_lifetime_s);
-    std::string token = "MOCKTOKEN-" + random_hex(16);
+    std::string token =
+        make_token(scope, now_us(), duration_cast<seconds>(expires.time_since_epoch()).count());
     {
         std::lock_guard lock(mu_);
-        tokens_[token] = TokenInfo{expires, false};
+        tokens_[token] = TokenInfo{expires, false, scope};
         ++tokens_issued_;
+        ++tokens_by_scope_[scope];
     }
     reply.response =
         json_response(201, json::object{{"token", json::object{{"expires_at", format_iam_time(expires)},
@@ -502,10 +636,41 @@ Reply State::handle_iam(const Request& req) {
     return reply;
 }
 
+Reply State::handle_iam_projects(const Request& req) {
+    std::shared_ptr<const Behaviour> b;
+    {
+        std::lock_guard lock(mu_);
+        ++iam_project_lists_;
+        b = behaviour_;
+    }
+    Reply reply;
+    reply.delay = milliseconds(b->iam_latency_ms);
+    if (b->iam_fail_status != 0) {
+        reply.response = error_json(b->iam_fail_status, "IAM.0001", "mock IAM error");
+        return reply;
+    }
+    std::string code, msg;
+    bool ok = check_auth(req, *b, code, msg);
+    if (ok && b->auth == "aksk" && !b->domain_id.empty()) {
+        const auto d = req.find("X-Domain-Id");
+        ok = d != req.end() && d->value() == b->domain_id;
+    }
+    if (!ok) {
+        reply.response = error_json(401, code, msg);
+        return reply;
+    }
+    reply.response = json_response(
+        200, json::object{{"links", json::object{{"self", "https://iam.mock/v3/auth/projects"}}},
+                          {"projects", b->iam_projects}});
+    return reply;
+}
+
 json::object State::stats() const {
-    json::object by_backup;
+    json::object by_backup, by_project, by_scope;
     std::lock_guard lock(mu_);
     for (const auto& [id, n] : rds_by_backup_) by_backup[id] = n;
+    for (const auto& [id, n] : rds_by_project_) by_project[id] = n;
+    for (const auto& [id, n] : tokens_by_scope_) by_scope[id] = n;
     return json::object{{"rds_requests", rds_requests_},
                         {"iam_requests", iam_requests_},
                         {"connections", connections_.load()},
@@ -523,7 +688,10 @@ json::object State::stats() const {
                         {"tokens_issued", tokens_issued_},
                         {"script_pending", script_.size()},
                         {"iam_script_pending", iam_script_.size()},
-                        {"rds_by_backup", std::move(by_backup)}};
+                        {"rds_by_backup", std::move(by_backup)},
+                        {"rds_by_project", std::move(by_project)},
+                        {"tokens_by_scope", std::move(by_scope)},
+                        {"iam_project_lists", iam_project_lists_}};
 }
 
 Reply State::handle_control(const Request& req, std::string_view path) {
@@ -557,13 +725,25 @@ Reply State::handle_control(const Request& req, std::string_view path) {
         reset();
         reply.response = json_response(200, json::object{{"ok", true}});
     } else if (path == "/_mock/revoke" && method == http::verb::post) {
+        // Every token issued so far, or (body {"project_id": "..."}) those scoped to that project, also
+        // tokens other instances issued.
+        std::string project;
+        boost::system::error_code ec;
+        if (const json::value v = json::parse(req.body(), ec); !ec && v.is_object())
+            if (const auto* p = v.get_object().if_contains("project_id"); p && p->is_string())
+                project = std::string(p->get_string());
         std::size_t n = 0;
         {
             std::lock_guard lock(mu_);
             for (auto& [token, info] : tokens_) {
+                if (!project.empty() && info.scope != "id:" + project) continue;
                 info.revoked = true;
                 ++n;
             }
+            if (project.empty())
+                revoked_before_us_ = now_us();
+            else
+                revoked_before_by_project_[project] = now_us();
         }
         reply.response = json_response(200, json::object{{"ok", true}, {"revoked", n}});
     } else {

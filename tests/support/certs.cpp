@@ -189,4 +189,12 @@ std::pair<std::string, std::string> Pki::client(const std::string& cn, bool by_o
                  issuer_key.get());
 }
 
+std::pair<std::string, std::string> Pki::server_for(const std::string& dns_name) const {
+    static std::atomic<int> counter{0};
+    const Cert issuer = read_cert(ca_cert);
+    const Key issuer_key = read_key(ca_key);
+    return issue(dir, "server-" + std::to_string(counter++), {dns_name, Kind::server, "DNS:" + dns_name},
+                 issuer.get(), issuer_key.get());
+}
+
 }  // namespace rdsgw::test

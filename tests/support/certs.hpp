@@ -24,6 +24,9 @@ struct Pki {
     // A client certificate (extendedKeyUsage clientAuth) with subject CN=`cn`, signed by the CA, or by
     // the other CA when `by_other_ca`. Returns {cert path, key path}; each call makes new files.
     std::pair<std::string, std::string> client(const std::string& cn, bool by_other_ca = false) const;
+    // A server certificate signed by the CA for DNS:`dns_name` only (e.g. "rds.cn-north-4.example").
+    // Returns {cert path, key path}; each call makes new files.
+    std::pair<std::string, std::string> server_for(const std::string& dns_name) const;
 
     std::shared_ptr<TempDir> owner;  // removes `dir` with the last copy
 };

@@ -30,7 +30,7 @@ MockServer::MockServer(MockOptions options) {
     if (options.pki != nullptr) {
         argv.insert(argv.end(),
                     {"--tls-cert", options.pki->server_cert, "--tls-key", options.pki->server_key});
-        tls_ = TlsOptions::trusting(options.pki->ca_cert);
+        tls_ = TlsOptions::trusting(options.pki->ca_cert, options.tls_name);
     }
     if (!options.config.empty()) argv.insert(argv.end(), {"--config", options.config});
     argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());

@@ -20,11 +20,16 @@ struct MockOptions {
     int threads = 1;
     std::string config;  // initial behaviour (--config), JSON text; empty for the defaults
     std::vector<std::string> extra_args;
-    std::string binary;  // empty: RDSGW_MOCK_BIN
+    std::string binary;                  // empty: RDSGW_MOCK_BIN
+    std::string tls_name = "localhost";  // the DNS name of pki->server_cert (checked by the control client)
 
     // Chainable setters: MockServer mock(MockOptions().with_config(R"({"auth":"iam"})"));
     MockOptions& with_tls(const Pki& p) {
         pki = &p;
+        return *this;
+    }
+    MockOptions& with_tls_name(std::string name) {
+        tls_name = std::move(name);
         return *this;
     }
     MockOptions& with_threads(int n) {
