@@ -40,7 +40,7 @@ void Response::reset() {
 }
 
 // Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
-static_assert(sizeof(Exchange) == 832, "Exchange changed: update Exchange::reset()");
+static_assert(sizeof(Exchange) == 856, "Exchange changed: update Exchange::reset()");
 
 void Exchange::reset() {
     method = boost::beast::http::verb::unknown;
@@ -69,7 +69,9 @@ void Exchange::reset() {
     cache_key.clear();
     language = {};
     no_cache = false;
+    pending = PendingStep::none;
     cache = CacheState::none;
+    region = {};
     stale.reset();
     upstream_status = 0;
     attempts = 0;

@@ -165,6 +165,8 @@ struct Metrics::Shard {
     std::unordered_map<std::string, HistCell*> hist_index;  // by route
     HistCell* upstream = nullptr;
     std::atomic<std::int64_t> inflight{0}, up_open{0}, up_idle{0};
+};
+
 // Multi-region (enable_region_labels): the families of the region-labelled series.
 struct RegionFamilies {
     prometheus::Family<prometheus::Gauge>* breaker = nullptr;
@@ -205,7 +207,7 @@ struct Metrics::Impl {
     std::uint64_t generation;
     std::mutex shards_mu;
     std::vector<std::unique_ptr<Shard>> shards;  // one per thread that counted something
-    std::unique_ptr<RegionFamilies> regional;  // multi-region only
+    std::unique_ptr<RegionFamilies> regional;    // multi-region only
 };
 
 namespace {

@@ -37,7 +37,9 @@ BOOST_AUTO_TEST_CASE(reset_gives_a_new_exchange) {
     x.cache_key = "p\nb";
     x.language = "en-us";
     x.no_cache = true;
+    x.pending = PendingStep::purge;
     x.cache = CacheState::hit;
+    x.region = "cn-north-4";  // logged (multi-region misses)
     x.stale = std::make_shared<CachedAnswer>();
     x.upstream_status = 503;
     x.attempts = 3;
@@ -66,6 +68,8 @@ BOOST_AUTO_TEST_CASE(reset_gives_a_new_exchange) {
     BOOST_TEST(x.trace.tracestate.empty());
     BOOST_TEST(x.language.empty());
     BOOST_TEST(!x.no_cache);
+    BOOST_TEST((x.pending == PendingStep::none));
+    BOOST_TEST(x.region.empty());
     BOOST_TEST(!x.stale);
     BOOST_TEST(!x.answer);
     BOOST_TEST(!x.error);
