@@ -37,9 +37,10 @@ step "Debian package (cpack, dpkg-deb, lintian, systemd-analyze verify)"
 PKG_BUILD_DIR=build/release scripts/package-test.sh || status=1
 
 step "asan+ubsan build"
-# Sanitizer builds at -O1 -g1 (what the sanitizers' docs recommend; line numbers in reports are kept):
-# compiling Asio and Beast at -O2 -g made the ASan build alone take about 16 of the suite's 30 minutes.
-SAN_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
+# Sanitizer builds at -Og -g1 (optimized for debugging; line numbers in reports are kept): compiling Asio and
+# Beast under ASan+UBSan at -O2 -g took about 16 minutes on 2 cores, at -O1 about 15; -Og compiles the heaviest
+# files about 40 % faster than -O1 and runs the tests about as fast.
+SAN_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-Og -g1 -DNDEBUG")
 configure_build asan "${SAN_FLAGS[@]}" -DRDSGW_SANITIZE=address,undefined
 step "asan+ubsan tests"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -277,7 +277,8 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
         c.send(bytes);
         std::string got;
         c.read_to_close(got);
-        BOOST_TEST_REQUIRE(got.rfind("HTTP/1.1 " + std::to_string(status), 0) == 0, got.substr(0, 60));
+        BOOST_TEST_REQUIRE(got.rfind("HTTP/1.1 " + std::to_string(status), 0) == 0,
+                           "expected " << status << ", got [" << got.substr(0, 60) << "]");
         seen.emplace_back(request_id_of(got), status);
     };
     one("GET /v3/p/../x HTTP/1.1\r\nHost: gw\r\n\r\n", 400);              // malformed target
