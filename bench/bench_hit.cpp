@@ -152,7 +152,7 @@ struct Fixture {
         std::string why;
         rdsgw::CredentialDeps deps;
         deps.metrics = &metrics;
-        auto creds = rdsgw::make_credential_source(cfg.auth, deps, why);
+        auto creds = rdsgw::make_credential_source(cfg, deps, why);
         if (!creds) {
             std::fprintf(stderr, "credentials: %s\n", why.c_str());
             std::exit(1);
