@@ -264,7 +264,9 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
     Pki pki = make_pki();
     MockServer mock(&pki);
     auto cfg = base_config(mock, &pki);
-    cfg.as_object()["limits"] = {{"max_connections", 3}, {"header_timeout_ms", 800}};
+    // The header deadline must outlast holding three idle connections below: a connection that sent nothing
+    // is closed silently at its deadline, so a held one timing out would let the fourth in (seen under load).
+    cfg.as_object()["limits"] = {{"max_connections", 3}, {"header_timeout_ms", 10000}};
     GatewayProc gw(cfg, token_env());
     auto request_id_of = [](const std::string& answer) {
         auto p = answer.find("X-Request-Id: ");
@@ -276,15 +278,15 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
         Raw c(gw.port);
         c.send(bytes);
         std::string got;
-        c.read_to_close(got);
+        c.read_to_close(got, 30s);
         BOOST_TEST_REQUIRE(got.rfind("HTTP/1.1 " + std::to_string(status), 0) == 0,
                            "expected " << status << ", got [" << got.substr(0, 60) << "]");
         seen.emplace_back(request_id_of(got), status);
     };
-    one("GET /v3/p/../x HTTP/1.1\r\nHost: gw\r\n\r\n", 400);              // malformed target
-    one(request("b", "Content-Length: 3\r\n") + "abc", 413);              // a body
-    one(request("h", "X-Big: " + std::string(9000, 'x') + "\r\n"), 431);  // headers
-    one("GET /healthz HTTP/1.1\r\nHost: gw\r\n", 408);                    // partial, then silence
+    one("GET /v3/p/../x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n", 400);  // malformed target
+    one(request("b", "Content-Length: 3\r\n") + "abc", 413);                       // a body
+    one(request("h", "X-Big: " + std::string(9000, 'x') + "\r\n"), 431);           // headers
+    one("GET /healthz HTTP/1.1\r\nHost: gw\r\n", 408);                             // partial, then silence
     {
         // The connection limit: three idle connections held, the fourth is refused at once.
         Raw a(gw.port), b(gw.port), c(gw.port);
