@@ -47,6 +47,7 @@
 
 #include "rdsgw/log.hpp"
 #include "rdsgw/resilience.hpp"
+#include "rdsgw/text.hpp"
 #include "rdsgw/upstream.hpp"
 
 namespace rdsgw {
@@ -255,11 +256,7 @@ RedisScript::RedisScript(std::string body) : body_(std::move(body)) {
     unsigned int n = 0;
     if (EVP_Digest(body_.data(), body_.size(), md, &n, EVP_sha1(), nullptr) != 1)
         throw std::runtime_error("redis: SHA-1 failed");
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < n; ++i) {
-        sha1_.push_back(kHex[md[i] >> 4]);
-        sha1_.push_back(kHex[md[i] & 15]);
-    }
+    sha1_ = hex_lower(md, n);
 }
 
 // ------------------------------------------------------------------------------------------ internals

@@ -25,6 +25,7 @@
 #include "rdsgw/config.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/signer.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -102,13 +103,7 @@ return 0
 std::string random_token() {
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : b) {
-        s.push_back(kHex[c >> 4]);
-        s.push_back(kHex[c & 15]);
-    }
-    return s;
+    return hex_lower(b, sizeof b);
 }
 
 std::string ms_text(SysClock::duration d) {

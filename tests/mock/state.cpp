@@ -13,6 +13,7 @@
 
 #include "mock.hpp"
 #include "rdsgw/signer.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw::mock {
 
@@ -49,14 +50,7 @@ std::string random_hex(std::size_t bytes) {
     std::string raw(bytes, '\0');
     if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
         throw std::runtime_error("RAND_bytes failed");
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes * 2);
-    for (unsigned char c : raw) {
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 15]);
-    }
-    return out;
+    return hex_lower(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 std::string civil(sys_seconds t, const char* zone) {
@@ -170,13 +164,7 @@ bool apply_action(std::string_view action, Reply& reply) {
 constexpr std::string_view kTokenKey = "rds-mock token key (a mock, not a secret)";
 
 std::string hex_of(std::string_view raw) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : raw) {
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 15]);
-    }
-    return out;
+    return hex_lower(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 std::optional<std::string> unhex(std::string_view hex) {

@@ -6,6 +6,7 @@
 #include "rdsgw/config.hpp"
 #include "rdsgw/resources.hpp"
 #include "support/certs.hpp"
+#include "support/config_errors.hpp"
 #include "support/tempdir.hpp"
 
 using namespace rdsgw;
@@ -18,16 +19,9 @@ std::string with(const std::string& extra) {
     return base + (extra.empty() ? "" : ", " + extra) + "}";
 }
 std::vector<std::string> errors_of(const std::string& text) {
-    Config c;
-    std::vector<std::string> errors;
-    parse_config(text, c, errors);
-    return errors;
+    return test::config_errors(text);
 }
-bool mentions(const std::vector<std::string>& errs, const std::string& what) {
-    for (auto& e : errs)
-        if (e.find(what) != std::string::npos) return true;
-    return false;
-}
+using test::mentions;
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(defaults_and_comments) {

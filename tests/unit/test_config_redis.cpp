@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "rdsgw/config.hpp"
+#include "support/config_errors.hpp"
 
 using namespace rdsgw;
 
@@ -10,17 +11,9 @@ std::string with_redis(const std::string& redis) {
     return R"({"callers": {"required": false}, "redis": )" + redis + "}";
 }
 std::vector<std::string> errors_of(const std::string& text, Config* out = nullptr) {
-    Config c;
-    std::vector<std::string> errors;
-    parse_config(text, c, errors);
-    if (out) *out = c;
-    return errors;
+    return test::config_errors(text, out);
 }
-bool mentions(const std::vector<std::string>& errs, const std::string& what) {
-    for (auto& e : errs)
-        if (e.find(what) != std::string::npos) return true;
-    return false;
-}
+using test::mentions;
 const std::string kKeys = R"("encryption_keys": [{"id": "k1", "key": {"env": "RDSGW_L2_KEY"}}])";
 }  // namespace
 

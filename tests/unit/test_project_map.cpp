@@ -7,6 +7,7 @@
 #include "rdsgw/config.hpp"
 #include "rdsgw/iam.hpp"
 #include "rdsgw/project_map.hpp"
+#include "support/config_errors.hpp"
 
 using namespace rdsgw;
 using sys = std::chrono::system_clock;
@@ -169,17 +170,9 @@ BOOST_AUTO_TEST_CASE(token_requests_and_answers) {
 
 namespace {
 std::vector<std::string> errors_of(const std::string& body, Config* out = nullptr) {
-    Config c;
-    std::vector<std::string> errors;
-    parse_config(R"({"callers": {"required": false}, )" + body + "}", c, errors);
-    if (out) *out = c;
-    return errors;
+    return test::config_errors(R"({"callers": {"required": false}, )" + body + "}", out);
 }
-bool mentions(const std::vector<std::string>& errs, const std::string& what) {
-    for (auto& e : errs)
-        if (e.find(what) != std::string::npos) return true;
-    return false;
-}
+using test::mentions;
 std::string all(const std::vector<std::string>& errs) {
     std::string s;
     for (auto& e : errs) s += e + "\n";
