@@ -68,7 +68,16 @@ BOOST_AUTO_TEST_CASE(metrics_parse_and_count) {
     for (int i = 0; i < hits; ++i) gw.get(backup_path("obs0"), with_key());
     gw.get(backup_path(), {});                                // 401
     gw.get("/v3/" + kProject + "/backup-files", with_key());  // 400
-    auto text = gw.admin_get("/metrics").body;
+    // A request is counted when its answer has been written (with its duration and bytes), so a connection's
+    // thread may count it a moment after the client has read it: wait until all ten have been counted.
+    std::string text;
+    BOOST_TEST(eventually(
+        [&] {
+            text = gw.admin_get("/metrics").body;
+            return metric_value(text, R"(rdsgw_request_duration_seconds_count{route="backup_files"})") >=
+                   misses + hits + 2;
+        },
+        10s));
     auto types = check_prometheus_text(text);
     for (const char* f :
          {"rdsgw_requests_total", "rdsgw_request_duration_seconds", "rdsgw_upstream_requests_total",

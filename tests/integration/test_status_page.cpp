@@ -155,6 +155,16 @@ std::vector<std::string> make_traffic(GatewayProc& gw, MockServer& mock) {
     BOOST_REQUIRE(fetch("stpage0", {{"X-Api-Key", kLimitedKey}}) == 429u);
     mock.configure(R"({"script":[{"body_mode":"bad_size"}]})");
     BOOST_REQUIRE(fetch("stpagebad", with_key()) == 502u);
+    // A request is counted (metrics and status board) once its answer is written, so a connection's thread
+    // may count it a moment after the client read it: wait until all twelve are counted in both.
+    BOOST_REQUIRE(eventually(
+        [&] {
+            const json::value s = gw.admin_get("/admin/status.json").json();
+            return s.at("total").at("requests").to_number<double>() >= 12.0 &&
+                   metric_sum(gw.admin_get("/metrics").body, "rdsgw_requests_total",
+                              {R"(route="backup_files")"}) >= 12.0;
+        },
+        10s));
     return links;
 }
 
