@@ -159,10 +159,12 @@ std::vector<std::string> make_traffic(GatewayProc& gw, MockServer& mock) {
     // may count it a moment after the client read it: wait until all twelve are counted in both.
     BOOST_REQUIRE(eventually(
         [&] {
+            // (and the eleven of the two callers, counted last)
             const json::value s = gw.admin_get("/admin/status.json").json();
+            const std::string m = gw.admin_get("/metrics").body;
             return s.at("total").at("requests").to_number<double>() >= 12.0 &&
-                   metric_sum(gw.admin_get("/metrics").body, "rdsgw_requests_total",
-                              {R"(route="backup_files")"}) >= 12.0;
+                   metric_sum(m, "rdsgw_requests_total", {R"(route="backup_files")"}) >= 12.0 &&
+                   metric_sum(m, "rdsgw_caller_requests_total") >= 11.0;
         },
         10s));
     return links;
