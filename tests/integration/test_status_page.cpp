@@ -316,7 +316,13 @@ BOOST_AUTO_TEST_CASE(breaker_and_latency_shown) {
     for (int i = 0; i < 2; ++i)
         BOOST_TEST(gw.get(backup_path("stfail" + std::to_string(i)), with_key()).status == 500u);
     BOOST_TEST(gw.get(backup_path("stfail9"), with_key()).status == 503u);
-    s = gw.admin_get("/admin/status.json").json();
+    // Requests are counted once their answers are written: wait until all six are (see make_traffic).
+    BOOST_TEST(eventually(
+        [&] {
+            s = gw.admin_get("/admin/status.json").json();
+            return s.at("total").at("requests").to_number<int>() >= 6;
+        },
+        10s));
     BOOST_TEST(s.at("upstream").at("breakers").at(0).at("state").as_string() == "open");
     BOOST_TEST(metric_sum(gw.admin_get("/metrics").body, "rdsgw_circuit_breaker_state") == 2.0);
     BOOST_TEST(s.at("total").at("status").at("5xx").to_number<int>() == 3);
