@@ -208,35 +208,40 @@ asio::awaitable<L2Lookup> SharedCache::get(std::string cache_key, SysClock::time
 }
 
 asio::awaitable<bool> SharedCache::put(std::string cache_key, AnswerPtr answer, SysClock::duration ttl) {
-    if (!answer || (answer->status != 200 && answer->status != 404) || ttl <= SysClock::duration::zero())
+    std::string token = take_token(cache_key);
+    if (!answer || (answer->status != 200 && answer->status != 404) || ttl <= SysClock::duration::zero()) {
+        if (!token.empty()) co_await release_lock(cache_key, std::move(token));
         co_return false;
-    std::string sealed = sealer_.seal(serialize_answer(*answer), cache_key);
-    std::string token;
-    {
-        std::lock_guard lk(mu_);
-        if (auto it = held_.find(cache_key); it != held_.end()) {
-            token = std::move(it->second);
-            held_.erase(it);
-        }
     }
+    std::string sealed = sealer_.seal(serialize_answer(*answer), cache_key);
     auto keys = args({value_key(cache_key), lock_key(cache_key)});
     auto argv = args({sealed, ms_text(ttl), token, channel_, "L " + hash_tag(cache_key)});
     auto r = co_await client_->eval(store_script(), std::move(keys), std::move(argv), client_->deadline(),
                                     "l2_put");
+    // Not stored (an error answer such as OOM, or no answer in time): the lock must not outlive the fetch,
+    // or the other instances would wait for it until their deadline. Deleting it is safe even when the
+    // store did run after all: the script deletes only a lock that still carries this token.
+    if (!r.ok() && !token.empty()) co_await release_lock(cache_key, std::move(token));
     co_return r.ok();
 }
 
 asio::awaitable<void> SharedCache::release(std::string cache_key) {
-    std::string token;
-    {
-        std::lock_guard lk(mu_);
-        auto it = held_.find(cache_key);
-        if (it == held_.end()) co_return;
-        token = std::move(it->second);
-        held_.erase(it);
-    }
+    std::string token = take_token(cache_key);
+    if (!token.empty()) co_await release_lock(cache_key, std::move(token));
+}
+
+std::string SharedCache::take_token(const std::string& cache_key) {
+    std::lock_guard lk(mu_);
+    auto it = held_.find(cache_key);
+    if (it == held_.end()) return {};
+    std::string token = std::move(it->second);
+    held_.erase(it);
+    return token;
+}
+
+asio::awaitable<void> SharedCache::release_lock(const std::string& cache_key, std::string token) {
     auto keys = args({lock_key(cache_key)});
-    auto argv = args({token, channel_, "R " + hash_tag(cache_key)});
+    auto argv = args({std::move(token), channel_, "R " + hash_tag(cache_key)});
     co_await client_->eval(release_script(), std::move(keys), std::move(argv), client_->deadline(),
                            "l2_release");
 }

@@ -80,7 +80,8 @@ class SharedCache {
 
     // Stores an answer (200, or a 404 negative entry) for `ttl` (PX; the caller's link-bounded lifetime,
     // see fresh_lifetime()), releases the fetch lock if this instance holds it, and tells the waiters.
-    // False when not stored (ttl not positive, other status, Redis unavailable).
+    // False when not stored (ttl not positive, other status, Redis unavailable or refusing the write): the
+    // lock held for the key is then released as by release(), so that waiters fetch at once.
     boost::asio::awaitable<bool> put(std::string cache_key, AnswerPtr answer, SysClock::duration ttl);
 
     // Cross-instance single flight for a cold key (call it once per instance and key: the local
@@ -116,6 +117,8 @@ class SharedCache {
     Next settle(const std::string& cache_key, const std::string& token, const RedisReply& r, bool waited,
                 bool& skip_value, L2Acquire& out);
     std::string hash_tag(std::string_view s) const;
+    std::string take_token(const std::string& cache_key);  // this instance's lock token for the key, or ""
+    boost::asio::awaitable<void> release_lock(const std::string& cache_key, std::string token);
     std::optional<CachedAnswer> open_value(std::string_view cache_key, std::string_view sealed);
     bool fresh_enough(const CachedAnswer& a, SysClock::time_point now) const;
     void on_message(std::string_view payload);

@@ -317,6 +317,35 @@ BOOST_AUTO_TEST_CASE(a_released_lock_sends_waiters_to_fetch_themselves) {
     BOOST_TEST(srv.query({"EXISTS", a.cache->lock_key(kCacheKey)}).integer == 0);
 }
 
+// The leader's store fails (Redis refuses the write): its lock is released at once, so the other instances
+// fetch themselves instead of waiting for the lock (60 s here) or their deadline (20 s: "timeout").
+BOOST_AUTO_TEST_CASE(a_failed_store_releases_the_lock) {
+    RedisServer srv;
+    SharedCacheOptions so;
+    so.lock_ttl = 60s;
+    Instance a(srv.address(), {key("k1", 1)}, so), b(srv.address(), {key("k1", 1)}, so);
+    BOOST_REQUIRE(eventually([&] { return a.ready() && b.ready(); }));
+    BOOST_REQUIRE(run_sync(a.cache->acquire_or_wait(kCacheKey, steady::now() + 5s)).kind ==
+                  L2Acquire::Kind::leader);
+    asio::io_context io;
+    L2Acquire got;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            got = co_await b.cache->acquire_or_wait(kCacheKey, steady::now() + 20s);
+        },
+        asio::detached);
+    std::thread waiter([&] { io.run(); });
+    BOOST_REQUIRE(eventually([&] { return b.seen("op l2_lock ok") >= 1; }));  // b waits on a's lock
+    BOOST_REQUIRE(srv.query({"CONFIG", "SET", "maxmemory", "1"}).ok());      // the store will be refused
+    BOOST_TEST(!a.put(kCacheKey, sample(SysClock::now()), 30s));
+    waiter.join();
+    BOOST_TEST(a.seen("op l2_put error") == 1);
+    BOOST_TEST(a.seen("op l2_release ok") == 1);
+    BOOST_TEST((got.kind == L2Acquire::Kind::released));
+    BOOST_TEST(srv.query({"EXISTS", a.cache->lock_key(kCacheKey)}).integer == 0);
+}
+
 BOOST_AUTO_TEST_CASE(purges_reach_every_instance) {
     RedisServer srv;
     std::vector<std::unique_ptr<Instance>> inst;
