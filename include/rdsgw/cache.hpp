@@ -39,10 +39,11 @@ struct CachedAnswer {
     SysClock::time_point stored_at{};
     // Honest size accounting: the body, the id, the key and a fixed per-entry overhead.
     std::size_t footprint(std::size_t key_size) const;
-    // The fixed part: the LRU list node with its entry, the map node and its bucket, the shared_ptr control
-    // block with this struct (make_shared), and the allocator's per-chunk headers (x86-64 glibc: ~290 bytes;
-    // gateway/cache.cpp checks this bound against the real sizes at compile time).
-    static constexpr std::size_t kEntryOverhead = 320;
+    // The fixed part: the cache's entry block (LRU links and fields; its key is counted apart) and its index
+    // slot, the shared_ptr control block with this struct (make_shared), and the allocator's rounding to size
+    // classes (x86-64: ~244 bytes; gateway/cache.cpp checks this bound against the real sizes at compile
+    // time).
+    static constexpr std::size_t kEntryOverhead = 256;
 };
 using AnswerPtr = std::shared_ptr<const CachedAnswer>;
 
