@@ -443,6 +443,7 @@ std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
     out += req.body;
     return out;
 }
+
 // Nothing of an answer that failed (or was abandoned) half-way is reported.
 void clear_answer(UpstreamResponse& res) {
     res.status = 0;
