@@ -9,6 +9,7 @@
 #include "rdsgw/secret_scan.hpp"
 #include "rdsgw/text.hpp"
 #include "rdsgw/trace.hpp"
+#include "rdsgw/upstream_answer.hpp"
 
 namespace rdsgw {
 
@@ -404,9 +405,9 @@ bool Gateway::cache_lookup(Exchange& x) {
     if (found.answer && found.fresh) {
         metrics_.cache_event(found.answer->status == 200 ? "hit" : "negative_hit");
         x.cache = CacheState::hit;
-        if (found.answer->status == 502)  // a recent refusal of the upstream's answer
-            return fail(x, LocalError(502, found.answer->body, ErrorSource::upstream));
-        x.answer = std::move(found.answer);
+        x.answer = std::move(found.answer);  // a refusal's entry too: respond() takes Age from its fetch time
+        if (x.answer->status == 502)         // a recent refusal of the upstream's answer
+            return fail(x, LocalError(502, x.answer->body, ErrorSource::upstream));
         return false;
     }
     x.stale = std::move(found.answer);
@@ -458,6 +459,35 @@ asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJ
     co_return out;
 }
 
+namespace {
+
+// A non-200 answer: a well-formed RDS error with a 4xx/5xx status passes through unchanged (status and body;
+// README "Errors"); anything else is the gateway's 502 naming the status. Neither is a refusal (not cached
+// as one; store() caches only 200s, 404s and refusals).
+std::shared_ptr<FetchOutcome> rds_error_or_502(const UpstreamResult& up, std::shared_ptr<FetchOutcome> out) {
+    const UpstreamResponse& last = up.last;
+    out->upstream_failed = last.status >= 500;
+    if (!passable_rds_error(last.status, last.body)) {
+        const bool error_status = last.status >= 400 && last.status <= 599;
+        out->error = LocalError(
+            502,
+            "upstream answered HTTP " + std::to_string(last.status) +
+                (error_status ? " without an RDS error body" : ", which is neither 200 nor an error status") +
+                (up.attempts > 1 ? describe_attempts(up) : ""),
+            ErrorSource::upstream);
+        return out;
+    }
+    auto answer = std::make_shared<CachedAnswer>();
+    answer->status = last.status;
+    answer->body = last.body;
+    answer->upstream_request_id = out->upstream_request_id;
+    answer->stored_at = sys::now();
+    out->answer = std::move(answer);
+    return out;
+}
+
+}  // namespace
+
 // The upstream's answer (or the failure to get one) as the outcome every waiting caller receives.
 FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
     auto out = std::make_shared<FetchOutcome>();
@@ -485,27 +515,16 @@ FetchPtr Gateway::interpret(const FetchJob& job, const UpstreamResult& up) {
         out->upstream_request_id.clear();  // nothing of such an answer goes on
         return refuse(job, out, "credential_echo", "upstream answer contained a gateway credential");
     }
-    if (!last.content_encoding.empty() && last.content_encoding != "identity")
+    // Codings the gateway cannot (or was not asked to) decode: every field line counts, in any case.
+    if (!identity_content_coding(last.content_encoding))
         return refuse(job, out, "encoding",
                       "upstream sent an encoded answer (Content-Encoding) although identity was requested");
+    if (!plain_transfer_coding(last.transfer_encoding))
+        return refuse(job, out, "encoding",
+                      "upstream sent an encoded answer (Transfer-Encoding other than chunked) although none "
+                      "was requested");
     if (last.status == 200) return accept_answer(job, last, out);
-    if (!is_rds_error_body(last.body)) {
-        out->error =
-            LocalError(502,
-                       "upstream answered HTTP " + std::to_string(last.status) +
-                           " without an RDS error body" + (up.attempts > 1 ? describe_attempts(up) : ""),
-                       ErrorSource::upstream);
-        out->upstream_failed = last.status >= 500;
-        return out;
-    }
-    auto answer = std::make_shared<CachedAnswer>();  // a well-formed RDS error passes through with its status
-    answer->status = last.status;
-    answer->body = last.body;
-    answer->upstream_request_id = out->upstream_request_id;
-    answer->stored_at = sys::now();
-    out->upstream_failed = last.status >= 500;
-    out->answer = std::move(answer);
-    return out;
+    return rds_error_or_502(up, std::move(out));
 }
 
 // A 200: normalized (the response contract), and never a dying link.

@@ -362,7 +362,9 @@ namespace {
 
 // Reads an answer straight into an UpstreamResponse: the status, the body and the few headers the gateway
 // uses. Beast's response_parser would build a header container (an allocation and a tree insert per
-// header) only to have four of them looked up. The first of a repeated header wins, as a lookup would.
+// header) only to have a few of them looked up. The first of a repeated header wins, as a lookup would,
+// except for the coding lists: every Content-Encoding and Transfer-Encoding line counts (RFC 9110 §5.3),
+// so that a second line cannot hide a coding behind an "identity" one.
 class AnswerParser final : public http::basic_parser<false> {
   public:
     explicit AnswerParser(UpstreamResponse& r) : r_(r) {}
@@ -378,7 +380,9 @@ class AnswerParser final : public http::basic_parser<false> {
         if (f == http::field::retry_after)
             take(seen_retry_after_, r_.retry_after, value);
         else if (f == http::field::content_encoding)
-            take(seen_encoding_, r_.content_encoding, value);
+            join(r_.content_encoding, value);
+        else if (f == http::field::transfer_encoding)
+            join(r_.transfer_encoding, value);
         else if (name.size() == 12 && beast::iequals(name, "X-Request-Id"))
             take(seen_request_id_, r_.request_id, value);
         else if (name.size() == 15 && beast::iequals(name, "X-Subject-Token"))
@@ -405,10 +409,14 @@ class AnswerParser final : public http::basic_parser<false> {
         seen = true;
         out.assign(value.data(), value.size());
     }
+    // One more line of a list-valued field: "a" then "b" is "a, b".
+    static void join(std::string& out, beast::string_view value) {
+        if (!out.empty()) out += ", ";
+        out.append(value.data(), value.size());
+    }
 
     UpstreamResponse& r_;
-    bool seen_retry_after_ = false, seen_encoding_ = false, seen_request_id_ = false,
-         seen_subject_token_ = false;
+    bool seen_retry_after_ = false, seen_request_id_ = false, seen_subject_token_ = false;
 };
 
 std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
@@ -435,7 +443,82 @@ std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
     out += req.body;
     return out;
 }
+
+// Nothing of an answer that failed (or was abandoned) half-way is reported.
+void clear_answer(UpstreamResponse& res) {
+    res.status = 0;
+    res.body.clear();
+    res.request_id.clear();
+    res.retry_after.clear();
+    res.content_encoding.clear();
+    res.transfer_encoding.clear();
+    res.subject_token.clear();
+}
+
+// What a failed read means for the caller (unless send_and_read already said so).
+void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& res) {
+    if (ec == beast::error::timeout) {
+        res.error = UpstreamResponse::Error::timeout;
+        res.error_detail = "upstream did not answer in time";
+    } else if (ec == http::error::body_limit || ec == http::error::header_limit) {
+        res.error = UpstreamResponse::Error::too_large;
+        res.error_detail = "upstream answer too large";
+    } else if (res.got_response_bytes && ec != http::error::partial_message &&
+               ec != asio::error::connection_reset && ec != asio::error::eof &&
+               ec != ssl::error::stream_truncated) {
+        res.error = UpstreamResponse::Error::protocol;
+        res.error_detail = "malformed upstream answer: " + ec.message();
+    } else {
+        res.error = UpstreamResponse::Error::reset;
+        res.error_detail = res.got_response_bytes ? "upstream closed the connection mid-answer"
+                                                  : "upstream closed the connection without answering";
+    }
+}
+
+constexpr int kMaxInterimAnswers = 4;
+
 }  // namespace
+
+// Writes the request and reads its answer. Interim answers (1xx but 101, e.g. 103 Early Hints), which Beast
+// reads as complete messages, are skipped, kMaxInterimAnswers at most: one more is a protocol error
+// (res.error set here), not an answer. `keep`: the connection may be pooled: the answer said keep-alive, was
+// final
+// (>= 200) and left no bytes behind (they would be taken for the next request's answer).
+asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c, const std::string& wire,
+                                                                         bool head, UpstreamResponse& res,
+                                                                         bool& keep) {
+    auto alive = alive_;
+    const std::size_t max_body = opts_.max_response_bytes;
+    boost::system::error_code ec;
+    if (c.tls)
+        co_await asio::async_write(*c.tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+    else
+        co_await asio::async_write(*c.tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+    for (int interim = 0; !ec; ++interim) {
+        AnswerParser parser(res);
+        parser.body_limit(max_body);
+        parser.header_limit(64 * 1024);
+        if (head) parser.skip(true);
+        if (c.tls)
+            co_await http::async_read(*c.tls, c.buf, parser, asio::redirect_error(use_awaitable, ec));
+        else
+            co_await http::async_read(*c.tcp, c.buf, parser, asio::redirect_error(use_awaitable, ec));
+        res.got_response_bytes = res.got_response_bytes || parser.got_some();
+        if (ec || !*alive) break;
+        const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
+        if (is_interim && interim >= kMaxInterimAnswers) {
+            res.error = UpstreamResponse::Error::protocol;
+            res.error_detail = "upstream sent too many interim (1xx) answers";
+            ec = http::error::bad_status;  // ends the exchange like any other broken answer
+        } else if (is_interim) {
+            clear_answer(res);
+            continue;
+        }
+        keep = !ec && res.status >= 200 && parser.keep_alive() && c.buf.size() == 0 && !c.tls_pending();
+        break;
+    }
+    co_return ec;
+}
 
 asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req,
                                                            steady::time_point deadline) {
@@ -450,72 +533,22 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             if (!c) co_return res;
         }
         res.reused_connection = reused;
-        auto& low = c->lowest();
-        low.expires_at(deadline);
-        boost::system::error_code ec;
-        if (c->tls)
-            co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-        else
-            co_await asio::async_write(*c->tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-        // Interim answers (1xx, e.g. 103 Early Hints), which Beast reads as complete messages, are skipped, a
-        // few at most; a connection with bytes left over after the answer is not reused (they would be
-        // taken for the next request's answer).
+        c->lowest().expires_at(deadline);
         bool keep = false;
-        const auto clear_answer = [&res] {
-            res.status = 0;
-            res.body.clear();
-            res.request_id.clear();
-            res.retry_after.clear();
-            res.content_encoding.clear();
-            res.subject_token.clear();
-        };
-        for (int interim = 0; !ec; ++interim) {
-            AnswerParser parser(res);
-            parser.body_limit(opts_.max_response_bytes);
-            parser.header_limit(64 * 1024);
-            if (req.method == "HEAD") parser.skip(true);
-            if (c->tls)
-                co_await http::async_read(*c->tls, c->buf, parser, asio::redirect_error(use_awaitable, ec));
-            else
-                co_await http::async_read(*c->tcp, c->buf, parser, asio::redirect_error(use_awaitable, ec));
-            res.got_response_bytes = res.got_response_bytes || parser.got_some();
-            if (ec || !*alive) break;
-            if (res.status >= 100 && res.status < 200 && res.status != 101 && interim < 4) {
-                clear_answer();
-                continue;
-            }
-            keep = parser.keep_alive() && c->buf.size() == 0 && !c->tls_pending();
-            break;
-        }
+        const auto ec = co_await send_and_read(*c, wire, req.method == "HEAD", res, keep);
         if (!*alive) {
-            clear_answer();
+            clear_answer(res);
             co_return res;
         }
         if (ec) {
-            clear_answer();  // nothing of a partial answer is reported
+            clear_answer(res);
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             // A reused connection that failed before any answer byte: the server had closed it; go again on a
             // fresh connection without the caller noticing.
             if (reused && !res.got_response_bytes && ec != beast::error::timeout && steady::now() < deadline)
                 continue;
-            if (ec == beast::error::timeout) {
-                res.error = UpstreamResponse::Error::timeout;
-                res.error_detail = "upstream did not answer in time";
-            } else if (ec == http::error::body_limit || ec == http::error::header_limit) {
-                res.error = UpstreamResponse::Error::too_large;
-                res.error_detail = "upstream answer too large";
-            } else if (res.got_response_bytes && ec != http::error::partial_message &&
-                       ec != asio::error::connection_reset && ec != asio::error::eof &&
-                       ec != ssl::error::stream_truncated) {
-                res.error = UpstreamResponse::Error::protocol;
-                res.error_detail = "malformed upstream answer: " + ec.message();
-            } else {
-                res.error = UpstreamResponse::Error::reset;
-                res.error_detail = res.got_response_bytes
-                                       ? "upstream closed the connection mid-answer"
-                                       : "upstream closed the connection without answering";
-            }
+            if (res.error == UpstreamResponse::Error::none) describe_read_error(ec, res);
             co_return res;
         }
         if (c->tls) {

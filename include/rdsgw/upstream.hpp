@@ -47,7 +47,10 @@ struct UpstreamResponse {
     std::string body;
     std::string request_id;   // X-Request-Id
     std::string retry_after;  // Retry-After
+    // Every Content-Encoding / Transfer-Encoding line, joined with ", " (not the first line only: a second
+    // line must not hide a coding; upstream_answer.hpp judges them).
     std::string content_encoding;
+    std::string transfer_encoding;
     std::string subject_token;  // X-Subject-Token (IAM)
     bool reused_connection = false;
 };
@@ -90,6 +93,9 @@ class ConnectionPool {
                                          UpstreamResponse& err);
     boost::asio::awaitable<bool> open_tunnel(Conn& c, std::chrono::steady_clock::time_point deadline,
                                              UpstreamResponse& err);
+    boost::asio::awaitable<boost::system::error_code> send_and_read(Conn& c, const std::string& wire,
+                                                                    bool head, UpstreamResponse& res,
+                                                                    bool& keep);
     boost::asio::awaitable<void> sweep_loop();
     std::unique_ptr<Conn> take_idle();
     void put_idle(std::unique_ptr<Conn> c);

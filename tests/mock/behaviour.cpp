@@ -104,6 +104,8 @@ std::string Behaviour::merge(const json::object& patch, std::deque<json::object>
             err = string_field(raw_before);
         } else if (key == "raw_after") {
             err = string_field(raw_after);
+        } else if (key == "raw_answer") {
+            err = string_field(raw_answer);
         } else if (key == "status") {
             err = status_field(status);
         } else if (key == "error_code") {
@@ -237,6 +239,7 @@ json::object Behaviour::to_json() const {
                         {"hold", hold},
                         {"raw_before", raw_before},
                         {"raw_after", raw_after},
+                        {"raw_answer", raw_answer},
                         {"auth", auth},
                         // Secrets are reported by presence only.
                         {"static_token_set", !static_token.empty()},

@@ -51,6 +51,9 @@ struct Behaviour {
     // Raw bytes written on the connection right before / right after each RDS answer (e.g. an interim
     // "HTTP/1.1 103 Early Hints\r\n\r\n" before it, or stray bytes after it).
     std::string raw_before, raw_after;
+    // When set: exactly these bytes are written instead of each RDS answer, and the connection is then
+    // closed, so a test can make the upstream answer anything at all (any status line, header or framing).
+    std::string raw_answer;
     std::string auth = "none";  // none|static|iam|aksk
     std::string static_token;
     std::string ak;
@@ -96,6 +99,7 @@ struct Reply {
     std::chrono::milliseconds delay{0};  // wait this long before acting
     Response response;                   // when kind == respond (keep-alive is set by the server)
     std::string raw_before, raw_after;   // written around the response (Behaviour::raw_before/after)
+    std::string raw_answer;              // when set: written instead of the response, then close
 };
 
 // The state shared by all connections and threads. Cheap operations happen under one mutex; bodies are

@@ -151,6 +151,13 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
         } else {
             res.prepare_payload();
         }
+        if (!reply.raw_answer.empty()) {
+            // Arbitrary bytes as the whole answer; the close ends a body that is read until the close.
+            auto [rec, rn] = co_await asio::async_write(stream, asio::buffer(reply.raw_answer), use_nothrow);
+            (void)rn;
+            if (!rec) co_await graceful_close(stream);
+            co_return;
+        }
         if (!reply.raw_before.empty() || !reply.raw_after.empty()) {
             // Raw bytes around the answer, sent in the same write so that they arrive together with it.
             std::ostringstream os;

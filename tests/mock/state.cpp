@@ -407,6 +407,7 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         reply.response = std::move(res);
         reply.raw_before = b->raw_before;
         reply.raw_after = b->raw_after;
+        reply.raw_answer = b->raw_answer;
         return std::move(reply);
     };
 

@@ -1,0 +1,108 @@
+// See include/rdsgw/upstream_answer.hpp.
+#include "rdsgw/upstream_answer.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+
+#include "rdsgw/normalize.hpp"
+#include "rdsgw/text.hpp"
+
+namespace rdsgw {
+namespace {
+
+namespace json = boost::json;
+
+// Calls f(element) for each non-empty element of an HTTP list ("a, b,,c"), trimmed; stops when f says false.
+template <class F>
+bool all_list_elements(std::string_view list, F f) {
+    while (true) {
+        const auto comma = list.find(',');
+        const std::string_view element = trim_ows(list.substr(0, comma));
+        if (!element.empty() && !f(element)) return false;
+        if (comma == std::string_view::npos) return true;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+// A SAX handler that keeps the member names of every open object and stops at the first object that had
+// one name twice. Names are sorted when their object closes: O(n log n) whatever the body (a linear search
+// per name would let a 1 MiB body of distinct names cost 10^10 comparisons).
+struct DuplicateKeyFinder {
+    static constexpr std::size_t max_object_size = json::object::max_size();
+    static constexpr std::size_t max_array_size = json::array::max_size();
+    static constexpr std::size_t max_key_size = json::string::max_size();
+    static constexpr std::size_t max_string_size = json::string::max_size();
+
+    std::vector<std::vector<std::string>> open;  // the names of each open object, innermost last
+    std::string key;                             // the name being read (it may come in parts)
+    bool found = false;
+
+    bool on_object_begin(json::error_code&) {
+        open.emplace_back();
+        return true;
+    }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        key.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code&) {
+        key.append(s.data(), s.size());
+        open.back().push_back(std::move(key));
+        key.clear();
+        return true;
+    }
+    bool on_object_end(std::size_t, json::error_code&) {
+        auto& names = open.back();
+        std::sort(names.begin(), names.end());
+        found = std::adjacent_find(names.begin(), names.end()) != names.end();
+        open.pop_back();
+        return !found;  // false ends the parse: the answer is known
+    }
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t, json::error_code&) { return true; }
+    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+    bool on_double(double, json::string_view, json::error_code&) { return true; }
+    bool on_bool(bool, json::error_code&) { return true; }
+    bool on_null(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+}  // namespace
+
+bool identity_content_coding(std::string_view content_encoding) {
+    return all_list_elements(content_encoding,
+                             [](std::string_view c) { return ascii_iequals(c, "identity"); });
+}
+
+bool plain_transfer_coding(std::string_view transfer_encoding) {
+    int codings = 0;
+    const bool all_chunked = all_list_elements(transfer_encoding, [&](std::string_view c) {
+        ++codings;
+        return ascii_iequals(c, "chunked");
+    });
+    return codings == 0 || (all_chunked && codings == 1);
+}
+
+bool json_has_duplicate_key(std::string_view json_text) {
+    json::basic_parser<DuplicateKeyFinder> p(json::parse_options{});
+    json::error_code ec;
+    p.write_some(false, json_text.data(), json_text.size(), ec);
+    return p.handler().found;
+}
+
+bool passable_rds_error(unsigned status, std::string_view body) {
+    return status >= 400 && status <= 599 && is_rds_error_body(body) && !json_has_duplicate_key(body);
+}
+
+}  // namespace rdsgw
