@@ -112,7 +112,7 @@ void Gateway::region_readiness(json::object& checks, bool& servable, std::string
 }
 
 void Gateway::metrics_page(Exchange& x) {
-    if (callers_.metrics_require_auth() && !authenticate(x)) return;
+    if (callers_.metrics_require_auth() && !authenticate_caller(x)) return;
     x.response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     x.response.body = metrics_.render();
 }
@@ -125,8 +125,9 @@ void Gateway::admin_cache(Exchange& x) {
         fail(x, LocalError(405, "method not allowed", ErrorSource::caller).with("Allow", "DELETE"));
         return;
     }
-    // Protected like /metrics: with callers.metrics_require_auth, only a known caller may purge.
-    if (callers_.metrics_require_auth() && !authenticate(x)) return;
+    // Protected like /metrics: with callers.metrics_require_auth, only a known caller may purge (whatever
+    // callers.required says).
+    if (callers_.metrics_require_auth() && !authenticate_caller(x)) return;
     if (!cache_) {
         fail(x, LocalError(409, "the cache is disabled", ErrorSource::caller));
         return;
@@ -149,32 +150,11 @@ void Gateway::admin_cache(Exchange& x) {
     x.response.body = std::string("{\"purged\":") + (removed ? "1" : "0") + "}";
 }
 
-// The purge's query: both project_id and backup_id, or neither (all). False with x.error set otherwise.
+// The purge's query (parse_purge_query): both project_id and backup_id, or no query at all (everything).
+// False with x.error set otherwise.
 bool Gateway::purge_request(Exchange& x, std::string& project, std::string& backup) {
-    if (auto q = x.target.find('?'); q != std::string_view::npos) {
-        std::string_view query = x.target.substr(q + 1);
-        while (!query.empty()) {
-            auto amp = query.find('&');
-            std::string_view part = query.substr(0, amp);
-            auto eq = part.find('=');
-            std::string name, value;
-            if (eq == std::string_view::npos || !percent_decode(part.substr(0, eq), name) ||
-                !percent_decode(part.substr(eq + 1), value))
-                return fail(x, LocalError(400, "malformed query", ErrorSource::caller, "validation"));
-            if (name == "project_id")
-                project = value;
-            else if (name == "backup_id")
-                backup = value;
-            else
-                return fail(x, LocalError(400, "unknown query parameter; use project_id and backup_id",
-                                          ErrorSource::caller, "validation"));
-            if (amp == std::string_view::npos) break;
-            query.remove_prefix(amp + 1);
-        }
-    }
-    if (project.empty() != backup.empty())
-        return fail(x, LocalError(400, "give both project_id and backup_id, or neither", ErrorSource::caller,
-                                  "validation"));
+    if (auto e = parse_purge_query(x.target, rules_, project, backup))
+        return fail(x, LocalError(e->status, std::move(e->message), ErrorSource::caller, "validation"));
     return true;
 }
 

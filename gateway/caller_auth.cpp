@@ -6,9 +6,10 @@
 //   A verified client-certificate subject that no caller lists is not a failure by itself: the request may
 //   still authenticate with a signature or an API key. If it presents nothing else, the outcome is
 //   401 "invalid credentials" (something was presented and it is not accepted), not "missing credentials".
-// - When an Authorization header is present, it is THE credential: a failed SDK signature or Bearer key does
-//   not fall through to X-Api-Key. An Authorization header with another scheme, more than one Authorization
-//   or X-Api-Key header, or an empty key is "malformed credentials".
+// - Authorization and X-Api-Key together are "malformed credentials" (two credentials: neither is preferred),
+//   unless Authorization is "Bearer <the same key>". An Authorization header with another scheme, more than
+//   one Authorization or X-Api-Key header, or an empty key is "malformed credentials" too. A verified
+//   client-certificate subject that a caller lists wins over any header (the order above).
 // - Timing: an unknown access key and a wrong signature take the same work (a signature with a dummy SK
 //   is computed and compared), as do unknown and known API keys (one hash, compared with every hash).
 // - Reasons are exactly "missing credentials", "malformed credentials" or "invalid credentials" (low
@@ -340,6 +341,12 @@ AuthOutcome CallerRegistry::authenticate(const AuthInput& in) const {
         const std::string_view a = trim_ows(authz.first);
         constexpr std::string_view kSdk = "SDK-HMAC-SHA256 ";
         constexpr std::string_view kBearer = "bearer ";
+        // Authorization and X-Api-Key together: one credential twice (the same key as Bearer) is fine, two
+        // credentials are refused rather than one silently preferred.
+        if (api_keys.count == 1 &&
+            !(a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer) &&
+              trim_ows(a.substr(kBearer.size())) == trim_ows(api_keys.first)))
+            return fail(kMalformed);
         if (a.substr(0, kSdk.size()) == kSdk) return verify_sdk_signature(callers_, skew_, in, a);
         if (a.size() > kBearer.size() && ascii_iequals(a.substr(0, kBearer.size()), kBearer))
             return verify_api_key(callers_, id_, trim_ows(a.substr(kBearer.size())));

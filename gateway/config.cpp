@@ -862,6 +862,10 @@ bool parse_config(std::string_view text, Config& c, std::vector<std::string>& er
         errors.push_back(
             "callers.list: is empty while callers.required is true (set callers.required to false to run "
             "without caller authentication)");
+    if (c.callers.metrics_require_auth && c.callers.list.empty())
+        errors.push_back(
+            "callers.metrics_require_auth: is true while callers.list is empty: nobody could read /metrics, "
+            "the status page or purge the cache (list a caller, or set it to false)");
     return errors.empty();
 }
 

@@ -65,6 +65,28 @@ bool has_token(const RequestFields& f, http::field name, std::string_view token)
     return false;
 }
 
+// Whether a request's Cache-Control carries max-age=0 (RFC 9111 §5.2.1.1: no answer older than 0 s will do,
+// so it is a fresh fetch, as with no-cache). The value may be quoted and have leading zeros; a malformed one
+// is ignored, and so is max-age above 0 (README, "The cache").
+bool max_age_zero(const RequestFields& f) {
+    for (const auto& field : f) {
+        if (field.name() != http::field::cache_control) continue;
+        std::string_view v = field.value();
+        while (!v.empty()) {
+            const auto comma = v.find(',');
+            const std::string_view part = trim_ows(v.substr(0, comma));
+            v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+            const auto eq = part.find('=');
+            if (eq == std::string_view::npos || !ascii_iequals(trim_ows(part.substr(0, eq)), "max-age"))
+                continue;
+            std::string_view n = trim_ows(part.substr(eq + 1));
+            if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
+            if (!n.empty() && n.find_first_not_of('0') == std::string_view::npos) return true;
+        }
+    }
+    return false;
+}
+
 // The upstream's Retry-After (either form) as the gateway's own whole seconds, capped; "" when absent or
 // malformed.
 std::string retry_after_seconds(std::string_view v) {
@@ -308,6 +330,29 @@ bool Gateway::fail(Exchange& x, LocalError e) const {
     return false;
 }
 
+namespace {
+
+// Checks of every request before its route is served: the Host header's port (a refusal closes the
+// connection, like the framing checks of the header), and the target's form for the routes other than
+// backup-files (validate checks it there, after authentication).
+std::optional<LocalError> front_checks(const Exchange& x) {
+    if (x.fields) {
+        if (auto h = x.fields->find(http::field::host); h != x.fields->end()) {
+            if (auto why = host_port_error(h->value()); !why.empty()) {
+                LocalError e(400, std::move(why), ErrorSource::caller, "validation");
+                e.close = true;
+                return e;
+            }
+        }
+    }
+    if (x.route == Route::backup_files) return std::nullopt;
+    if (auto why = check_target(x.target); !why.empty())
+        return LocalError(400, std::move(why), ErrorSource::caller, "validation");
+    return std::nullopt;
+}
+
+}  // namespace
+
 bool Gateway::route(Exchange& x) {
     const bool admin_here = cfg_.admin.enabled ? x.admin_listener : true;
     if (x.admin_listener && x.route == Route::backup_files) x.route = Route::not_found;
@@ -315,6 +360,7 @@ bool Gateway::route(Exchange& x) {
         (x.route == Route::metrics || x.route == Route::admin_cache || x.route == Route::status))
         x.route = Route::not_found;
     if (x.route == Route::admin_cache && !cfg_.admin.enabled) x.route = Route::not_found;
+    if (auto e = front_checks(x)) return fail(x, std::move(*e));
 
     const bool get_or_head = x.method == http::verb::get || x.method == http::verb::head;
     if (!get_or_head && x.route != Route::admin_cache && x.route != Route::not_found)
@@ -340,13 +386,14 @@ bool Gateway::route(Exchange& x) {
         case Route::not_found:
             break;
     }
-    if (auto why = check_target(x.target); !why.empty())
-        return fail(x, LocalError(400, std::move(why), ErrorSource::caller, "validation"));
     return fail(x, LocalError(404, "no such resource", ErrorSource::caller));
 }
 
 bool Gateway::authenticate(Exchange& x) {
-    if (!callers_.required()) return true;
+    return !callers_.required() || authenticate_caller(x);
+}
+
+bool Gateway::authenticate_caller(Exchange& x) {
     x.registry = callers_.snapshot();
     thread_local std::vector<std::pair<std::string_view, std::string_view>> hs;  // storage kept per thread
     hs.clear();
@@ -373,7 +420,7 @@ bool Gateway::validate(Exchange& x) {
     make_cache_key(x.cache_key, x.project_id, x.backup_id);
     if (cfg_.cache.honor_no_cache)
         x.no_cache = has_token(*x.fields, http::field::cache_control, "no-cache") ||
-                     has_token(*x.fields, http::field::pragma, "no-cache");
+                     has_token(*x.fields, http::field::pragma, "no-cache") || max_age_zero(*x.fields);
     if (auto it = x.fields->find("X-Language"); it != x.fields->end())
         x.language = valid_language(it->value());
     return true;

@@ -161,12 +161,86 @@ std::size_t split_path(std::string_view path, std::array<std::string_view, N>& s
 }  // namespace
 
 namespace {
-// version_id with escapes: "v3" after one decoding pass.
-bool decodes_to_v3(std::string_view seg) {
-    std::string decoded;
-    return percent_decode(seg, decoded) && decoded == "v3";
+
+// Whether `seg` is `want` after one percent-decoding pass (RFC 3986 §6.2.2.2: an encoded unreserved character
+// is the character), compared as it is decoded: no copy. check_target has refused encoded slashes, dots and
+// controls before this is asked, so only unreserved escapes can make a fixed segment match.
+bool decodes_to(std::string_view seg, std::string_view want) {
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < seg.size(); ++i, ++j) {
+        char c = seg[i];
+        if (c == '%') {
+            if (i + 2 >= seg.size()) return false;
+            const int h = hex_value(seg[i + 1]), l = hex_value(seg[i + 2]);
+            if (h < 0 || l < 0) return false;
+            c = static_cast<char>(h * 16 + l);
+            i += 2;
+        }
+        if (j >= want.size() || want[j] != c) return false;
+    }
+    return j == want.size();
 }
+
+// RFC 3986 unreserved characters but '.', whose escape the gateway refuses instead (dot segments).
+bool unreserved_not_dot(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '~';
+}
+
+// The next "name[=value]" of a query (empty parts skipped); false at the end.
+struct QueryParam {
+    std::string_view name, value;
+    bool has_value = false;
+};
+bool next_param(std::string_view& query, QueryParam& p) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view part = query.substr(0, amp);
+        query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+        if (part.empty()) continue;
+        const auto eq = part.find('=');
+        p.name = part.substr(0, eq);
+        p.has_value = eq != std::string_view::npos;
+        p.value = p.has_value ? part.substr(eq + 1) : std::string_view{};
+        return true;
+    }
+    return false;
+}
+
+// The parameter's name after one decoding pass, into `buf` only when it has an escape; nullopt when
+// malformed.
+std::optional<std::string_view> param_name(std::string_view raw, std::string& buf) {
+    if (raw.find('%') == std::string_view::npos) return raw;
+    if (!percent_decode(raw, buf)) return std::nullopt;
+    return std::string_view(buf);
+}
+
+// 400 for an unknown query parameter, naming it only when it is short and plain (never echo arbitrary input).
+RequestError unknown_param(std::string_view name, std::string_view accepted) {
+    const bool plain = is_sane_request_id(name) && name.size() <= 32;
+    RequestError e{400, plain ? std::string(name) : std::string("query"), "unknown query parameter"};
+    if (plain) e.message.append(" ").append(name);
+    e.message.append("; only ").append(accepted).append(" accepted");
+    return e;
+}
+
 }  // namespace
+
+std::string_view normalize_path(std::string_view path, std::string& buf) {
+    if (path.find('%') == std::string_view::npos) return path;
+    buf.clear();
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        const int h = path[i] == '%' && i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
+        const int l = h >= 0 ? hex_value(path[i + 2]) : -1;
+        if (l >= 0 && unreserved_not_dot(h * 16 + l)) {
+            buf.push_back(static_cast<char>(h * 16 + l));
+            i += 2;
+        } else {
+            buf.push_back(path[i]);
+        }
+    }
+    return buf;
+}
 
 bool percent_decode(std::string_view in, std::string& out) {
     if (in.find('%') == std::string_view::npos) {  // the common case: nothing to decode
@@ -200,7 +274,8 @@ constexpr ByteSet kTargetPlain([](unsigned char c) {
 
 std::string check_target(std::string_view target) {
     if (target.empty() || target.front() != '/') return "request-target must be a path starting with '/'";
-    if (target.size() > 1 && target[1] == '/') return "request-target must not start with '//'";
+    if (path_of(target).find("//") != std::string_view::npos)
+        return "request-target must not contain an empty path segment ('//')";
     bool percent = false, dot = false;
     for (unsigned char c : target) {
         if (kTargetPlain(c)) continue;
@@ -237,7 +312,8 @@ std::string check_target(std::string_view target) {
 }
 
 Route classify(std::string_view target) {
-    std::string_view path = path_of(target);
+    thread_local std::string buf;  // storage kept per thread: only targets with escapes use it
+    const std::string_view path = normalize_path(path_of(target), buf);
     if (path == "/healthz") return Route::healthz;
     if (path == "/readyz") return Route::readyz;
     if (path == "/metrics") return Route::metrics;
@@ -256,61 +332,108 @@ std::variant<BackupFilesRequest, RequestError> parse_backup_files(std::string_vi
     return out;
 }
 
+namespace {
+
+RequestError bad(std::string field, std::string msg) {
+    return RequestError{400, std::move(field), std::move(msg)};
+}
+
+// The query of a backup-files request: backup_id, exactly once (its name after one decoding pass, like every
+// parameter name), valid by the rules.
+std::optional<RequestError> parse_backup_query(std::string_view query, const RequestRules& rules,
+                                               std::string& backup_id) {
+    bool seen = false;
+    std::string buf;  // a decoded name; allocated only for a name with an escape
+    for (QueryParam p; next_param(query, p);) {
+        const auto name = param_name(p.name, buf);
+        if (!name) return bad("request-target", "query has a malformed percent-escape");
+        if (*name != "backup_id") return unknown_param(*name, "backup_id is");
+        if (seen) return bad("backup_id", "backup_id must be given exactly once");
+        seen = true;
+        if (!percent_decode(p.value, backup_id))
+            return bad("backup_id", "backup_id has a malformed percent-escape");
+        if (backup_id.empty()) return bad("backup_id", "backup_id is required");
+        if (!rules.backup_id.match(backup_id)) return bad("backup_id", "backup_id is malformed");
+    }
+    if (!seen) return bad("backup_id", "backup_id is required");
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<RequestError> parse_backup_files(std::string_view target, const RequestRules& rules,
                                                std::string& project_id, std::string& backup_id) {
-    auto fail = [](std::string field, std::string msg) {
-        return RequestError{400, std::move(field), std::move(msg)};
-    };
-    if (auto why = check_target(target); !why.empty()) return fail("request-target", why);
-    std::string_view path = path_of(target);
-    std::string_view query =
+    if (auto why = check_target(target); !why.empty()) return bad("request-target", why);
+    const std::string_view path = path_of(target);
+    const std::string_view query =
         path.size() < target.size() ? target.substr(path.size() + 1) : std::string_view{};
     std::array<std::string_view, 3> segs;
-    if (split_path(path, segs) != 3 || segs[2] != "backup-files")
+    if (split_path(path, segs) != 3 || !decodes_to(segs[2], "backup-files"))
         return RequestError{404, "request-target", "no such resource"};
-
-    if (segs[0] != "v3" && (segs[0].find('%') == std::string_view::npos || !decodes_to_v3(segs[0])))
-        return fail("version_id", "version_id must be v3");
-    if (segs[1].empty()) return fail("project_id", "project_id is required");
+    if (!decodes_to(segs[0], "v3")) return bad("version_id", "version_id must be v3");
+    if (segs[1].empty()) return bad("project_id", "project_id is required");
     if (!percent_decode(segs[1], project_id) || !rules.project_id.match(project_id))
-        return fail("project_id", "project_id is malformed");
+        return bad("project_id", "project_id is malformed");
+    return parse_backup_query(query, rules, backup_id);
+}
 
-    bool seen = false;
-    std::size_t pos = 0;
-    while (pos <= query.size() && !query.empty()) {
-        auto amp = query.find('&', pos);
-        if (amp == std::string_view::npos) amp = query.size();
-        std::string_view part = query.substr(pos, amp - pos);
-        pos = amp + 1;
-        if (part.empty()) {
-            if (amp == query.size()) break;
-            continue;
-        }
-        auto eq = part.find('=');
-        std::string_view raw_name = part.substr(0, eq);
-        std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
-        std::string name;  // decoded only when it has an escape (the common name needs no copy)
-        const bool escaped = raw_name.find('%') != std::string_view::npos;
-        if (escaped && !percent_decode(raw_name, name))
-            return fail("request-target", "query has a malformed percent-escape");
-        if ((escaped ? std::string_view(name) : raw_name) != "backup_id") {
-            if (!escaped) name.assign(raw_name);
-            // Name the parameter only when it is short and plain (never echo arbitrary input).
-            bool plain = is_sane_request_id(name) && name.size() <= 32;
-            return fail(plain ? name : "query",
-                        plain ? "unknown query parameter " + name + "; only backup_id is accepted"
-                              : "unknown query parameter; only backup_id is accepted");
-        }
-        if (seen) return fail("backup_id", "backup_id must be given exactly once");
-        seen = true;
-        if (!percent_decode(raw_value, backup_id))
-            return fail("backup_id", "backup_id has a malformed percent-escape");
-        if (backup_id.empty()) return fail("backup_id", "backup_id is required");
-        if (!rules.backup_id.match(backup_id)) return fail("backup_id", "backup_id is malformed");
-        if (amp == query.size()) break;
-    }
-    if (!seen) return fail("backup_id", "backup_id is required");
+namespace {
+
+// One purge parameter's value: given once, non-empty, valid by its rule.
+std::optional<RequestError> purge_value(const QueryParam& p, std::string_view field, const IdPattern& rule,
+                                        std::string& out, bool& seen) {
+    const std::string f(field);
+    if (seen) return bad(f, f + " must be given at most once");
+    seen = true;
+    if (!percent_decode(p.value, out)) return bad(f, f + " has a malformed percent-escape");
+    if (out.empty()) return bad(f, f + " must not be empty (no query at all purges everything)");
+    if (!rule.match(out)) return bad(f, f + " is malformed");
     return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<RequestError> parse_purge_query(std::string_view target, const RequestRules& rules,
+                                              std::string& project_id, std::string& backup_id) {
+    project_id.clear();
+    backup_id.clear();
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;  // no query at all: everything
+    std::string_view query = target.substr(q + 1);
+    bool have_project = false, have_backup = false;
+    std::string buf;
+    for (QueryParam p; next_param(query, p);) {
+        const auto name = param_name(p.name, buf);
+        if (!name) return bad("query", "query has a malformed percent-escape");
+        std::optional<RequestError> e;
+        if (*name == "project_id")
+            e = purge_value(p, "project_id", rules.project_id, project_id, have_project);
+        else if (*name == "backup_id")
+            e = purge_value(p, "backup_id", rules.backup_id, backup_id, have_backup);
+        else
+            return unknown_param(*name, "project_id and backup_id are");
+        if (e) return e;
+    }
+    if (!have_project || !have_backup)
+        return bad(have_project ? "backup_id" : "project_id",
+                   "give both project_id and backup_id, or no query at all (purges everything)");
+    return std::nullopt;
+}
+
+std::string host_port_error(std::string_view host) {
+    const std::size_t bracket = host.rfind(']');
+    const std::size_t colon = host.rfind(':');
+    if (colon == std::string_view::npos || (bracket != std::string_view::npos && colon < bracket)) return {};
+    const std::string_view port = host.substr(colon + 1);
+    if (port.empty()) return "invalid Host header: empty port after ':'";
+    unsigned long value = 0;
+    for (const char c : port) {
+        if (c < '0' || c > '9') return "invalid Host header: the port is not a number";
+        value = value * 10 + static_cast<unsigned long>(c - '0');
+        if (value > 65535) return "invalid Host header: the port is above 65535";
+    }
+    if (value == 0) return "invalid Host header: port 0";
+    return {};
 }
 
 bool is_sane_request_id(std::string_view id) {

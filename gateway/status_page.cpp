@@ -56,8 +56,9 @@ LiveStatus Gateway::live_status() {
 }
 
 void Gateway::status_page(Exchange& x) {
-    if (callers_.metrics_require_auth() && !authenticate(x)) return;
-    const std::string_view path = x.target.substr(0, x.target.find('?'));
+    if (callers_.metrics_require_auth() && !authenticate_caller(x)) return;
+    thread_local std::string buf;  // the path with its unreserved escapes decoded, as classify() saw it
+    const std::string_view path = normalize_path(x.target.substr(0, x.target.find('?')), buf);
     x.response.headers.emplace_back("X-Content-Type-Options", "nosniff");
     if (path == "/admin/status.json") {
         // The charts cover the process's life so far (rounded up to a minute; at most 10 minutes), in 1-s

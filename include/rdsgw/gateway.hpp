@@ -91,7 +91,10 @@ class Gateway {
   private:
     // Phases (gateway.cpp); each returns true to continue.
     bool route(Exchange& x);
-    bool authenticate(Exchange& x);
+    bool authenticate(Exchange& x);  // the pipeline's phase: a no-op while callers.required is false
+    // A caller from the list, whatever callers.required says (/metrics, the status page and the purge with
+    // callers.metrics_require_auth). False with x.error set (401) otherwise.
+    bool authenticate_caller(Exchange& x);
     bool validate(Exchange& x);
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);

@@ -74,8 +74,27 @@ std::optional<RequestError> parse_backup_files(std::string_view target, const Re
                                                std::string& project_id, std::string& backup_id);
 
 // Checks that the raw target is a well-formed origin-form target with no control characters, CR, LF,
-// spaces, fragment, encoded slashes or dot segments. Returns an error message or "".
+// spaces, fragment, empty path segments ("//" anywhere in the path), encoded slashes, backslashes, dots or
+// controls, or dot segments. Returns an error message or "".
 std::string check_target(std::string_view target);
+
+// The path with every percent-escape of an unreserved character (RFC 3986 §2.3: letters, digits, '-', '_',
+// '~') decoded (§6.2.2.2 normalization), into `buf`; other escapes, '.' included, stay as they are (so no
+// '/' or dot segment appears). `path` itself when it has no '%'. Routes are matched on this form, and the
+// fixed parts of a backup-files target ("v3", "backup-files") and query parameter names are compared after
+// decoding, so an encoded unreserved character is the character everywhere.
+std::string_view normalize_path(std::string_view path, std::string& buf);
+
+// The query of DELETE /admin/cache: no query at all (both strings empty: purge everything), or exactly
+// project_id and backup_id, each once, non-empty and valid by the rules after one decoding pass. Anything
+// else (an empty query "?", an empty, repeated, unknown or missing parameter) is a 400 naming the field.
+std::optional<RequestError> parse_purge_query(std::string_view target, const RequestRules& rules,
+                                              std::string& project_id, std::string& backup_id);
+
+// The port of a Host header value the framing checks accepted (uri-host [":" port]): "" when there is none
+// or it is 1-65535 (leading zeros allowed: RFC 3986's port is *DIGIT, "0080" is 80), else why not: an empty
+// port after ':', a port that is not a number, 0 or above 65535.
+std::string host_port_error(std::string_view host);
 
 // X-Request-Id as the caller sent it when sane ([A-Za-z0-9._-]{1,64}); else false.
 bool is_sane_request_id(std::string_view id);

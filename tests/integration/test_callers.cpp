@@ -143,10 +143,10 @@ BOOST_FIXTURE_TEST_CASE(unauthenticated_requests_get_401_and_never_reach_upstrea
         {"wrong X-Api-Key", key_header(wrong), "invalid credentials"},
         {"wrong Bearer", bearer(wrong), "invalid credentials"},
         {"wrong key differing in case", key_header("CALLER-A-KEY-SECRET-4B1F0C77"), "invalid credentials"},
-        // The Authorization header is THE credential: a failed Bearer does not fall through to X-Api-Key.
+        // Two credentials (Authorization and X-Api-Key with different keys): neither is preferred.
         {"wrong Bearer with right X-Api-Key",
          {{"Authorization", "Bearer " + wrong}, {"X-Api-Key", kKeyA}},
-         "invalid credentials"},
+         "malformed credentials"},
     };
     for (const auto& c : cases) {
         BOOST_TEST_CONTEXT(c.what) {

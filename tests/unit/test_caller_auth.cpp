@@ -228,13 +228,22 @@ BOOST_AUTO_TEST_CASE(malformed) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(authorization_header_takes_precedence) {
+BOOST_AUTO_TEST_CASE(two_credentials_are_refused_not_ranked) {
     const auto reg = make_registry();
     Req r;
-    // A wrong Bearer key does not fall through to a right X-Api-Key.
-    r.headers = {{"Authorization", "Bearer wrong"}, {"X-Api-Key", kRestoreKey}};
-    check_fails(reg.authenticate(r.input()), "invalid credentials");
+    // Authorization and X-Api-Key naming different callers: neither wins (it was Authorization, silently).
     r.headers = {{"Authorization", "Bearer " + kAuditKey}, {"X-Api-Key", kRestoreKey}};
+    check_fails(reg.authenticate(r.input()), "malformed credentials");
+    r.headers = {{"X-Api-Key", kRestoreKey}, {"authorization", "bearer " + kAuditKey}};
+    check_fails(reg.authenticate(r.input()), "malformed credentials");
+    // A wrong Bearer key with a right X-Api-Key, and a signature with a key: refused the same way.
+    r.headers = {{"Authorization", "Bearer wrong"}, {"X-Api-Key", kRestoreKey}};
+    check_fails(reg.authenticate(r.input()), "malformed credentials");
+    Req s = signed_request(kRestoreAk, kRestoreSk);
+    s.headers.emplace_back("X-Api-Key", kAuditKey);
+    check_fails(reg.authenticate(s.input()), "malformed credentials");
+    // One key sent in both headers is one credential.
+    r.headers = {{"Authorization", "Bearer " + kAuditKey}, {"X-Api-Key", " " + kAuditKey}};
     const auto o = reg.authenticate(r.input());
     BOOST_TEST_REQUIRE(o.caller != nullptr);
     BOOST_TEST(o.caller->name() == "audit-svc");

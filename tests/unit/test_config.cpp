@@ -278,6 +278,18 @@ BOOST_AUTO_TEST_CASE(listen_and_admin_must_not_overlap) {
     BOOST_TEST(mentions(errors_of(with(R"("admin": {"address": "1.2.3"})")), "admin.address"));
 }
 
+// metrics_require_auth asks for a caller from the list whatever callers.required says: with no list nobody
+// could read /metrics, so the combination is refused at load, naming the key.
+BOOST_AUTO_TEST_CASE(metrics_require_auth_needs_callers) {
+    const auto errs = errors_of(R"({"callers": {"required": false, "metrics_require_auth": true}})");
+    BOOST_TEST(mentions(errs, "callers.metrics_require_auth"));
+    BOOST_TEST(
+        errors_of(R"({"callers": {"required": false, "metrics_require_auth": true, "list": [{"name": "a",
+        "api_key_sha256": ["0000000000000000000000000000000000000000000000000000000000000000"],
+        "projects": ["*"]}]}})")
+            .empty());
+}
+
 BOOST_AUTO_TEST_CASE(warnings_for_an_open_admin_listener) {
     const auto warned = [](const std::string& extra) {
         Config c;
@@ -295,7 +307,8 @@ BOOST_AUTO_TEST_CASE(warnings_for_an_open_admin_listener) {
     Config c;
     std::vector<std::string> errors;
     BOOST_TEST_REQUIRE(parse_config(R"({"admin": {"address": "0.0.0.0"}, "callers": {"required": false,
-        "metrics_require_auth": true}})",
+        "metrics_require_auth": true, "list": [)" +
+                                        key_caller("a", '1') + "]}}",
                                     c, errors));
     for (auto& w : config_warnings(c)) BOOST_TEST(w.find("admin.address") == std::string::npos, w);
 }

@@ -50,7 +50,10 @@ BOOST_AUTO_TEST_CASE(bad_requests_table) {
         {"/v2/" + P + "/backup-files" + ok_q, 400, "version_id"},
         {"/v3.0/" + P + "/backup-files" + ok_q, 400, "version_id"},
         {"/%76%33x/" + P + "/backup-files" + ok_q, 400, "version_id"},
-        {"/v3//backup-files" + ok_q, 400, "project_id"},
+        {"/v3//backup-files" + ok_q, 400, "request-target"},  // '//' anywhere in the path
+        {"/v3//" + P + "/backup-files" + ok_q, 400, "request-target"},
+        {"/v3/" + P + "//backup-files" + ok_q, 400, "request-target"},
+        {"/v3/" + P + "/backup-files//" + ok_q, 400, "request-target"},
         {"/v3/" + P + "-x/backup-files" + ok_q, 400, "project_id"},
         {"/v3/" + std::string(65, 'a') + "/backup-files" + ok_q, 400, "project_id"},
         {"/v3/%zz/backup-files" + ok_q, 400, "request-target"},
@@ -66,6 +69,9 @@ BOOST_AUTO_TEST_CASE(bad_requests_table) {
         {"/v3/" + P + "/backup-files?backup_id=" + std::string(65, 'b'), 400, "backup_id"},
         {"/v3/" + P + "/backup-files?backup_id=" + B + "&limit=1", 400, "limit"},
         {"/v3/" + P + "/backup-files?backup_id=" + B + "&%00=1", 400, "query"},
+        {"/v3/" + P + "/backup-files?backup_id=" + B + "&backup%5Fid=" + B, 400,
+         "backup_id"},                                                   // decoded name
+        {"/v3/" + P + "/backup%2Efiles" + ok_q, 400, "request-target"},  // an encoded dot stays refused
         {"http://evil.example/v3/" + P + "/backup-files" + ok_q, 400, "request-target"},
         {"*", 400, "request-target"},
         {"/v3/" + P + "%2Fx/backup-files" + ok_q, 400, "request-target"},
@@ -97,6 +103,88 @@ BOOST_AUTO_TEST_CASE(bad_requests_table) {
                 BOOST_TEST(e.message.find(c.field) != std::string::npos);
         }
     }
+}
+
+// RFC 3986 §6.2.2.2: an encoded unreserved character is that character, in every fixed part of the target
+// and in parameter names alike (backup%2Dfiles was a 404 while %763 and backup%5Fid were accepted).
+BOOST_AUTO_TEST_CASE(encoded_unreserved_characters_are_the_characters_everywhere) {
+    for (const std::string& t :
+         {"/%763/" + P + "/backup-files?backup_id=" + B, "/v3/" + P + "/backup%2Dfiles?backup_id=" + B,
+          "/v3/" + P + "/%62ackup%2dfile%73?backup_id=" + B, "/v3/" + P + "/backup-files?backup%5Fid=" + B,
+          "/%76%33/" + P + "/%62%61%63%6B%75%70%2D%66%69%6C%65%73?%62ackup_id=" + B}) {
+        BOOST_TEST_CONTEXT(t) {
+            BOOST_TEST(classify(t) == Route::backup_files);
+            auto r = parse_backup_files(t, rules());
+            BOOST_REQUIRE(std::holds_alternative<BackupFilesRequest>(r));
+            BOOST_TEST(std::get<BackupFilesRequest>(r).project_id == P);
+            BOOST_TEST(std::get<BackupFilesRequest>(r).backup_id == B);
+        }
+    }
+    BOOST_TEST(classify("/heal%74hz") == Route::healthz);
+    BOOST_TEST(classify("/%6Detrics?x=1") == Route::metrics);
+    BOOST_TEST(classify("/admin/cach%65") == Route::admin_cache);
+    BOOST_TEST(classify("/admin/status%2Ejson") ==
+               Route::not_found);                                // '.' is not decoded: check_target refuses
+    BOOST_TEST(classify("/admin%2Fcache") == Route::not_found);  // nor '/'
+    std::string buf;
+    BOOST_TEST(normalize_path("/a%2Db%2e%2F%7E%25%zz%4", buf) == "/a-b%2e%2F~%25%zz%4");
+    BOOST_TEST(normalize_path("/plain", buf) == "/plain");
+}
+
+BOOST_AUTO_TEST_CASE(double_slashes_anywhere_in_the_path) {
+    BOOST_TEST(!check_target("//x").empty());
+    BOOST_TEST(!check_target("/a//b").empty());
+    BOOST_TEST(!check_target("/a/b//").empty());
+    BOOST_TEST(check_target("/a/b?x=//").empty());  // the query is not a path
+    BOOST_TEST(check_target("/a/b/").empty());
+}
+
+namespace {
+// parse_purge_query's verdict: "" and the two strings when accepted, else "<status> <field>".
+std::string purge(const std::string& target, std::string* project = nullptr, std::string* backup = nullptr) {
+    std::string p = "unset", b = "unset";
+    auto e = parse_purge_query(target, rules(), p, b);
+    if (project) *project = p;
+    if (backup) *backup = b;
+    return e ? std::to_string(e->status) + " " + e->field : "";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(purge_query_is_both_ids_or_nothing) {
+    std::string p, b;
+    BOOST_TEST(purge("/admin/cache", &p, &b) == "");
+    BOOST_TEST((p.empty() && b.empty()));  // everything
+    BOOST_TEST(purge("/admin/cache?project_id=" + P + "&backup_id=" + B, &p, &b) == "");
+    BOOST_TEST(p == P);
+    BOOST_TEST(b == B);
+    BOOST_TEST(purge("/admin/cache?backup%5Fid=" + B + "&project_id=%39" + P.substr(1), &p, &b) == "");
+    BOOST_TEST(p == P);
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"?project_id=&backup_id=", "400 project_id"},  // present but empty: was {"purged":N}, everything
+        {"?project_id=" + P + "&backup_id=", "400 backup_id"},
+        {"?project_id&backup_id=" + B, "400 project_id"},
+        {"?", "400 project_id"},
+        {"?&", "400 project_id"},
+        {"?project_id=" + P, "400 backup_id"},
+        {"?backup_id=" + B, "400 project_id"},
+        {"?project_id=a&project_id=b&backup_id=c", "400 project_id"},  // was accepted, the last one won
+        {"?project_id=" + P + "&backup_id=" + B + "&backup_id=" + B, "400 backup_id"},
+        {"?project_id=" + P + "&backup_id=" + B + "&all=1", "400 all"},
+        {"?project_id=" + P + "&backup_id=" + B + "&%00=1", "400 query"},
+        {"?project_id=%zz&backup_id=" + B, "400 project_id"},
+        {"?project_id=" + P + "-x&backup_id=" + B, "400 project_id"},
+        {"?project_id=" + P + "&backup_id=" + std::string(300, 'b'), "400 backup_id"},
+    };
+    for (const auto& [q, want] : bad) BOOST_TEST(purge("/admin/cache" + q) == want, q);
+}
+
+BOOST_AUTO_TEST_CASE(host_ports) {
+    for (const std::string ok : {"gw", "gw:80", "gw:0080", "127.0.0.1:1", "gw:65535", "[::1]", "[::1]:443"})
+        BOOST_TEST(host_port_error(ok).empty(), ok);
+    for (const std::string bad :
+         {"gw:", "gw:99999", "1.2.3.4:65536", "gw:0", "gw:00000", "[::1]:", "[::1]:70000", "gw:8x"})
+        BOOST_TEST(!host_port_error(bad).empty(), bad);
+    BOOST_TEST(host_port_error("gw:99999").find("99999") == std::string::npos);  // no echo of the input
 }
 
 BOOST_AUTO_TEST_CASE(messages_do_not_echo_input) {
