@@ -308,6 +308,17 @@ class Writer {
         }
     }
 
+    // ',"key":value' for each member of `o` whose key `wanted` says to pass through, in their order.
+    template <class Pred>
+    void other_members(const json::object& o, Pred wanted) {
+        for (const auto& kv : o) {
+            if (!wanted(std::string_view(kv.key()))) continue;
+            out_.push_back(',');
+            key(kv.key());
+            value(kv.value());
+        }
+    }
+
   private:
     void unsigned_integer(std::uint64_t v) {
         char buf[24];
@@ -717,36 +728,16 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     const json::object* f = fv.if_object();
     if (f == nullptr) return fail(file_path(i), "not an object");
 
-    const json::value* name = nullptr;
-    const json::value* size = nullptr;
-    const json::value* link = nullptr;
-    const json::value* exp_time = nullptr;
-    const json::value* exp_link = nullptr;
-    const json::value* db = nullptr;
-    for (const auto& kv : *f) {
-        switch (classify(kv.key())) {
-            case FileField::name:
-                name = &kv.value();
-                break;
-            case FileField::size:
-                size = &kv.value();
-                break;
-            case FileField::download_link:
-                link = &kv.value();
-                break;
-            case FileField::link_expired_time:
-                exp_time = &kv.value();
-                break;
-            case FileField::link_expired_link:
-                exp_link = &kv.value();
-                break;
-            case FileField::database_name:
-                db = &kv.value();
-                break;
-            case FileField::other:
-                break;
-        }
-    }
+    const json::value* known[static_cast<int>(FileField::other)] = {};
+    for (const auto& kv : *f)
+        if (const FileField c = classify(kv.key()); c != FileField::other)
+            known[static_cast<int>(c)] = &kv.value();
+    const json::value* name = known[static_cast<int>(FileField::name)];
+    const json::value* size = known[static_cast<int>(FileField::size)];
+    const json::value* link = known[static_cast<int>(FileField::download_link)];
+    const json::value* exp_time = known[static_cast<int>(FileField::link_expired_time)];
+    const json::value* exp_link = known[static_cast<int>(FileField::link_expired_link)];
+    const json::value* db = known[static_cast<int>(FileField::database_name)];
 
     if (name == nullptr) return fail(file_field_path(i, "name"), "missing");
     if (const char* why = check_name(*name)) return fail(file_field_path(i, "name"), why);
@@ -787,14 +778,8 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     const std::string_view db_text = db != nullptr ? std::string_view(db->get_string()) : std::string_view();
     write_known_fields(w, name->get_string(), kb, link->get_string(), when,
                        db != nullptr ? &db_text : nullptr, opts);
-    if (!opts.drop_unknown_fields) {
-        for (const auto& kv : *f) {
-            if (classify(kv.key()) != FileField::other) continue;
-            w.ch(',');
-            w.key(kv.key());
-            w.value(kv.value());
-        }
-    }
+    if (!opts.drop_unknown_fields)
+        w.other_members(*f, [](std::string_view k) { return classify(k) == FileField::other; });
     w.ch('}');
     return std::nullopt;
 }
@@ -1082,14 +1067,8 @@ NormalizeResult detail::normalize_reference(std::string_view body, const Normali
         w.raw(",\"bucket\":");
         w.string(bucket->get_string());
     }
-    if (!opts.drop_unknown_fields) {
-        for (const auto& kv : *top) {
-            if (kv.key() == "files" || kv.key() == "bucket") continue;
-            w.ch(',');
-            w.key(kv.key());
-            w.value(kv.value());
-        }
-    }
+    if (!opts.drop_unknown_fields)
+        w.other_members(*top, [](std::string_view k) { return k != "files" && k != "bucket"; });
     w.ch('}');
 
     ans.file_count = files->size();
