@@ -202,7 +202,6 @@ NormalizeError fail(std::string path, const char* reason) {
 // duplicate key. Objects are compared in post-order, the order in which the parser closed them. When no key
 // is duplicated anywhere both sequences are equal; when one is, they differ at that object, or (only if the
 // dropped earlier value itself held objects) at an object inside the duplicated member. Linear time.
-
 //
 // The same walk visits the doubles in document order, the order in which the parser read them, and pairs
 // each with its text (when there is no duplicate key; with one, the answer is refused anyway).
@@ -528,11 +527,6 @@ bool numeric_label(std::string_view l) {
 
 }  // namespace
 
-// Which hosts a caller may be sent to. Boost.URL reads only the dotted-quad form as IPv4; every other form
-// a resolver takes for an address (inet_aton: 1 to 4 parts, each decimal, 0x-hex or 0-octal, as in 127.1,
-// 0x7f.1, 2130706433, 017700000001) ends in a numeric label, and that is refused whatever the labels before
-// it. localhost and *.localhost are loopback by RFC 6761; single labels are resolved through search domains
-// to internal hosts; a trailing dot escapes link_host_suffixes' matching and search-domain rules.
 // A port after "host:" (digits only, as both link parsers read it): 1-65535, written without a leading zero.
 // An empty port (RFC 3986 allows "host:/", meaning the default) and port 0 are refused: no real link has
 // them, and clients disagree on what they mean.
@@ -547,6 +541,11 @@ const char* detail::check_link_port(std::string_view p) {
     return v > 65535 ? "port out of range" : nullptr;
 }
 
+// Which hosts a caller may be sent to. Boost.URL reads only the dotted-quad form as IPv4; every other form
+// a resolver takes for an address (inet_aton: 1 to 4 parts, each decimal, 0x-hex or 0-octal, as in 127.1,
+// 0x7f.1, 2130706433, 017700000001) ends in a numeric label, and that is refused whatever the labels before
+// it. localhost and *.localhost are loopback by RFC 6761; single labels are resolved through search domains
+// to internal hosts; a trailing dot escapes link_host_suffixes' matching and search-domain rules.
 const char* detail::check_link_host(std::string_view h) {
     if (h.empty()) return "no host";
     if (!host_name_chars(h)) return "host is not a DNS name";
