@@ -92,8 +92,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_fast_path(in, plain_options());
     const rdsgw::NormalizeResult r = rdsgw::normalize_backup_files(in, now, options());
     if (const auto* a = std::get_if<rdsgw::NormalizedAnswer>(&r)) {
-        // Growth is bounded: re-spelled doubles ("1.5" -> "1.5E0"), sizes ("1e18" -> 19 digits), canonical
-        // and legacy expiry fields.
+        // Growth is bounded: canonical and legacy expiry fields (numbers of unknown fields keep their
+        // spelling; a size is an integer literal or a digit string, never longer when rewritten).
         check(a->body.size() <= 2 * in.size() + 128 * a->file_count + 64);
         if (a->body.size() <= options().max_body_bytes) {
             const rdsgw::NormalizeResult again = rdsgw::normalize_backup_files(a->body, now, options());

@@ -81,7 +81,9 @@ asio::awaitable<bool> TokenKeeper::renew(const std::shared_ptr<const void>& used
         std::lock_guard lk(mu_);
         if (cur_ && cur_ == used) {
             log_warn("upstream rejected the IAM token" + label_ + "; dropping it and refreshing");
-            cur_.reset();
+            // Dropped from use, not from the echo scan: it is the token "before the last rotation" now
+            // (landed() keeps prev_ when there is no current token to move there).
+            prev_ = std::move(cur_);
             fetching_ = true;
             refresher = wake_;
         }

@@ -22,6 +22,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace rdsgw {
@@ -93,12 +94,16 @@ struct CountingBuilder {
         st.push_uint64(u);
         return true;
     }
+    // The text of every double, in document order: a passed-through number is written as it was spelled,
+    // and a "size" written with a fraction or an exponent is told from an integer beyond 64 bits.
+    std::vector<std::string> double_texts;
     bool on_double(double d, json::string_view s, json::error_code& ec) {
         number_text.append(s.data(), s.size());
         double exact = 0;
         const char* end = number_text.data() + number_text.size();
         auto [ptr, err] = std::from_chars(number_text.data(), end, exact);
         if (err == std::errc() && ptr == end) d = exact;
+        double_texts.push_back(number_text);
         number_text.clear();
         // Boost.JSON reads 1e400 as infinity, which it would write back as "Infinity": not JSON.
         if (!std::isfinite(d)) {
@@ -123,9 +128,10 @@ struct CountingBuilder {
 
 // Strict RFC 8259 JSON (no comments, no trailing commas, valid UTF-8 only), nesting depth <= 32, every
 // number finite as a double. On failure returns nothing and sets `reason`. The value is built in `sp`'s
-// storage.
+// storage; `double_texts` receives the text of each double in document order.
 std::optional<json::value> parse_counting(std::string_view body, json::storage_ptr sp,
-                                          std::vector<std::size_t>& counts, const char*& reason) {
+                                          std::vector<std::size_t>& counts,
+                                          std::vector<std::string>& double_texts, const char*& reason) {
     unsigned char temp[2048];
     json::basic_parser<CountingBuilder> p(json::parse_options{}, &counts, temp, sizeof temp);
     p.handler().st.reset(std::move(sp));
@@ -135,6 +141,7 @@ std::optional<json::value> parse_counting(std::string_view body, json::storage_p
         reason = p.handler().number_overflow ? "number out of range" : "not valid JSON";
         return std::nullopt;
     }
+    double_texts = std::move(p.handler().double_texts);
     return p.handler().st.release();  // moved, so it keeps the arena's storage
 }
 
@@ -195,16 +202,28 @@ NormalizeError fail(std::string path, const char* reason) {
 // duplicate key. Objects are compared in post-order, the order in which the parser closed them. When no key
 // is duplicated anywhere both sequences are equal; when one is, they differ at that object, or (only if the
 // dropped earlier value itself held objects) at an object inside the duplicated member. Linear time.
+//
+// The same walk visits the doubles in document order, the order in which the parser read them, and pairs
+// each with its text (when there is no duplicate key; with one, the answer is refused anyway).
+
+// The text of each double in the DOM, as the body spelled it.
+using NumberTexts = std::unordered_map<const json::value*, std::string_view>;
 
 struct DuplicateCheck {
-    explicit DuplicateCheck(const std::vector<std::size_t>& c) : counts(c) {}
+    DuplicateCheck(const std::vector<std::size_t>& c, const std::vector<std::string>& t, NumberTexts& n)
+        : counts(c), texts(t), numbers(n) {}
 
     const std::vector<std::size_t>& counts;
-    std::size_t next = 0;
+    const std::vector<std::string>& texts;
+    NumberTexts& numbers;
+    std::size_t next = 0, next_text = 0;
     std::string bad_path;
 
     bool walk(const json::value& v, const Seg* seg) {
-        if (const json::object* o = v.if_object()) {
+        if (v.is_double()) {
+            if (next_text < texts.size()) numbers.emplace(&v, texts[next_text]);
+            ++next_text;
+        } else if (const json::object* o = v.if_object()) {
             for (const auto& kv : *o) {
                 const Seg child{seg, kv.key(), 0, false};
                 if (!walk(kv.value(), &child)) return false;
@@ -257,31 +276,81 @@ class Writer {
         out_.append(buf, r.ptr);
     }
 
-    // Any value, exactly as Boost.JSON serializes it (used for fields passed through unchanged).
+    // The body's own spelling of each double (see DuplicateCheck); without it doubles are re-spelled.
+    void set_numbers(const NumberTexts* n) { numbers_ = n; }
+    std::string_view number_text(const json::value& v) const {
+        if (numbers_ == nullptr) return {};
+        const auto it = numbers_->find(&v);
+        return it == numbers_->end() ? std::string_view() : it->second;
+    }
+
+    // Any value, for fields passed through unchanged: strings escaped as Boost.JSON's serializer does,
+    // numbers as the body spelled them (integers: their value, which is their spelling but for "-0").
     void value(const json::value& v) {
         switch (v.kind()) {
             case json::kind::string:
                 return string(v.get_string());
             case json::kind::int64:
                 return integer(v.get_int64());
+            case json::kind::uint64:
+                return unsigned_integer(v.get_uint64());
+            case json::kind::double_:
+                return real(v);
             case json::kind::bool_:
                 return raw(v.get_bool() ? "true" : "false");
             case json::kind::null:
                 return raw("null");
-            default:
-                break;
+            case json::kind::array:
+                return array(v.get_array());
+            case json::kind::object:
+                return object(v.get_object());
         }
-        sr_.reset(&v);
-        char buf[512];
-        while (!sr_.done()) {
-            const json::string_view part = sr_.read(buf, sizeof buf);
-            out_.append(part.data(), part.size());
+    }
+
+    // ',"key":value' for each member of `o` whose key `wanted` says to pass through, in their order.
+    template <class Pred>
+    void other_members(const json::object& o, Pred wanted) {
+        for (const auto& kv : o) {
+            if (!wanted(std::string_view(kv.key()))) continue;
+            out_.push_back(',');
+            key(kv.key());
+            value(kv.value());
         }
     }
 
   private:
+    void unsigned_integer(std::uint64_t v) {
+        char buf[24];
+        const auto r = std::to_chars(buf, buf + sizeof buf, v);
+        out_.append(buf, r.ptr);
+    }
+    void real(const json::value& v) {
+        const std::string_view text = number_text(v);
+        if (!text.empty()) return raw(text);
+        out_.append(json::serialize(v));  // not reached: every double has its text
+    }
+    void array(const json::array& a) {
+        out_.push_back('[');
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (i != 0) out_.push_back(',');
+            value(a[i]);
+        }
+        out_.push_back(']');
+    }
+    void object(const json::object& o) {
+        out_.push_back('{');
+        bool first = true;
+        for (const auto& kv : o) {
+            if (!first) out_.push_back(',');
+            first = false;
+            key(kv.key());
+            value(kv.value());
+        }
+        out_.push_back('}');
+    }
+
     std::string& out_;
-    json::serializer sr_;
+    const NumberTexts* numbers_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -317,9 +386,11 @@ FileField classify(std::string_view k) {
     return FileField::other;
 }
 
-// "size": a non-negative integer in the int64 range, as a JSON number (a double only when its value is
-// exactly integral) or a string of ASCII digits. Returns a reason on failure.
-const char* check_size(const json::value& v, std::int64_t& out) {
+// "size": a non-negative integer in the int64 range, as a JSON integer literal or a string of ASCII digits.
+// A number with a fraction or an exponent is refused whatever its value (2803.0, 0.99999999999999999 and
+// 9007199254740993.0 would be rounded by a double); `text` is the body's spelling of a double. Returns a
+// reason on failure.
+const char* check_size(const json::value& v, std::string_view text, std::int64_t& out) {
     constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
     switch (v.kind()) {
         case json::kind::int64:
@@ -330,15 +401,10 @@ const char* check_size(const json::value& v, std::int64_t& out) {
             if (v.get_uint64() > static_cast<std::uint64_t>(max)) return "out of range";
             out = static_cast<std::int64_t>(v.get_uint64());
             return nullptr;
-        case json::kind::double_: {
-            const double d = v.get_double();
-            if (!std::isfinite(d)) return "not an integer";  // cannot come from JSON; kept for safety
-            if (d < 0) return "negative";
-            if (std::trunc(d) != d) return "not an integer";
-            if (d >= 9223372036854775808.0) return "out of range";  // 2^63
-            out = static_cast<std::int64_t>(d);
-            return nullptr;
-        }
+        case json::kind::double_:
+            // An integer literal is a double only beyond the 64-bit ranges.
+            if (text.empty() || text.find_first_of(".eE") != std::string_view::npos) return "not an integer";
+            return text.front() == '-' ? "negative" : "out of range";
         case json::kind::string: {
             const json::string& s = v.get_string();
             if (s.empty()) return "not an integer";
@@ -461,6 +527,20 @@ bool numeric_label(std::string_view l) {
 
 }  // namespace
 
+// A port after "host:" (digits only, as both link parsers read it): 1-65535, written without a leading zero.
+// An empty port (RFC 3986 allows "host:/", meaning the default) and port 0 are refused: no real link has
+// them, and clients disagree on what they mean.
+const char* detail::check_link_port(std::string_view p) {
+    if (p.empty()) return "empty port";
+    if (p.size() > 5 || p.front() == '0') return "port out of range";
+    unsigned v = 0;
+    for (const char c : p) {
+        if (c < '0' || c > '9') return "port out of range";
+        v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+    return v > 65535 ? "port out of range" : nullptr;
+}
+
 // Which hosts a caller may be sent to. Boost.URL reads only the dotted-quad form as IPv4; every other form
 // a resolver takes for an address (inet_aton: 1 to 4 parts, each decimal, 0x-hex or 0-octal, as in 127.1,
 // 0x7f.1, 2130706433, 017700000001) ends in a numeric label, and that is refused whatever the labels before
@@ -507,8 +587,9 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     const std::string_view host = s.substr(host_begin, i - host_begin);
     if (check_link_host(host) != nullptr) return std::nullopt;  // the reference gives the reason
     if (i < s.size() && s[i] == ':') {
-        ++i;
+        const std::size_t port_begin = ++i;
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+        if (check_link_port(s.substr(port_begin, i - port_begin)) != nullptr) return std::nullopt;
     }
     if (i < s.size() && s[i] != '/' && s[i] != '?' && s[i] != '#') return std::nullopt;
     bool fragment = false;
@@ -528,6 +609,22 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     }
     return host;
 }
+
+namespace {
+const char* host_verdict(const urls::url_view& u) {
+    const std::string_view host = u.encoded_host();
+    if (host.empty()) return "no host";
+    switch (u.host_type()) {
+        case urls::host_type::name:
+            return check_link_host(host);
+        case urls::host_type::ipv4:
+        case urls::host_type::ipv6:
+            return "host is an IP address";
+        default:
+            return "host is not a DNS name or an IP address";
+    }
+}
+}  // namespace
 
 // The verdict on one download link from Boost.URL and check_link_host (the reference for plain_link_host).
 const char* check_link_reference(std::string_view s, bool allow_http) {
@@ -552,17 +649,8 @@ const char* check_link_reference(std::string_view s, bool allow_http) {
     if (const std::string_view path = u.encoded_path(); !path.empty() && path.front() != '/')
         return "not an absolute URL";
     if (u.has_userinfo()) return "userinfo not allowed";
-    const std::string_view host = u.encoded_host();
-    if (host.empty()) return "no host";
-    switch (u.host_type()) {
-        case urls::host_type::name:
-            return check_link_host(host);
-        case urls::host_type::ipv4:
-        case urls::host_type::ipv6:
-            return "host is an IP address";
-        default:
-            return "host is not a DNS name or an IP address";
-    }
+    if (const char* why = host_verdict(u)) return why;
+    return u.has_port() ? check_link_port(u.port()) : nullptr;
 }
 
 const char* check_link(std::string_view s, bool allow_http, std::string_view& host) {
@@ -639,43 +727,24 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     const json::object* f = fv.if_object();
     if (f == nullptr) return fail(file_path(i), "not an object");
 
-    const json::value* name = nullptr;
-    const json::value* size = nullptr;
-    const json::value* link = nullptr;
-    const json::value* exp_time = nullptr;
-    const json::value* exp_link = nullptr;
-    const json::value* db = nullptr;
-    for (const auto& kv : *f) {
-        switch (classify(kv.key())) {
-            case FileField::name:
-                name = &kv.value();
-                break;
-            case FileField::size:
-                size = &kv.value();
-                break;
-            case FileField::download_link:
-                link = &kv.value();
-                break;
-            case FileField::link_expired_time:
-                exp_time = &kv.value();
-                break;
-            case FileField::link_expired_link:
-                exp_link = &kv.value();
-                break;
-            case FileField::database_name:
-                db = &kv.value();
-                break;
-            case FileField::other:
-                break;
-        }
-    }
+    const json::value* known[static_cast<int>(FileField::other)] = {};
+    for (const auto& kv : *f)
+        if (const FileField c = classify(kv.key()); c != FileField::other)
+            known[static_cast<int>(c)] = &kv.value();
+    const json::value* name = known[static_cast<int>(FileField::name)];
+    const json::value* size = known[static_cast<int>(FileField::size)];
+    const json::value* link = known[static_cast<int>(FileField::download_link)];
+    const json::value* exp_time = known[static_cast<int>(FileField::link_expired_time)];
+    const json::value* exp_link = known[static_cast<int>(FileField::link_expired_link)];
+    const json::value* db = known[static_cast<int>(FileField::database_name)];
 
     if (name == nullptr) return fail(file_field_path(i, "name"), "missing");
     if (const char* why = check_name(*name)) return fail(file_field_path(i, "name"), why);
 
     std::int64_t kb = 0;
     if (size == nullptr) return fail(file_field_path(i, "size"), "missing");
-    if (const char* why = check_size(*size, kb)) return fail(file_field_path(i, "size"), why);
+    if (const char* why = check_size(*size, w.number_text(*size), kb))
+        return fail(file_field_path(i, "size"), why);
 
     if (link == nullptr) return fail(file_field_path(i, "download_link"), "missing");
     if (const char* why = check_link(*link, opts)) return fail(file_field_path(i, "download_link"), why);
@@ -708,14 +777,8 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
     const std::string_view db_text = db != nullptr ? std::string_view(db->get_string()) : std::string_view();
     write_known_fields(w, name->get_string(), kb, link->get_string(), when,
                        db != nullptr ? &db_text : nullptr, opts);
-    if (!opts.drop_unknown_fields) {
-        for (const auto& kv : *f) {
-            if (classify(kv.key()) != FileField::other) continue;
-            w.ch(',');
-            w.key(kv.key());
-            w.value(kv.value());
-        }
-    }
+    if (!opts.drop_unknown_fields)
+        w.other_members(*f, [](std::string_view k) { return classify(k) == FileField::other; });
     w.ch('}');
     return std::nullopt;
 }
@@ -960,14 +1023,16 @@ NormalizeResult detail::normalize_reference(std::string_view body, const Normali
     json::monotonic_resource arena(body.size() * 2 + 1024);
     std::vector<std::size_t> counts;
     counts.reserve(16);
+    std::vector<std::string> double_texts;
     const char* bad_json = "";
-    const std::optional<json::value> parsed = parse_counting(body, &arena, counts, bad_json);
+    const std::optional<json::value> parsed = parse_counting(body, &arena, counts, double_texts, bad_json);
     if (!parsed) return fail("", bad_json);
     const json::value& doc = *parsed;
     const json::object* top = doc.if_object();
     if (top == nullptr) return fail("", "not a JSON object");
 
-    DuplicateCheck dup(counts);
+    NumberTexts numbers;
+    DuplicateCheck dup(counts, double_texts, numbers);
     if (!dup.walk(doc, nullptr) || dup.next != counts.size())
         return fail(std::move(dup.bad_path), "duplicate key");
 
@@ -987,6 +1052,7 @@ NormalizeResult detail::normalize_reference(std::string_view body, const Normali
     NormalizedAnswer ans;
     ans.body.reserve(body.size() + 64 + (opts.emit_legacy_expiry_field ? 48 * files->size() : 0));
     Writer w(ans.body);
+    w.set_numbers(&numbers);
     chr::sys_seconds earliest = chr::sys_seconds::max();
     w.raw("{\"files\":[");
     for (std::size_t i = 0; i < files->size(); ++i) {
@@ -1000,14 +1066,8 @@ NormalizeResult detail::normalize_reference(std::string_view body, const Normali
         w.raw(",\"bucket\":");
         w.string(bucket->get_string());
     }
-    if (!opts.drop_unknown_fields) {
-        for (const auto& kv : *top) {
-            if (kv.key() == "files" || kv.key() == "bucket") continue;
-            w.ch(',');
-            w.key(kv.key());
-            w.value(kv.value());
-        }
-    }
+    if (!opts.drop_unknown_fields)
+        w.other_members(*top, [](std::string_view k) { return k != "files" && k != "bucket"; });
     w.ch('}');
 
     ans.file_count = files->size();

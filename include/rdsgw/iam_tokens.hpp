@@ -44,7 +44,8 @@ class TokenKeeper : public std::enable_shared_from_this<TokenKeeper> {
     boost::asio::awaitable<bool> renew(const std::shared_ptr<const void>& used,
                                        std::chrono::steady_clock::time_point deadline);
     CredentialSource::Status status(std::chrono::system_clock::time_point now) const;
-    // The token sent now and the one before (for the check that no upstream answer echoes them).
+    // The token sent now and the one before (for the check that no upstream answer echoes them). A token
+    // dropped after a rejection is "the one before" until the next new token replaces it there.
     CredentialSource::EchoSecrets secrets() const;
 
     const IamScope& scope() const { return scope_; }

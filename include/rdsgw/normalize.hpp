@@ -49,24 +49,27 @@ using NormalizeResult = std::variant<NormalizedAnswer, NormalizeError>;
 //     (C0, DEL, C1, U+2028/U+2029), Unicode Bidi_Control characters (U+061C, U+200E, U+200F,
 //     U+202A-U+202E, U+2066-U+2069) or look-alikes of '/' and '\' (U+2044, U+2215, U+29F8, U+FF0F,
 //     U+2216, U+29F5, U+29F9, U+FE68, U+FF3C); valid UTF-8.
-//   - "size": KB, 0..INT64_MAX: an integral JSON number (a double only when exactly integral) or a string
-//     of ASCII digits only; written as a JSON integer.
+//   - "size": KB, 0..INT64_MAX: a JSON integer literal (a number with a fraction or an exponent is refused,
+//     "not an integer", even 2803.0: a double would round it) or a string of ASCII digits only; written as
+//     a JSON integer.
 //   - "download_link": an RFC 3986 URI (Boost.URL) with scheme https (or http when allow_http_links), no
-//     userinfo, after the authority a path that is empty or starts with "/" (so "https://10.0.0.1.evil.net/"
-//     is refused, where Boost.URL 1.81 alone would find host 10.0.0.1), and a host that passes
-//     detail::check_link_host: a DNS name [A-Za-z0-9._-] of at least two non-empty labels, no trailing dot,
-//     not localhost or *.localhost, and not an IP address in any form (IPv4/IPv6 literals, and any name
-//     whose last label is numeric: 127.1, 0x7f000001, 2130706433, 017700000001). These refusals always
-//     apply; when link_host_suffixes is set the host must also equal a suffix or end in "." + suffix (ASCII
-//     case-insensitive; a leading "." on a suffix is ignored; an empty suffix matches nothing). Written
-//     unchanged.
+//     userinfo, a port (when there is one) 1-65535 written without a leading zero (an empty port and port 0
+//     are refused too), after the authority a path that is empty or starts with "/" (so
+//     "https://10.0.0.1.evil.net/" is refused, where Boost.URL 1.81 alone would find host 10.0.0.1), and a
+//     host that passes detail::check_link_host: a DNS name [A-Za-z0-9._-] of at least two non-empty labels,
+//     no trailing dot, not localhost or *.localhost, and not an IP address in any form (IPv4/IPv6 literals,
+//     and any name whose last label is numeric: 127.1, 0x7f000001, 2130706433, 017700000001). These refusals
+//     always apply; when link_host_suffixes is set the host must also equal a suffix or end in "." + suffix
+//     (ASCII case-insensitive; a leading "." on a suffix is ignored; an empty suffix matches nothing).
+//     Written unchanged.
 //   - "link_expired_time", or the documentation's misnamed "link_expired_link" (renamed): parse_rds_time;
 //     when both are present they must be the same instant (the canonical name's offset is kept); written
 //     in format_rds_time's form.
 //   - "database_name": optional string, kept.
 // - "bucket": optional string, kept.
 // - Other members pass through unchanged (or are dropped with drop_unknown_fields). Their values are
-//   re-serialized by Boost.JSON: same value, possibly another spelling (1.0 -> 1E0, "\/" -> "/").
+//   re-serialized compactly: numbers exactly as the body spelled them (1.0 stays 1.0; only the integer -0
+//   becomes 0), strings re-escaped as Boost.JSON does ("\/" -> "/", "\u00e9" -> UTF-8).
 // Output: compact JSON; top level: files, bucket, other members in their order; per file: name, size,
 // download_link, link_expired_time, [link_expired_link], [database_name], other members in their order.
 NormalizeResult normalize_backup_files(std::string_view body, std::chrono::system_clock::time_point now,
@@ -85,6 +88,9 @@ namespace detail {
 // plain_link_host answers, the three agree. check_link_host: why a host (a reg-name as Boost.URL gives it)
 // may not be linked to, or nullptr. check_file_name: why a file name is refused, or nullptr.
 const char* check_link_host(std::string_view host);
+// Why the digits after "host:" are not a port a link may name (1-65535, no leading zero, not empty), or
+// nullptr.
+const char* check_link_port(std::string_view digits);
 const char* check_file_name(std::string_view name);
 std::optional<std::string_view> plain_link_host(std::string_view link, bool allow_http);
 const char* check_link_reference(std::string_view link, bool allow_http);

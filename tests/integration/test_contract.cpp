@@ -147,14 +147,14 @@ BOOST_FIXTURE_TEST_CASE(every_expiry_field_spelling_reaches_callers_in_canonical
 
 BOOST_FIXTURE_TEST_CASE(custom_answer_is_rewritten_exactly_to_the_canonical_form, Fixture) {
     GatewayProc gw(config(), env());
-    // Shuffled members, white space, a string size, an integral double size, the misnamed field with a
+    // Shuffled members, white space, a string size, an integer size, the misnamed field with a
     // padded "+08:00" time, a "Z" time, escaped slashes: one canonical, compact answer.
     serve_custom(R"( {"bucket" : "b",
         "files": [
           {"database_name": "db1", "link_expired_link": " 2030-11-28T10:15:14+08:00 ",
            "download_link": "https:\/\/obs.cn-north-4.myhuaweicloud.com/b/a.qp?AccessKeyId=AK&Signature=SECRETSIG",
            "size": "2803", "name": "a.qp"},
-          {"name": "b.qp", "size": 2.0e3, "link_expired_time": "2030-11-28T02:15:14Z",
+          {"name": "b.qp", "size": 2000, "link_expired_time": "2030-11-28T02:15:14Z",
            "download_link": "https://obs.cn-north-4.myhuaweicloud.com/b/b.qp"}
         ]} )");
     const auto r = fetch(gw);
@@ -210,6 +210,20 @@ BOOST_FIXTURE_TEST_CASE(invalid_answers_become_502_naming_the_json_path, Fixture
          "invalid upstream answer at files[1].size: not an integer",
          true,
          {"12kb"}},
+        // A size with a fraction or an exponent is refused, not rounded (0.99999999999999999 would be 1).
+        {custom(R"({"files":[)" +
+                file("\"a.qp\"", "0.99999999999999999", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") +
+                "]}"),
+         "invalid upstream answer at files[0].size: not an integer",
+         true,
+         {"0.9999"}},
+        {custom(R"({"files":[)" +
+                file("\"a.qp\"", "1", "\"https://obs.myhuaweicloud.com:99999/b/f?Signature=SECRETSIG\"",
+                     "\"2030-01-01T00:00:00+0800\"") +
+                "]}"),
+         "invalid upstream answer at files[0].download_link: port out of range",
+         true,
+         {"99999", "SECRETSIG"}},
         {custom(R"({"files":[)" +
                 file("\"../etc/passwd\"", "1", "\"" + link + "\"", "\"2030-01-01T00:00:00+0800\"") + "]}"),
          "invalid upstream answer at files[0].name: contains a path separator",

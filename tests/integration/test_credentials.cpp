@@ -183,3 +183,30 @@ BOOST_AUTO_TEST_CASE(token_file_rotated_on_sighup) {
     BOOST_TEST(out.find("token-one-AAAA") == std::string::npos);
     BOOST_TEST(out.find("token-two-BBBB") == std::string::npos);
 }
+
+// The token dropped after a 401 stays on the list of credentials an answer may not echo: IAM issues A, a
+// request succeeds with A; RDS then rejects A (401 APIGW.0301), the gateway renews (B) and retries, and the
+// retry's answer echoes A. The caller must get the gateway's 502, never A.
+BOOST_AUTO_TEST_CASE(a_token_dropped_after_a_401_is_still_never_echoed) {
+    Pki pki = make_pki();
+    MockServer mock(&pki, R"({"auth":"iam","token_lifetime_s":3600})");
+    auto gw = iam_config(mock, pki, 60, 5).start();
+    BOOST_REQUIRE(eventually([&] { return gw.get("/readyz").status == 200; }, 5s));
+    BOOST_TEST_REQUIRE(gw.get(backup_path(), with_key()).status == 200u);
+    const std::string token_a(mock.stats().at("last_rds_headers").as_object().at("x-auth-token").as_string());
+    BOOST_TEST_REQUIRE(token_a.size() >= 8u);
+    const auto iam_before = mock.stat("iam_requests");
+
+    json::object reject{{"status", 401}, {"error_code", "APIGW.0301"}, {"error_msg", "token rejected"}};
+    json::object echo{{"status", 400}, {"error_code", "X"}, {"error_msg", token_a}};
+    mock.configure(json::object{{"script", json::array{reject, echo}}});
+    const auto r = gw.get(backup_path(), with_key());
+
+    BOOST_TEST(mock.stat("iam_requests") - iam_before == 1);  // renewed once: B
+    const std::string token_b(mock.stats().at("last_rds_headers").as_object().at("x-auth-token").as_string());
+    BOOST_TEST((token_b != token_a));  // the retry went with B
+    BOOST_TEST(r.status == 502u, r.status);
+    BOOST_TEST(r.body.find(token_a) == std::string::npos);
+    BOOST_TEST(r.body.find("upstream answer contained a gateway credential") != std::string::npos);
+    BOOST_TEST(gw.child.output().find(token_a) == std::string::npos);
+}

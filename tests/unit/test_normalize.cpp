@@ -307,14 +307,27 @@ std::vector<ErrorCase> error_cases() {
         file_err("size missing", without("size"), "size", "missing"),
         size_err("-1", "negative"),
         size_err("-9223372036854775809", "negative"),
-        size_err("-0.5", "negative"),
+        size_err("-0.5", "not an integer"),
         size_err("1.5", "not an integer"),
         size_err("2803.000001", "not an integer"),
         size_err("9223372036854775808", "out of range"),
         size_err("18446744073709551615", "out of range"),
         size_err("18446744073709551616", "out of range"),
-        size_err("1e30", "out of range"),
-        size_err("9.3e18", "out of range"),
+        size_err("1e30", "not an integer"),
+        size_err("9.3e18", "not an integer"),
+        // A number with a fraction or an exponent is refused whatever its value: a double rounds it.
+        size_err("0.99999999999999999", "not an integer"),
+        size_err("12345678901234567890e-2", "not an integer"),
+        size_err("9007199254740993.0", "not an integer"),
+        size_err("2803.0", "not an integer"),
+        size_err("2.803e3", "not an integer"),
+        size_err("2803e0", "not an integer"),
+        size_err("2803E+0", "not an integer"),
+        size_err("9.2e18", "not an integer"),
+        size_err("0.0", "not an integer"),
+        size_err("-0.0", "not an integer"),
+        size_err("123456789012345678901234567890", "out of range"),
+        size_err("-123456789012345678901234567890", "negative"),
         size_err("true", "not an integer"),
         size_err("false", "not an integer"),
         size_err("null", "not an integer"),
@@ -373,7 +386,17 @@ std::vector<ErrorCase> error_cases() {
         link_err("https://10.0.0.1.evil.net/x" + q, "not an absolute URL", suffixes({"10.0.0.1"})),
         link_err("https://10.0.0.1evil/x" + q, "not an absolute URL"),
         link_err("https://obs.com:443evil.net/x" + q, "not an absolute URL"),
-        link_err("https://obs.com:/x" + q, "host not allowed", suffixes({"evil.net"})),
+        link_err("https://obs.com:443/x" + q, "host not allowed", suffixes({"evil.net"})),
+        // Ports: 1-65535 without a leading zero; an empty port and port 0 are refused too.
+        link_err("https://obs.myhuaweicloud.com:99999/b/f" + q, "port out of range"),
+        link_err("https://obs.myhuaweicloud.com:65536/b/f" + q, "port out of range"),
+        link_err("https://obs.myhuaweicloud.com:4294967739/b/f" + q, "port out of range"),  // 2^32 + 443
+        link_err("https://obs.myhuaweicloud.com:0/b/f" + q, "port out of range"),
+        link_err("https://obs.myhuaweicloud.com:0443/b/f" + q, "port out of range"),
+        link_err("https://obs.myhuaweicloud.com:/b/f" + q, "empty port"),
+        link_err("https://obs.myhuaweicloud.com:" + q, "empty port"),
+        link_err("HTTPS://obs.myhuaweicloud.com:99999/b/f" + q, "port out of range"),  // Boost.URL's path
+        link_err("https://[::1]:99999/x" + q, "host is an IP address"),
         link_err("https://obs.myhwclouds.com/x" + q, "host not allowed", suffixes({""})),
         // Issue 15: hosts that point callers at internal addresses, refused by default. Every form of IP
         // address a resolver accepts (inet_aton: 1-4 parts, decimal, 0x-hex, 0-octal; IPv6 incl. mapped).
@@ -514,8 +537,13 @@ std::vector<OkCase> ok_cases() {
         file_ok("unknown values are passed through, re-escaped",
                 with("note", "\"a\\\"b\\\\c\\/d\\u0001\\u00e9\\n\""),
                 head + t + ",\"note\":\"a\\\"b\\\\c/d\\u0001\xc3\xa9\\n\"}"),
-        file_ok("unknown numbers are passed through", with("n", "[-1,18446744073709551615,0.5]"),
-                head + t + ",\"n\":[-1,18446744073709551615,5E-1]}"),
+        file_ok(
+            "unknown numbers are passed through as spelled",
+            with("n", "[-1,18446744073709551615,0.5,1.0,-0.0,1e2,123456789012345678901234567890]"),
+            head + t + ",\"n\":[-1,18446744073709551615,0.5,1.0,-0.0,1e2,123456789012345678901234567890]}"),
+        file_ok("unknown nested numbers keep their spelling",
+                with("m", "{\"a\":[{\"b\":2.50}],\"c\":-0,\"d\":1E-7}"),
+                head + t + ",\"m\":{\"a\":[{\"b\":2.50}],\"c\":0,\"d\":1E-7}}"),
         // expiry names
         file_ok("legacy expiry name only is renamed",
                 with("link_expired_link", "\" 2018-08-016T10:15:14+0800\"", without("link_expired_time")),
@@ -544,15 +572,15 @@ std::vector<OkCase> ok_cases() {
         size_ok("-0", "0"),
         size_ok("\"2803\"", "2803"),
         size_ok("\"0002803\"", "2803"),
-        size_ok("2803.0", "2803"),
-        size_ok("2.803e3", "2803"),
         size_ok("9223372036854775807", "9223372036854775807"),
         size_ok("\"9223372036854775807\"", "9223372036854775807"),
-        size_ok("9.2e18", "9200000000000000000"),
         // links
         link_ok("https://obs.myhwclouds.com/b/o?AccessKeyId=AK&Signature=s%2B"),
         link_ok("HTTPS://OBS.MYHWCLOUDS.COM/b/o"),
         link_ok("https://obs.myhwclouds.com:8443/b/o"),
+        link_ok("https://obs.myhwclouds.com:1/b/o"),
+        link_ok("https://obs.myhwclouds.com:65535/b/o"),
+        link_ok("https://obs.myhwclouds.com:443"),
         link_ok("https://obs.myhwclouds.com"),
         link_ok("https://1.example/b/o"),  // a numeric label that is not the last one
         link_ok("https://obs.example.b0x1/b/o"),
@@ -560,7 +588,6 @@ std::vector<OkCase> ok_cases() {
         link_ok("https://localhost.example/b/o"),
         link_ok("https://xn--fiqs8s.xn--fiqs8s/b/o"),
         link_ok("https://obs.myhwclouds.com/b/o?x=1#frag"),
-        link_ok("https://obs.myhwclouds.com:/b/o"),
         link_ok("https://obs.myhwclouds.com?x=/?y"),
         link_ok("https://obs.myhwclouds.com#f?/"),
         link_ok("https://o_b-s.1.example/a:b@c!$&'()*+,;=~/%41%4a?q=%2F/?#f/?:@"),
@@ -759,12 +786,28 @@ BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
         }
     }
     // Not the plain shape: the fast path declines and check_link gives Boost.URL's verdict.
-    for (const std::string link :
-         {"HTTPS://obs.com/x", "https://10.0.0.1/x", "https://[::1]/x", "https://u@obs.com/x",
-          "https://10.0.0.1.evil.net/x", "https://obs.com/%zz", "https://obs.com/a b", "http://obs.com/x",
-          "https://obs.com/x#a#b", "https://obs.com%2e/x", "https://localhost/x", "https://intranet/x",
-          "https://obs.com./x", "https://obs.com.0x1f/x", "https://a.b.localhost:8443/x",
-          "https://obs..com/x"}) {
+    for (const std::string link : {"HTTPS://obs.com/x",
+                                   "https://10.0.0.1/x",
+                                   "https://[::1]/x",
+                                   "https://u@obs.com/x",
+                                   "https://10.0.0.1.evil.net/x",
+                                   "https://obs.com/%zz",
+                                   "https://obs.com/a b",
+                                   "http://obs.com/x",
+                                   "https://obs.com/x#a#b",
+                                   "https://obs.com%2e/x",
+                                   "https://localhost/x",
+                                   "https://intranet/x",
+                                   "https://obs.com./x",
+                                   "https://obs.com.0x1f/x",
+                                   "https://a.b.localhost:8443/x",
+                                   "https://obs..com/x",
+                                   "https://obs.com:99999/x",
+                                   "https://obs.com:65536/x",
+                                   "https://obs.com:0/x",
+                                   "https://obs.com:0443/x",
+                                   "https://obs.com:/x",
+                                   "https://obs.com:"}) {
         BOOST_TEST_CONTEXT("link " << link) {
             BOOST_TEST(!rdsgw::detail::plain_link_host(link, false).has_value());
             std::string_view host;
