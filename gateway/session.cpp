@@ -4,7 +4,8 @@
 #include <openssl/x509.h>
 
 #include <boost/asio.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -375,12 +376,16 @@ class Session {
             co_await ctx_.gw.continue_async(w_, x);
             co_return;
         }
-        using namespace asio::experimental::awaitable_operators;
-        // Named objects, not temporaries, in the co_await (GCC 12, see gateway.cpp's fetch_phase).
-        asio::awaitable<void> pipeline = ctx_.gw.continue_async(w_, x);
-        asio::awaitable<void> watch = watch_hangup(x);
-        auto either = std::move(pipeline) || std::move(watch);
-        co_await std::move(either);
+        // Whichever ends first cancels the other (per-operation cancellation: the pipeline's wait in
+        // single-flight, the watcher's read); then both are done. Unlike awaitable_operators' ||, which waits
+        // for a success, a pipeline that fails ends the wait too, and its error goes on as before.
+        const auto ex = co_await asio::this_coro::executor;
+        auto group = asio::experimental::make_parallel_group(
+            asio::co_spawn(ex, ctx_.gw.continue_async(w_, x), asio::deferred),
+            asio::co_spawn(ex, watch_hangup(x), asio::deferred));
+        auto both = std::move(group).async_wait(asio::experimental::wait_for_one(), use_awaitable);
+        [[maybe_unused]] auto [order, pipeline_error, watch_error] = co_await std::move(both);
+        if (pipeline_error && !x.client_gone) std::rethrow_exception(pipeline_error);
     }
 
     // Completes when the client hangs up (end of stream, a reset, a TLS close) while its request waits, and
