@@ -526,6 +526,7 @@ struct HeldUpstream {
           mock(&pki, R"({"hold": true})", 2),
           gw(GatewayConfig(mock, pki)
                  .patch(R"({"limits": {"max_inflight": 2},
+                            "cache": {"wait_timeout_ms": 60000},
                             "upstream": {"request_timeout_ms": 60000},
                             "retry": {"max_attempts": 1, "deadline_ms": 60000}})")
                  .start()) {}
