@@ -336,13 +336,18 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
     one(request("h", "X-Big: " + std::string(9000, 'x') + "\r\n"), 431);           // headers
     one("GET /healthz HTTP/1.1\r\nHost: gw\r\n", 408);                             // partial, then silence
     {
-        // The connection limit: three idle connections held, the fourth is refused at once.
+        // The connection limit: three idle connections held, the fourth is refused at once. The gauge counts
+        // both listeners, so first wait until only the scrape's own connection is left (the connections
+        // above linger for a moment), then until it has the three held ones as well.
+        const auto open = [&] {
+            return metric_value(gw.admin_get("/metrics").body, "rdsgw_open_connections");
+        };
+        BOOST_TEST_REQUIRE(eventually([&] { return open() == 1; }, 20s));
         Raw a(gw.port), b(gw.port), c(gw.port);
         a.send("G");
         b.send("G");
         c.send("G");
-        BOOST_TEST(eventually(
-            [&] { return metric_value(gw.admin_get("/metrics").body, "rdsgw_open_connections") >= 3; }));
+        BOOST_TEST(eventually([&] { return open() == 4; }, 20s));
         one("", 503);
     }
     for (const auto& [id, status] : seen) {
