@@ -40,7 +40,7 @@ void Response::reset() {
 }
 
 // Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
-static_assert(sizeof(Exchange) == 856, "Exchange changed: update Exchange::reset()");
+static_assert(sizeof(Exchange) == 864, "Exchange changed: update Exchange::reset()");
 
 void Exchange::reset() {
     method = boost::beast::http::verb::unknown;
@@ -82,6 +82,7 @@ void Exchange::reset() {
     error.reset();
     response.reset();
     bytes_sent = 0;
+    client_gone = false;
 }
 
 std::string make_error_body(unsigned status, std::string_view message, std::string_view request_id) {
@@ -158,7 +159,7 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
     s += ",\"backup_id\":"sv;
     json_escape_append(s, x.backup_id);
     s += ",\"status\":"sv;
-    append_uint(s, x.response.status);
+    append_uint(s, x.logged_status());
     s += ",\"cache\":"sv;
     json_escape_append(s, x.cache == CacheState::none ? std::string_view() : cache_state_name(x.cache));
     if (!x.region.empty()) {  // multi-region misses

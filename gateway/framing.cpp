@@ -47,6 +47,15 @@ Framing refuse(unsigned status, std::string msg) {
 
 }  // namespace
 
+bool has_bare_line_ending(std::string_view data, std::size_t from) {
+    for (std::size_t i = data.find_first_of("\r\n", from); i != std::string_view::npos;
+         i = data.find_first_of("\r\n", i + 1)) {
+        if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) return true;
+        if (data[i] == '\r' && i + 1 < data.size() && data[i + 1] != '\n') return true;
+    }
+    return false;
+}
+
 bool valid_host_header(std::string_view v) {
     if (v.empty()) return false;
     std::string_view host = v, port;

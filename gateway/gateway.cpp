@@ -728,11 +728,11 @@ void Gateway::finish(const Exchange& x) {
     std::string_view m = x.method == http::verb::get    ? "GET"
                          : x.method == http::verb::head ? "HEAD"
                                                         : "other";
-    metrics_.request_done(route_name(x.route), m, x.response.status, cache_state_name(x.cache),
+    metrics_.request_done(route_name(x.route), m, x.logged_status(), cache_state_name(x.cache),
                           total_ms / 1000.0);
     if (x.route == Route::backup_files) {
         const bool throttled = x.error && x.error->reject_reason == "rate";
-        status_->request(x.response.status, x.cache, x.caller_name(), throttled, now);
+        status_->request(x.logged_status(), x.cache, x.caller_name(), throttled, now);
         if (x.caller) metrics_.caller_request(x.caller_name(), throttled);
     }
     if (access_log_.enabled()) {

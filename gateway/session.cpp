@@ -4,6 +4,8 @@
 #include <openssl/x509.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -101,7 +103,7 @@ void response_head(std::string& h, const Response& r, std::size_t body_size, std
     h += "\r\n\r\n"sv;
 }
 
-enum class HeaderRead { complete, too_large, timed_out, closed };
+enum class HeaderRead { complete, too_large, timed_out, closed, bare_line_ending };
 
 template <class Stream>
 class Session {
@@ -146,7 +148,9 @@ class Session {
         co_await linger_close();
     }
 
-    // The TLS handshake, within the first request's header deadline.
+    // The TLS handshake, within the first request's header deadline. A failed handshake is counted as
+    // rejected_requests{reason="auth"}, unless the client sent not one byte (a port check that connects and
+    // closes, or a silent connection at the deadline): that is no attempt at all, and is not counted.
     asio::awaitable<bool> handshake() {
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             co_return true;
@@ -156,7 +160,11 @@ class Session {
             co_await stream_.async_handshake(ssl::stream_base::server,
                                              asio::redirect_error(use_awaitable, ec));
             disarm();
-            if (ec) co_return false;
+            if (ec) {
+                if (BIO_number_read(SSL_get_rbio(stream_.native_handle())) > 0)
+                    ctx_.gw.metrics().rejected("auth");
+                co_return false;
+            }
             tls_subject_ = peer_subject(stream_.native_handle());
             tls_version_ = SSL_get_version(stream_.native_handle());
             co_return true;
@@ -211,8 +219,14 @@ class Session {
             if (auto pos = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
                 pos != std::string_view::npos) {
                 len = pos + 4;
-                co_return len <= limit ? HeaderRead::complete : HeaderRead::too_large;
+                if (len > limit) co_return HeaderRead::too_large;
+                co_return has_bare_line_ending(data.substr(0, len), scanned > 0 ? scanned - 1 : 0)
+                    ? HeaderRead::bare_line_ending
+                    : HeaderRead::complete;
             }
+            if (has_bare_line_ending(data.substr(0, std::min(data.size(), limit)),
+                                     scanned > 0 ? scanned - 1 : 0))
+                co_return HeaderRead::bare_line_ending;
             if (data.size() >= limit) co_return HeaderRead::too_large;
             scanned = data.size();
             arm(header_deadline_);
@@ -277,13 +291,8 @@ class Session {
         Exchange& x = new_exchange();
         if (hr != HeaderRead::complete) {
             make_request_id(x.request_id);
-            if (hr == HeaderRead::too_large)
-                co_await refuse(x, LocalError(431, "request header too large", ErrorSource::caller, "limit"));
-            else if (hr == HeaderRead::timed_out)
-                co_await refuse(
-                    x, LocalError(408, "request header not received in time", ErrorSource::caller, "limit"));
-            else
-                co_return false;  // the client went away: nothing to answer, nobody to answer
+            // A client that went away mid-header: nothing to answer, nobody to answer.
+            if (hr != HeaderRead::closed) co_await refuse(x, header_refusal(hr));
             co_return false;
         }
         // The previous request's parser (and its fields in the arena) goes before the arena is reused.
@@ -292,6 +301,9 @@ class Session {
         auto& parser = parser_.emplace(std::piecewise_construct, std::make_tuple(),
                                        std::make_tuple(ArenaAllocator<char>(&arena_)));
         parser.header_limit(static_cast<std::uint32_t>(len));
+        // No body limit here: a Content-Length above 0 is refused by check_framing (413, this API has no
+        // request bodies) and the body is never read; Beast's default (1 MiB) would answer a bigger one 400.
+        parser.body_limit(boost::none);
         boost::system::error_code ec;
         parser.put(asio::buffer(buf_.data().data(), len), ec);
         buf_.consume(len);
@@ -316,16 +328,32 @@ class Session {
         co_await run_pipeline(x);
         // From SIGTERM on, every answer says Connection: close, so clients move on before the listener
         // closes.
-        const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining();
-        x.bytes_sent = co_await write(x, keep);
+        const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining() && !x.client_gone;
+        if (!x.client_gone) x.bytes_sent = co_await write(x, keep);
         ctx_.gw.finish(x);
-        const bool more = keep && x.bytes_sent > 0;
+        const bool more = keep && !x.client_gone;
         x.reset();  // releases the answer and the callers' snapshot now, not at the next request
         co_return more;
     }
 
+    static LocalError header_refusal(HeaderRead hr) {
+        switch (hr) {
+            case HeaderRead::too_large:
+                return LocalError(431, "request header too large", ErrorSource::caller, "limit");
+            case HeaderRead::timed_out:
+                return LocalError(408, "request header not received in time", ErrorSource::caller, "limit");
+            default:
+                return LocalError(400, "malformed HTTP request: header lines must end with CRLF",
+                                  ErrorSource::caller, "validation");
+        }
+    }
+
+    // The main port's in-flight limit (limits.max_inflight) counts its requests but /healthz: the admin
+    // listener's requests and /healthz are never refused by it, so a flood on the main port never locks
+    // operators out.
     asio::awaitable<void> run_pipeline(Exchange& x) {
-        if (ctx_.inflight.fetch_add(1) >= lim_.max_inflight) {
+        const bool counted = !admin_ && x.route != Route::healthz;
+        if (counted && ctx_.inflight.fetch_add(1) >= lim_.max_inflight) {
             ctx_.inflight.fetch_sub(1);
             x.error = LocalError(503, "too many requests in flight", ErrorSource::internal, "limit")
                           .with("Retry-After", "1");
@@ -334,9 +362,50 @@ class Session {
         }
         ctx_.gw.metrics().inflight_add(1);
         // Cache hits and every refusal are answered inline; only a miss suspends.
-        if (ctx_.gw.begin(x)) co_await ctx_.gw.continue_async(w_, x);
-        ctx_.inflight.fetch_sub(1);
+        if (ctx_.gw.begin(x)) co_await continue_watched(x);
+        if (counted) ctx_.inflight.fetch_sub(1);
         ctx_.gw.metrics().inflight_add(-1);
+    }
+
+    // The pipeline's asynchronous part (a miss), while watching the connection: when the client hangs up
+    // meanwhile, its wait ends at once (the fetch goes on for the other callers and the cache) and its
+    // in-flight slot is free again, instead of being held until the upstream answers. A purge is never cut
+    // short.
+    asio::awaitable<void> continue_watched(Exchange& x) {
+        if (x.pending == PendingStep::purge) {
+            co_await ctx_.gw.continue_async(w_, x);
+            co_return;
+        }
+        // Whichever ends first cancels the other (per-operation cancellation: the pipeline's wait in
+        // single-flight, the watcher's read); then both are done. Unlike awaitable_operators' ||, which waits
+        // for a success, a pipeline that fails ends the wait too, and its error goes on as before.
+        const auto ex = co_await asio::this_coro::executor;
+        auto group = asio::experimental::make_parallel_group(
+            asio::co_spawn(ex, ctx_.gw.continue_async(w_, x), asio::deferred),
+            asio::co_spawn(ex, watch_hangup(x), asio::deferred));
+        auto both = std::move(group).async_wait(asio::experimental::wait_for_one(), use_awaitable);
+        [[maybe_unused]] auto [order, pipeline_error, watch_error] = co_await std::move(both);
+        if (pipeline_error && !x.client_gone) std::rethrow_exception(pipeline_error);
+    }
+
+    // Completes when the client hangs up (end of stream, a reset, a TLS close) while its request waits, and
+    // marks the exchange. Bytes the client sends meanwhile (pipelined requests) are kept in buf_ for the
+    // next request; past max_header_bytes of them it stops reading and only waits to be cancelled, which
+    // happens when the pipeline finishes first.
+    asio::awaitable<void> watch_hangup(Exchange& x) {
+        boost::system::error_code ec;
+        while (buf_.size() <= lim_.max_header_bytes) {
+            const std::size_t n =
+                co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
+            if (ec == asio::error::operation_aborted) co_return;  // the answer is ready
+            if (ec) {
+                x.client_gone = true;
+                co_return;
+            }
+            buf_.commit(n);
+        }
+        asio::steady_timer parked(low_.get_executor(), steady::time_point::max());
+        co_await parked.async_wait(asio::redirect_error(use_awaitable, ec));
     }
 
     // A refusal the session makes itself (before or instead of the pipeline): answered, logged, counted,
@@ -348,8 +417,8 @@ class Session {
         ctx_.gw.finish(x);
     }
 
-    // Head and body in one gathered write; the bytes written, 0 on error.
-    asio::awaitable<std::size_t> write(const Exchange& x, bool keep) {
+    // Head and body in one gathered write; the bytes written, 0 on error (then the client is gone).
+    asio::awaitable<std::size_t> write(Exchange& x, bool keep) {
         const Response& r = x.response;
         const std::string_view body = r.body_view();
         response_head(head_, r, body.size(), x.request_id, keep, x.version);
@@ -359,6 +428,7 @@ class Session {
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
         disarm();
+        if (ec) x.client_gone = true;  // logged as 499: the answer did not reach the client
         co_return ec ? 0 : n;
     }
 
@@ -484,10 +554,7 @@ asio::awaitable<void> run_session(SessionContext& ctx, Worker& w, WorkerSessions
         beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
         Session<beast::ssl_stream<beast::tcp_stream>> session(
             ctx, w, sessions, stream, beast::get_lowest_layer(stream), admin, client, "", header_deadline);
-        if (!co_await session.handshake()) {
-            ctx.gw.metrics().rejected("auth");
-            co_return;
-        }
+        if (!co_await session.handshake()) co_return;
         co_await session.run();
     } else {
         beast::tcp_stream stream(std::move(sock));

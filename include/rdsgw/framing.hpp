@@ -26,6 +26,12 @@ struct Framing {
 //   HTTP/1.0 connection).
 Framing check_framing(const RequestFields& f, unsigned version);
 
+// RFC 9112 2.2: the header block's lines end with CRLF. A bare LF (an LF not after a CR) or a bare CR (a CR
+// followed by anything but LF) in `data[from..]` is refused at once (400) rather than waited on: the block
+// would never end with CRLF CRLF, and a parser that accepts bare LF while another does not is a smuggling
+// vector. Returns true when `data` has one; a CR at the very end is not yet bare (its LF may follow).
+bool has_bare_line_ending(std::string_view data, std::size_t from = 0);
+
 // A Host header value: uri-host [ ":" port ].
 bool valid_host_header(std::string_view v);
 

@@ -258,6 +258,54 @@ BOOST_AUTO_TEST_CASE(a_slow_header_is_dropped_at_the_header_timeout_not_twice_it
     BOOST_TEST(took < 2800);
 }
 
+BOOST_AUTO_TEST_CASE(a_content_length_above_a_mebibyte_is_413_like_any_other_body) {
+    // Beast's default body limit (1 MiB) used to turn these into 400 "malformed HTTP request", logged
+    // without method or route.
+    for (const std::string cl : {"1048577", "2000000", "99999999999"}) {
+        BOOST_TEST_CONTEXT("Content-Length: " << cl) {
+            const std::string id = "big-cl-" + cl;
+            Raw c(gw.port);
+            c.send(request("cl", "Content-Length: " + cl + "\r\nX-Request-Id: " + id + "\r\n"));
+            std::string got;
+            BOOST_TEST(c.read_to_close(got), "the connection must be closed");
+            BOOST_TEST(got.rfind("HTTP/1.1 413", 0) == 0, got.substr(0, 60));
+            BOOST_TEST(got.find("\"request_id\":\"" + id + "\"") != std::string::npos, got);
+            const std::string line = access_log_line(gw.child, id);
+            BOOST_TEST(line.find("\"method\":\"GET\"") != std::string::npos, line);
+            BOOST_TEST(
+                line.find("\"route\":\"/{version_id}/{project_id}/backup-files\"") != std::string::npos,
+                line);
+            BOOST_TEST(line.find("\"status\":413") != std::string::npos, line);
+        }
+    }
+    BOOST_TEST(mock.stat("rds_requests") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(bare_lf_or_cr_line_endings_are_refused_at_once) {
+    // header_timeout_ms is 1500: waiting for a CRLF CRLF that never comes would end in 408, not 400.
+    for (const std::string& bad : {
+             std::string("GET /healthz HTTP/1.1\nHost: gw\n\n"),
+             std::string("GET /healthz HTTP/1.1\r\nHost: gw\n\r\n"),
+             std::string("\nGET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"),
+             std::string("GET /healthz HTTP/1.1\rHost: gw\r\n\r\n"),
+             // A complete block with a bare LF inside a field, and a second request smuggled behind it.
+             std::string("GET /healthz HTTP/1.1\r\nHost: gw\r\nX-A: 1\nX-B: 2\r\n\r\n") +
+                 request("smuggled", ""),
+         }) {
+        BOOST_TEST_CONTEXT(bad.substr(0, 40)) {
+            Raw c(gw.port);
+            c.send(bad);
+            std::string got;
+            BOOST_TEST(c.read_to_close(got), "the connection must be closed");
+            BOOST_TEST(Raw::answers(got) == 1u, got);
+            BOOST_TEST(got.rfind("HTTP/1.1 400", 0) == 0, got.substr(0, 60));
+            BOOST_TEST(got.find("CRLF") != std::string::npos, got);
+            BOOST_TEST(got.find("Connection: close") != std::string::npos);
+        }
+    }
+    BOOST_TEST(mock.stat("rds_requests") == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
@@ -288,13 +336,18 @@ BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {
     one(request("h", "X-Big: " + std::string(9000, 'x') + "\r\n"), 431);           // headers
     one("GET /healthz HTTP/1.1\r\nHost: gw\r\n", 408);                             // partial, then silence
     {
-        // The connection limit: three idle connections held, the fourth is refused at once.
+        // The connection limit: three idle connections held, the fourth is refused at once. The gauge counts
+        // both listeners, so first wait until only the scrape's own connection is left (the connections
+        // above linger for a moment), then until it has the three held ones as well.
+        const auto open = [&] {
+            return metric_value(gw.admin_get("/metrics").body, "rdsgw_open_connections");
+        };
+        BOOST_TEST_REQUIRE(eventually([&] { return open() == 1; }, 20s));
         Raw a(gw.port), b(gw.port), c(gw.port);
         a.send("G");
         b.send("G");
         c.send("G");
-        BOOST_TEST(eventually(
-            [&] { return metric_value(gw.admin_get("/metrics").body, "rdsgw_open_connections") >= 3; }));
+        BOOST_TEST(eventually([&] { return open() == 4; }, 20s));
         one("", 503);
     }
     for (const auto& [id, status] : seen) {
@@ -467,4 +520,137 @@ BOOST_AUTO_TEST_CASE(a_drain_loses_no_request_on_keep_alive_connections) {
         BOOST_TEST(r.lost == 0);
         BOOST_TEST(r.close_seen > 0);  // answers during the drain said Connection: close
     }
+}
+
+namespace {
+
+// A gateway whose upstream holds every request until released, with room for two requests in flight.
+struct HeldUpstream {
+    HeldUpstream()
+        : pki(make_pki()),
+          mock(&pki, R"({"hold": true})", 2),
+          gw(GatewayConfig(mock, pki)
+                 .patch(R"({"limits": {"max_inflight": 2},
+                            "cache": {"wait_timeout_ms": 60000},
+                            "upstream": {"request_timeout_ms": 60000},
+                            "retry": {"max_attempts": 1, "deadline_ms": 60000}})")
+                 .start()) {}
+    ~HeldUpstream() {
+        try {
+            mock.release();
+        } catch (const std::exception&) {
+        }
+    }
+    std::string in_flight_request(const std::string& backup, const std::string& id) {
+        return request(backup, "X-Request-Id: " + id + "\r\n");
+    }
+    double admin_metric(const std::string& series) {
+        return metric_value(gw.admin_get("/metrics").body, series);
+    }
+    Pki pki;
+    MockServer mock;
+    GatewayProc gw;
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(in_flight, HeldUpstream)
+
+BOOST_AUTO_TEST_CASE(the_admin_listener_and_healthz_are_outside_the_in_flight_limit) {
+    Raw a(gw.port), b(gw.port);
+    a.send(in_flight_request("inflight1", "held-1"));
+    b.send(in_flight_request("inflight2", "held-2"));
+    BOOST_TEST_REQUIRE(mock.wait_for("held", 2, 20s));
+    // The main port is full...
+    const auto refused = gw.get(backup_path("inflight3"), with_key());
+    BOOST_TEST(refused.status == 503u);
+    BOOST_TEST(refused.body.find("too many requests in flight") != std::string::npos, refused.body);
+    // ...while every admin route and /healthz on either port answer.
+    for (const char* path : {"/healthz", "/readyz", "/metrics", "/admin/status", "/admin/status.json"})
+        BOOST_TEST(gw.admin_get(path).status == 200u, path);
+    HttpClient admin(gw.admin_port);
+    const auto purge = admin.request("DELETE", "/admin/cache");
+    BOOST_TEST(purge.status == 200u, purge.body);
+    BOOST_TEST(gw.get("/healthz").status == 200u);
+    // The held requests are answered once the upstream goes on.
+    mock.release();
+    for (Raw* c : {&a, &b}) {
+        std::string got;
+        BOOST_TEST(c->read_answers(got, 1, 20s));
+        BOOST_TEST(got.rfind("HTTP/1.1 200", 0) == 0, got.substr(0, 60));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_hangs_up_while_waiting_frees_its_slot_and_is_logged_499) {
+    {
+        Raw a(gw.port), b(gw.port);
+        a.send(in_flight_request("hangup1", "hang-1"));
+        b.send(in_flight_request("hangup2", "hang-2"));
+        BOOST_TEST_REQUIRE(mock.wait_for("held", 2, 20s));
+        // The gauge counts the scrape that reads it, too.
+        BOOST_TEST(admin_metric("rdsgw_requests_in_flight") == 3);
+    }  // both clients hang up while the upstream still holds their fetches
+    BOOST_TEST(eventually([&] { return admin_metric("rdsgw_requests_in_flight") == 1; }, 20s));
+    BOOST_TEST(mock.stat("held") == 2);  // freed by the hang-up, not by an upstream answer
+    for (const char* id : {"hang-1", "hang-2"}) {
+        const std::string line = access_log_line(gw.child, id);
+        BOOST_TEST(line.find("\"status\":499") != std::string::npos, line);
+        BOOST_TEST(line.find("\"bytes_sent\":0") != std::string::npos, line);
+    }
+    BOOST_TEST(
+        admin_metric(R"(rdsgw_requests_total{cache="none",code="499",method="GET",route="backup_files"})") ==
+        2);
+    // The fetches went on for the cache: once released, the answers are there without another upstream call.
+    mock.release();
+    for (const char* backup : {"hangup1", "hangup2"}) {
+        const auto r = gw.get(backup_path(backup), with_key());
+        BOOST_TEST(r.status == 200u);
+    }
+    BOOST_TEST(mock.stat("rds_requests") == 2);
+}
+
+BOOST_AUTO_TEST_CASE(requests_pipelined_behind_a_waiting_one_are_kept) {
+    Raw c(gw.port);
+    c.send(in_flight_request("pipelined", "pipe-1") + "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n" +
+           request("pipelined", "Connection: close\r\n"));
+    BOOST_TEST_REQUIRE(mock.wait_for("held", 1, 20s));
+    mock.release();
+    std::string got;
+    BOOST_TEST(c.read_to_close(got, 20s));
+    BOOST_TEST(Raw::answers(got) == 3u, got);
+    BOOST_TEST(got.rfind("HTTP/1.1 200", 0) == 0, got.substr(0, 60));
+    BOOST_TEST(got.find("{\"status\":\"ok\"}") != std::string::npos, got);
+    BOOST_TEST(access_log_line(gw.child, "pipe-1").find("\"status\":200") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_tls_connection_that_sends_nothing_is_not_an_auth_rejection) {
+    Pki pki = make_pki();
+    MockServer mock(&pki);
+    // One worker: connections are accepted in the order they were made.
+    auto gw = GatewayConfig(mock, pki)
+                  .threads(1)
+                  .patch(json::value{
+                      {"listen", {{"tls_cert_file", pki.server_cert}, {"tls_key_file", pki.server_key}}}})
+                  .start();
+    auto metric = [&](const std::string& series) {
+        return metric_value(gw.admin_get("/metrics").body, series);
+    };
+    const std::string auth = "rdsgw_rejected_requests_total{reason=\"auth\"}";
+    for (int i = 0; i < 5; ++i) Raw silent(gw.port);  // connects and closes (a TCP health check, a port scan)
+    {
+        Raw garbage(gw.port);  // a failed handshake: counted, as before
+        garbage.send("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+        std::string got;
+        BOOST_TEST(garbage.read_to_close(got, 20s));
+        BOOST_TEST(got.find("HTTP/1.1 200") == std::string::npos);
+    }
+    BOOST_TEST(eventually([&] { return metric(auth) >= 1; }, 20s));
+    // Every connection but the scrape's own is closed: the silent ones' handshakes are over too.
+    BOOST_TEST(eventually([&] { return metric("rdsgw_open_connections") == 1; }, 20s));
+    BOOST_TEST(metric(auth) == 1);
+    // A real client is served.
+    HttpClient c(gw.port, TlsOptions::trusting(pki.ca_cert));
+    BOOST_TEST(c.request("GET", "/healthz").status == 200u);
 }

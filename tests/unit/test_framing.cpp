@@ -1,0 +1,38 @@
+// framing.hpp's pure checks: line endings of a header block (RFC 9112 2.2).
+#define BOOST_TEST_MODULE framing
+#include <boost/test/unit_test.hpp>
+
+#include "rdsgw/framing.hpp"
+
+using rdsgw::has_bare_line_ending;
+
+BOOST_AUTO_TEST_CASE(crlf_only_blocks_pass) {
+    BOOST_TEST(!has_bare_line_ending(""));
+    BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r\nHost: gw\r\n\r\n"));
+    BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r"));  // its LF may still come
+    BOOST_TEST(!has_bare_line_ending("no line end yet"));
+}
+
+BOOST_AUTO_TEST_CASE(a_bare_lf_or_cr_anywhere_is_found) {
+    const char* bad[] = {
+        "GET / HTTP/1.1\nHost: gw\n\n",               // all bare LF
+        "\n",                                         // at the start
+        "GET / HTTP/1.1\r\nHost: gw\n\r\n",           // one bare LF
+        "GET / HTTP/1.1\r\nHost: gw\r\n\n",           // the final empty line
+        "GET / HTTP/1.1\rHost: gw\r\n\r\n",           // a bare CR
+        "GET / HTTP/1.1\r\r\n",                       // CR CR LF
+        "GET / HTTP/1.1\r\nX: a\rb\r\nHost: gw\r\n",  // CR inside a value
+    };
+    for (const char* b : bad) BOOST_TEST(has_bare_line_ending(b), b);
+}
+
+BOOST_AUTO_TEST_CASE(scanning_resumes_where_it_left_off) {
+    const std::string data = "GET / HTTP/1.1\r\nHost: gw\n";
+    BOOST_TEST(has_bare_line_ending(data, 16));
+    BOOST_TEST(!has_bare_line_ending(data.substr(0, 16), 0));
+    // A CR at the end of the previous piece is checked against the byte that follows it.
+    BOOST_TEST(has_bare_line_ending("GET / HTTP/1.1\rX", 14));
+    BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r\n", 14));
+    // An LF right after `from` whose CR came in the previous piece is fine.
+    BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r\n", 15));
+}
