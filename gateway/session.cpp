@@ -141,7 +141,8 @@ class Session {
     asio::awaitable<void> run() {
         bool keep = true;
         for (bool first = true; keep; first = false) {
-            if (buf_.size() == 0 && !co_await wait_for_request(first)) co_return;
+            // After a half-close (seen while a request waited) only what is buffered is left to answer.
+            if (buf_.size() == 0 && (peer_eof_ || !co_await wait_for_request(first))) co_return;
             if (!first) header_deadline_ = steady::now() + milliseconds(lim_.header_timeout_ms);
             keep = co_await serve_one();
         }
@@ -367,10 +368,10 @@ class Session {
         ctx_.gw.metrics().inflight_add(-1);
     }
 
-    // The pipeline's asynchronous part (a miss), while watching the connection: when the client hangs up
-    // meanwhile, its wait ends at once (the fetch goes on for the other callers and the cache) and its
-    // in-flight slot is free again, instead of being held until the upstream answers. A purge is never cut
-    // short.
+    // The pipeline's asynchronous part (a miss), while watching the connection: when the client's
+    // connection fails (reset) meanwhile, its wait ends at once (the fetch goes on for the other callers and
+    // the cache) and its in-flight slot is free again, instead of being held until the upstream answers. A
+    // purge is never cut short.
     asio::awaitable<void> continue_watched(Exchange& x) {
         if (x.pending == PendingStep::purge) {
             co_await ctx_.gw.continue_async(w_, x);
@@ -388,16 +389,22 @@ class Session {
         if (pipeline_error && !x.client_gone) std::rethrow_exception(pipeline_error);
     }
 
-    // Completes when the client hangs up (end of stream, a reset, a TLS close) while its request waits, and
-    // marks the exchange. Bytes the client sends meanwhile (pipelined requests) are kept in buf_ for the
-    // next request; past max_header_bytes of them it stops reading and only waits to be cancelled, which
-    // happens when the pipeline finishes first.
+    // Completes when the client's connection fails (a reset, a TLS error) while its request waits, and marks
+    // the exchange. An end of stream is not taken for a hang-up: a client may half-close after sending its
+    // request and still read the answer (RFC 9112 §9.6), so that request is answered as usual (a client that
+    // really left makes the write fail: logged 499 then). Bytes the client sends meanwhile (pipelined
+    // requests) are kept in buf_ for the next request; at an end of stream, or past max_header_bytes of
+    // them, it stops reading and only waits to be cancelled, which happens when the pipeline finishes first.
     asio::awaitable<void> watch_hangup(Exchange& x) {
         boost::system::error_code ec;
         while (buf_.size() <= lim_.max_header_bytes) {
             const std::size_t n =
                 co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
             if (ec == asio::error::operation_aborted) co_return;  // the answer is ready
+            if (ec == asio::error::eof || ec == http::error::end_of_stream) {
+                peer_eof_ = true;  // nothing more will come: answer what is buffered, then close
+                break;
+            }
             if (ec) {
                 x.client_gone = true;
                 co_return;
@@ -504,6 +511,7 @@ class Session {
     Stream& stream_;
     beast::tcp_stream& low_;
     const bool admin_;
+    bool peer_eof_ = false;  // the client half-closed while its request waited (watch_hangup)
     const std::string client_;
     std::string tls_subject_;
     std::string_view tls_version_;  // a static string of OpenSSL's

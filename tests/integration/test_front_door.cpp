@@ -40,6 +40,14 @@ class Raw {
     }
     Raw(const Raw&) = delete;
     Raw& operator=(const Raw&) = delete;
+    // Leaves as a vanished client does: the connection is reset (RST), not closed in order.
+    void reset() {
+        const linger l{1, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        ::close(fd_);
+        fd_ = -1;
+    }
+    void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
     void send(std::string_view s) {
         while (!s.empty()) {
             ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
@@ -589,7 +597,9 @@ BOOST_AUTO_TEST_CASE(a_client_that_hangs_up_while_waiting_frees_its_slot_and_is_
         BOOST_TEST_REQUIRE(mock.wait_for("held", 2, 20s));
         // The gauge counts the scrape that reads it, too.
         BOOST_TEST(admin_metric("rdsgw_requests_in_flight") == 3);
-    }  // both clients hang up while the upstream still holds their fetches
+        a.reset();  // both clients vanish while the upstream still holds their fetches
+        b.reset();
+    }
     BOOST_TEST(eventually([&] { return admin_metric("rdsgw_requests_in_flight") == 1; }, 20s));
     BOOST_TEST(mock.stat("held") == 2);  // freed by the hang-up, not by an upstream answer
     for (const char* id : {"hang-1", "hang-2"}) {
@@ -607,6 +617,20 @@ BOOST_AUTO_TEST_CASE(a_client_that_hangs_up_while_waiting_frees_its_slot_and_is_
         BOOST_TEST(r.status == 200u);
     }
     BOOST_TEST(mock.stat("rds_requests") == 2);
+}
+
+// A client that half-closes after sending its request has not hung up: it still gets its answer.
+BOOST_AUTO_TEST_CASE(a_client_that_half_closes_while_waiting_still_gets_its_answer) {
+    Raw c(gw.port);
+    c.send(in_flight_request("halfclose", "half-1"));
+    BOOST_TEST_REQUIRE(mock.wait_for("held", 1, 20s));
+    c.shutdown_write();
+    BOOST_TEST(eventually([&] { return admin_metric("rdsgw_requests_in_flight") == 2; }, 20s));
+    mock.release();
+    std::string got;
+    BOOST_TEST(c.read_to_close(got, 20s));
+    BOOST_TEST(got.rfind("HTTP/1.1 200", 0) == 0, got.substr(0, 60));
+    BOOST_TEST(access_log_line(gw.child, "half-1").find("\"status\":200") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(requests_pipelined_behind_a_waiting_one_are_kept) {
