@@ -5,7 +5,6 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -141,8 +140,7 @@ class Session {
     asio::awaitable<void> run() {
         bool keep = true;
         for (bool first = true; keep; first = false) {
-            // After a half-close (seen while a request waited) only what is buffered is left to answer.
-            if (buf_.size() == 0 && (peer_eof_ || !co_await wait_for_request(first))) co_return;
+            if (buf_.size() == 0 && !co_await wait_for_request(first)) co_return;
             if (!first) header_deadline_ = steady::now() + milliseconds(lim_.header_timeout_ms);
             keep = co_await serve_one();
         }
@@ -363,56 +361,9 @@ class Session {
         }
         ctx_.gw.metrics().inflight_add(1);
         // Cache hits and every refusal are answered inline; only a miss suspends.
-        if (ctx_.gw.begin(x)) co_await continue_watched(x);
+        if (ctx_.gw.begin(x)) co_await ctx_.gw.continue_async(w_, x);
         if (counted) ctx_.inflight.fetch_sub(1);
         ctx_.gw.metrics().inflight_add(-1);
-    }
-
-    // The pipeline's asynchronous part (a miss), while watching the connection: when the client's
-    // connection fails (reset) meanwhile, its wait ends at once (the fetch goes on for the other callers and
-    // the cache) and its in-flight slot is free again, instead of being held until the upstream answers. A
-    // purge is never cut short.
-    asio::awaitable<void> continue_watched(Exchange& x) {
-        if (x.pending == PendingStep::purge) {
-            co_await ctx_.gw.continue_async(w_, x);
-            co_return;
-        }
-        // Whichever ends first cancels the other (per-operation cancellation: the pipeline's wait in
-        // single-flight, the watcher's read); then both are done. Unlike awaitable_operators' ||, which waits
-        // for a success, a pipeline that fails ends the wait too, and its error goes on as before.
-        const auto ex = co_await asio::this_coro::executor;
-        auto group = asio::experimental::make_parallel_group(
-            asio::co_spawn(ex, ctx_.gw.continue_async(w_, x), asio::deferred),
-            asio::co_spawn(ex, watch_hangup(x), asio::deferred));
-        auto both = std::move(group).async_wait(asio::experimental::wait_for_one(), use_awaitable);
-        [[maybe_unused]] auto [order, pipeline_error, watch_error] = co_await std::move(both);
-        if (pipeline_error && !x.client_gone) std::rethrow_exception(pipeline_error);
-    }
-
-    // Completes when the client's connection fails (a reset, a TLS error) while its request waits, and marks
-    // the exchange. An end of stream is not taken for a hang-up: a client may half-close after sending its
-    // request and still read the answer (RFC 9112 §9.6), so that request is answered as usual (a client that
-    // really left makes the write fail: logged 499 then). Bytes the client sends meanwhile (pipelined
-    // requests) are kept in buf_ for the next request; at an end of stream, or past max_header_bytes of
-    // them, it stops reading and only waits to be cancelled, which happens when the pipeline finishes first.
-    asio::awaitable<void> watch_hangup(Exchange& x) {
-        boost::system::error_code ec;
-        while (buf_.size() <= lim_.max_header_bytes) {
-            const std::size_t n =
-                co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
-            if (ec == asio::error::operation_aborted) co_return;  // the answer is ready
-            if (ec == asio::error::eof || ec == http::error::end_of_stream) {
-                peer_eof_ = true;  // nothing more will come: answer what is buffered, then close
-                break;
-            }
-            if (ec) {
-                x.client_gone = true;
-                co_return;
-            }
-            buf_.commit(n);
-        }
-        asio::steady_timer parked(low_.get_executor(), steady::time_point::max());
-        co_await parked.async_wait(asio::redirect_error(use_awaitable, ec));
     }
 
     // A refusal the session makes itself (before or instead of the pipeline): answered, logged, counted,
@@ -511,7 +462,6 @@ class Session {
     Stream& stream_;
     beast::tcp_stream& low_;
     const bool admin_;
-    bool peer_eof_ = false;  // the client half-closed while its request waited (watch_hangup)
     const std::string client_;
     std::string tls_subject_;
     std::string_view tls_version_;  // a static string of OpenSSL's
