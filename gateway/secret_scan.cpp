@@ -8,6 +8,8 @@
 
 #include <boost/json/basic_parser_impl.hpp>
 
+#include "rdsgw/json_sax.hpp"
+
 #include <cstring>
 #include <string>
 
@@ -46,7 +48,7 @@ bool contains(std::string_view hay, std::string_view needle) {
 }
 
 // Collects each decoded string (member names too) and stops the parse at the first one holding a secret.
-struct StringScanner {
+struct StringScanner : SaxIgnoring {
     static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
     static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
     static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
@@ -78,24 +80,10 @@ struct StringScanner {
         return true;
     }
 
-    bool on_document_begin(json::error_code&) { return true; }
-    bool on_document_end(json::error_code&) { return true; }
-    bool on_object_begin(json::error_code&) { return true; }
-    bool on_object_end(std::size_t, json::error_code&) { return true; }
-    bool on_array_begin(json::error_code&) { return true; }
-    bool on_array_end(std::size_t, json::error_code&) { return true; }
     bool on_key_part(json::string_view s, std::size_t, json::error_code&) { return part(s); }
     bool on_key(json::string_view s, std::size_t, json::error_code&) { return whole(s); }
     bool on_string_part(json::string_view s, std::size_t, json::error_code&) { return part(s); }
     bool on_string(json::string_view s, std::size_t, json::error_code&) { return whole(s); }
-    bool on_number_part(json::string_view, json::error_code&) { return true; }
-    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
-    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
-    bool on_double(double, json::string_view, json::error_code&) { return true; }
-    bool on_bool(bool, json::error_code&) { return true; }
-    bool on_null(json::error_code&) { return true; }
-    bool on_comment_part(json::string_view, json::error_code&) { return true; }
-    bool on_comment(json::string_view, json::error_code&) { return true; }
 };
 
 std::optional<std::size_t> find_in_decoded_strings(std::string_view body,

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
+#include "rdsgw/json_sax.hpp"
 #include "rdsgw/normalize.hpp"
 #include "rdsgw/text.hpp"
 
@@ -31,12 +32,7 @@ bool all_list_elements(std::string_view list, F f) {
 // A SAX handler that keeps the member names of every open object and stops at the first object that had
 // one name twice. Names are sorted when their object closes: O(n log n) whatever the body (a linear search
 // per name would let a 1 MiB body of distinct names cost 10^10 comparisons).
-struct DuplicateKeyFinder {
-    static constexpr std::size_t max_object_size = json::object::max_size();
-    static constexpr std::size_t max_array_size = json::array::max_size();
-    static constexpr std::size_t max_key_size = json::string::max_size();
-    static constexpr std::size_t max_string_size = json::string::max_size();
-
+struct DuplicateKeyFinder : SaxIgnoring {
     std::vector<std::vector<std::string>> open;  // the names of each open object, innermost last
     std::string key;                             // the name being read (it may come in parts)
     bool found = false;
@@ -62,20 +58,6 @@ struct DuplicateKeyFinder {
         open.pop_back();
         return !found;  // false ends the parse: the answer is known
     }
-    bool on_document_begin(json::error_code&) { return true; }
-    bool on_document_end(json::error_code&) { return true; }
-    bool on_array_begin(json::error_code&) { return true; }
-    bool on_array_end(std::size_t, json::error_code&) { return true; }
-    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
-    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
-    bool on_number_part(json::string_view, json::error_code&) { return true; }
-    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
-    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
-    bool on_double(double, json::string_view, json::error_code&) { return true; }
-    bool on_bool(bool, json::error_code&) { return true; }
-    bool on_null(json::error_code&) { return true; }
-    bool on_comment_part(json::string_view, json::error_code&) { return true; }
-    bool on_comment(json::string_view, json::error_code&) { return true; }
 };
 
 }  // namespace
