@@ -25,17 +25,6 @@ bool all_digits(std::string_view s) {
     return true;
 }
 
-// Calls fn(token) for each comma-separated token of a header value.
-template <class Fn>
-void for_each_token(std::string_view v, Fn fn) {
-    while (true) {
-        auto comma = v.find(',');
-        fn(trim_ows(v.substr(0, comma)));
-        if (comma == std::string_view::npos) break;
-        v.remove_prefix(comma + 1);
-    }
-}
-
 Framing refuse(unsigned status, std::string msg) {
     Framing fr;
     fr.error =
@@ -47,12 +36,13 @@ Framing refuse(unsigned status, std::string msg) {
 
 }  // namespace
 
+// Two memchr scans (find of one character), not find_first_of("\r\n"), which tests every byte against the
+// set one call at a time: this runs over every request's header block.
 bool has_bare_line_ending(std::string_view data, std::size_t from) {
-    for (std::size_t i = data.find_first_of("\r\n", from); i != std::string_view::npos;
-         i = data.find_first_of("\r\n", i + 1)) {
-        if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) return true;
-        if (data[i] == '\r' && i + 1 < data.size() && data[i + 1] != '\n') return true;
-    }
+    for (auto i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1))
+        if (i == 0 || data[i - 1] != '\r') return true;
+    for (auto i = data.find('\r', from); i != std::string_view::npos; i = data.find('\r', i + 1))
+        if (i + 1 < data.size() && data[i + 1] != '\n') return true;
     return false;
 }
 
@@ -69,14 +59,14 @@ bool valid_host_header(std::string_view v) {
         if (!rest.empty()) {
             if (rest.front() != ':') return false;
             port = rest.substr(1);
-            if (port.empty()) return true;  // "host:" : an empty port is allowed by RFC 3986
+            if (port.empty()) return true;  // "host:": syntax allows it; host_port_error() refuses it
         }
     } else {
         auto colon = v.rfind(':');
         if (colon != std::string_view::npos) {
             host = v.substr(0, colon);
             port = v.substr(colon + 1);
-            if (port.empty()) port = "0";  // "host:" as above; the digits check below passes
+            if (port.empty()) port = "0";  // "host:" as above (the port's value: host_port_error())
         }
         if (host.empty()) return false;
         for (char c : host)
@@ -84,6 +74,22 @@ bool valid_host_header(std::string_view v) {
     }
     if (!port.empty() && (!all_digits(port) || port.size() > 5)) return false;
     return true;
+}
+
+std::string host_port_error(std::string_view host) {
+    const std::size_t bracket = host.rfind(']');
+    const std::size_t colon = host.rfind(':');
+    if (colon == std::string_view::npos || (bracket != std::string_view::npos && colon < bracket)) return {};
+    const std::string_view port = host.substr(colon + 1);
+    if (port.empty()) return "invalid Host header: empty port after ':'";
+    unsigned long value = 0;
+    for (const char c : port) {
+        if (c < '0' || c > '9') return "invalid Host header: the port is not a number";
+        value = value * 10 + static_cast<unsigned long>(c - '0');
+        if (value > 65535) return "invalid Host header: the port is above 65535";
+    }
+    if (value == 0) return "invalid Host header: port 0";
+    return {};
 }
 
 Framing check_framing(const RequestFields& f, unsigned version) {
@@ -95,11 +101,11 @@ Framing check_framing(const RequestFields& f, unsigned version) {
         switch (field.name()) {
             case http::field::transfer_encoding:
                 ++te_lines;
-                for_each_token(field.value(), [&](std::string_view t) { te_last = t; });
+                for_each_list_element(field.value(), [&](std::string_view t) { te_last = t; });
                 break;
             case http::field::content_length:
                 ++cl_lines;
-                for_each_token(field.value(), [&](std::string_view t) {
+                for_each_list_element(field.value(), [&](std::string_view t) {
                     if (!all_digits(t) || (!cl_first.empty() && t != cl_first)) cl_bad = true;
                     if (cl_first.empty()) cl_first = t;
                 });
@@ -109,7 +115,7 @@ Framing check_framing(const RequestFields& f, unsigned version) {
                 host = field.value();
                 break;
             case http::field::connection:
-                for_each_token(field.value(), [&](std::string_view t) {
+                for_each_list_element(field.value(), [&](std::string_view t) {
                     close = close || ascii_iequals(t, "close");
                     keep = keep || ascii_iequals(t, "keep-alive");
                 });
@@ -129,6 +135,8 @@ Framing check_framing(const RequestFields& f, unsigned version) {
     if (hosts > 1) return refuse(400, "more than one Host header");
     if (hosts == 0 && version >= 11) return refuse(400, "missing Host header");
     if (hosts == 1 && !valid_host_header(host)) return refuse(400, "invalid Host header");
+    if (hosts == 1)
+        if (std::string why = host_port_error(host); !why.empty()) return refuse(400, std::move(why));
     Framing fr;
     fr.keep_alive = !close && (version >= 11 || keep);
     return fr;

@@ -44,45 +44,26 @@ std::vector<CallerDef> caller_defs(const CallersConfig& cfg, std::vector<std::st
     return defs;
 }
 
-// Case-insensitive search of a comma-separated directive list (Cache-Control, Pragma).
-bool header_has_token(std::string_view value, std::string_view token) {
-    while (!value.empty()) {
-        auto comma = value.find(',');
-        std::string_view part = trim_ows(value.substr(0, comma));
-        auto eq = part.find('=');
-        if (eq != std::string_view::npos) part = trim_ows(part.substr(0, eq));
-        if (ascii_iequals(part, token)) return true;
-        if (comma == std::string_view::npos) break;
-        value.remove_prefix(comma + 1);
-    }
-    return false;
-}
-
-// Every line of a repeated header counts (Beast's find() gives the first only).
-bool has_token(const RequestFields& f, http::field name, std::string_view token) {
-    for (const auto& field : f)
-        if (field.name() == name && header_has_token(field.value(), token)) return true;
-    return false;
-}
-
-// Whether a request's Cache-Control carries max-age=0 (RFC 9111 §5.2.1.1: no answer older than 0 s will do,
-// so it is a fresh fetch, as with no-cache). The value may be quoted and have leading zeros; a malformed one
-// is ignored, and so is max-age above 0 (README, "The cache").
-bool max_age_zero(const RequestFields& f) {
+// Whether a request asks for a fresh answer (README "The cache"): Cache-Control no-cache or max-age=0
+// (RFC 9111 §5.2.1.4, §5.2.1.1: no answer older than 0 s will do; the value may be quoted and have leading
+// zeros; max-age above 0 or malformed is ignored), or Pragma: no-cache. Every line of a repeated header
+// counts (Beast's find() gives the first only); one pass over the fields.
+bool asks_for_fresh(const RequestFields& f) {
+    const auto fresh = [](std::string_view directive, bool cache_control) {
+        const auto eq = directive.find('=');
+        const std::string_view name = trim_ows(directive.substr(0, eq));
+        if (ascii_iequals(name, "no-cache")) return true;
+        if (!cache_control || eq == std::string_view::npos || !ascii_iequals(name, "max-age")) return false;
+        std::string_view n = trim_ows(directive.substr(eq + 1));
+        if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
+        return !n.empty() && n.find_first_not_of('0') == std::string_view::npos;
+    };
     for (const auto& field : f) {
-        if (field.name() != http::field::cache_control) continue;
-        std::string_view v = field.value();
-        while (!v.empty()) {
-            const auto comma = v.find(',');
-            const std::string_view part = trim_ows(v.substr(0, comma));
-            v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
-            const auto eq = part.find('=');
-            if (eq == std::string_view::npos || !ascii_iequals(trim_ows(part.substr(0, eq)), "max-age"))
-                continue;
-            std::string_view n = trim_ows(part.substr(eq + 1));
-            if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
-            if (!n.empty() && n.find_first_not_of('0') == std::string_view::npos) return true;
-        }
+        const bool cache_control = field.name() == http::field::cache_control;
+        if (!cache_control && field.name() != http::field::pragma) continue;
+        if (!for_each_list_element(field.value(),
+                                   [&](std::string_view d) { return !fresh(d, cache_control); }))
+            return true;
     }
     return false;
 }
@@ -332,19 +313,9 @@ bool Gateway::fail(Exchange& x, LocalError e) const {
 
 namespace {
 
-// Checks of every request before its route is served: the Host header's port (a refusal closes the
-// connection, like the framing checks of the header), and the target's form for the routes other than
-// backup-files (validate checks it there, after authentication).
+// The target's form, checked before any route but backup-files is served (validate checks it there, after
+// authentication). The Host header, port included, is the framing checks' (check_framing).
 std::optional<LocalError> front_checks(const Exchange& x) {
-    if (x.fields) {
-        if (auto h = x.fields->find(http::field::host); h != x.fields->end()) {
-            if (auto why = host_port_error(h->value()); !why.empty()) {
-                LocalError e(400, std::move(why), ErrorSource::caller, "validation");
-                e.close = true;
-                return e;
-            }
-        }
-    }
     if (x.route == Route::backup_files) return std::nullopt;
     if (auto why = check_target(x.target); !why.empty())
         return LocalError(400, std::move(why), ErrorSource::caller, "validation");
@@ -418,9 +389,7 @@ bool Gateway::validate(Exchange& x) {
         return fail(x, LocalError(e->status, std::move(e->message), ErrorSource::caller, "validation"));
     }
     make_cache_key(x.cache_key, x.project_id, x.backup_id);
-    if (cfg_.cache.honor_no_cache)
-        x.no_cache = has_token(*x.fields, http::field::cache_control, "no-cache") ||
-                     has_token(*x.fields, http::field::pragma, "no-cache") || max_age_zero(*x.fields);
+    if (cfg_.cache.honor_no_cache) x.no_cache = asks_for_fresh(*x.fields);
     if (auto it = x.fields->find("X-Language"); it != x.fields->end())
         x.language = valid_language(it->value());
     return true;

@@ -420,22 +420,6 @@ std::optional<RequestError> parse_purge_query(std::string_view target, const Req
     return std::nullopt;
 }
 
-std::string host_port_error(std::string_view host) {
-    const std::size_t bracket = host.rfind(']');
-    const std::size_t colon = host.rfind(':');
-    if (colon == std::string_view::npos || (bracket != std::string_view::npos && colon < bracket)) return {};
-    const std::string_view port = host.substr(colon + 1);
-    if (port.empty()) return "invalid Host header: empty port after ':'";
-    unsigned long value = 0;
-    for (const char c : port) {
-        if (c < '0' || c > '9') return "invalid Host header: the port is not a number";
-        value = value * 10 + static_cast<unsigned long>(c - '0');
-        if (value > 65535) return "invalid Host header: the port is above 65535";
-    }
-    if (value == 0) return "invalid Host header: port 0";
-    return {};
-}
-
 bool is_sane_request_id(std::string_view id) {
     if (id.empty() || id.size() > 64) return false;
     for (unsigned char c : id) {

@@ -4,7 +4,6 @@
 #include <openssl/x509.h>
 
 #include <boost/asio.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -327,8 +326,8 @@ class Session {
         co_await run_pipeline(x);
         // From SIGTERM on, every answer says Connection: close, so clients move on before the listener
         // closes.
-        const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining() && !x.client_gone;
-        if (!x.client_gone) x.bytes_sent = co_await write(x, keep);
+        const bool keep = fr.keep_alive && !x.response.close && !ctx_.gw.draining();
+        x.bytes_sent = co_await write(x, keep);  // a failed write marks the client gone
         ctx_.gw.finish(x);
         const bool more = keep && !x.client_gone;
         x.reset();  // releases the answer and the callers' snapshot now, not at the next request

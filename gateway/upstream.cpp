@@ -482,8 +482,7 @@ constexpr int kMaxInterimAnswers = 4;
 // Writes the request and reads its answer. Interim answers (1xx but 101, e.g. 103 Early Hints), which Beast
 // reads as complete messages, are skipped, kMaxInterimAnswers at most: one more is a protocol error
 // (res.error set here), not an answer. `keep`: the connection may be pooled: the answer said keep-alive, was
-// final
-// (>= 200) and left no bytes behind (they would be taken for the next request's answer).
+// final (>= 200) and left no bytes behind (they would be taken for the next request's answer).
 asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c, const std::string& wire,
                                                                          bool head, UpstreamResponse& res,
                                                                          bool& keep) {

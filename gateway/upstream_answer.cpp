@@ -17,18 +17,6 @@ namespace {
 
 namespace json = boost::json;
 
-// Calls f(element) for each non-empty element of an HTTP list ("a, b,,c"), trimmed; stops when f says false.
-template <class F>
-bool all_list_elements(std::string_view list, F f) {
-    while (true) {
-        const auto comma = list.find(',');
-        const std::string_view element = trim_ows(list.substr(0, comma));
-        if (!element.empty() && !f(element)) return false;
-        if (comma == std::string_view::npos) return true;
-        list.remove_prefix(comma + 1);
-    }
-}
-
 // A SAX handler that keeps the member names of every open object and stops at the first object that had
 // one name twice. Names are sorted when their object closes: O(n log n) whatever the body (a linear search
 // per name would let a 1 MiB body of distinct names cost 10^10 comparisons).
@@ -63,13 +51,14 @@ struct DuplicateKeyFinder : SaxIgnoring {
 }  // namespace
 
 bool identity_content_coding(std::string_view content_encoding) {
-    return all_list_elements(content_encoding,
-                             [](std::string_view c) { return ascii_iequals(c, "identity"); });
+    return for_each_list_element(
+        content_encoding, [](std::string_view c) { return c.empty() || ascii_iequals(c, "identity"); });
 }
 
 bool plain_transfer_coding(std::string_view transfer_encoding) {
     int codings = 0;
-    const bool all_chunked = all_list_elements(transfer_encoding, [&](std::string_view c) {
+    const bool all_chunked = for_each_list_element(transfer_encoding, [&](std::string_view c) {
+        if (c.empty()) return true;
         ++codings;
         return ascii_iequals(c, "chunked");
     });

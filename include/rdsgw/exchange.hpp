@@ -88,8 +88,8 @@ struct Exchange {
     std::optional<LocalError> error;
     Response response;
     std::size_t bytes_sent = 0;
-    // The client was gone before its answer could be written (it hung up while the request waited, or the
-    // write failed): the answer was not delivered, and the access log and metrics say 499 (as nginx does).
+    // The client was gone when its answer was written (the write failed): the answer was not delivered, and
+    // the access log and metrics say 499 (as nginx does).
     bool client_gone = false;
 
     // The status the access log, the metrics and the status board record: the response's, or 499.

@@ -4,6 +4,8 @@
 #pragma once
 #include <boost/beast/http/fields.hpp>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "rdsgw/header_arena.hpp"
 
@@ -34,5 +36,10 @@ bool has_bare_line_ending(std::string_view data, std::size_t from = 0);
 
 // A Host header value: uri-host [ ":" port ].
 bool valid_host_header(std::string_view v);
+
+// The port of a Host header value valid_host_header() accepted (uri-host [":" port]): "" when there is none
+// or it is 1-65535 (leading zeros allowed: RFC 3986's port is *DIGIT, "0080" is 80), else why not: an empty
+// port after ':', a port that is not a number, 0 or above 65535.
+std::string host_port_error(std::string_view host);
 
 }  // namespace rdsgw

@@ -91,11 +91,6 @@ std::string_view normalize_path(std::string_view path, std::string& buf);
 std::optional<RequestError> parse_purge_query(std::string_view target, const RequestRules& rules,
                                               std::string& project_id, std::string& backup_id);
 
-// The port of a Host header value the framing checks accepted (uri-host [":" port]): "" when there is none
-// or it is 1-65535 (leading zeros allowed: RFC 3986's port is *DIGIT, "0080" is 80), else why not: an empty
-// port after ':', a port that is not a number, 0 or above 65535.
-std::string host_port_error(std::string_view host);
-
 // X-Request-Id as the caller sent it when sane ([A-Za-z0-9._-]{1,64}); else false.
 bool is_sane_request_id(std::string_view id);
 // A fresh request id (32 lower-hex characters).

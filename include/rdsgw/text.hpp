@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace rdsgw {
 
@@ -34,6 +35,23 @@ constexpr std::string_view trim_ows(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
+}
+
+// Calls f(element) for each element of a comma-separated HTTP list (RFC 9110 §5.6.1: Cache-Control,
+// Connection, Content-Encoding...), trimmed of optional white space; empty elements ("a, ,b") are visited
+// too, as "". When f returns bool, false stops the walk and is returned; otherwise every element is visited.
+template <class F>
+constexpr bool for_each_list_element(std::string_view list, F f) {
+    while (true) {
+        const auto comma = list.find(',');
+        const std::string_view element = trim_ows(list.substr(0, comma));
+        if constexpr (std::is_void_v<std::invoke_result_t<F&, std::string_view>>)
+            f(element);
+        else if (!f(element))
+            return false;
+        if (comma == std::string_view::npos) return true;
+        list.remove_prefix(comma + 1);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

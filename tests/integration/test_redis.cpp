@@ -145,6 +145,32 @@ asio::awaitable<void> contend(SharedCache& c, std::string k, AnswerPtr answer, b
     }
 }
 
+// Instance `b` waiting, on a thread of its own, for the lock another instance holds on kCacheKey (20 s at
+// most); join() gives what the wait came to.
+struct LockWaiter {
+    explicit LockWaiter(Instance& b) {
+        asio::co_spawn(
+            io,
+            [this, &b]() -> asio::awaitable<void> {
+                got = co_await b.cache->acquire_or_wait(kCacheKey, steady::now() + 20s);
+            },
+            asio::detached);
+        thread = std::thread([this] { io.run(); });
+    }
+    ~LockWaiter() {
+        if (!thread.joinable()) return;
+        io.stop();  // a failed check left it waiting
+        thread.join();
+    }
+    L2Acquire join() {
+        thread.join();
+        return got;
+    }
+    asio::io_context io;
+    L2Acquire got;
+    std::thread thread;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(put_get_with_link_bounded_ttl_and_negative_entries) {
@@ -298,20 +324,12 @@ BOOST_AUTO_TEST_CASE(a_released_lock_sends_waiters_to_fetch_themselves) {
     BOOST_REQUIRE(eventually([&] { return a.ready() && b.ready(); }));
     BOOST_REQUIRE(run_sync(a.cache->acquire_or_wait(kCacheKey, steady::now() + 5s)).kind ==
                   L2Acquire::Kind::leader);
-    asio::io_context io;
-    L2Acquire got;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            got = co_await b.cache->acquire_or_wait(kCacheKey, steady::now() + 20s);
-        },
-        asio::detached);
-    std::thread waiter([&] { io.run(); });
+    LockWaiter waiter(b);
     // Release once b waits (its acquire script ran and found the lock held).
     BOOST_REQUIRE(eventually([&] { return b.seen("op l2_lock ok") >= 1; }));
     const auto t0 = steady::now();
     run_sync(a.cache->release(kCacheKey));
-    waiter.join();
+    const L2Acquire got = waiter.join();
     BOOST_TEST((got.kind == L2Acquire::Kind::released));
     BOOST_TEST(to_ms(steady::now() - t0) < 5000);  // woken by the message, long before the 10 s lock TTL
     BOOST_TEST(srv.query({"EXISTS", a.cache->lock_key(kCacheKey)}).integer == 0);
@@ -327,19 +345,11 @@ BOOST_AUTO_TEST_CASE(a_failed_store_releases_the_lock) {
     BOOST_REQUIRE(eventually([&] { return a.ready() && b.ready(); }));
     BOOST_REQUIRE(run_sync(a.cache->acquire_or_wait(kCacheKey, steady::now() + 5s)).kind ==
                   L2Acquire::Kind::leader);
-    asio::io_context io;
-    L2Acquire got;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            got = co_await b.cache->acquire_or_wait(kCacheKey, steady::now() + 20s);
-        },
-        asio::detached);
-    std::thread waiter([&] { io.run(); });
+    LockWaiter waiter(b);
     BOOST_REQUIRE(eventually([&] { return b.seen("op l2_lock ok") >= 1; }));  // b waits on a's lock
-    BOOST_REQUIRE(srv.query({"CONFIG", "SET", "maxmemory", "1"}).ok());      // the store will be refused
+    BOOST_REQUIRE(srv.query({"CONFIG", "SET", "maxmemory", "1"}).ok());       // the store will be refused
     BOOST_TEST(!a.put(kCacheKey, sample(SysClock::now()), 30s));
-    waiter.join();
+    const L2Acquire got = waiter.join();
     BOOST_TEST(a.seen("op l2_put error") == 1);
     BOOST_TEST(a.seen("op l2_release ok") == 1);
     BOOST_TEST((got.kind == L2Acquire::Kind::released));

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE request
 #include <boost/test/unit_test.hpp>
 
+#include "rdsgw/framing.hpp"
 #include "rdsgw/request.hpp"
 
 #include <re2/re2.h>
