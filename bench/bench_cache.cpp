@@ -41,9 +41,8 @@ struct Fixture {
         return o;
     }()};
     Fixture() {
-        auto a = std::make_shared<CachedAnswer>();
-        a->body = std::string(600, 'x');  // about one file's canonical JSON
-        a->earliest_expiry = kNow + 15min;
+        const std::string body(600, 'x');  // about one file's canonical JSON
+        auto a = CachedAnswer::make({.body = body, .earliest_expiry = kNow + 15min});
         for (const auto& k : keys) cache.put(k, a, kNow);
     }
 };

@@ -158,12 +158,12 @@ struct Fixture {
             std::exit(1);
         }
         gw = std::make_unique<rdsgw::Gateway>(cfg, std::move(creds), metrics, access_log);
-        auto a = std::make_shared<rdsgw::CachedAnswer>();
-        a->body =
-            R"({"files":[{"name":"backup.qp","size":2048,"download_link":"https://obs.example.com/b?x=1",)"
-            R"("link_expired_time":"2099-01-01T00:00:00+0000","database_name":"db"}],"bucket":"b"})";
-        a->earliest_expiry = std::chrono::system_clock::now() + std::chrono::hours(1000);
-        a->stored_at = std::chrono::system_clock::now();
+        auto a = rdsgw::CachedAnswer::make(
+            {.body =
+                 R"({"files":[{"name":"backup.qp","size":2048,"download_link":"https://obs.example.com/b?x=1",)"
+                 R"("link_expired_time":"2099-01-01T00:00:00+0000","database_name":"db"}],"bucket":"b"})",
+             .earliest_expiry = std::chrono::system_clock::now() + std::chrono::hours(1000),
+             .stored_at = std::chrono::system_clock::now()});
         gw->cache()->put(rdsgw::make_cache_key(kProject, kBackup), std::move(a),
                          std::chrono::system_clock::now());
     }

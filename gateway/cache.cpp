@@ -6,7 +6,8 @@
 //   An entry and its key's bytes are one allocation that never moves, so a lookup by string_view allocates
 //   nothing and the key is stored once. Per entry that is one block and one index slot, where a std::list
 //   node, a std::unordered_map node and a separately allocated key took three blocks (about 60 bytes more
-//   per entry at 100,000 entries; see README "Where the bytes go").
+//   per entry at 100,000 entries; see README "Where the bytes go"). The answer it holds is one more block
+//   (CachedAnswer: header, id and body together), so a cached answer costs two blocks and an index slot.
 // - Entries keep two instants: fresh_until (stored_at + the TTL computed at put()) and valid_until (earliest
 //   link expiry - margin; time_point::max() for a 404). All arithmetic on instants saturates.
 // - The bounds are global (atomic totals); put() evicts in global LRU order (each entry has a use stamp;
@@ -37,6 +38,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <stdexcept>
 #include <tuple>
 #include <utility>
 
@@ -89,15 +91,17 @@ struct LinkCache::Entry
     AnswerPtr answer;
     SysClock::time_point fresh_until;
     SysClock::time_point valid_until;
-    std::size_t footprint = 0;
     std::uint64_t last_use = 0;  // from LinkCache::clock_: global LRU order
-    std::size_t key_size = 0;
+    // 32 bits each (put() stores nothing larger): with the bench's 69-byte key the block is 125 bytes, in
+    // the allocator's 128-byte class; two size_t made it 133 bytes, in the 160-byte class.
+    std::uint32_t footprint = 0;
+    std::uint32_t key_size = 0;
 
     std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
     static Entry* make(std::string_view key) {
         void* p = ::operator new(sizeof(Entry) + key.size());
         Entry* e = new (p) Entry;
-        e->key_size = key.size();
+        e->key_size = static_cast<std::uint32_t>(key.size());
         std::memcpy(static_cast<void*>(e + 1), key.data(), key.size());
         return e;
     }
@@ -156,10 +160,6 @@ struct LinkCache::Shard {
     void to_front(Entry& e) { lru.splice(lru.begin(), lru, lru.iterator_to(e)); }
 };
 
-std::size_t CachedAnswer::footprint(std::size_t key_size) const {
-    return body.size() + upstream_request_id.size() + key_size + kEntryOverhead;
-}
-
 void make_cache_key(std::string& key, std::string_view project_id, std::string_view backup_id) {
     key.clear();
     key.reserve(project_id.size() + 1 + backup_id.size());
@@ -175,11 +175,10 @@ std::string make_cache_key(std::string_view project_id, std::string_view backup_
 LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), events_(std::move(events)) {
     // What CachedAnswer::kEntryOverhead stands for, from the real sizes: the entry block (LRU links and the
     // entry's fields; the key is counted apart), an index slot (a pointer and a metadata byte at the flat
-    // set's maximum load of 7/8, doubled for a table just grown), make_shared's block (control block +
-    // CachedAnswer), and the allocator's rounding of those two blocks and of the body to size classes.
+    // set's maximum load of 7/8, doubled for a table just grown), the answer's header (its id and body follow
+    // it in the same block), and the allocator's rounding of the two blocks to size classes.
     constexpr std::size_t kPtr = sizeof(void*);
-    constexpr std::size_t kComputed =
-        sizeof(Entry) + 2 * (kPtr + 1) * 8 / 7 + (2 * kPtr + sizeof(CachedAnswer)) + 3 * 16;
+    constexpr std::size_t kComputed = sizeof(Entry) + 2 * (kPtr + 1) * 8 / 7 + sizeof(CachedAnswer) + 2 * 16;
     static_assert(CachedAnswer::kEntryOverhead >= kComputed, "raise kEntryOverhead");
 
     std::size_t n = 1;
@@ -223,7 +222,7 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
         Entry& e = *found;
         const bool links_valid = now < e.valid_until;
         const bool fresh = links_valid && now < e.fresh_until;
-        if (fresh || (links_valid && e.answer->status == 200)) {
+        if (fresh || (links_valid && e.answer->status() == 200)) {
             // A use moves the entry to the front unless it is already among the newest 1/64 of the uses:
             // then a hit writes nothing shared (no list splice, no global clock), which keeps a hot key's
             // hits on several threads from fighting over cache lines.
@@ -235,7 +234,7 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
             }
             return {e.answer, fresh};
         }
-        expired = e.answer->status == 200;
+        expired = e.answer->status() == 200;
         remove_locked(s, e, entries_, bytes_);
     }
     if (expired) notify(events_.on_expired, 1);
@@ -243,26 +242,27 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
 }
 
 SysClock::duration fresh_lifetime(const CachedAnswer& a, SysClock::time_point now, const CacheOptions& o) {
-    if (a.status == 404 || a.status == 502) return clamp_seconds(o.negative_ttl);  // negative entries
-    if (a.status != 200) return SysClock::duration::zero();
-    const TimePoint valid_until = sub_sat(a.earliest_expiry, clamp_seconds(o.expiry_margin));
+    if (a.status() == 404 || a.status() == 502) return clamp_seconds(o.negative_ttl);  // negative entries
+    if (a.status() != 200) return SysClock::duration::zero();
+    const TimePoint valid_until = sub_sat(a.earliest_expiry(), clamp_seconds(o.expiry_margin));
     const TimePoint fresh_until = std::min(add_sat(now, clamp_seconds(o.ttl)), valid_until);
     return fresh_until > now ? fresh_until - now : SysClock::duration::zero();
 }
 
 bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point now,
                     SysClock::duration max_fresh) {
-    const bool negative = answer && (answer->status == 404 || answer->status == 502);
-    if (!answer || (answer->status != 200 && !negative)) return false;
+    const bool negative = answer && (answer->status() == 404 || answer->status() == 502);
+    if (!answer || (answer->status() != 200 && !negative)) return false;
 
     const SysClock::duration life = std::min(fresh_lifetime(*answer, now, opts_), max_fresh);
     const SysClock::time_point fresh_until = add_sat(now, life);
     const SysClock::time_point valid_until =
-        answer->status == 200 ? sub_sat(answer->earliest_expiry, clamp_seconds(opts_.expiry_margin))
-                              : SysClock::time_point::max();
+        answer->status() == 200 ? sub_sat(answer->earliest_expiry(), clamp_seconds(opts_.expiry_margin))
+                                : SysClock::time_point::max();
     bool storable = life > SysClock::duration::zero();
     const std::size_t fp = answer->footprint(key.size());
-    if (fp > opts_.max_bytes || opts_.max_entries == 0) storable = false;
+    if (fp > opts_.max_bytes || fp > std::numeric_limits<std::uint32_t>::max() || opts_.max_entries == 0)
+        storable = false;
 
     const auto over = [this] {
         return entries_.load(std::memory_order_relaxed) > opts_.max_entries ||
@@ -297,7 +297,7 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
         e->answer = std::move(answer);
         e->fresh_until = fresh_until;
         e->valid_until = valid_until;
-        e->footprint = fp;
+        e->footprint = static_cast<std::uint32_t>(fp);
         e->last_use = clock_.fetch_add(1, std::memory_order_relaxed);
         own.update_tail();
     }

@@ -40,7 +40,7 @@ void Response::reset() {
 }
 
 // Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
-static_assert(sizeof(Exchange) == 864, "Exchange changed: update Exchange::reset()");
+static_assert(sizeof(Exchange) == 840, "Exchange changed: update Exchange::reset()");
 
 void Exchange::reset() {
     method = boost::beast::http::verb::unknown;
@@ -182,7 +182,8 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
     append_fixed(s, total_ms, 2);
     s += ",\"bytes_sent\":"sv;
     append_uint(s, x.bytes_sent);
-    if (const std::string& urid = x.answer ? x.answer->upstream_request_id : x.upstream_request_id;
+    if (const std::string_view urid =
+            x.answer ? x.answer->upstream_request_id() : std::string_view(x.upstream_request_id);
         !urid.empty()) {
         s += ",\"upstream_request_id\":"sv;
         json_escape_append(s, urid);

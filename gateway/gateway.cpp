@@ -269,8 +269,8 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
             auto found = cache_->get(x.cache_key, sys::now());
             if (!found.answer || !found.fresh) return nullptr;
             auto o = std::make_shared<FetchOutcome>();
-            if (found.answer->status == 502)
-                o->error = LocalError(502, found.answer->body, ErrorSource::upstream);
+            if (found.answer->status() == 502)
+                o->error = LocalError(502, std::string(found.answer->body()), ErrorSource::upstream);
             else
                 o->answer = std::move(found.answer);
             return o;
@@ -286,7 +286,7 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
                                                              : "waited for another caller's fetch") +
                 ": cache " + std::string(cache_state_name(x.cache)) + ", " +
                 (x.error ? "error " + std::to_string(x.error->status)
-                         : "answer " + std::to_string(x.answer->status)),
+                         : "answer " + std::to_string(x.answer->status())),
             x.log_ids());
 }
 
@@ -419,11 +419,11 @@ bool Gateway::cache_lookup(Exchange& x) {
     if (!cache_ || x.no_cache) return true;
     auto found = cache_->get(x.cache_key, sys::now());
     if (found.answer && found.fresh) {
-        metrics_.cache_event(found.answer->status == 200 ? "hit" : "negative_hit");
+        metrics_.cache_event(found.answer->status() == 200 ? "hit" : "negative_hit");
         x.cache = CacheState::hit;
         x.answer = std::move(found.answer);  // a refusal's entry too: respond() takes Age from its fetch time
-        if (x.answer->status == 502)         // a recent refusal of the upstream's answer
-            return fail(x, LocalError(502, x.answer->body, ErrorSource::upstream));
+        if (x.answer->status() == 502)       // a recent refusal of the upstream's answer
+            return fail(x, LocalError(502, std::string(x.answer->body()), ErrorSource::upstream));
         return false;
     }
     x.stale = std::move(found.answer);
@@ -493,12 +493,12 @@ std::shared_ptr<FetchOutcome> rds_error_or_502(const UpstreamResult& up, std::sh
             ErrorSource::upstream);
         return out;
     }
-    auto answer = std::make_shared<CachedAnswer>();
-    answer->status = last.status;
-    answer->body = last.body;
-    answer->upstream_request_id = out->upstream_request_id;
-    answer->stored_at = sys::now();
-    out->answer = std::move(answer);
+    AnswerFields answer;
+    answer.status = last.status;
+    answer.body = last.body;
+    answer.upstream_request_id = out->upstream_request_id;
+    answer.stored_at = sys::now();
+    out->answer = CachedAnswer::make(answer);
     return out;
 }
 
@@ -553,12 +553,12 @@ FetchPtr Gateway::accept_answer(const FetchJob& job, const UpstreamResponse& las
     if (ok.earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= now)
         return refuse(job, out, "expiring",
                       "upstream answer's download links expire within the expiry margin");
-    auto answer = std::make_shared<CachedAnswer>();
-    answer->body = std::move(ok.body);
-    answer->earliest_expiry = ok.earliest_expiry;
-    answer->upstream_request_id = out->upstream_request_id;
-    answer->stored_at = now;
-    out->answer = std::move(answer);
+    AnswerFields answer;
+    answer.body = ok.body;
+    answer.earliest_expiry = ok.earliest_expiry;
+    answer.upstream_request_id = out->upstream_request_id;
+    answer.stored_at = now;
+    out->answer = CachedAnswer::make(answer);
     return out;
 }
 
@@ -592,12 +592,12 @@ bool Gateway::echoes_credential(const FetchJob& job, const UpstreamResponse& r) 
 void Gateway::store(const FetchJob& job, const FetchOutcome& o) {
     if (!cache_) return;
     if (o.error && o.refusal) {
-        auto a = std::make_shared<CachedAnswer>();
-        a->status = 502;
-        a->body = o.error->message;
-        a->stored_at = sys::now();
-        cache_->put(job.cache_key, std::move(a), sys::now());
-    } else if (o.answer && !o.error && (o.answer->status == 200 || o.answer->status == 404)) {
+        AnswerFields a;
+        a.status = 502;
+        a.body = o.error->message;
+        a.stored_at = sys::now();
+        cache_->put(job.cache_key, CachedAnswer::make(a), sys::now());
+    } else if (o.answer && !o.error && (o.answer->status() == 200 || o.answer->status() == 404)) {
         cache_->put(job.cache_key, o.answer, sys::now());
     }
 }
@@ -641,8 +641,8 @@ bool Gateway::serve_stale(Exchange& x, const FetchOutcome* o) {
     if (!cfg_.cache.stale_on_error || !cache_) return false;
     if (!x.stale && o) x.stale = cache_->get(x.cache_key, sys::now()).answer;
     const AnswerPtr& s = x.stale;
-    if (!s || s->status != 200 ||
-        s->earliest_expiry - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= sys::now())
+    if (!s || s->status() != 200 ||
+        s->earliest_expiry() - std::chrono::seconds(cfg_.cache.expiry_margin_s) <= sys::now())
         return false;
     metrics_.cache_event("stale");
     x.answer = s;
@@ -660,7 +660,7 @@ void Gateway::respond(Exchange& x) {
         r.headers = x.error->headers;
         r.close = r.close || x.error->close;
     } else if (x.answer) {
-        r.status = x.answer->status;
+        r.status = x.answer->status();
         r.shared_body = x.answer;
     }
     if (x.route != Route::backup_files) return;
@@ -671,10 +671,11 @@ void Gateway::respond(Exchange& x) {
         if (from_cache && x.answer)
             age = std::max<long long>(
                 0,
-                std::chrono::duration_cast<std::chrono::seconds>(sys::now() - x.answer->stored_at).count());
+                std::chrono::duration_cast<std::chrono::seconds>(sys::now() - x.answer->stored_at()).count());
         r.headers.emplace_back("Age", std::to_string(age));
     }
-    const std::string& urid = x.answer ? x.answer->upstream_request_id : x.upstream_request_id;
+    const std::string_view urid =
+        x.answer ? x.answer->upstream_request_id() : std::string_view(x.upstream_request_id);
     if (!urid.empty()) r.headers.emplace_back("X-Upstream-Request-Id", urid);
     if (!from_cache) {
         const bool has_retry_after = x.error && std::any_of(x.error->headers.begin(), x.error->headers.end(),

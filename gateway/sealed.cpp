@@ -114,13 +114,13 @@ struct ByteReader {
         in.remove_prefix(n);
         return v;
     }
-    std::string str() {
+    std::string_view str() {  // a view into the input
         const auto n = static_cast<std::size_t>(uint(4));
         if (bad || in.size() < n) {
             bad = true;
             return {};
         }
-        std::string s(in.substr(0, n));
+        const std::string_view s = in.substr(0, n);
         in.remove_prefix(n);
         return s;
     }
@@ -237,30 +237,31 @@ std::optional<std::string> Sealer::open(std::string_view sealed, std::string_vie
 }
 
 std::string serialize_answer(const CachedAnswer& a) {
+    const std::string_view id = a.upstream_request_id(), body = a.body();
     std::string out;
-    out.reserve(1 + 2 + 8 + 8 + 4 + a.upstream_request_id.size() + 4 + a.body.size());
+    out.reserve(1 + 2 + 8 + 8 + 4 + id.size() + 4 + body.size());
     out.push_back(static_cast<char>(kFormat));
-    put_u16(out, static_cast<std::uint16_t>(a.status));
-    put_i64(out, to_ms(a.earliest_expiry));
-    put_i64(out, to_ms(a.stored_at));
-    put_u32(out, static_cast<std::uint32_t>(a.upstream_request_id.size()));
-    out.append(a.upstream_request_id);
-    put_u32(out, static_cast<std::uint32_t>(a.body.size()));
-    out.append(a.body);
+    put_u16(out, static_cast<std::uint16_t>(a.status()));
+    put_i64(out, to_ms(a.earliest_expiry()));
+    put_i64(out, to_ms(a.stored_at()));
+    put_u32(out, static_cast<std::uint32_t>(id.size()));
+    out.append(id);
+    put_u32(out, static_cast<std::uint32_t>(body.size()));
+    out.append(body);
     return out;
 }
 
-std::optional<CachedAnswer> parse_answer(std::string_view in) {
+AnswerPtr parse_answer(std::string_view in) {
     ByteReader r{in};
-    if (r.uint(1) != kFormat || r.bad) return std::nullopt;
-    CachedAnswer a;
+    if (r.uint(1) != kFormat || r.bad) return nullptr;
+    AnswerFields a;
     a.status = static_cast<unsigned>(r.uint(2));
     a.earliest_expiry = from_ms(static_cast<std::int64_t>(r.uint(8)));
     a.stored_at = from_ms(static_cast<std::int64_t>(r.uint(8)));
     a.upstream_request_id = r.str();
     a.body = r.str();
-    if (r.bad || !r.in.empty() || (a.status != 200 && a.status != 404)) return std::nullopt;
-    return a;
+    if (r.bad || !r.in.empty() || (a.status != 200 && a.status != 404)) return nullptr;
+    return CachedAnswer::make(a);
 }
 
 }  // namespace rdsgw

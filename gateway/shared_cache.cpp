@@ -168,17 +168,18 @@ void SharedCache::event(std::string_view e) const {
     if (on_event_) on_event_(e);
 }
 
-std::optional<CachedAnswer> SharedCache::open_value(std::string_view cache_key, std::string_view sealed) {
+AnswerPtr SharedCache::open_value(std::string_view cache_key, std::string_view sealed) {
     auto plain = sealer_.open(sealed, cache_key);
-    std::optional<CachedAnswer> a;
+    AnswerPtr a;
     if (plain) a = parse_answer(*plain);
     if (!a) event("l2_decrypt_error");
     return a;
 }
 
 bool SharedCache::fresh_enough(const CachedAnswer& a, SysClock::time_point now) const {
-    if (a.status != 200) return true;
-    return a.earliest_expiry == SysClock::time_point::max() || a.earliest_expiry - opts_.expiry_margin > now;
+    if (a.status() != 200) return true;
+    return a.earliest_expiry() == SysClock::time_point::max() ||
+           a.earliest_expiry() - opts_.expiry_margin > now;
 }
 
 asio::awaitable<L2Lookup> SharedCache::get(std::string cache_key, SysClock::time_point now) {
@@ -191,25 +192,26 @@ asio::awaitable<L2Lookup> SharedCache::get(std::string cache_key, SysClock::time
         co_return out;
     }
     out.kind = L2Lookup::Kind::miss;
-    std::optional<CachedAnswer> a;
+    AnswerPtr a;
     if (r[0].kind == RedisReply::Kind::string && r[1].integer > 0) a = open_value(cache_key, r[0].str);
     if (!a || !fresh_enough(*a, now)) {
         event("l2_miss");
         co_return out;
     }
     SysClock::duration left = std::chrono::milliseconds(r[1].integer);
-    if (a->status == 200 && a->earliest_expiry != SysClock::time_point::max())
-        left = std::min(left, a->earliest_expiry - opts_.expiry_margin - now);
+    if (a->status() == 200 && a->earliest_expiry() != SysClock::time_point::max())
+        left = std::min(left, a->earliest_expiry() - opts_.expiry_margin - now);
     out.kind = L2Lookup::Kind::hit;
     out.remaining = left;
-    out.answer = std::make_shared<const CachedAnswer>(std::move(*a));
+    out.answer = std::move(a);
     event("l2_hit");
     co_return out;
 }
 
 asio::awaitable<bool> SharedCache::put(std::string cache_key, AnswerPtr answer, SysClock::duration ttl) {
     std::string token = take_token(cache_key);
-    if (!answer || (answer->status != 200 && answer->status != 404) || ttl <= SysClock::duration::zero()) {
+    if (!answer || (answer->status() != 200 && answer->status() != 404) ||
+        ttl <= SysClock::duration::zero()) {
         if (!token.empty()) co_await release_lock(cache_key, std::move(token));
         co_return false;
     }
@@ -268,7 +270,7 @@ SharedCache::Next SharedCache::settle(const std::string& cache_key, const std::s
         }
         out.kind = L2Acquire::Kind::value;
         out.remaining = std::chrono::milliseconds(std::max<long long>(0, r.elements[2].integer));
-        out.answer = std::make_shared<const CachedAnswer>(std::move(*a));
+        out.answer = std::move(a);
         return Next::done;
     }
     out.kind = L2Acquire::Kind::unavailable;

@@ -41,7 +41,7 @@ bool Gateway::start_shared_tier(std::string& why) {
 namespace {
 FetchPtr shared_outcome(AnswerPtr answer) {
     auto o = std::make_shared<FetchOutcome>();
-    o->upstream_request_id = answer->upstream_request_id;
+    o->upstream_request_id = answer->upstream_request_id();
     o->answer = std::move(answer);
     o->from_shared_tier = true;
     return o;
@@ -90,7 +90,7 @@ asio::awaitable<FetchPtr> Gateway::shared_lookup(const FetchJob& job, bool& lock
 void Gateway::shared_store(const FetchJob& job, const FetchPtr& out, bool lock_held,
                            asio::any_io_executor ex) {
     const bool storable =
-        out->answer && !out->error && (out->answer->status == 200 || out->answer->status == 404);
+        out->answer && !out->error && (out->answer->status() == 200 || out->answer->status() == 404);
     const auto ttl = storable ? fresh_lifetime(*out->answer, sys::now(), cache_opts_) : sys::duration::zero();
     if (log_enabled(LogLevel::debug))
         log(LogLevel::debug,

@@ -21,31 +21,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "rdsgw/answer.hpp"
 #include "rdsgw/local_error.hpp"
 
 namespace rdsgw {
-
-using SysClock = std::chrono::system_clock;
-
-// An answer as the gateway serves it: immutable once built, shared between the cache and responses.
-struct CachedAnswer {
-    // 200; negative entries: 404 (RDS's error passed through) or 502: the gateway's own refusal of the
-    // upstream's answer (e.g. links that expire within the margin), kept briefly so that a broken upstream
-    // is not asked again at once.
-    unsigned status = 200;
-    std::string body;  // canonical JSON body; RDS's error body for a 404; the refusal's message for a 502
-    std::string upstream_request_id;
-    SysClock::time_point earliest_expiry = SysClock::time_point::max();  // of the links inside
-    SysClock::time_point stored_at{};
-    // Honest size accounting: the body, the id, the key and a fixed per-entry overhead.
-    std::size_t footprint(std::size_t key_size) const;
-    // The fixed part: the cache's entry block (LRU links and fields; its key is counted apart) and its index
-    // slot, the shared_ptr control block with this struct (make_shared), and the allocator's rounding to size
-    // classes (x86-64: ~244 bytes; gateway/cache.cpp checks this bound against the real sizes at compile
-    // time).
-    static constexpr std::size_t kEntryOverhead = 256;
-};
-using AnswerPtr = std::shared_ptr<const CachedAnswer>;
 
 struct CacheOptions {
     std::size_t max_entries = 100000;

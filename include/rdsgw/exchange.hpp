@@ -33,7 +33,7 @@ struct Response {
     std::vector<std::pair<std::string_view, std::string>> headers;  // extra headers (names are literals)
     bool close = false;
 
-    std::string_view body_view() const { return shared_body ? std::string_view(shared_body->body) : body; }
+    std::string_view body_view() const { return shared_body ? shared_body->body() : std::string_view(body); }
     void reset();  // back to a new Response, keeping the storage of body and headers
 };
 

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "rdsgw/cache.hpp"
+#include "rdsgw/answer.hpp"
 
 namespace rdsgw {
 
@@ -58,7 +58,7 @@ class Sealer {
 //   format (1 byte, 0x01) | status (u16) | earliest_expiry (i64, ms since the epoch; INT64_MAX = none)
 //   | stored_at (i64 ms) | upstream_request_id (u32 length + bytes) | body (u32 length + bytes)
 std::string serialize_answer(const CachedAnswer& a);
-// nullopt when malformed (truncated, trailing bytes, unknown format, status other than 200 or 404).
-std::optional<CachedAnswer> parse_answer(std::string_view bytes);
+// Null when malformed (truncated, trailing bytes, unknown format, status other than 200 or 404).
+AnswerPtr parse_answer(std::string_view bytes);
 
 }  // namespace rdsgw

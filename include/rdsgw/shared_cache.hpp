@@ -119,7 +119,7 @@ class SharedCache {
     std::string hash_tag(std::string_view s) const;
     std::string take_token(const std::string& cache_key);  // this instance's lock token for the key, or ""
     boost::asio::awaitable<void> release_lock(const std::string& cache_key, std::string token);
-    std::optional<CachedAnswer> open_value(std::string_view cache_key, std::string_view sealed);
+    AnswerPtr open_value(std::string_view cache_key, std::string_view sealed);
     bool fresh_enough(const CachedAnswer& a, SysClock::time_point now) const;
     void on_message(std::string_view payload);
     void on_resubscribed();

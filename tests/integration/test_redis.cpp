@@ -56,22 +56,20 @@ const std::string kFileName = "rds-backup-20240601.tar";
 const std::string kCacheKey = kProject + "\n" + kBackup;
 
 AnswerPtr sample(SysClock::time_point now, const std::string& tag = "") {
-    auto a = std::make_shared<CachedAnswer>();
-    a->status = 200;
-    a->body = R"({"list":[{"name":")" + kFileName + R"(","download_link":"https://)" + kLinkHost + "/b/" +
-              kFileName + "?AccessKeyId=AK&Signature=" + kSignature + R"(","tag":")" + tag + R"("}]})";
-    a->upstream_request_id = "up-req-1";
-    a->earliest_expiry = now + 1h;
-    a->stored_at = now;
-    return a;
+    const std::string body = R"({"list":[{"name":")" + kFileName + R"(","download_link":"https://)" +
+                             kLinkHost + "/b/" + kFileName + "?AccessKeyId=AK&Signature=" + kSignature +
+                             R"(","tag":")" + tag + R"("}]})";
+    return CachedAnswer::make({.status = 200,
+                               .body = body,
+                               .upstream_request_id = "up-req-1",
+                               .earliest_expiry = now + 1h,
+                               .stored_at = now});
 }
 
 AnswerPtr not_found(SysClock::time_point now) {
-    auto a = std::make_shared<CachedAnswer>();
-    a->status = 404;
-    a->body = R"({"error_code":"DBS.200019","error_msg":"backup not found"})";
-    a->stored_at = now;
-    return a;
+    return CachedAnswer::make({.status = 404,
+                               .body = R"({"error_code":"DBS.200019","error_msg":"backup not found"})",
+                               .stored_at = now});
 }
 
 // One "gateway instance": a SharedCache over its own client, with what it reported.
@@ -135,7 +133,7 @@ asio::awaitable<void> contend(SharedCache& c, std::string k, AnswerPtr answer, b
             break;
         case L2Acquire::Kind::value:
             ++t.values;
-            if (r.answer->body != answer->body) t.bodies_seen += "wrong body;";
+            if (r.answer->body() != answer->body()) t.bodies_seen += "wrong body;";
             break;
         case L2Acquire::Kind::released:
             ++t.released;
@@ -183,9 +181,10 @@ BOOST_AUTO_TEST_CASE(put_get_with_link_bounded_ttl_and_negative_entries) {
     BOOST_REQUIRE(a.put(kCacheKey, sample(now), 3s));
     L2Lookup hit = a.get(kCacheKey);
     BOOST_REQUIRE(hit.kind == L2Lookup::Kind::hit);
-    BOOST_TEST(hit.answer->body == sample(now)->body);
-    BOOST_TEST(hit.answer->upstream_request_id == "up-req-1");
-    BOOST_TEST(to_ms(hit.answer->stored_at.time_since_epoch()) == to_ms(now.time_since_epoch()));  // ms kept
+    BOOST_TEST(hit.answer->body() == sample(now)->body());
+    BOOST_TEST(hit.answer->upstream_request_id() == "up-req-1");
+    BOOST_TEST(to_ms(hit.answer->stored_at().time_since_epoch()) ==
+               to_ms(now.time_since_epoch()));  // ms kept
     BOOST_TEST(to_ms(hit.remaining) > 0);
     BOOST_TEST(to_ms(hit.remaining) <= 3000);
     BOOST_TEST(a.seen("l2_hit") == 1);
@@ -197,11 +196,12 @@ BOOST_AUTO_TEST_CASE(put_get_with_link_bounded_ttl_and_negative_entries) {
     BOOST_REQUIRE(a.put(missing, not_found(now), 1s));
     L2Lookup neg = a.get(missing);
     BOOST_REQUIRE(neg.kind == L2Lookup::Kind::hit);
-    BOOST_TEST(neg.answer->status == 404u);
+    BOOST_TEST(neg.answer->status() == 404u);
 
     // Links within the margin: a miss, whatever Redis's TTL says.
-    auto soon = std::make_shared<CachedAnswer>(*sample(now));
-    soon->earliest_expiry = now + 30s;  // the default margin is 60 s
+    auto soon_fields = sample(now)->fields();
+    soon_fields.earliest_expiry = now + 30s;  // the default margin is 60 s
+    auto soon = CachedAnswer::make(soon_fields);
     const std::string soon_key = kProject + "\nsoon";
     BOOST_REQUIRE(a.put(soon_key, soon, 10s));
     BOOST_TEST(a.get(soon_key).kind == L2Lookup::Kind::miss);
@@ -254,7 +254,7 @@ BOOST_AUTO_TEST_CASE(wrong_key_is_a_counted_miss_and_keys_rotate) {
     BOOST_TEST(new_only.seen("l2_decrypt_error") == 1);
     L2Lookup r = rotated.get(kCacheKey);
     BOOST_REQUIRE(r.kind == L2Lookup::Kind::hit);  // k1 is still listed
-    BOOST_TEST(r.answer->body == sample(now, "by-k1")->body);
+    BOOST_TEST(r.answer->body() == sample(now, "by-k1")->body());
 
     BOOST_REQUIRE(rotated.put(kCacheKey, sample(now, "by-k2"), 30s));  // the first key seals
     BOOST_TEST(old_only.get(kCacheKey).kind == L2Lookup::Kind::miss);

@@ -21,20 +21,16 @@ const SysClock::time_point T0 = sys_days{2026y / 11 / 27} + 12h;
 
 AnswerPtr ok(SysClock::time_point earliest_expiry, std::string body = "{\"files\":[],\"bucket\":\"b\"}",
              std::string request_id = "req-1") {
-    auto a = std::make_shared<CachedAnswer>();
-    a->status = 200;
-    a->body = std::move(body);
-    a->upstream_request_id = std::move(request_id);
-    a->earliest_expiry = earliest_expiry;
-    a->stored_at = T0;
-    return a;
+    return CachedAnswer::make({.status = 200,
+                               .body = body,
+                               .upstream_request_id = request_id,
+                               .earliest_expiry = earliest_expiry,
+                               .stored_at = T0});
 }
 
 AnswerPtr not_found() {
-    auto a = std::make_shared<CachedAnswer>();
-    a->status = 404;
-    a->body = R"({"error_code":"DBS.200002","error_msg":"not found"})";
-    return a;
+    return CachedAnswer::make(
+        {.status = 404, .body = R"({"error_code":"DBS.200002","error_msg":"not found"})"});
 }
 
 CacheOptions options(std::size_t shards = 16) {
@@ -147,7 +143,7 @@ BOOST_AUTO_TEST_CASE(never_returns_an_answer_whose_links_are_within_the_margin) 
                 const auto l = cache.get("k", now);
                 if (l.answer) {
                     BOOST_TEST_CONTEXT("life=" << life << " at=" << at) {
-                        BOOST_TEST((l.answer->earliest_expiry - 60s > now));
+                        BOOST_TEST((l.answer->earliest_expiry() - 60s > now));
                         BOOST_TEST(l.fresh == (now < T0 + 300s));
                     }
                 } else if (stored) {
@@ -167,7 +163,7 @@ BOOST_AUTO_TEST_CASE(negative_entries_expire_after_negative_ttl) {
     auto l = cache.get("k", T0 + 4s);
     BOOST_TEST(l.answer == nf);
     BOOST_TEST(l.fresh);
-    BOOST_TEST(l.answer->status == 404u);
+    BOOST_TEST(l.answer->status() == 404u);
     l = cache.get("k", T0 + 5s);  // past the negative TTL: not stale-servable
     BOOST_TEST(!l.answer);
     BOOST_TEST(cache.entries() == 0u);
@@ -185,12 +181,49 @@ BOOST_AUTO_TEST_CASE(other_statuses_and_null_answers_are_not_stored) {
     LinkCache cache(options());
     auto a = ok(T0 + 1h);
     BOOST_TEST(cache.put("k", a, T0));
-    auto err = std::make_shared<CachedAnswer>(*a);
-    err->status = 500;
+    auto err_fields = a->fields();
+    err_fields.status = 500;
+    auto err = CachedAnswer::make(err_fields);
     BOOST_TEST(!cache.put("k", err, T0));
     BOOST_TEST(!cache.put("k", nullptr, T0));
     BOOST_TEST(cache.get("k", T0).answer == a);  // unchanged
     BOOST_TEST(cache.entries() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_answer_owns_a_copy_of_its_bytes_in_one_block) {
+    std::string body = R"({"files":[],"bucket":"b"})";
+    std::string id = "a-request-id-longer-than-fifteen-bytes";
+    const auto at = T0 + 1h;
+    AnswerPtr a = CachedAnswer::make(
+        {.status = 200, .body = body, .upstream_request_id = id, .earliest_expiry = at, .stored_at = T0});
+    body.assign(body.size(), 'x');  // the caller's buffers may change or go: the answer has its own bytes
+    id.assign(id.size(), 'y');
+    BOOST_TEST(a->status() == 200u);
+    BOOST_TEST(a->body() == R"({"files":[],"bucket":"b"})");
+    BOOST_TEST(a->upstream_request_id() == "a-request-id-longer-than-fifteen-bytes");
+    BOOST_TEST((a->earliest_expiry() == at));
+    BOOST_TEST((a->stored_at() == T0));
+    // The id and the body follow the header in the same block.
+    const char* header = reinterpret_cast<const char*>(a.get());
+    BOOST_TEST((static_cast<const void*>(a->upstream_request_id().data()) ==
+                static_cast<const void*>(header + sizeof(CachedAnswer))));
+    BOOST_TEST((static_cast<const void*>(a->body().data()) ==
+                static_cast<const void*>(a->upstream_request_id().data() + a->upstream_request_id().size())));
+    // A copy with one field changed; the original is untouched; the last reference frees it (ASan: no leak).
+    auto f = a->fields();
+    f.status = 404;
+    AnswerPtr b = CachedAnswer::make(f);
+    AnswerPtr a2 = a;
+    a.reset();
+    BOOST_TEST(a2->status() == 200u);
+    BOOST_TEST(b->status() == 404u);
+    BOOST_TEST(b->body() == a2->body());
+    BOOST_TEST((static_cast<const void*>(b->body().data()) != static_cast<const void*>(a2->body().data())));
+    // An empty answer is valid.
+    AnswerPtr e = CachedAnswer::make({});
+    BOOST_TEST(e->body().empty());
+    BOOST_TEST(e->upstream_request_id().empty());
+    BOOST_TEST(e->footprint(3) == 3 + CachedAnswer::kEntryOverhead);
 }
 
 BOOST_AUTO_TEST_CASE(replace_adjusts_the_accounting) {
@@ -375,7 +408,7 @@ BOOST_AUTO_TEST_CASE(concurrent_put_and_get_stay_consistent) {
     auto check = [&](const std::string& key, const AnswerPtr& a, std::atomic<int>& counter) {
         if (!a) return;
         ++counter;
-        if (a->body != key) ++wrong;
+        if (a->body() != key) ++wrong;
     };
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -426,8 +459,9 @@ BOOST_AUTO_TEST_CASE(fresh_lifetime_is_the_put_rule_for_both_tiers) {
     BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*ok(T0 + 100s), T0, o)).count() == 40);  // link - margin
     BOOST_TEST(fresh_lifetime(*ok(T0 + 60s), T0, o).count() == 0);                            // within margin
     BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*not_found(), T0, o)).count() == 5);     // negative_ttl
-    auto other = std::make_shared<CachedAnswer>(*not_found());
-    other->status = 500;
+    auto other_fields = not_found()->fields();
+    other_fields.status = 500;
+    auto other = CachedAnswer::make(other_fields);
     BOOST_TEST(fresh_lifetime(*other, T0, o).count() == 0);
 }
 

@@ -40,13 +40,13 @@ BOOST_AUTO_TEST_CASE(reset_gives_a_new_exchange) {
     x.pending = PendingStep::purge;
     x.cache = CacheState::hit;
     x.region = "cn-north-4";  // logged (multi-region misses)
-    x.stale = std::make_shared<CachedAnswer>();
+    x.stale = CachedAnswer::make({});
     x.upstream_status = 503;
     x.attempts = 3;
     x.upstream_ms = 12.5;
     x.upstream_request_id = "u";
     x.upstream_retry_after = "1";
-    x.answer = std::make_shared<CachedAnswer>();
+    x.answer = CachedAnswer::make({});
     x.error = LocalError(400, "bad", ErrorSource::caller, "validation");
     x.response.status = 400;
     x.response.body = "{}";

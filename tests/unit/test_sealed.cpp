@@ -18,8 +18,8 @@ Sealer sealer(std::vector<SealKey> keys) {
     return Sealer(std::move(keys));
 }
 
-CachedAnswer sample() {
-    CachedAnswer a;
+AnswerFields sample_fields() {
+    AnswerFields a;
     a.status = 200;
     a.body =
         R"({"files":[{"name":"backup-2024.tar","download_link":"https://obs.example.com/b?token=SECRET"}]})";
@@ -27,6 +27,11 @@ CachedAnswer sample() {
     a.earliest_expiry = SysClock::time_point(std::chrono::milliseconds(1'900'000'000'123LL));
     a.stored_at = SysClock::time_point(std::chrono::milliseconds(1'800'000'000'456LL));
     return a;
+}
+
+const CachedAnswer& sample() {
+    static const AnswerPtr a = CachedAnswer::make(sample_fields());
+    return *a;
 }
 
 const std::string kAad = "97b026aa\nc0c9f155";
@@ -118,22 +123,21 @@ BOOST_AUTO_TEST_CASE(key_material_hex_and_base64) {
 }
 
 BOOST_AUTO_TEST_CASE(answer_serialization_round_trip) {
-    CachedAnswer a = sample();
+    const CachedAnswer& a = sample();
     auto back = parse_answer(serialize_answer(a));
     BOOST_REQUIRE(back);
-    BOOST_TEST(back->status == a.status);
-    BOOST_TEST(back->body == a.body);
-    BOOST_TEST(back->upstream_request_id == a.upstream_request_id);
-    BOOST_TEST((back->earliest_expiry == a.earliest_expiry));
-    BOOST_TEST((back->stored_at == a.stored_at));
+    BOOST_TEST(back->status() == a.status());
+    BOOST_TEST(back->body() == a.body());
+    BOOST_TEST(back->upstream_request_id() == a.upstream_request_id());
+    BOOST_TEST((back->earliest_expiry() == a.earliest_expiry()));
+    BOOST_TEST((back->stored_at() == a.stored_at()));
 
-    CachedAnswer neg;
-    neg.status = 404;
-    neg.body = R"({"error_code":"DBS.200019","error_msg":"not found"})";
-    auto nb = parse_answer(serialize_answer(neg));
+    auto neg =
+        CachedAnswer::make({.status = 404, .body = R"({"error_code":"DBS.200019","error_msg":"not found"})"});
+    auto nb = parse_answer(serialize_answer(*neg));
     BOOST_REQUIRE(nb);
-    BOOST_TEST(nb->status == 404u);
-    BOOST_TEST((nb->earliest_expiry == SysClock::time_point::max()));
+    BOOST_TEST(nb->status() == 404u);
+    BOOST_TEST((nb->earliest_expiry() == SysClock::time_point::max()));
 }
 
 BOOST_AUTO_TEST_CASE(malformed_answers_are_refused) {
@@ -144,9 +148,9 @@ BOOST_AUTO_TEST_CASE(malformed_answers_are_refused) {
     std::string bad_format = good;
     bad_format[0] = 0x02;
     BOOST_TEST(!parse_answer(bad_format));
-    CachedAnswer s500 = sample();
+    AnswerFields s500 = sample_fields();
     s500.status = 500;
-    BOOST_TEST(!parse_answer(serialize_answer(s500)));
+    BOOST_TEST(!parse_answer(serialize_answer(*CachedAnswer::make(s500))));
     std::string huge_len = good;
     huge_len[19] = '\xff';  // the request id's length
     huge_len[20] = '\xff';

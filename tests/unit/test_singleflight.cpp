@@ -82,10 +82,8 @@ class Gate {
 };
 
 FetchPtr outcome(std::string body) {
-    auto a = std::make_shared<CachedAnswer>();
-    a->body = std::move(body);
     auto o = std::make_shared<FetchOutcome>();
-    o->answer = std::move(a);
+    o->answer = CachedAnswer::make({.body = body});
     return o;
 }
 
@@ -233,14 +231,14 @@ BOOST_AUTO_TEST_CASE(b_lands_while_a_is_still_waiting) {
         BOOST_TEST(rb[i].done);
         BOOST_TEST(!ra[i].done);
         BOOST_TEST_REQUIRE(rb[i].result.outcome);
-        BOOST_TEST(rb[i].result.outcome->answer->body == "b");
+        BOOST_TEST(rb[i].result.outcome->answer->body() == "b");
     }
     BOOST_TEST(sf.waiting() == 5u);
     ga.release();
     ctx.run();
     for (int i = 0; i < 5; ++i) {
         BOOST_TEST_REQUIRE(ra[i].result.outcome);
-        BOOST_TEST(ra[i].result.outcome->answer->body == "a");
+        BOOST_TEST(ra[i].result.outcome->answer->body() == "a");
     }
     BOOST_TEST(fa == 1);
     BOOST_TEST(fb == 1);
@@ -453,7 +451,7 @@ BOOST_AUTO_TEST_CASE(an_abandoned_leader_context_fails_waiters_elsewhere_fast) {
     spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, open, outcome("next")), next);
     other.run();
     BOOST_TEST_REQUIRE(next.result.outcome);
-    BOOST_TEST(next.result.outcome->answer->body == "next");
+    BOOST_TEST(next.result.outcome->answer->body() == "next");
 }
 
 BOOST_AUTO_TEST_CASE(a_caller_that_arrives_after_the_flight_left_takes_the_stored_answer) {
