@@ -121,6 +121,39 @@ BOOST_AUTO_TEST_CASE(output_is_valid_json_for_any_bytes) {
     BOOST_TEST(valid > 1000u);
 }
 
+// The escaper skips plain text eight bytes at a time: every byte value at every offset of a longer string
+// (before, inside and after the 8-byte blocks) is found and escaped exactly as on its own; longer random
+// UTF-8 text comes out as Boost.JSON's serializer writes it.
+BOOST_AUTO_TEST_CASE(the_word_at_a_time_scan_misses_no_byte) {
+    constexpr std::size_t kLen = 27;
+    for (unsigned c = 0; c < 256; ++c) {
+        const std::string alone = escaped(std::string(1, static_cast<char>(c)));
+        const std::string inner = alone.substr(1, alone.size() - 2);
+        for (std::size_t at = 0; at < kLen; ++at) {
+            std::string in(kLen, 'a');
+            in[at] = static_cast<char>(c);
+            const std::string want =
+                "\"" + std::string(at, 'a') + inner + std::string(kLen - at - 1, 'a') + "\"";
+            BOOST_TEST(escaped(in) == want, "byte " << c << " at " << at);
+        }
+    }
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> len(8, 80), ascii(0, 127), pick(0, 99);
+    const char* const multi[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (int n = 0; n < 20000; ++n) {
+        std::string in;
+        const int l = len(rng);
+        while (static_cast<int>(in.size()) < l) {
+            const int p = pick(rng);
+            if (p < 90)
+                in.push_back(static_cast<char>(p < 80 ? 'a' + p % 26 : ascii(rng)));
+            else
+                in += multi[p % 3];
+        }
+        BOOST_TEST(escaped(in) == boost::json::serialize(boost::json::string(in)));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(decode_utf8_accepts_exactly_the_well_formed_sequences) {
     for (char32_t cp = 0; cp <= 0x10FFFF; ++cp) {
         const std::string s = encode(cp);
