@@ -34,6 +34,7 @@
 #include <openssl/crypto.h>
 
 #include <atomic>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cstring>
 
 #include "rdsgw/text.hpp"
@@ -155,7 +156,34 @@ bool is_hex64(std::string_view s) {
 
 }  // namespace
 
-Caller::Caller(CallerDef def) : def_(std::move(def)), tokens_(capacity_of(def_)) {
+namespace {
+std::atomic<std::uint64_t> g_caller_uids{0};
+
+std::uint32_t lease_size_of(const CallerDef& d) {
+    if (!(d.rate_per_s > 0)) return 1;
+    const double n = std::min({64.0, d.rate_per_s / 1000, capacity_of(d) / 16});
+    return n >= 2 ? static_cast<std::uint32_t>(n) : 1;
+}
+
+// This thread's leases, by caller uid. Callers dropped by a reload leave their entry behind; the map is
+// emptied when it grows past any plausible caller list (the tokens in it are simply not used).
+struct Lease {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point taken{};
+};
+constexpr auto kLeaseLife = std::chrono::milliseconds(1);
+constexpr std::size_t kMaxLeases = 4096;
+boost::unordered_flat_map<std::uint64_t, Lease>& thread_leases() {
+    thread_local boost::unordered_flat_map<std::uint64_t, Lease> leases;
+    return leases;
+}
+}  // namespace
+
+Caller::Caller(CallerDef def)
+    : def_(std::move(def)),
+      uid_(++g_caller_uids),
+      lease_size_(lease_size_of(def_)),
+      tokens_(capacity_of(def_)) {
     for (auto& h : def_.api_key_sha256)
         for (char& c : h) c = ascii_lower(c);
 }
@@ -167,8 +195,28 @@ bool Caller::may_read(std::string_view project_id) const {
 
 bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const {
     retry_after_s = 0;
+    if (!(def_.rate_per_s > 0)) return true;  // unlimited (also for NaN)
+    if (lease_size_ == 1) return take(now, 1, 0, retry_after_s) == 1;
+    auto& leases = thread_leases();
+    if (leases.size() >= kMaxLeases && !leases.contains(uid_)) leases.clear();
+    Lease& l = leases[uid_];
+    const bool live = now >= l.taken && now - l.taken < kLeaseLife;
+    if (live && l.tokens >= 1) {
+        l.tokens -= 1;
+        return true;
+    }
+    const double back = l.tokens;  // what is left of a lease past its life goes back to the bucket
+    l.tokens = 0;
+    const std::uint32_t got = take(now, lease_size_, back, retry_after_s);
+    if (got == 0) return false;
+    l.tokens = got - 1;
+    l.taken = now;
+    return true;
+}
+
+std::uint32_t Caller::take(std::chrono::steady_clock::time_point now, std::uint32_t want, double give_back,
+                           double& retry_after_s) const {
     const double rate = def_.rate_per_s;
-    if (!(rate > 0)) return true;  // unlimited (also for NaN)
     const double cap = capacity_of(def_);
     std::lock_guard lock(mu_);
     // The bucket starts full; time only moves forward (an earlier `now` refills nothing).
@@ -177,12 +225,14 @@ bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retr
         tokens_ = std::min(cap, tokens_ + elapsed * rate);
         last_ = now;
     }
+    tokens_ = std::min(cap, tokens_ + give_back);
     if (tokens_ >= 1) {
-        tokens_ -= 1;
-        return true;
+        const double n = std::min<double>(want, std::floor(tokens_));
+        tokens_ -= n;
+        return static_cast<std::uint32_t>(n);
     }
     retry_after_s = std::max((1 - tokens_) / rate, 1e-6);
-    return false;
+    return 0;
 }
 
 void Caller::adopt_rate_state(const Caller& previous, std::chrono::steady_clock::time_point now) const {

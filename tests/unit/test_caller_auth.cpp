@@ -641,6 +641,69 @@ BOOST_AUTO_TEST_CASE(burst_then_refused_then_refilled) {
     BOOST_TEST(!c->try_acquire(later, retry));
 }
 
+// Callers allowed more than 1,000 requests a second are served from per-thread leases of the shared bucket.
+CallerDef fast_caller(double rate, double burst) {
+    CallerDef d;
+    d.name = "fast";
+    d.rate_per_s = rate;
+    d.burst = burst;
+    return d;
+}
+
+int drain(const Caller& c,
+          steady_clock::time_point at) {  // requests admitted at `at` until the first refusal
+    double retry = 0;
+    int n = 0;
+    while (n < 1000000 && c.try_acquire(at, retry)) ++n;
+    return n;
+}
+
+BOOST_AUTO_TEST_CASE(lease_sizes) {
+    BOOST_TEST(Caller(fast_caller(500, 100)).lease_size() == 1u);      // slow: every token from the bucket
+    BOOST_TEST(Caller(fast_caller(64000, 6400)).lease_size() == 64u);  // 1 ms of the rate
+    BOOST_TEST(Caller(fast_caller(10000, 100)).lease_size() == 6u);    // burst / 16
+    BOOST_TEST(Caller(fast_caller(1e7, 1e7)).lease_size() == 64u);     // at most 64
+    BOOST_TEST(Caller(fast_caller(0, 0)).lease_size() == 1u);          // unlimited
+}
+
+BOOST_AUTO_TEST_CASE(leases_spend_the_bucket_exactly) {
+    // One thread: exactly the burst, then a refusal that says when a token is back.
+    const Caller one(fast_caller(64000, 6400));
+    BOOST_TEST(drain(one, kT0) == 6400);
+    double retry = 0;
+    BOOST_TEST(!one.try_acquire(kT0, retry));
+    BOOST_TEST(retry > 0.0);
+    // Two threads on one bucket: every token is spent once, none twice.
+    const Caller two(fast_caller(64000, 6400));
+    int a = 0, b = 0;
+    std::thread ta([&] { a = drain(two, kT0); });
+    std::thread tb([&] { b = drain(two, kT0); });
+    ta.join();
+    tb.join();
+    BOOST_TEST(a + b == 6400);
+}
+
+BOOST_AUTO_TEST_CASE(the_rest_of_an_old_lease_goes_back_to_the_bucket) {
+    const Caller c(fast_caller(64000, 6400));  // leases of 64
+    double retry = 0;
+    auto drain_elsewhere = [&](steady_clock::time_point at) {  // on a thread of its own (leases of its own)
+        int n = 0;
+        std::thread t([&] { n = drain(c, at); });
+        t.join();
+        return n;
+    };
+    // This thread takes one request's token: a lease of 64, 63 of them set aside. Another thread gets the
+    // rest.
+    BOOST_TEST(c.try_acquire(kT0, retry));
+    BOOST_TEST(drain_elsewhere(kT0) == 6400 - 64);
+    // 1/64 s later the bucket has refilled 1,000 tokens. This thread's lease is past its 1 ms life: its next
+    // request hands the 63 back and takes a new lease of 64, so 1,000 + 63 - 64 remain for the others (936
+    // if the 63 were lost).
+    const auto later = kT0 + microseconds(15625);
+    BOOST_TEST(c.try_acquire(later, retry));
+    BOOST_TEST(drain_elsewhere(later) == 1000 + 63 - 64);
+}
+
 BOOST_AUTO_TEST_CASE(burst_below_one_uses_rate) {
     CallerDef d;
     d.name = "x";
