@@ -8,6 +8,8 @@
 
 namespace rdsgw {
 
+static_assert(sizeof(CachedAnswer) == 32, "the header's size is in README and kEntryOverhead");
+
 AnswerPtr CachedAnswer::make(const AnswerFields& f) {
     constexpr std::size_t kMax = std::numeric_limits<std::uint32_t>::max();
     if (f.body.size() > kMax || f.upstream_request_id.size() > kMax - f.body.size())

@@ -36,6 +36,7 @@
 #include <atomic>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <cstring>
+#include <thread>
 
 #include "rdsgw/text.hpp"
 
@@ -159,16 +160,20 @@ bool is_hex64(std::string_view s) {
 namespace {
 std::atomic<std::uint64_t> g_caller_uids{0};
 
+// min(64, a millisecond of the rate, capacity / (16 x CPUs)): with a worker thread per CPU, the leases set
+// aside at most a sixteenth of the capacity.
 std::uint32_t lease_size_of(const CallerDef& d) {
     if (!(d.rate_per_s > 0)) return 1;
-    const double n = std::min({64.0, d.rate_per_s / 1000, capacity_of(d) / 16});
+    const double cpus = std::max(1u, std::thread::hardware_concurrency());
+    const double n = std::min({64.0, d.rate_per_s / 1000, capacity_of(d) / (16 * cpus)});
     return n >= 2 ? static_cast<std::uint32_t>(n) : 1;
 }
 
 // This thread's leases, by caller uid. Callers dropped by a reload leave their entry behind; the map is
 // emptied when it grows past any plausible caller list (the tokens in it are simply not used).
 struct Lease {
-    double tokens = 0;
+    double tokens = 0;     // left to spend
+    double set_aside = 0;  // what the bucket counts as set aside for this lease (tokens taken - 1)
     std::chrono::steady_clock::time_point taken{};
 };
 constexpr auto kLeaseLife = std::chrono::milliseconds(1);
@@ -196,7 +201,7 @@ bool Caller::may_read(std::string_view project_id) const {
 bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const {
     retry_after_s = 0;
     if (!(def_.rate_per_s > 0)) return true;  // unlimited (also for NaN)
-    if (lease_size_ == 1) return take(now, 1, 0, retry_after_s) == 1;
+    if (lease_size_ == 1) return take(now, 1, 0, 0, retry_after_s) == 1;
     auto& leases = thread_leases();
     if (leases.size() >= kMaxLeases && !leases.contains(uid_)) leases.clear();
     Lease& l = leases[uid_];
@@ -205,30 +210,36 @@ bool Caller::try_acquire(std::chrono::steady_clock::time_point now, double& retr
         l.tokens -= 1;
         return true;
     }
-    const double back = l.tokens;  // what is left of a lease past its life goes back to the bucket
-    l.tokens = 0;
-    const std::uint32_t got = take(now, lease_size_, back, retry_after_s);
+    // The lease ends: its unspent rest goes back to the bucket, and all of it stops counting as set aside.
+    const double back = l.tokens, set_aside = l.set_aside;
+    l.tokens = l.set_aside = 0;
+    const std::uint32_t got = take(now, lease_size_, back, set_aside, retry_after_s);
     if (got == 0) return false;
-    l.tokens = got - 1;
+    l.tokens = l.set_aside = got - 1;
     l.taken = now;
     return true;
 }
 
+// The bucket and the tokens set aside in live leases never hold more than the capacity together, so however
+// the leases are spent no window admits more than a single bucket would.
 std::uint32_t Caller::take(std::chrono::steady_clock::time_point now, std::uint32_t want, double give_back,
-                           double& retry_after_s) const {
+                           double lease_ended, double& retry_after_s) const {
     const double rate = def_.rate_per_s;
     const double cap = capacity_of(def_);
     std::lock_guard lock(mu_);
+    set_aside_ = std::max(0.0, set_aside_ - lease_ended);
+    const double room = cap - set_aside_;
     // The bucket starts full; time only moves forward (an earlier `now` refills nothing).
     if (now > last_) {
         const double elapsed = std::chrono::duration<double>(now - last_).count();
-        tokens_ = std::min(cap, tokens_ + elapsed * rate);
+        tokens_ = std::min(room, tokens_ + elapsed * rate);
         last_ = now;
     }
-    tokens_ = std::min(cap, tokens_ + give_back);
+    tokens_ = std::min(room, tokens_ + give_back);
     if (tokens_ >= 1) {
         const double n = std::min<double>(want, std::floor(tokens_));
         tokens_ -= n;
+        set_aside_ += n - 1;
         return static_cast<std::uint32_t>(n);
     }
     retry_after_s = std::max((1 - tokens_) / rate, 1e-6);

@@ -42,6 +42,7 @@ class CachedAnswer {
     std::string_view upstream_request_id() const { return {tail(), id_size_}; }
     SysClock::time_point earliest_expiry() const { return earliest_expiry_; }  // of the links inside
     SysClock::time_point stored_at() const { return stored_at_; }
+    // Views into this answer: valid while the answer is (hold its AnswerPtr, not a temporary).
     AnswerFields fields() const {
         return {status_, body(), upstream_request_id(), earliest_expiry_, stored_at_};
     }

@@ -52,14 +52,15 @@ class Caller {
     const CallerDef& def() const { return def_; }
     bool may_read(std::string_view project_id) const;
     // Token bucket: true when a request may proceed; otherwise retry_after_s says when one token is back.
-    // A caller allowed more than 1,000 requests a second is served from per-thread leases: a thread takes
-    // up to lease_size() tokens from the shared bucket at once and spends them without touching it (a
-    // shared lock per request cost 8 % of a cache hit's CPU with two threads). A lease is spent within
-    // 1 ms or its rest goes back to the bucket at the thread's next request for this caller, so the
-    // tokens set aside at any time are at most threads x lease_size(): a millisecond of the rate per
-    // thread. Below that rate (lease_size() == 1) every request takes its token from the bucket itself.
+    // A fast caller (lease_size() > 1) is served from per-thread leases: a thread takes lease_size() tokens
+    // from the shared bucket at once and spends them without touching it (one lock shared by all threads
+    // per request cost 8 % of a cache hit's CPU with two threads). A lease is spent within 1 ms; its rest
+    // goes back to the bucket at the thread's next request for this caller. The bucket counts the tokens
+    // set aside in leases against its capacity, so no window admits more than one bucket would; a caller
+    // may only be refused up to one lease per thread early. Slower callers (lease_size() == 1) take every
+    // token from the bucket itself.
     bool try_acquire(std::chrono::steady_clock::time_point now, double& retry_after_s) const;
-    // min(64, rate / 1000, burst / 16), at least 1.
+    // min(64, rate / 1000, capacity / (16 x hardware threads)), 1 when that is below 2.
     std::uint32_t lease_size() const { return lease_size_; }
     // Replaces this bucket's level with `previous`'s level at `now` (refilled at previous's rate up to
     // previous's capacity, as try_acquire would), capped at this caller's capacity; from `now` on it refills
@@ -70,14 +71,16 @@ class Caller {
     void adopt_rate_state(const Caller& previous, std::chrono::steady_clock::time_point now) const;
 
   private:
-    // Takes up to `want` tokens from the shared bucket (after giving back `give_back`); 0 when it is empty.
+    // Takes up to `want` tokens from the shared bucket, after a lease ended (`give_back` unspent of the
+    // `lease_ended` it had set aside); 0 when it is empty.
     std::uint32_t take(std::chrono::steady_clock::time_point now, std::uint32_t want, double give_back,
-                       double& retry_after_s) const;
+                       double lease_ended, double& retry_after_s) const;
     CallerDef def_;
     std::uint64_t uid_;  // process-wide unique: keys the per-thread leases (an address may be reused)
     std::uint32_t lease_size_ = 1;
     mutable std::mutex mu_;
     mutable double tokens_;
+    mutable double set_aside_ = 0;  // tokens taken into live leases and not yet spent or given back
     mutable std::chrono::steady_clock::time_point last_;
 };
 

@@ -199,7 +199,8 @@ BOOST_AUTO_TEST_CASE(put_get_with_link_bounded_ttl_and_negative_entries) {
     BOOST_TEST(neg.answer->status() == 404u);
 
     // Links within the margin: a miss, whatever Redis's TTL says.
-    auto soon_fields = sample(now)->fields();
+    const AnswerPtr base = sample(now);  // fields() views its bytes: keep it alive
+    auto soon_fields = base->fields();
     soon_fields.earliest_expiry = now + 30s;  // the default margin is 60 s
     auto soon = CachedAnswer::make(soon_fields);
     const std::string soon_key = kProject + "\nsoon";

@@ -459,7 +459,8 @@ BOOST_AUTO_TEST_CASE(fresh_lifetime_is_the_put_rule_for_both_tiers) {
     BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*ok(T0 + 100s), T0, o)).count() == 40);  // link - margin
     BOOST_TEST(fresh_lifetime(*ok(T0 + 60s), T0, o).count() == 0);                            // within margin
     BOOST_TEST(duration_cast<seconds>(fresh_lifetime(*not_found(), T0, o)).count() == 5);     // negative_ttl
-    auto other_fields = not_found()->fields();
+    const AnswerPtr nf = not_found();  // fields() views its bytes: keep it alive
+    auto other_fields = nf->fields();
     other_fields.status = 500;
     auto other = CachedAnswer::make(other_fields);
     BOOST_TEST(fresh_lifetime(*other, T0, o).count() == 0);

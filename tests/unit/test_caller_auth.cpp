@@ -1,9 +1,11 @@
 #define BOOST_TEST_MODULE caller_auth
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <thread>
@@ -658,12 +660,21 @@ int drain(const Caller& c,
     return n;
 }
 
+double hw_threads() {
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
 BOOST_AUTO_TEST_CASE(lease_sizes) {
-    BOOST_TEST(Caller(fast_caller(500, 100)).lease_size() == 1u);      // slow: every token from the bucket
-    BOOST_TEST(Caller(fast_caller(64000, 6400)).lease_size() == 64u);  // 1 ms of the rate
-    BOOST_TEST(Caller(fast_caller(10000, 100)).lease_size() == 6u);    // burst / 16
-    BOOST_TEST(Caller(fast_caller(1e7, 1e7)).lease_size() == 64u);     // at most 64
-    BOOST_TEST(Caller(fast_caller(0, 0)).lease_size() == 1u);          // unlimited
+    BOOST_TEST(Caller(fast_caller(500, 100)).lease_size() == 1u);     // slow: every token from the bucket
+    BOOST_TEST(Caller(fast_caller(64000, 1e6)).lease_size() == 64u);  // at most 64
+    BOOST_TEST(Caller(fast_caller(10000, 1e6)).lease_size() == 10u);  // a millisecond of the rate
+    BOOST_TEST(Caller(fast_caller(0, 0)).lease_size() == 1u);         // unlimited
+    // A sixteenth of the capacity over the machine's threads.
+    const double by_capacity = std::floor(6400 / (16 * hw_threads()));
+    BOOST_TEST(Caller(fast_caller(1e7, 6400)).lease_size() == (by_capacity >= 64 ? 64u
+                                                               : by_capacity >= 2
+                                                                   ? static_cast<unsigned>(by_capacity)
+                                                                   : 1u));
 }
 
 BOOST_AUTO_TEST_CASE(leases_spend_the_bucket_exactly) {
@@ -683,25 +694,45 @@ BOOST_AUTO_TEST_CASE(leases_spend_the_bucket_exactly) {
     BOOST_TEST(a + b == 6400);
 }
 
+int drain_elsewhere(const Caller& c, steady_clock::time_point at) {  // on a thread of its own (own leases)
+    int n = 0;
+    std::thread t([&] { n = drain(c, at); });
+    t.join();
+    return n;
+}
+
 BOOST_AUTO_TEST_CASE(the_rest_of_an_old_lease_goes_back_to_the_bucket) {
-    const Caller c(fast_caller(64000, 6400));  // leases of 64
+    const Caller c(fast_caller(64000, 1e6));  // leases of 64
     double retry = 0;
-    auto drain_elsewhere = [&](steady_clock::time_point at) {  // on a thread of its own (leases of its own)
-        int n = 0;
-        std::thread t([&] { n = drain(c, at); });
-        t.join();
-        return n;
-    };
     // This thread takes one request's token: a lease of 64, 63 of them set aside. Another thread gets the
     // rest.
     BOOST_TEST(c.try_acquire(kT0, retry));
-    BOOST_TEST(drain_elsewhere(kT0) == 6400 - 64);
+    BOOST_TEST(drain_elsewhere(c, kT0) == 1e6 - 64);
     // 1/64 s later the bucket has refilled 1,000 tokens. This thread's lease is past its 1 ms life: its next
     // request hands the 63 back and takes a new lease of 64, so 1,000 + 63 - 64 remain for the others (936
     // if the 63 were lost).
     const auto later = kT0 + microseconds(15625);
     BOOST_TEST(c.try_acquire(later, retry));
-    BOOST_TEST(drain_elsewhere(later) == 1000 + 63 - 64);
+    BOOST_TEST(drain_elsewhere(c, later) == 1000 + 63 - 64);
+}
+
+BOOST_AUTO_TEST_CASE(tokens_in_a_lease_count_against_the_burst) {
+    // A bucket that refills completely within a lease's life: what one thread holds in its lease must not
+    // be handed out again by the bucket, or a burst could reach capacity + a lease per thread.
+    const double burst = 1024 * hw_threads();  // leases of 64
+    const Caller c(fast_caller(2000 * burst, burst));
+    BOOST_REQUIRE(c.lease_size() == 64u);
+    double retry = 0;
+    BOOST_TEST(c.try_acquire(kT0, retry));  // this thread: 63 set aside
+    BOOST_TEST(drain_elsewhere(c, kT0) == burst - 64);
+    // 0.6 ms later the bucket would be full again; the lease is still live. Together the other thread and
+    // this one's lease get exactly the burst (a bucket blind to the lease gave burst + 63).
+    const auto t1 = kT0 + microseconds(600);
+    const int others = drain_elsewhere(c, t1);
+    const int mine = drain(c, t1);
+    BOOST_TEST(others == burst - 63);
+    BOOST_TEST(mine == 63);
+    BOOST_TEST(others + mine == burst);
 }
 
 BOOST_AUTO_TEST_CASE(burst_below_one_uses_rate) {
