@@ -31,7 +31,13 @@ AnswerPtr CachedAnswer::make(const AnswerFields& f) {
 void CachedAnswer::destroy(const CachedAnswer* a) noexcept {
     const std::size_t size = sizeof(CachedAnswer) + a->id_size_ + a->body_size_;
     a->~CachedAnswer();
-    ::operator delete(const_cast<CachedAnswer*>(a), size);
+    void* block = const_cast<CachedAnswer*>(a);
+#if defined(__cpp_sized_deallocation)
+    ::operator delete(block, size);
+#else  // clang before 19 without -fsized-deallocation (the fuzz build)
+    (void)size;
+    ::operator delete(block);
+#endif
 }
 
 std::size_t CachedAnswer::footprint(std::size_t key_size) const {
