@@ -169,7 +169,14 @@ BOOST_AUTO_TEST_CASE(access_log_fields_and_reopen) {
         ss << f.rdbuf();
         return ss.str();
     };
-    BOOST_REQUIRE(eventually([&] { return read(path).find("log-2") != std::string::npos; }, 3s));
+    // Each worker thread queues its own lines and the writer drains the threads' queues in turn, so log-2's
+    // line can reach the file before log-1's: wait for both (waiting for log-2 alone failed under ASan).
+    BOOST_REQUIRE(eventually(
+        [&] {
+            const std::string all = read(path);
+            return all.find("\"log-1\"") != std::string::npos && all.find("\"log-2\"") != std::string::npos;
+        },
+        5s));
     // Lines are in completion order, which need not be request order: find this request's line.
     std::istringstream lines(read(path));
     std::string line;
