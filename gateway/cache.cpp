@@ -38,7 +38,6 @@
 #include <cstring>
 #include <limits>
 #include <new>
-#include <stdexcept>
 #include <tuple>
 #include <utility>
 

@@ -170,7 +170,9 @@ std::uint32_t lease_size_of(const CallerDef& d) {
 }
 
 // This thread's leases, by caller uid. Callers dropped by a reload leave their entry behind; the map is
-// emptied when it grows past any plausible caller list (the tokens in it are simply not used).
+// emptied when it grows past any plausible caller list. A live caller whose lease is dropped that way (or
+// held by a thread that ended) keeps that lease counted as set aside, at most lease_size() - 1 tokens less
+// room, until a reload gives it a fresh bucket: the error is on the side of refusing, never of admitting.
 struct Lease {
     double tokens = 0;     // left to spend
     double set_aside = 0;  // what the bucket counts as set aside for this lease (tokens taken - 1)
