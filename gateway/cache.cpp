@@ -8,8 +8,8 @@
 //   node, a std::unordered_map node and a separately allocated key took three blocks (about 60 bytes more
 //   per entry at 100,000 entries; see README "Where the bytes go"). The answer it holds is one more block
 //   (CachedAnswer: header, id and body together), so a cached answer costs two blocks and an index slot.
-// - Entries keep two instants: fresh_until (stored_at + the TTL computed at put()) and valid_until (earliest
-//   link expiry - margin; time_point::max() for a 404). All arithmetic on instants saturates.
+// - Entries keep fresh_until (stored_at + the TTL computed at put()); the links' deadline (earliest link
+//   expiry - margin; time_point::max() for a 404) is derived from the answer. Instant arithmetic saturates.
 // - The bounds are global (atomic totals); put() evicts in global LRU order (each entry has a use stamp;
 //   the oldest shard tail is the globally least recently used entry), never the entry it just stored. No two
 //   shard locks are ever held together. Events are reported after the locks are released.
@@ -84,28 +84,34 @@ void notify(const std::function<void()>& f, std::size_t times) {
 
 // ---------------------------------------------------------------------------------------------- LinkCache
 
-// One allocation per entry: the entry, with its LRU links, followed by its key's bytes.
+// One allocation per entry: the entry, with its LRU links, followed by its key's bytes. 42 bytes before the
+// key: the links, the answer, fresh_until, the use stamp and a 16-bit key size (put() stores no longer key).
+// What can be derived is not stored: the footprint is the answer's footprint(key size), and the links'
+// deadline is the answer's earliest expiry minus the margin (links_deadline()). With the bench's
+// 69-byte key the block is 111 bytes, in the allocator's 112-byte class (125 bytes, the 128-byte class, with
+// both stored).
 struct LinkCache::Entry
     : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
     AnswerPtr answer;
     SysClock::time_point fresh_until;
-    SysClock::time_point valid_until;
     std::uint64_t last_use = 0;  // from LinkCache::clock_: global LRU order
-    // 32 bits each (put() stores nothing larger): with the bench's 69-byte key the block is 125 bytes, in
-    // the allocator's 128-byte class; two size_t made it 133 bytes, in the 160-byte class.
-    std::uint32_t footprint = 0;
-    std::uint32_t key_size = 0;
+    std::uint16_t key_size = 0;
+    char key_head[6];  // the key's first bytes; the rest follows in the same block
 
-    std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
+    static constexpr std::size_t kKeyAt = 42;  // key_head's offset (checked in LinkCache's constructor)
+    static constexpr std::size_t kMaxKey = 0xffff;
+    static std::size_t block_size(std::size_t key_size) { return std::max(sizeof(Entry), kKeyAt + key_size); }
+    std::string_view key() const { return {reinterpret_cast<const char*>(this) + kKeyAt, key_size}; }
+    std::size_t footprint() const { return answer->footprint(key_size); }
     static Entry* make(std::string_view key) {
-        void* p = ::operator new(sizeof(Entry) + key.size());
+        void* p = ::operator new(block_size(key.size()));
         Entry* e = new (p) Entry;
-        e->key_size = static_cast<std::uint32_t>(key.size());
-        std::memcpy(static_cast<void*>(e + 1), key.data(), key.size());
+        e->key_size = static_cast<std::uint16_t>(key.size());
+        std::memcpy(static_cast<char*>(p) + kKeyAt, key.data(), key.size());
         return e;
     }
     static void destroy(Entry* e) noexcept {
-        const std::size_t size = sizeof(Entry) + e->key_size;
+        const std::size_t size = block_size(e->key_size);
         e->~Entry();
         ::operator delete(static_cast<void*>(e), size);
     }
@@ -175,11 +181,12 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
     // What CachedAnswer::kEntryOverhead stands for, from the real sizes: the entry block (LRU links and the
     // entry's fields; the key is counted apart), an index slot (a pointer and a metadata byte at the flat
     // set's maximum load of 7/8, doubled for a table just grown), the answer's header (its id and body follow
-    // it in the same block), and the allocator's rounding of the two blocks to size classes: jemalloc's
-    // classes are a quarter of a power of two apart, so a block of 512-1024 bytes loses 32 bytes on average
-    // and up to 127 (the bench's answer, 696 bytes, takes 768).
+    // it in the same block), and the rounding of the two blocks to size classes: the answer's in FineSlab's
+    // classes (rdsgw/slab.hpp; 16 bytes apart up to 1 KiB: 8 bytes lost on average, and about 1 % in the
+    // runs' unused tails), the entry's in jemalloc's (16 bytes apart up to 128: 8 on average).
+    static_assert(sizeof(Entry) == Entry::kKeyAt + sizeof(Entry::key_head), "the key follows key_size");
     constexpr std::size_t kPtr = sizeof(void*);
-    constexpr std::size_t kComputed = sizeof(Entry) + 2 * (kPtr + 1) * 8 / 7 + sizeof(CachedAnswer) + 2 * 32;
+    constexpr std::size_t kComputed = sizeof(Entry) + 2 * (kPtr + 1) * 8 / 7 + sizeof(CachedAnswer) + 2 * 16;
     static_assert(CachedAnswer::kEntryOverhead >= kComputed, "raise kEntryOverhead");
 
     std::size_t n = 1;
@@ -201,15 +208,24 @@ LinkCache::Shard& LinkCache::shard_for(std::string_view key) {
 }
 
 namespace {
-// Removes one entry from a locked shard, adjusts the totals and frees the entry (and, unless it was moved
-// out before, its reference to the answer).
+// Removes one entry from a locked shard, adjusts the totals and frees the entry; returns its answer (for the
+// caller to release after the lock when it likes).
 template <class Shard, class Entry>
-void remove_locked(Shard& s, Entry& e, std::atomic<std::size_t>& entries, std::atomic<std::uint64_t>& bytes) {
+AnswerPtr remove_locked(Shard& s, Entry& e, std::atomic<std::size_t>& entries, std::atomic<std::uint64_t>& bytes) {
     s.index.erase(e.key());
     entries.fetch_sub(1, std::memory_order_relaxed);
-    bytes.fetch_sub(e.footprint, std::memory_order_relaxed);
+    bytes.fetch_sub(e.footprint(), std::memory_order_relaxed);
+    AnswerPtr answer = std::move(e.answer);
     s.lru.erase_and_dispose(s.lru.iterator_to(e), &Entry::destroy);
     s.update_tail();
+    return answer;
+}
+
+// Until when an entry's links may be served: the earliest expiry minus the margin; a negative entry's
+// (404, 502) only by its fresh_until.
+SysClock::time_point links_deadline(const CachedAnswer& a, const CacheOptions& o) {
+    return a.status() == 200 ? sub_sat(a.earliest_expiry(), clamp_seconds(o.expiry_margin))
+                             : SysClock::time_point::max();
 }
 }  // namespace
 
@@ -221,7 +237,7 @@ LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now)
         Entry* found = s.find(key);
         if (!found) return {};
         Entry& e = *found;
-        const bool links_valid = now < e.valid_until;
+        const bool links_valid = now < links_deadline(*e.answer, opts_);
         const bool fresh = links_valid && now < e.fresh_until;
         if (fresh || (links_valid && e.answer->status() == 200)) {
             // A use moves the entry to the front unless it is already among the newest 1/64 of the uses:
@@ -257,12 +273,9 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
 
     const SysClock::duration life = std::min(fresh_lifetime(*answer, now, opts_), max_fresh);
     const SysClock::time_point fresh_until = add_sat(now, life);
-    const SysClock::time_point valid_until =
-        answer->status() == 200 ? sub_sat(answer->earliest_expiry(), clamp_seconds(opts_.expiry_margin))
-                                : SysClock::time_point::max();
     bool storable = life > SysClock::duration::zero();
     const std::size_t fp = answer->footprint(key.size());
-    if (fp > opts_.max_bytes || fp > std::numeric_limits<std::uint32_t>::max() || opts_.max_entries == 0)
+    if (fp > opts_.max_bytes || key.size() > Entry::kMaxKey || opts_.max_entries == 0)
         storable = false;
 
     const auto over = [this] {
@@ -281,7 +294,7 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
         }
         if (e) {
             bytes_.fetch_add(fp, std::memory_order_relaxed);
-            bytes_.fetch_sub(e->footprint, std::memory_order_relaxed);
+            bytes_.fetch_sub(e->footprint(), std::memory_order_relaxed);
             own.to_front(*e);
         } else {
             e = Entry::make(key);
@@ -297,8 +310,6 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
         }
         e->answer = std::move(answer);
         e->fresh_until = fresh_until;
-        e->valid_until = valid_until;
-        e->footprint = static_cast<std::uint32_t>(fp);
         e->last_use = clock_.fetch_add(1, std::memory_order_relaxed);
         own.update_tail();
     }
@@ -329,8 +340,7 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
                 skip_own = true;
                 continue;
             }
-            released = std::move(tail.answer);
-            remove_locked(*victim, tail, entries_, bytes_);
+            released = remove_locked(*victim, tail, entries_, bytes_);
         }
         ++evicted;
     }
@@ -358,7 +368,7 @@ std::size_t LinkCache::clear() {
             sp->update_tail();
             for (const Entry& e : dead) {
                 entries_.fetch_sub(1, std::memory_order_relaxed);
-                bytes_.fetch_sub(e.footprint, std::memory_order_relaxed);
+                bytes_.fetch_sub(e.footprint(), std::memory_order_relaxed);
                 ++removed;
             }
         }

@@ -52,7 +52,7 @@ class CachedAnswer {
     // The fixed part: the cache's entry block (LRU links and fields; its key is counted apart) and its index
     // slot, this header, and the allocator's rounding to size classes (gateway/cache.cpp checks this bound
     // against the real sizes at compile time).
-    static constexpr std::size_t kEntryOverhead = 192;
+    static constexpr std::size_t kEntryOverhead = 144;
 
     CachedAnswer(const CachedAnswer&) = delete;
     CachedAnswer& operator=(const CachedAnswer&) = delete;

@@ -4,12 +4,17 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <random>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "rdsgw/cache.hpp"
+#include "rdsgw/slab.hpp"
 
 using namespace rdsgw;
 using namespace std::chrono;
@@ -481,3 +486,187 @@ BOOST_AUTO_TEST_CASE(put_with_max_fresh_keeps_only_the_remaining_lifetime) {
     BOOST_TEST(cache.get("n", T0 + 1s).fresh);
     BOOST_TEST(!cache.get("n", T0 + 3s).answer);  // 404s are never served stale
 }
+
+// FineSlab: the answers' allocator (rdsgw/slab.hpp).
+BOOST_AUTO_TEST_CASE(slab_classes_are_fine_and_cover_the_range) {
+    // 32 classes per doubling: 16 bytes apart up to 1 KiB, 32 up to 2 KiB, 64 up to 4 KiB; outside: n itself.
+    BOOST_TEST(FineSlab::class_size(100) == 100u);
+    BOOST_TEST(FineSlab::class_size(512) == 512u);
+    BOOST_TEST(FineSlab::class_size(513) == 528u);
+    BOOST_TEST(FineSlab::class_size(700) == 704u);
+    BOOST_TEST(FineSlab::class_size(712) == 720u);  // jemalloc: 768
+    BOOST_TEST(FineSlab::class_size(1024) == 1024u);
+    BOOST_TEST(FineSlab::class_size(1025) == 1056u);
+    BOOST_TEST(FineSlab::class_size(2049) == 2112u);
+    BOOST_TEST(FineSlab::class_size(4096) == 4096u);
+    BOOST_TEST(FineSlab::class_size(4097) == 4097u);
+    std::size_t prev = 512, classes = 0;
+    for (std::size_t n = 513; n <= 4096; ++n) {
+        const std::size_t c = FineSlab::class_size(n);
+        BOOST_TEST_REQUIRE(c >= n);
+        BOOST_TEST_REQUIRE(c % 16 == 0u);
+        BOOST_TEST_REQUIRE((c - n) * 32 < n);  // loses under 1/32 of the block
+        BOOST_TEST_REQUIRE(c >= prev);
+        if (c != prev) ++classes;
+        prev = c;
+    }
+    BOOST_TEST(classes == FineSlab::kClasses);
+}
+
+BOOST_AUTO_TEST_CASE(slab_blocks_are_distinct_aligned_and_keep_their_bytes) {
+    FineSlab slab;
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<std::size_t> size(1, 6000);
+    struct Block {
+        char* p;
+        std::size_t n;
+        unsigned char fill;
+    };
+    std::vector<Block> live;
+    std::map<std::uintptr_t, std::size_t> spans;  // start -> class size: no two blocks overlap
+    const auto check_and_free = [&](std::size_t i) {
+        Block b = live[i];
+        bool intact = true;
+        for (std::size_t k = 0; k < b.n; ++k) intact = intact && static_cast<unsigned char>(b.p[k]) == b.fill;
+        BOOST_TEST_REQUIRE(intact);
+        spans.erase(reinterpret_cast<std::uintptr_t>(b.p));
+        slab.deallocate(b.p, b.n);
+        live[i] = live.back();
+        live.pop_back();
+    };
+    for (int round = 0; round < 20000; ++round) {
+        if (!live.empty() && rng() % 3 == 0) {
+            check_and_free(rng() % live.size());
+            continue;
+        }
+        const std::size_t n = size(rng);
+        char* p = static_cast<char*>(slab.allocate(n));
+        BOOST_TEST_REQUIRE(reinterpret_cast<std::uintptr_t>(p) % 16 == 0u);
+        const auto at = reinterpret_cast<std::uintptr_t>(p);
+        auto next = spans.lower_bound(at);
+        BOOST_TEST_REQUIRE((next == spans.end() || next->first >= at + FineSlab::class_size(n)));
+        if (next != spans.begin()) {
+            auto before = std::prev(next);
+            BOOST_TEST_REQUIRE(before->first + before->second <= at);
+        }
+        spans.emplace(at, FineSlab::class_size(n));
+        const auto fill = static_cast<unsigned char>(rng());
+        std::memset(p, fill, n);
+        live.push_back({p, n, fill});
+    }
+    BOOST_TEST(slab.stats().blocks > 0u);
+    while (!live.empty()) check_and_free(live.size() - 1);
+    BOOST_TEST(slab.stats().blocks == 0u);
+    // Empty runs went back: at most one kept per class.
+    BOOST_TEST(slab.stats().runs <= FineSlab::kClasses);
+}
+
+BOOST_AUTO_TEST_CASE(slab_packs_blocks_into_runs_and_returns_empty_runs) {
+    FineSlab slab;
+    const std::size_t n = 712, per_run = (FineSlab::kRunBytes - 64) / FineSlab::class_size(n);
+    std::vector<void*> blocks;
+    for (std::size_t i = 0; i < 10 * per_run; ++i) blocks.push_back(slab.allocate(n));
+    BOOST_TEST(slab.stats().runs == 10u);  // exactly full runs: 720 bytes a block, not 768
+    BOOST_TEST(slab.stats().blocks == 10 * per_run);
+    // Free every other block: the runs stay (each still holds blocks); the freed blocks are reused first.
+    for (std::size_t i = 0; i < blocks.size(); i += 2) slab.deallocate(blocks[i], n);
+    BOOST_TEST(slab.stats().runs == 10u);
+    for (std::size_t i = 0; i < blocks.size(); i += 2) blocks[i] = slab.allocate(n);
+    BOOST_TEST(slab.stats().runs == 10u);
+    // Free all: one empty run is kept for the class, the other nine are returned.
+    for (void* p : blocks) slab.deallocate(p, n);
+    BOOST_TEST(slab.stats().blocks == 0u);
+    BOOST_TEST(slab.stats().runs == 1u);
+    // Outside the range, the general allocator: no run.
+    void* small = slab.allocate(100);
+    void* large = slab.allocate(10000);
+    BOOST_TEST(slab.stats().runs == 1u);
+    BOOST_TEST(slab.stats().blocks == 0u);
+    slab.deallocate(small, 100);
+    slab.deallocate(large, 10000);
+}
+
+BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
+    // Blocks allocated on one thread and freed on another (an answer evicted by another worker).
+    FineSlab slab;
+    constexpr int kThreads = 4, kPerThread = 20000;
+    std::vector<std::vector<void*>> made(kThreads);
+    std::barrier start(kThreads);
+    {
+        std::vector<std::jthread> ts;
+        for (int t = 0; t < kThreads; ++t)
+            ts.emplace_back([&, t] {
+                start.arrive_and_wait();
+                for (int i = 0; i < kPerThread; ++i) {
+                    const std::size_t n = 600 + static_cast<std::size_t>((i * 7 + t) % 64);
+                    auto* p = static_cast<unsigned char*>(slab.allocate(n));
+                    p[0] = static_cast<unsigned char>(t);
+                    p[n - 1] = static_cast<unsigned char>(i);
+                    made[t].push_back(p);
+                }
+            });
+    }
+    BOOST_TEST(slab.stats().blocks == std::size_t{kThreads} * kPerThread);
+    {
+        std::vector<std::jthread> ts;
+        for (int t = 0; t < kThreads; ++t)
+            ts.emplace_back([&, t] {
+                start.arrive_and_wait();
+                const int owner = (t + 1) % kThreads;  // free another thread's blocks
+                for (int i = 0; i < kPerThread; ++i) {
+                    const std::size_t n = 600 + static_cast<std::size_t>((i * 7 + owner) % 64);
+                    auto* p = static_cast<unsigned char*>(made[owner][i]);
+                    BOOST_TEST_REQUIRE(p[0] == static_cast<unsigned char>(owner));
+                    BOOST_TEST_REQUIRE(p[n - 1] == static_cast<unsigned char>(i));
+                    slab.deallocate(p, n);
+                }
+            });
+    }
+    BOOST_TEST(slab.stats().blocks == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(answers_come_from_the_slab) {
+    const auto before = FineSlab::answers().stats().blocks;
+    const std::string body(650, 'b');
+    AnswerPtr a = CachedAnswer::make({.status = 200, .body = body, .upstream_request_id = "mock-0123456789ab-1"});
+    BOOST_TEST(FineSlab::answers().stats().blocks == before + 1);
+    BOOST_TEST(a->body() == body);
+    a.reset();
+    BOOST_TEST(FineSlab::answers().stats().blocks == before);
+}
+
+BOOST_AUTO_TEST_CASE(keys_up_to_64_kib_are_stored_longer_ones_are_not) {
+    LinkCache cache(options());
+    const std::string longest(65535, 'k'), too_long(65536, 'k');
+    BOOST_TEST(cache.put(longest, ok(T0 + 1h), T0));
+    BOOST_TEST(cache.get(longest, T0).fresh);
+    BOOST_TEST(cache.get(longest, T0).answer->body() == R"({"files":[],"bucket":"b"})");
+    BOOST_TEST(!cache.put(too_long, ok(T0 + 1h), T0));
+    BOOST_TEST(!cache.get(too_long, T0).answer);
+    BOOST_TEST(cache.entries() == 1u);
+    BOOST_TEST(cache.bytes() == ok(T0 + 1h)->footprint(longest.size()));
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+BOOST_AUTO_TEST_CASE(slab_poisons_free_blocks_and_rounding_for_asan) {
+    // Under AddressSanitizer a slab block is as guarded as a malloc'ed one: its class's rounding and a freed
+    // block are poisoned, so an overflow or a use after free is reported.
+    FineSlab slab;
+    auto* p = static_cast<char*>(slab.allocate(700));  // class 704
+    BOOST_TEST(!__asan_address_is_poisoned(p));
+    BOOST_TEST(!__asan_address_is_poisoned(p + 699));
+    BOOST_TEST(__asan_address_is_poisoned(p + 700));
+    BOOST_TEST(__asan_address_is_poisoned(p + 703));
+    auto* q = static_cast<char*>(slab.allocate(700));
+    BOOST_TEST(__asan_address_is_poisoned(p + 703));
+    slab.deallocate(p, 700);
+    BOOST_TEST(__asan_address_is_poisoned(p));
+    BOOST_TEST(__asan_address_is_poisoned(p + 350));
+    auto* r = static_cast<char*>(slab.allocate(700));  // reuses p's block
+    BOOST_TEST((r == p));
+    BOOST_TEST(!__asan_address_is_poisoned(r + 699));
+    slab.deallocate(q, 700);
+    slab.deallocate(r, 700);
+}
+#endif

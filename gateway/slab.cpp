@@ -1,0 +1,174 @@
+// FineSlab (see include/rdsgw/slab.hpp).
+#include "rdsgw/slab.hpp"
+
+#include <bit>
+#include <cassert>
+#include <cstring>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RDSGW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RDSGW_ASAN 1
+#endif
+#endif
+#ifdef RDSGW_ASAN
+#include <sanitizer/asan_interface.h>
+#define RDSGW_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define RDSGW_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define RDSGW_POISON(p, n) ((void)(p), (void)(n))
+#define RDSGW_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+namespace rdsgw {
+
+// A run's header, at the start of its kRunBytes-aligned block; its blocks follow at kHeader.
+struct FineSlab::Run {
+    Run* prev = nullptr;  // in the class's list of runs with a free block
+    Run* next = nullptr;
+    void* free = nullptr;      // freed blocks, each holding the next one's address
+    std::uint32_t live = 0;    // blocks allocated
+    std::uint32_t bumped = 0;  // blocks ever handed out from the never-used tail
+    bool listed = false;       // in the class's list
+};
+
+namespace {
+constexpr std::size_t kHeader = 64;  // keeps blocks 16-byte aligned
+
+void general_delete(void* p, std::size_t n) noexcept {
+#if defined(__cpp_sized_deallocation)
+    ::operator delete(p, n);
+#else  // clang before 19 without -fsized-deallocation (the fuzz build)
+    (void)n;
+    ::operator delete(p);
+#endif
+}
+}  // namespace
+
+std::size_t FineSlab::index(std::size_t n) noexcept {
+    // n in (512, 4096]: b = floor(log2(n - 1)) in 9..11, 32 classes of 2^(b-5) bytes in [2^b, 2^(b+1)).
+    const std::size_t m = n - 1;
+    const unsigned b = static_cast<unsigned>(std::bit_width(m)) - 1;
+    return (b - 9) * 32 + ((m - (std::size_t{1} << b)) >> (b - 5));
+}
+
+std::size_t FineSlab::size_of(std::size_t cls) noexcept {
+    const std::size_t b = 9 + cls / 32;
+    return (std::size_t{1} << b) + (cls % 32 + 1) * (std::size_t{1} << (b - 5));
+}
+
+std::size_t FineSlab::capacity_of(std::size_t cls) noexcept { return (kRunBytes - kHeader) / size_of(cls); }
+
+std::size_t FineSlab::class_size(std::size_t n) noexcept {
+    if (n <= kMin || n > kMax) return n;
+    return size_of(index(n));
+}
+
+FineSlab::FineSlab() { static_assert(sizeof(Run) <= kHeader); }
+
+FineSlab::~FineSlab() {
+    for (auto& c : classes_) {
+        assert(c.blocks == 0);
+        while (Run* r = c.partial) {
+            c.partial = r->next;
+            RDSGW_UNPOISON(r, kRunBytes);
+            r->~Run();
+            ::operator delete(static_cast<void*>(r), std::align_val_t(kRunBytes));
+        }
+    }
+}
+
+void* FineSlab::allocate(std::size_t n) {
+    if (n <= kMin || n > kMax) return ::operator new(n);
+    const std::size_t cls = index(n);
+    const std::size_t size = size_of(cls);
+    Class& c = classes_[cls];
+    std::lock_guard lk(c.mu);
+    Run* r = c.partial;
+    if (!r) {
+        void* mem = ::operator new(kRunBytes, std::align_val_t(kRunBytes));
+        r = new (mem) Run;
+        RDSGW_POISON(reinterpret_cast<char*>(r) + kHeader, kRunBytes - kHeader);
+        r->listed = true;
+        c.partial = r;
+        ++c.runs;
+    }
+    char* p;
+    if (r->free) {
+        p = static_cast<char*>(r->free);
+        RDSGW_UNPOISON(p, sizeof(void*));
+        void* next;
+        std::memcpy(&next, p, sizeof next);
+        r->free = next;
+    } else {
+        p = reinterpret_cast<char*>(r) + kHeader + std::size_t{r->bumped} * size;
+        ++r->bumped;
+    }
+    RDSGW_UNPOISON(p, n);
+    RDSGW_POISON(p + n, size - n);
+    ++c.blocks;
+    if (++r->live == capacity_of(cls)) {  // full: off the list
+        c.partial = r->next;
+        if (r->next) r->next->prev = nullptr;
+        r->next = nullptr;
+        r->listed = false;
+    }
+    return p;
+}
+
+void FineSlab::deallocate(void* p, std::size_t n) noexcept {
+    if (!p) return;
+    if (n <= kMin || n > kMax) return general_delete(p, n);
+    const std::size_t cls = index(n);
+    Class& c = classes_[cls];
+    Run* r = reinterpret_cast<Run*>(reinterpret_cast<std::uintptr_t>(p) & ~(std::uintptr_t{kRunBytes} - 1));
+    std::lock_guard lk(c.mu);
+    assert(r->live > 0 && c.blocks > 0);
+    RDSGW_UNPOISON(p, sizeof(void*));
+    std::memcpy(p, &r->free, sizeof(void*));
+    RDSGW_POISON(p, size_of(cls));
+    r->free = p;
+    --r->live;
+    --c.blocks;
+    const auto unlink = [&c](Run* x) {
+        if (x->prev) x->prev->next = x->next;
+        else c.partial = x->next;
+        if (x->next) x->next->prev = x->prev;
+        x->prev = x->next = nullptr;
+        x->listed = false;
+    };
+    if (!r->listed) {  // it was full: back on the list, at the front (reused first)
+        r->prev = nullptr;
+        r->next = c.partial;
+        if (c.partial) c.partial->prev = r;
+        c.partial = r;
+        r->listed = true;
+    }
+    // An empty run goes back to the general allocator unless it is the class's only run with room.
+    if (r->live == 0 && (r->prev || r->next)) {
+        unlink(r);
+        --c.runs;
+        RDSGW_UNPOISON(r, kRunBytes);
+        r->~Run();
+        ::operator delete(static_cast<void*>(r), std::align_val_t(kRunBytes));
+    }
+}
+
+FineSlab::Stats FineSlab::stats() const {
+    Stats s;
+    for (const auto& c : classes_) {
+        std::lock_guard lk(c.mu);
+        s.runs += c.runs;
+        s.blocks += c.blocks;
+    }
+    return s;
+}
+
+FineSlab& FineSlab::answers() {
+    static FineSlab* const slab = new FineSlab;  // never destroyed (see the header)
+    return *slab;
+}
+
+}  // namespace rdsgw
