@@ -331,6 +331,10 @@ class Session {
         ctx_.gw.finish(x);
         const bool more = keep && !x.client_gone;
         x.reset();  // releases the answer and the callers' snapshot now, not at the next request
+        // And the request's fields: the arena's buffer goes back to the thread's pool while the connection
+        // waits for its next request (an idle keep-alive connection holds no header buffer).
+        parser_.reset();
+        arena_.reset();
         co_return more;
     }
 

@@ -434,7 +434,23 @@ BOOST_AUTO_TEST_CASE(shared_rate_limit_holds_across_three_instances) {
     BOOST_TEST(unanswered == 0);
     BOOST_TEST(total <= burst + rate * seconds + 1);  // never more than the limit, across all instances
     BOOST_TEST(total >= rate * 3 * 0.5);              // and about the limit (generous: busy machine)
-    for (int a : allowed) BOOST_TEST(a >= 1);
+    // Every instance draws on the shared budget: asked alone, each is admitted once the bucket has refilled
+    // (the bucket is not fair between concurrent instances: under load one of the three may get nothing
+    // in the contended phase above, which is not what this test is about).
+    for (int i = 0; i < 3; ++i) {
+        bool admitted = false;
+        for (int attempt = 0; attempt < 50 && !admitted; ++attempt) {
+            const auto r = run_sync(inst[i]->cache->rate_acquire("caller-a", rate, burst));
+            BOOST_TEST_REQUIRE(r.has_value());
+            if (*r == 0) {
+                admitted = true;
+                break;
+            }
+            BOOST_TEST(*r <= 1.0 / rate + 0.01);
+            std::this_thread::sleep_for(std::chrono::microseconds(long(*r * 1e6)));  // the wait it was told
+        }
+        BOOST_TEST(admitted, "instance " << i << " admitted alone");
+    }
     // Another caller has its own budget.
     BOOST_TEST(run_sync(inst[0]->cache->rate_acquire("caller-b", rate, burst)).value_or(-1) == 0.0);
     // Unlimited callers never ask Redis.

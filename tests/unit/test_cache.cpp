@@ -590,6 +590,7 @@ BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
     // Blocks allocated on one thread and freed on another (an answer evicted by another worker).
     FineSlab slab;
     constexpr int kThreads = 4, kPerThread = 20000;
+    std::atomic<int> damaged{0};
     std::vector<std::vector<void*>> made(kThreads);
     std::barrier start(kThreads);
     {
@@ -616,12 +617,13 @@ BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
                 for (int i = 0; i < kPerThread; ++i) {
                     const std::size_t n = 600 + static_cast<std::size_t>((i * 7 + owner) % 64);
                     auto* p = static_cast<unsigned char*>(made[owner][i]);
-                    BOOST_TEST_REQUIRE(p[0] == static_cast<unsigned char>(owner));
-                    BOOST_TEST_REQUIRE(p[n - 1] == static_cast<unsigned char>(i));
+                    if (p[0] != static_cast<unsigned char>(owner) || p[n - 1] != static_cast<unsigned char>(i))
+                        ++damaged;  // Boost.Test's assertions are not for other threads: counted, checked below
                     slab.deallocate(p, n);
                 }
             });
     }
+    BOOST_TEST(damaged.load() == 0);
     BOOST_TEST(slab.stats().blocks == 0u);
 }
 

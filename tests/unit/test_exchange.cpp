@@ -152,3 +152,26 @@ BOOST_AUTO_TEST_CASE(access_log_drops_past_the_queue) {
     }
     ::unlink(path);
 }
+
+// The arena's buffer is held only while a request is parsed and served: an idle connection holds none, and
+// the next request takes a buffer from the thread's pool (the same one: no allocation in steady state).
+BOOST_AUTO_TEST_CASE(the_arena_holds_a_buffer_only_between_first_field_and_reset) {
+    HeaderArena a;
+    BOOST_TEST(!a.holds_buffer());
+    void* p = a.allocate(100, 8);
+    BOOST_TEST(a.holds_buffer());
+    BOOST_TEST(a.used() == 100u);
+    a.reset();
+    BOOST_TEST(!a.holds_buffer());
+    BOOST_TEST(a.used() == 0u);
+    void* q = a.allocate(100, 8);
+    BOOST_TEST(q == p);  // this thread's pool gave the same buffer back
+    HeaderArena b;
+    void* r = b.allocate(100, 8);
+    BOOST_TEST(r != q);  // two arenas in use: two buffers
+    BOOST_TEST(b.holds_buffer());
+    a.reset();
+    b.reset();
+    BOOST_TEST(!a.holds_buffer());
+    BOOST_TEST(!b.holds_buffer());
+}
