@@ -8,6 +8,9 @@
   benchtool.py ready --port P [--path /readyz] [--log FILE] -- ARGV...
                                              start ARGV, poll GET PATH until 200, print the ms from
                                              just before the start to the first 200, stop ARGV
+  benchtool.py idle --port P --path PATH [-n 500] [--header 'Name: value']... [--pid PID]...
+                                             RSS (summed over the PIDs) per idle keep-alive connection:
+                                             N connections get one answer each and stay open; print JSON
   benchtool.py wrk FILE                      parse wrk --latency output: print
                                              "rps p99_ms non2xx socket_errors requests p50_ms"
   benchtool.py table RESULTS.tsv META.txt    print the markdown report for the collected results
@@ -125,6 +128,82 @@ def burst(args):
     return 0 if statuses.get("200", 0) == n else 1
 
 
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def idle(args):
+    """RSS per idle keep-alive connection: N connections, each asks for the same (cached) answer once and
+    then stays open and idle; the server's RSS (summed over --pid) before and after, per connection. The
+    answers are read with epoll; a connection that gets no 200 is counted and reported."""
+    host, port, n = "127.0.0.1", args["port"], args["n"]
+    head = "".join(h + "\r\n" for h in args["headers"])
+    req = (f"GET {args['path']} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n").encode()
+    pids = [int(p) for p in args["pids"]]
+    # One answered request first: whatever the first request allocates once is not a connection's cost.
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(req)
+        s.recv(65536)
+    before = rss_kb(pids)
+    conns, by_fd = [], {}
+    ep = select.epoll(n + 1)
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setblocking(False)
+        c = Conn(s)
+        conns.append(c)
+        by_fd[s.fileno()] = c
+        ep.register(s.fileno(), select.EPOLLIN)
+        s.send(req)
+    pending, deadline = n, time.perf_counter() + args["timeout"]
+    while pending and time.perf_counter() < deadline:
+        for fd, _ in ep.poll(0.5):
+            c = by_fd[fd]
+            try:
+                data = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                c.status = -1
+                ep.unregister(fd)
+                pending -= 1
+                continue
+            c.buf += data
+            if c.need < 0:
+                end = c.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                lines = c.buf[:end].decode("latin-1").split("\r\n")
+                c.status = int(lines[0].split()[1])
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                c.need = end + 4 + length
+            if len(c.buf) >= c.need:
+                ep.unregister(fd)
+                pending -= 1
+    after = rss_kb(pids)
+    ok = sum(1 for c in conns if c.status == 200)
+    for c in conns:
+        c.sock.close()
+    print(json.dumps({"n": n, "ok": ok, "rss_before_kb": before, "rss_after_kb": after,
+                      "bytes_per_conn": round((after - before) * 1024 / max(1, n))}))
+    return 0 if ok == n else 1
+
+
 def http_status(port, path, timeout=1.0):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
@@ -237,6 +316,7 @@ ROWS = [
      lambda g, n, a, s, ref: all(v == 1 for v in a)),
     ("cold burst", "p50", "ms", "lower", "", None),
     ("cold burst", "p99", "ms", "lower", "<= 120 ms", lambda g, n, a, s, ref: g <= 120.0),
+    ("idle connections", "RSS per idle connection (bytes)", "", "lower", "", None),
     ("memory", "RSS at 100k entries", "MB", "lower", "<= 100 MB", lambda g, n, a, s, ref: g <= 100.0),
     ("memory", "RSS growth per cached entry (bytes)", "", "lower", "", None),
     ("memory", "start to /readyz 200", "ms", "lower", "< 100 ms", lambda g, n, a, s, ref: g < 100.0),
@@ -370,7 +450,8 @@ def main(argv):
         return wrk_parse(rest[0])
     if cmd == "table":
         return table(rest[0], rest[1])
-    opts = {"port": 0, "path": "/readyz", "n": 500, "headers": [], "timeout": 30.0, "log": "", "argv": []}
+    opts = {"port": 0, "path": "/readyz", "n": 500, "headers": [], "timeout": 30.0, "log": "", "argv": [],
+            "pids": []}
     i = 0
     while i < len(rest):
         a = rest[i]
@@ -390,6 +471,8 @@ def main(argv):
             opts["timeout"] = float(val)
         elif a == "--log":
             opts["log"] = val
+        elif a == "--pid":
+            opts["pids"].append(val)
         else:
             print("unknown option " + a, file=sys.stderr)
             return 2
@@ -398,6 +481,8 @@ def main(argv):
         return burst(opts)
     if cmd == "ready":
         return ready(opts)
+    if cmd == "idle":
+        return idle(opts)
     print("unknown command " + cmd, file=sys.stderr)
     return 2
 

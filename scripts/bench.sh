@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh [--quick] [--threads N] [--rounds N] [--duration S] [--mock-threads N]
 #                    [--access-log file|off] [--upstream-keepalive N] [--callers key|none] [--no-pin]
-#                    [--build-dir DIR] [--scenarios hits,misses,burst,memory,l2] [--l2-keys N]
+#                    [--build-dir DIR] [--scenarios hits,misses,burst,conns,memory,l2] [--l2-keys N]
+#                    [--idle-conns N]
 #
 # Installs wrk and nginx (scripts/bootstrap.sh --bench), builds rds-gateway and rds-mock (Release), starts
 # rds-mock (plain HTTP, loopback), the gateway and nginx with the same job (cache, stampede lock, token
@@ -11,6 +12,8 @@
 #   1. cache hits on one key (wrk), against the limit as well: nginx answering the same body with a static
 #      `return 200` (same access log), 2. misses (a new backup_id per request; nginx without a cache),
 #   3. a cold burst of 500 concurrent first requests against a 100 ms upstream (bench/benchtool.py),
+#   3b. (conns) RSS per idle keep-alive connection: N connections (2000) get one cached answer each and stay
+#      open,
 #   4. RSS after 100,000 cached entries and the time from exec to the first /readyz 200,
 #   5. (l2) the shared tier: two gateways A and B sharing a private redis-server; A fills Redis with K keys,
 #      a fresh B answers them (L1 miss, L2 hit: rps, p50, p99, upstream calls), the upstream calls of the
@@ -37,7 +40,8 @@ CONNS=64
 WRK_THREADS=2
 KEEPALIVE=32
 CALLERS=key
-SCENARIOS=hits,misses,burst,memory,l2
+SCENARIOS=hits,misses,burst,conns,memory,l2
+IDLE_CONNS=2000
 L2_KEYS=""  # default: 100000, 40000 with --quick
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
@@ -53,6 +57,7 @@ while (($#)); do
     --callers) CALLERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --l2-keys) L2_KEYS=$2; shift ;;
+    --idle-conns) IDLE_CONNS=$2; shift ;;
     --no-pin) PIN=0 ;;
     --build-dir) BUILD_DIR=$2; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -66,7 +71,7 @@ done
 ((ROUNDS >= 1 && THREADS >= 1 && MOCK_THREADS >= 1 && L2_KEYS >= 1000)) ||
   { echo "bench: bad numbers (--l2-keys: at least 1000)" >&2; exit 2; }
 for s in ${SCENARIOS//,/ }; do
-  [[ $s =~ ^(hits|misses|burst|memory|l2)$ ]] || { echo "bench: unknown scenario $s" >&2; exit 2; }
+  [[ $s =~ ^(hits|misses|burst|conns|memory|l2)$ ]] || { echo "bench: unknown scenario $s" >&2; exit 2; }
 done
 # The memory fill is the slowest part: 3 rounds normally, 1 with --quick.
 MEM_ROUNDS=$ROUNDS
@@ -451,6 +456,23 @@ want burst && for r in $(seq 1 "$ROUNDS"); do
 done
 mock_reset
 
+# ---------------------------------------------------------------- 3b. idle connections
+alive
+want conns && log "3b. RSS per idle keep-alive connection: $IDLE_CONNS connections, one cached answer each, $ROUNDS rounds"
+want conns && for r in $(seq 1 "$ROUNDS"); do
+  for peer in $(order "$r"); do
+    alive
+    pid_args=()
+    if [[ $peer == gateway ]]; then pid_args=(--pid "$GW_PID"); else for p in $(nginx_pids); do pid_args+=(--pid "$p"); done; fi
+    json=$("${LOAD_PIN[@]}" "${TOOL[@]}" idle --port "$(port_of "$peer" hits)" --path "$HIT_PATH" -n "$IDLE_CONNS" \
+      --header "X-Api-Key: $API_KEY" "${pid_args[@]}") || note "idle connections/$peer: not every request got 200: $json"
+    [[ $json == "{"* ]] || { echo "bench: the idle-connection client failed against $peer" >&2; alive; exit 1; }
+    per=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['bytes_per_conn'])" "$json")
+    record "idle connections" "RSS per idle connection (bytes)" "$peer" "$per"
+    printf '   idle     %-7s %8s bytes per connection\n' "$peer" "$per" >&2
+  done
+done
+
 # ---------------------------------------------------------------- 4. memory and start-up
 alive
 want memory && log "4a. start to first /readyz 200 (fresh process each time)"
@@ -714,6 +736,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "- access log: $([[ $ACCESS_LOG == file ]] && echo 'to a file for both' || echo 'off for both'); rds-mock: plain HTTP, $MOCK_THREADS thread(s); pinning: $PIN_NOTE"
   echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency; $ROUNDS rounds (memory: $MEM_ROUNDS, start-up: $READY_ROUNDS), the two proxies alternating who goes first; medians"
   echo "- cold burst: $BURST connections opened first, then one GET each sent back to back; latency from each request's write to its answer's last byte"
+  echo "- idle connections: $IDLE_CONNS keep-alive connections opened, each gets the hits URL's answer once and stays open; RSS (summed over the processes) after minus before, per connection"
   echo "- RSS: VmRSS; nginx = master + all its children (worker, cache manager, cache loader), shared pages counted in each; nginx cache files in $([[ -n $SHM_DIR ]] && echo "a tmpfs (/dev/shm)" || echo "the temp dir")"
   want l2 && echo "- l2: $(redis-server --version | awk '{print $1, $2, $3}') on loopback (no persistence), K = $L2_KEYS keys; instance B (measured) with redis.op_timeout_ms 50, instance A (fills) with 1000; $( ((${#LOAD_PIN[@]})) && echo "A and B pinned like the proxies, redis-server with wrk and the mock" || echo "nothing pinned")"
   if [[ -s $NOTES ]]; then echo; echo "Warnings:"; echo; cat "$NOTES"; fi
