@@ -458,12 +458,22 @@ mock_reset
 
 # ---------------------------------------------------------------- 3b. idle connections
 alive
-want conns && log "3b. RSS per idle keep-alive connection: $IDLE_CONNS connections, one cached answer each, $ROUNDS rounds"
+want conns && log "3b. RSS per idle keep-alive connection: $IDLE_CONNS connections, one cached answer each (fresh process each round, $ROUNDS rounds)"
 want conns && for r in $(seq 1 "$ROUNDS"); do
   for peer in $(order "$r"); do
     alive
+    # A fresh process each round: memory a process freed stays in its RSS and would be reused by the next
+    # round's connections.
     pid_args=()
-    if [[ $peer == gateway ]]; then pid_args=(--pid "$GW_PID"); else for p in $(nginx_pids); do pid_args+=(--pid "$p"); done; fi
+    if [[ $peer == gateway ]]; then
+      stop_gateway
+      start_gateway
+      pid_args=(--pid "$GW_PID")
+    else
+      stop_nginx
+      start_nginx
+      for p in $(nginx_pids); do pid_args+=(--pid "$p"); done
+    fi
     json=$("${LOAD_PIN[@]}" "${TOOL[@]}" idle --port "$(port_of "$peer" hits)" --path "$HIT_PATH" -n "$IDLE_CONNS" \
       --header "X-Api-Key: $API_KEY" "${pid_args[@]}") || note "idle connections/$peer: not every request got 200: $json"
     [[ $json == "{"* ]] || { echo "bench: the idle-connection client failed against $peer" >&2; alive; exit 1; }
