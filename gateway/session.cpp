@@ -486,8 +486,8 @@ class Session {
 
 namespace {
 // Each kind of connection in its own coroutine: a coroutine frame keeps every local of every branch (GCC does
-// not overlap them), so one run_session with all three Sessions took a 48 KiB frame per connection where
-// one Session's is under 16 KiB (README, "Where the bytes go").
+// not overlap them), so one run_session with all three Sessions took a 48 KiB frame per connection, three
+// times one Session's (README, "Where the bytes go").
 asio::awaitable<void> refuse_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
                                      bool admin, std::string client) {
     beast::tcp_stream stream(std::move(sock));
