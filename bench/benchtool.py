@@ -52,34 +52,17 @@ class Conn:
         self.sock, self.buf, self.t_send, self.t_done, self.status, self.need = sock, b"", 0.0, 0.0, 0, -1
 
 
-def burst(args):
-    """N first requests at (nearly) the same instant. Every connection is opened (and accepted by the
-    server) before the burst, so the numbers are about the requests, not about accepting sockets. The
-    requests are written back to back in one loop (a few ms for 500) and each latency runs from its own
-    write to the last byte of its answer; answers are read with epoll, so the client adds little."""
-    host, port, n = "127.0.0.1", args["port"], args["n"]
+def get_request(args):
     head = "".join(h + "\r\n" for h in args["headers"])
-    req = (f"GET {args['path']} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n").encode()
-    conns = []
-    for _ in range(n):
-        s = socket.create_connection((host, port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        conns.append(Conn(s))
-    # The server accepts the connections asynchronously; give it a moment so the burst measures requests.
-    # (This pause is part of the scenario, not a synchronization.)
-    time.sleep(0.3)
-    ep = select.epoll(n + 1)
-    by_fd = {}
-    for c in conns:
-        ep.register(c.sock.fileno(), select.EPOLLIN)
-        by_fd[c.sock.fileno()] = c
+    return (f"GET {args['path']} HTTP/1.1\r\nHost: 127.0.0.1:{args['port']}\r\n{head}\r\n").encode()
+
+
+def read_answers(ep, by_fd, deadline):
+    """Reads one answer on each connection registered in `ep` (by_fd: fd -> Conn), until all are in or the
+    deadline (time.perf_counter()): its status, Content-Length body and c.t_done, the instant it was complete
+    (or the connection closed without a full answer: status -1). A connection with no answer keeps t_done 0."""
     clock = time.perf_counter
-    for c in conns:
-        c.t_send = clock()
-        c.sock.send(req)
-    pending = n
-    deadline = clock() + args["timeout"]
+    pending = len(by_fd)
     while pending and clock() < deadline:
         for fd, _ in ep.poll(0.5):
             c = by_fd[fd]
@@ -112,6 +95,34 @@ def burst(args):
                 c.t_done = now
                 ep.unregister(fd)
                 pending -= 1
+
+
+def burst(args):
+    """N first requests at (nearly) the same instant. Every connection is opened (and accepted by the
+    server) before the burst, so the numbers are about the requests, not about accepting sockets. The
+    requests are written back to back in one loop (a few ms for 500) and each latency runs from its own
+    write to the last byte of its answer; answers are read with epoll, so the client adds little."""
+    host, port, n = "127.0.0.1", args["port"], args["n"]
+    req = get_request(args)
+    conns = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        conns.append(Conn(s))
+    # The server accepts the connections asynchronously; give it a moment so the burst measures requests.
+    # (This pause is part of the scenario, not a synchronization.)
+    time.sleep(0.3)
+    ep = select.epoll(n + 1)
+    by_fd = {}
+    for c in conns:
+        ep.register(c.sock.fileno(), select.EPOLLIN)
+        by_fd[c.sock.fileno()] = c
+    clock = time.perf_counter
+    for c in conns:
+        c.t_send = clock()
+        c.sock.send(req)
+    read_answers(ep, by_fd, clock() + args["timeout"])
     for c in conns:
         c.sock.close()
     done = [c for c in conns if c.t_done > 0]
@@ -146,8 +157,7 @@ def idle(args):
     then stays open and idle; the server's RSS (summed over --pid) before and after, per connection. The
     answers are read with epoll; a connection that gets no 200 is counted and reported."""
     host, port, n = "127.0.0.1", args["port"], args["n"]
-    head = "".join(h + "\r\n" for h in args["headers"])
-    req = (f"GET {args['path']} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n").encode()
+    req = get_request(args)
     pids = [int(p) for p in args["pids"]]
     # One answered request first: whatever the first request allocates once is not a connection's cost.
     with socket.create_connection((host, port), timeout=10) as s:
@@ -164,39 +174,9 @@ def idle(args):
         by_fd[s.fileno()] = c
         ep.register(s.fileno(), select.EPOLLIN)
         s.send(req)
-    pending, deadline = n, time.perf_counter() + args["timeout"]
-    while pending and time.perf_counter() < deadline:
-        for fd, _ in ep.poll(0.5):
-            c = by_fd[fd]
-            try:
-                data = c.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                c.status = -1
-                ep.unregister(fd)
-                pending -= 1
-                continue
-            c.buf += data
-            if c.need < 0:
-                end = c.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    continue
-                lines = c.buf[:end].decode("latin-1").split("\r\n")
-                c.status = int(lines[0].split()[1])
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                c.need = end + 4 + length
-            if len(c.buf) >= c.need:
-                ep.unregister(fd)
-                pending -= 1
+    read_answers(ep, by_fd, time.perf_counter() + args["timeout"])
     after = rss_kb(pids)
-    ok = sum(1 for c in conns if c.status == 200)
+    ok = sum(1 for c in conns if c.t_done > 0 and c.status == 200)
     for c in conns:
         c.sock.close()
     print(json.dumps({"n": n, "ok": ok, "rss_before_kb": before, "rss_after_kb": after,

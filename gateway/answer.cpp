@@ -17,8 +17,9 @@ AnswerPtr CachedAnswer::make(const AnswerFields& f) {
     if (f.body.size() > kMax || f.upstream_request_id.size() > kMax - f.body.size())
         throw std::length_error("answer too large");
     static_assert(alignof(CachedAnswer) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    // Fine size classes (rdsgw/slab.hpp): the block loses under 2 % to rounding where jemalloc's classes lose 7 %.
-    void* block = FineSlab::answers().allocate(sizeof(CachedAnswer) + f.upstream_request_id.size() + f.body.size());
+    // Fine size classes (rdsgw/slab.hpp): under 2 % lost to rounding where jemalloc's classes lose 7 %.
+    void* block =
+        FineSlab::answers().allocate(sizeof(CachedAnswer) + f.upstream_request_id.size() + f.body.size());
     auto* a = new (block) CachedAnswer;
     a->status_ = f.status;
     a->id_size_ = static_cast<std::uint32_t>(f.upstream_request_id.size());

@@ -211,7 +211,8 @@ namespace {
 // Removes one entry from a locked shard, adjusts the totals and frees the entry; returns its answer (for the
 // caller to release after the lock when it likes).
 template <class Shard, class Entry>
-AnswerPtr remove_locked(Shard& s, Entry& e, std::atomic<std::size_t>& entries, std::atomic<std::uint64_t>& bytes) {
+AnswerPtr remove_locked(Shard& s, Entry& e, std::atomic<std::size_t>& entries,
+                        std::atomic<std::uint64_t>& bytes) {
     s.index.erase(e.key());
     entries.fetch_sub(1, std::memory_order_relaxed);
     bytes.fetch_sub(e.footprint(), std::memory_order_relaxed);
@@ -275,8 +276,7 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
     const SysClock::time_point fresh_until = add_sat(now, life);
     bool storable = life > SysClock::duration::zero();
     const std::size_t fp = answer->footprint(key.size());
-    if (fp > opts_.max_bytes || key.size() > Entry::kMaxKey || opts_.max_entries == 0)
-        storable = false;
+    if (fp > opts_.max_bytes || key.size() > Entry::kMaxKey || opts_.max_entries == 0) storable = false;
 
     const auto over = [this] {
         return entries_.load(std::memory_order_relaxed) > opts_.max_entries ||

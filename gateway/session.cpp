@@ -488,26 +488,29 @@ namespace {
 // Each kind of connection in its own coroutine: a coroutine frame keeps every local of every branch (GCC does
 // not overlap them), so one run_session with all three Sessions took a 48 KiB frame per connection, three
 // times one Session's (README, "Where the bytes go").
-asio::awaitable<void> refuse_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
-                                     bool admin, std::string client) {
+asio::awaitable<void> refuse_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions,
+                                     tcp::socket sock, bool admin, std::string client) {
     beast::tcp_stream stream(std::move(sock));
     Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, std::move(client), "",
                                        steady::now() + std::chrono::seconds(1));
     co_await session.refuse_connection(
-        LocalError(503, "too many open connections", ErrorSource::internal, "limit").with("Retry-After", "1"));
+        LocalError(503, "too many open connections", ErrorSource::internal, "limit")
+            .with("Retry-After", "1"));
 }
 
 asio::awaitable<void> tls_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
                                   bool admin, std::string client, steady::time_point header_deadline) {
     beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
-    Session<beast::ssl_stream<beast::tcp_stream>> session(ctx, w, sessions, stream, beast::get_lowest_layer(stream),
-                                                          admin, std::move(client), "", header_deadline);
+    Session<beast::ssl_stream<beast::tcp_stream>> session(ctx, w, sessions, stream,
+                                                          beast::get_lowest_layer(stream), admin,
+                                                          std::move(client), "", header_deadline);
     if (!co_await session.handshake()) co_return;
     co_await session.run();
 }
 
-asio::awaitable<void> plain_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
-                                    bool admin, std::string client, steady::time_point header_deadline) {
+asio::awaitable<void> plain_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions,
+                                    tcp::socket sock, bool admin, std::string client,
+                                    steady::time_point header_deadline) {
     beast::tcp_stream stream(std::move(sock));
     Session<beast::tcp_stream> session(ctx, w, sessions, stream, stream, admin, std::move(client), "",
                                        header_deadline);

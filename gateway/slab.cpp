@@ -31,7 +31,7 @@ struct FineSlab::Run {
     void* free = nullptr;      // freed blocks, each holding the next one's address
     std::uint32_t live = 0;    // blocks allocated
     std::uint32_t bumped = 0;  // blocks ever handed out from the never-used tail
-    bool listed = false;       // in the class's list
+    // A run is in its class's list exactly while it has a free block (live < the class's capacity).
 };
 
 namespace {
@@ -59,14 +59,18 @@ std::size_t FineSlab::size_of(std::size_t cls) noexcept {
     return (std::size_t{1} << b) + (cls % 32 + 1) * (std::size_t{1} << (b - 5));
 }
 
-std::size_t FineSlab::capacity_of(std::size_t cls) noexcept { return (kRunBytes - kHeader) / size_of(cls); }
+std::size_t FineSlab::capacity_of(std::size_t cls) noexcept {
+    return (kRunBytes - kHeader) / size_of(cls);
+}
 
 std::size_t FineSlab::class_size(std::size_t n) noexcept {
     if (n <= kMin || n > kMax) return n;
     return size_of(index(n));
 }
 
-FineSlab::FineSlab() { static_assert(sizeof(Run) <= kHeader); }
+FineSlab::FineSlab() {
+    static_assert(sizeof(Run) <= kHeader);
+}
 
 FineSlab::~FineSlab() {
     for (auto& c : classes_) {
@@ -91,7 +95,6 @@ void* FineSlab::allocate(std::size_t n) {
         void* mem = ::operator new(kRunBytes, std::align_val_t(kRunBytes));
         r = new (mem) Run;
         RDSGW_POISON(reinterpret_cast<char*>(r) + kHeader, kRunBytes - kHeader);
-        r->listed = true;
         c.partial = r;
         ++c.runs;
     }
@@ -113,7 +116,6 @@ void* FineSlab::allocate(std::size_t n) {
         c.partial = r->next;
         if (r->next) r->next->prev = nullptr;
         r->next = nullptr;
-        r->listed = false;
     }
     return p;
 }
@@ -130,25 +132,22 @@ void FineSlab::deallocate(void* p, std::size_t n) noexcept {
     std::memcpy(p, &r->free, sizeof(void*));
     RDSGW_POISON(p, size_of(cls));
     r->free = p;
+    const bool was_full = r->live == capacity_of(cls);
     --r->live;
     --c.blocks;
-    const auto unlink = [&c](Run* x) {
-        if (x->prev) x->prev->next = x->next;
-        else c.partial = x->next;
-        if (x->next) x->next->prev = x->prev;
-        x->prev = x->next = nullptr;
-        x->listed = false;
-    };
-    if (!r->listed) {  // it was full: back on the list, at the front (reused first)
+    if (was_full) {  // back on the list, at the front (reused first)
         r->prev = nullptr;
         r->next = c.partial;
         if (c.partial) c.partial->prev = r;
         c.partial = r;
-        r->listed = true;
     }
     // An empty run goes back to the general allocator unless it is the class's only run with room.
     if (r->live == 0 && (r->prev || r->next)) {
-        unlink(r);
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            c.partial = r->next;
+        if (r->next) r->next->prev = r->prev;
         --c.runs;
         RDSGW_UNPOISON(r, kRunBytes);
         r->~Run();

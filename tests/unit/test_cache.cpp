@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -617,8 +617,10 @@ BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
                 for (int i = 0; i < kPerThread; ++i) {
                     const std::size_t n = 600 + static_cast<std::size_t>((i * 7 + owner) % 64);
                     auto* p = static_cast<unsigned char*>(made[owner][i]);
-                    if (p[0] != static_cast<unsigned char>(owner) || p[n - 1] != static_cast<unsigned char>(i))
-                        ++damaged;  // Boost.Test's assertions are not for other threads: counted, checked below
+                    // Boost.Test's assertions are not for other threads: damage is counted, checked below.
+                    if (p[0] != static_cast<unsigned char>(owner) ||
+                        p[n - 1] != static_cast<unsigned char>(i))
+                        ++damaged;
                     slab.deallocate(p, n);
                 }
             });
@@ -630,7 +632,8 @@ BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
 BOOST_AUTO_TEST_CASE(answers_come_from_the_slab) {
     const auto before = FineSlab::answers().stats().blocks;
     const std::string body(650, 'b');
-    AnswerPtr a = CachedAnswer::make({.status = 200, .body = body, .upstream_request_id = "mock-0123456789ab-1"});
+    AnswerPtr a =
+        CachedAnswer::make({.status = 200, .body = body, .upstream_request_id = "mock-0123456789ab-1"});
     BOOST_TEST(FineSlab::answers().stats().blocks == before + 1);
     BOOST_TEST(a->body() == body);
     a.reset();
