@@ -1,6 +1,7 @@
 #include "rdsgw/exchange.hpp"
 
 #include <charconv>
+#include <cstring>
 
 #include "rdsgw/caller_auth.hpp"
 #include "rdsgw/log.hpp"
@@ -100,115 +101,157 @@ std::string make_error_body(unsigned status, std::string_view message, std::stri
 
 namespace {
 
-// Appends v rounded to `decimals` (1 or 2) places, without the cost of floating-point formatting.
-void append_fixed(std::string& s, double v, int decimals) {
-    const double scale = decimals == 1 ? 10.0 : 100.0;
-    if (!(v >= 0) || v > 1e12) v = 0;  // negative or absurd durations never come from a steady clock
-    const auto scaled = static_cast<std::uint64_t>(v * scale + 0.5);
-    const std::uint64_t whole = scaled / static_cast<std::uint64_t>(scale);
-    const auto frac = static_cast<unsigned>(scaled % static_cast<std::uint64_t>(scale));
-    char buf[32];
-    char* p = std::to_chars(buf, buf + 24, whole).ptr;
-    *p++ = '.';
-    if (decimals == 2) *p++ = static_cast<char>('0' + frac / 10);
-    *p++ = static_cast<char>('0' + frac % 10);
-    s.append(buf, p);
-}
+// The access line is written into raw storage sized up front (LineOut, below): one bounds computation
+// instead of a capacity check, a call and a copy for each of its forty-odd pieces. Every request writes
+// one, hits included, so this is on the path that is compared with a static answer.
+class LineOut {
+  public:
+    explicit LineOut(char* p) : p_(p) {}
+    char* end() const { return p_; }
 
-void append_uint(std::string& s, std::uint64_t v) {
-    char buf[24];
-    s.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
-}
+    template <std::size_t N>
+    void lit(const char (&s)[N]) {  // a string literal, copied without its NUL: a fixed-size copy
+        std::memcpy(p_, s, N - 1);
+        p_ += N - 1;
+    }
+    void raw(std::string_view s) {
+        std::memcpy(p_, s.data(), s.size());
+        p_ += s.size();
+    }
+    void json(std::string_view s) { p_ = json_escape_to(p_, s); }
+    void uint(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+    // v rounded to `decimals` (1 or 2) places, without the cost of floating-point formatting.
+    void fixed(double v, int decimals) {
+        const double scale = decimals == 1 ? 10.0 : 100.0;
+        if (!(v >= 0) || v > 1e12) v = 0;  // negative or absurd durations never come from a steady clock
+        const auto scaled = static_cast<std::uint64_t>(v * scale + 0.5);
+        const std::uint64_t whole = scaled / static_cast<std::uint64_t>(scale);
+        const auto frac = static_cast<unsigned>(scaled % static_cast<std::uint64_t>(scale));
+        uint(whole);
+        *p_++ = '.';
+        if (decimals == 2) *p_++ = static_cast<char>('0' + frac / 10);
+        *p_++ = static_cast<char>('0' + frac % 10);
+    }
+    void time(std::chrono::system_clock::time_point t) { p_ = put_log_time(p_, t); }
+
+  private:
+    char* p_;
+};
+
+// The room every fixed piece of a line can take: the keys and punctuation (about 300 bytes), the time (24),
+// five integers (20 each), two fixed-point numbers (24 each), the protocol and route names (under 64).
+constexpr std::size_t kLineFixed = 768;
 
 }  // namespace
 
 std::string access_line(const Exchange& x, double total_ms) {
     std::string s;
-    s.reserve(384);
     append_access_line(s, x, total_ms);
     return s;
 }
 
 void append_access_line(std::string& s, const Exchange& x, double total_ms) {
-    using namespace std::string_view_literals;
-    s += "{\"time\":\""sv;
-    append_log_time(s, std::chrono::system_clock::now());
-    s += "\",\"request_id\":"sv;
-    json_escape_append(s, x.request_id);
-    s += ",\"client\":"sv;
-    json_escape_append(s, x.client.empty() ? x.client_addr : std::string_view(x.client));
-    if (!x.client.empty() && x.client != x.client_addr) {
-        s += ",\"peer\":"sv;
-        json_escape_append(s, x.client_addr);
+    const std::string_view client = x.client.empty() ? x.client_addr : std::string_view(x.client);
+    const bool peer = !x.client.empty() && x.client != x.client_addr;
+    const std::string_view method =
+        x.method_string.size() <= 16 ? x.method_string : std::string_view("other");
+    const std::string_view cache =
+        x.cache == CacheState::none ? std::string_view() : cache_state_name(x.cache);
+    const std::string_view urid =
+        x.answer ? x.answer->upstream_request_id() : std::string_view(x.upstream_request_id);
+    const std::string_view agent = x.user_agent.size() <= 256 ? x.user_agent : x.user_agent.substr(0, 256);
+    const std::string_view error = x.error ? std::string_view(x.error->message) : std::string_view();
+    const std::string_view route =
+        x.route == Route::backup_files ? "/{version_id}/{project_id}/backup-files" : route_name(x.route);
+
+    const std::size_t escaped = x.request_id.size() + client.size() + (peer ? x.client_addr.size() : 0) +
+                                x.caller_name().size() + x.tls_version.size() + method.size() +
+                                x.project_id.size() + x.backup_id.size() + cache.size() + x.region.size() +
+                                urid.size() + agent.size() + error.size();
+    const std::size_t bound = kLineFixed + route.size() + json_escaped_bound(escaped) +
+                              x.trace.trace_id.size() + x.trace.span_id.size() + x.trace.parent_id.size();
+    const std::size_t at = s.size();
+    s.resize(at + bound);
+    LineOut o(s.data() + at);
+
+    o.lit("{\"time\":\"");
+    o.time(std::chrono::system_clock::now());
+    o.lit("\",\"request_id\":");
+    o.json(x.request_id);
+    o.lit(",\"client\":");
+    o.json(client);
+    if (peer) {
+        o.lit(",\"peer\":");
+        o.json(x.client_addr);
     }
-    s += ",\"caller\":"sv;
-    json_escape_append(s, x.caller_name());
-    s += ",\"protocol\":\""sv;
-    s += x.version == 10 ? "HTTP/1.0"sv : "HTTP/1.1"sv;
-    s += '"';
+    o.lit(",\"caller\":");
+    o.json(x.caller_name());
+    if (x.version == 10)
+        o.lit(",\"protocol\":\"HTTP/1.0\"");
+    else
+        o.lit(",\"protocol\":\"HTTP/1.1\"");
     if (!x.tls_version.empty()) {
-        s += ",\"tls\":"sv;
-        json_escape_append(s, x.tls_version);
+        o.lit(",\"tls\":");
+        o.json(x.tls_version);
     }
-    s += ",\"method\":"sv;
-    json_escape_append(s, x.method_string.size() <= 16 ? x.method_string : std::string_view("other"));
-    s += ",\"route\":\""sv;
-    s += x.route == Route::backup_files ? "/{version_id}/{project_id}/backup-files"sv : route_name(x.route);
-    s += "\",\"project_id\":"sv;
-    json_escape_append(s, x.project_id);
-    s += ",\"backup_id\":"sv;
-    json_escape_append(s, x.backup_id);
-    s += ",\"status\":"sv;
-    append_uint(s, x.logged_status());
-    s += ",\"cache\":"sv;
-    json_escape_append(s, x.cache == CacheState::none ? std::string_view() : cache_state_name(x.cache));
+    o.lit(",\"method\":");
+    o.json(method);
+    o.lit(",\"route\":\"");
+    o.raw(route);
+    o.lit("\",\"project_id\":");
+    o.json(x.project_id);
+    o.lit(",\"backup_id\":");
+    o.json(x.backup_id);
+    o.lit(",\"status\":");
+    o.uint(x.logged_status());
+    o.lit(",\"cache\":");
+    o.json(cache);
     if (!x.region.empty()) {  // multi-region misses
-        s += ",\"region\":"sv;
-        json_escape_append(s, x.region);
+        o.lit(",\"region\":");
+        o.json(x.region);
     }
-    s += ",\"upstream_status\":"sv;
+    o.lit(",\"upstream_status\":");
     if (x.upstream_status)
-        append_uint(s, x.upstream_status);
+        o.uint(x.upstream_status);
     else
-        s += "null"sv;
-    s += ",\"attempts\":"sv;
-    append_uint(s, x.attempts);
-    s += ",\"upstream_ms\":"sv;
+        o.lit("null");
+    o.lit(",\"attempts\":");
+    o.uint(x.attempts);
+    o.lit(",\"upstream_ms\":");
     if (x.upstream_ms >= 0)
-        append_fixed(s, x.upstream_ms, 1);
+        o.fixed(x.upstream_ms, 1);
     else
-        s += "null"sv;
-    s += ",\"total_ms\":"sv;
-    append_fixed(s, total_ms, 2);
-    s += ",\"bytes_sent\":"sv;
-    append_uint(s, x.bytes_sent);
-    if (const std::string_view urid =
-            x.answer ? x.answer->upstream_request_id() : std::string_view(x.upstream_request_id);
-        !urid.empty()) {
-        s += ",\"upstream_request_id\":"sv;
-        json_escape_append(s, urid);
+        o.lit("null");
+    o.lit(",\"total_ms\":");
+    o.fixed(total_ms, 2);
+    o.lit(",\"bytes_sent\":");
+    o.uint(x.bytes_sent);
+    if (!urid.empty()) {
+        o.lit(",\"upstream_request_id\":");
+        o.json(urid);
     }
     if (!x.user_agent.empty()) {
-        s += ",\"user_agent\":"sv;
-        json_escape_append(s, x.user_agent.size() <= 256 ? x.user_agent : x.user_agent.substr(0, 256));
+        o.lit(",\"user_agent\":");
+        o.json(agent);
     }
     if (!x.trace.trace_id.empty()) {
-        s += ",\"trace_id\":\""sv;
-        s += x.trace.trace_id;
-        s += "\",\"span_id\":\""sv;
-        s += x.trace.span_id;
-        s += '"';
+        o.lit(",\"trace_id\":\"");
+        o.raw(x.trace.trace_id);
+        o.lit("\",\"span_id\":\"");
+        o.raw(x.trace.span_id);
+        o.lit("\"");
         if (!x.trace.parent_id.empty()) {
-            s += ",\"parent_span_id\":\""sv;
-            s += x.trace.parent_id;
-            s += '"';
+            o.lit(",\"parent_span_id\":\"");
+            o.raw(x.trace.parent_id);
+            o.lit("\"");
         }
     }
     if (x.error) {
-        s += ",\"error\":"sv;
-        json_escape_append(s, x.error->message);
+        o.lit(",\"error\":");
+        o.json(error);
     }
-    s += '}';
+    o.lit("}");
+    s.resize(static_cast<std::size_t>(o.end() - s.data()));
 }
 
 }  // namespace rdsgw

@@ -437,10 +437,9 @@ void make_request_id(std::string& s) {
         return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     }();
     thread_local std::uint64_t counter = 0;
-    std::uint64_t parts[2] = {prefix, ++counter};
-    s.resize(32);
-    for (int p = 0; p < 2; ++p)
-        for (int i = 0; i < 16; ++i) s[p * 16 + i] = kHexLower[(parts[p] >> (60 - 4 * i)) & 0xf];
+    char buf[32];
+    put_hex64(put_hex64(buf, prefix), ++counter);
+    s.assign(buf, sizeof buf);
 }
 
 std::string make_request_id() {

@@ -24,64 +24,81 @@ bool plain8(std::uint64_t v) {
     return ((below_space | quote | backslash | v) & k80) == 0;
 }
 
-void escape_ascii(std::string& out, unsigned char c) {
+// Writes the escape for an ASCII byte that kJsonPlain refuses; returns the end.
+char* escape_ascii(char* out, unsigned char c) {
+    char second = 0;
     switch (c) {
         case '"':
-            out += "\\\"";
-            return;
+            second = '"';
+            break;
         case '\\':
-            out += "\\\\";
-            return;
+            second = '\\';
+            break;
         case '\b':
-            out += "\\b";
-            return;
+            second = 'b';
+            break;
         case '\f':
-            out += "\\f";
-            return;
+            second = 'f';
+            break;
         case '\n':
-            out += "\\n";
-            return;
+            second = 'n';
+            break;
         case '\r':
-            out += "\\r";
-            return;
+            second = 'r';
+            break;
         case '\t':
-            out += "\\t";
-            return;
+            second = 't';
+            break;
         default: {
             const char esc[6] = {'\\', 'u', '0', '0', kHexLower[c >> 4], kHexLower[c & 0xf]};
-            out.append(esc, sizeof esc);
+            std::memcpy(out, esc, sizeof esc);
+            return out + sizeof esc;
         }
     }
+    out[0] = '\\';
+    out[1] = second;
+    return out + 2;
 }
 
 }  // namespace
 
-void json_escape_append(std::string& out, std::string_view s) {
-    out.push_back('"');
+char* json_escape_to(char* out, std::string_view s) {
+    *out++ = '"';
     const char* const base = s.data();
+    const std::size_t n = s.size();
     std::size_t i = 0;
-    while (i < s.size()) {
-        const std::size_t run = i;
-        for (std::uint64_t v; i + 8 <= s.size(); i += 8) {
+    while (i < n) {
+        // Eight plain bytes at a time, copied as one word; then byte by byte up to the next special one.
+        for (std::uint64_t v; i + 8 <= n; i += 8, out += 8) {
             std::memcpy(&v, base + i, 8);
             if (!plain8(v)) break;
+            std::memcpy(out, &v, 8);
         }
-        while (i < s.size() && kJsonPlain(static_cast<unsigned char>(s[i]))) ++i;
-        out.append(base + run, i - run);
-        if (i == s.size()) break;
-        const auto c = static_cast<unsigned char>(s[i]);
+        while (i < n && kJsonPlain(static_cast<unsigned char>(base[i]))) *out++ = base[i++];
+        if (i == n) break;
+        const auto c = static_cast<unsigned char>(base[i]);
         if (c < 0x80) {
-            escape_ascii(out, c);
+            out = escape_ascii(out, c);
             ++i;
             continue;
         }
         const std::size_t start = i;
-        if (decode_utf8(s, i) == kInvalidUtf8)
-            out += "\\ufffd";
-        else
-            out.append(base + start, i - start);
+        if (decode_utf8(s, i) == kInvalidUtf8) {
+            std::memcpy(out, "\\ufffd", 6);
+            out += 6;
+        } else {
+            std::memcpy(out, base + start, i - start);
+            out += i - start;
+        }
     }
-    out.push_back('"');
+    *out++ = '"';
+    return out;
+}
+
+void json_escape_append(std::string& out, std::string_view s) {
+    const std::size_t at = out.size();
+    out.resize(at + json_escaped_bound(s.size()));
+    out.resize(static_cast<std::size_t>(json_escape_to(out.data() + at, s) - out.data()));
 }
 
 }  // namespace rdsgw

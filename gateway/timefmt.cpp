@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 namespace rdsgw {
 namespace {
@@ -238,18 +239,35 @@ std::string format_log_time(std::chrono::system_clock::time_point t) {
     return s;
 }
 
-void append_log_time(std::string& out, std::chrono::system_clock::time_point t) {
+char* put_log_time(char* out, std::chrono::system_clock::time_point t) {
     const auto ms = chr::floor<chr::milliseconds>(t);
-    const chr::sys_days day = chr::floor<chr::days>(ms);
-    const auto in_day = ms - day;
-    char buf[48];
-    char* p = put_date_time(buf, day, chr::floor<chr::seconds>(in_day));
-    const auto milli = static_cast<unsigned>((in_day % chr::seconds{1}).count());
+    const auto sec = chr::floor<chr::seconds>(ms);
+    // Every access-log line asks for the time; within one second only the milliseconds change, so each
+    // thread keeps the date and time of day it wrote last.
+    struct Memo {
+        chr::sys_seconds sec = chr::sys_seconds::min();
+        char text[40];
+        std::size_t size = 0;
+    };
+    thread_local Memo memo;
+    if (memo.sec != sec) {
+        const chr::sys_days day = chr::floor<chr::days>(sec);
+        memo.size = static_cast<std::size_t>(put_date_time(memo.text, day, sec - day) - memo.text);
+        memo.sec = sec;
+    }
+    std::memcpy(out, memo.text, memo.size);
+    char* p = out + memo.size;
+    const auto milli = static_cast<unsigned>((ms - sec).count());
     *p++ = '.';
     *p++ = static_cast<char>('0' + milli / 100);
     p = put2(p, milli % 100);
     *p++ = 'Z';
-    out.append(buf, p);
+    return p;
+}
+
+void append_log_time(std::string& out, std::chrono::system_clock::time_point t) {
+    char buf[48];
+    out.append(buf, put_log_time(buf, t));
 }
 
 }  // namespace rdsgw

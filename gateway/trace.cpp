@@ -1,5 +1,6 @@
 #include "rdsgw/trace.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include "rdsgw/text.hpp"
@@ -19,24 +20,30 @@ bool all_zero(std::string_view s) {
     return s.find_first_not_of('0') == std::string_view::npos;
 }
 
-// n random lower-hex digits, not all zero, into `out` (its storage reused). A per-thread xorshift generator
-// seeded from the OS: ids need to be unique and unpredictable enough for tracing, not secret.
+// n random lower-hex digits (n <= 32), not all zero, into `out` (its storage reused). A per-thread xorshift
+// generator seeded from the OS: ids need to be unique and unpredictable enough for tracing, not secret.
 void random_hex(std::string& out, std::size_t n) {
-    thread_local std::uint64_t state = [] {
+    thread_local std::uint64_t state = 0;  // constant-initialized: no guard on each use; seeded on first use
+    if (state == 0) {
         std::random_device rd;
-        const std::uint64_t s = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-        return s ? s : 0x9e3779b97f4a7c15ULL;
-    }();
-    out.resize(n);
+        state = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+        if (state == 0) state = 0x9e3779b97f4a7c15ULL;
+    }
+    char buf[32];
+    n = std::min<std::size_t>(n, sizeof buf);
+    std::uint64_t any;
     do {
-        for (std::size_t at = 0; at < n;) {
-            state ^= state << 13;  // xorshift64
+        any = 0;
+        for (std::size_t at = 0; at < n; at += 16) {
+            state ^= state << 13;  // xorshift64 (never 0 again once it is not)
             state ^= state >> 7;
             state ^= state << 17;
-            std::uint64_t r = state * 0x2545f4914f6cdd1dULL;  // xorshift64*: the high bits mix well
-            for (int i = 0; i < 16 && at < n; ++i, r >>= 4) out[at++] = kHexLower[r & 15];
+            const std::uint64_t r = state * 0x2545f4914f6cdd1dULL;  // xorshift64*: the high bits mix well
+            put_hex64(buf + at, r);
+            any |= n - at >= 16 ? r : r >> (4 * (16 - (n - at)));  // the digits kept of this word
         }
-    } while (all_zero(out));
+    } while (any == 0);
+    out.assign(buf, n);
 }
 
 // tracestate key: lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" ), optionally tenant@system.

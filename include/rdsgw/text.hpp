@@ -2,6 +2,7 @@
 // JSON string escaper (access log, diagnostic log, gateway-made errors and the normalizer all use it).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -72,6 +73,11 @@ constexpr bool is_hex_digit(char c) {
 }
 
 // Appends the lower-hex form of n bytes (two digits per byte).
+// The 16 lower-case hex digits of v, most significant first, at out.
+inline char* put_hex64(char* out, std::uint64_t v) {
+    for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHexLower[v & 0xf];
+    return out + 16;
+}
 inline void append_hex_lower(std::string& out, const unsigned char* p, std::size_t n) {
     const std::size_t at = out.size();
     out.resize(at + 2 * n);
@@ -145,5 +151,12 @@ constexpr char32_t decode_utf8(std::string_view s, std::size_t& i) {
 // subpart (see decode_utf8) becomes \ufffd. This is also how Boost.JSON's serializer writes a string, so a
 // normalized answer spells every string one way. Runs of printable ASCII are copied in one step.
 void json_escape_append(std::string& out, std::string_view s);
+
+// The same into raw storage: writes the literal at out and returns its end. The room it needs is at most
+// json_escaped_bound(s.size()) bytes (two quotes, and six bytes for any input byte: "\u00XX" or "\ufffd").
+char* json_escape_to(char* out, std::string_view s);
+constexpr std::size_t json_escaped_bound(std::size_t n) {
+    return 2 + 6 * n;
+}
 
 }  // namespace rdsgw

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE exchange
 #include <unistd.h>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cstdio>
 #include <fstream>
@@ -80,6 +81,79 @@ BOOST_AUTO_TEST_CASE(reset_gives_a_new_exchange) {
     BOOST_TEST(!x.response.shared_body);
     BOOST_TEST(!x.response.close);
     BOOST_TEST(x.response.content_type == "application/json");
+}
+
+// The access line is one JSON object for any content of its fields: every optional field set, hostile bytes
+// (quotes, controls, ill-formed UTF-8) in what callers and upstreams control, a long error message, and a
+// line appended after text already in the buffer. Each field reads back as written (the user agent cut at
+// 256 bytes, an oversized method as "other").
+BOOST_AUTO_TEST_CASE(access_line_is_json_for_any_fields) {
+    const std::string agent = "agent \"q\" \\ \x01\x1f\xff\xc3" + std::string(400, 'u');
+    const std::string error_text = "upstream said \"no\"\n" + std::string(10000, '\x7f') + "\xe2\x82";
+    const std::string method(17, 'M');
+    Exchange x;
+    x.method_string = "GET";
+    x.version = 10;
+    x.route = Route::backup_files;
+    x.client_addr = "10.0.0.1";
+    x.client = "203.0.113.9\"";
+    x.tls_version = "TLSv1.3";
+    x.request_id = "rid\\";
+    x.user_agent = agent;
+    x.trace = continue_trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "");
+    x.project_id = "p\x02";
+    x.backup_id = "b\xf0";
+    x.cache = CacheState::miss;
+    x.region = "cn-north-4";
+    x.upstream_status = 503;
+    x.attempts = 3;
+    x.upstream_ms = 12.46;
+    x.upstream_request_id = "u\"";
+    x.error = LocalError(502, error_text, ErrorSource::upstream, "bad_answer");
+    x.response.status = 502;
+    x.bytes_sent = 18446744073709551615ull;
+
+    for (const bool odd_method : {false, true}) {
+        if (odd_method) x.method_string = method;
+        std::string line = "prefix";
+        append_access_line(line, x, 1234.567);
+        BOOST_TEST(line.starts_with("prefix"));
+        boost::system::error_code ec;
+        const boost::json::value v = boost::json::parse(std::string_view(line).substr(6), ec);
+        BOOST_REQUIRE(!ec);
+        const boost::json::object& o = v.as_object();
+        const auto str = [&](const char* k) { return std::string(o.at(k).as_string()); };
+        const auto text = [](std::string_view s) {  // what the escaper makes of s, read back
+            std::string e;
+            json_escape_append(e, s);
+            return std::string(boost::json::parse(e).as_string());
+        };
+        BOOST_TEST(str("request_id") == "rid\\");
+        BOOST_TEST(str("client") == "203.0.113.9\"");
+        BOOST_TEST(str("peer") == "10.0.0.1");
+        BOOST_TEST(str("caller") == "");
+        BOOST_TEST(str("protocol") == "HTTP/1.0");
+        BOOST_TEST(str("tls") == "TLSv1.3");
+        BOOST_TEST(str("method") == (odd_method ? "other" : "GET"));
+        BOOST_TEST(str("route") == "/{version_id}/{project_id}/backup-files");
+        BOOST_TEST(str("project_id") == "p\x02");
+        BOOST_TEST(str("backup_id") == text("b\xf0"));
+        BOOST_TEST(o.at("status").as_int64() == 502);
+        BOOST_TEST(str("cache") == "MISS");
+        BOOST_TEST(str("region") == "cn-north-4");
+        BOOST_TEST(o.at("upstream_status").as_int64() == 503);
+        BOOST_TEST(o.at("attempts").as_int64() == 3);
+        BOOST_TEST(o.at("upstream_ms").as_double() == 12.5);
+        BOOST_TEST(o.at("total_ms").as_double() == 1234.57);
+        BOOST_TEST(o.at("bytes_sent").as_uint64() == 18446744073709551615ull);
+        BOOST_TEST(str("upstream_request_id") == "u\"");
+        BOOST_TEST(str("user_agent") == text(std::string_view(agent).substr(0, 256)));
+        BOOST_TEST(str("trace_id") == "4bf92f3577b34da6a3ce929d0e0e4736");
+        BOOST_TEST(str("span_id").size() == 16u);
+        BOOST_TEST(str("parent_span_id") == "00f067aa0ba902b7");
+        BOOST_TEST(str("error") == text(error_text));
+        BOOST_TEST(str("time").size() == 24u);
+    }
 }
 
 // Header fields parsed into the arena, including a header block larger than the arena (it spills to the

@@ -196,3 +196,31 @@ BOOST_AUTO_TEST_CASE(hex_helpers) {
     BOOST_TEST(hex_lower(bytes, 0).empty());
     BOOST_TEST(std::string_view(kHexUpper) == "0123456789ABCDEF");
 }
+
+// json_escape_to writes into storage sized by json_escaped_bound: the worst inputs (every byte a control
+// character, every byte ill-formed UTF-8, every byte a quote) stay inside it, and a guard byte after the
+// bound is never touched. json_escape_append, built on it, appends after what is already there.
+BOOST_AUTO_TEST_CASE(raw_escaper_stays_inside_its_bound) {
+    struct Fill {
+        char byte;
+        std::string_view each;  // what one such byte becomes
+    };
+    const Fill fills[] = {
+        {'\x01', "\\u0001"}, {'\xff', "\\ufffd"}, {'\x80', "\\ufffd"}, {'"', "\\\""}, {'a', "a"}};
+    for (const Fill& f : fills) {
+        for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 64u, 1000u}) {
+            const std::string in(n, f.byte);
+            std::vector<char> room(json_escaped_bound(n) + 1, '\x5a');
+            char* end = json_escape_to(room.data(), in);
+            BOOST_TEST(static_cast<std::size_t>(end - room.data()) <= json_escaped_bound(n));
+            BOOST_TEST(room.back() == '\x5a');
+            std::string want = "\"";
+            for (std::size_t i = 0; i < n; ++i) want += f.each;
+            want += "\"";
+            BOOST_TEST(std::string(room.data(), end) == want);
+        }
+    }
+    std::string out = "head:";
+    json_escape_append(out, "a\"b");
+    BOOST_TEST(out == "head:\"a\\\"b\"");
+}

@@ -196,6 +196,12 @@ BOOST_AUTO_TEST_CASE(format_log_time_is_rfc3339_utc_with_milliseconds) {
          "2024-02-29T23:59:59.050Z"},
     };
     for (const Case& c : cases) BOOST_TEST(format_log_time(c.in) == c.out);
+    // Each thread keeps the date and time of day it wrote last: going back and forth between seconds (and
+    // days) gives every time its own text.
+    for (int round = 0; round < 2; ++round)
+        for (const Case& c : cases) BOOST_TEST(format_log_time(c.in) == c.out);
+    for (auto it = std::rbegin(cases); it != std::rend(cases); ++it)
+        BOOST_TEST(format_log_time(it->in) == it->out);
 }
 
 BOOST_AUTO_TEST_CASE(http_dates_in_all_three_forms) {
