@@ -123,9 +123,9 @@ struct EntryKeyHash {
     using is_transparent = void;
     template <class E>
     std::size_t operator()(const E* e) const noexcept {
-        return std::hash<std::string_view>{}(e->key());
+        return hash_bytes(e->key());
     }
-    std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+    std::size_t operator()(std::string_view k) const noexcept { return hash_bytes(k); }
 };
 struct EntryKeyEq {
     using is_transparent = void;
@@ -204,7 +204,7 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
 LinkCache::~LinkCache() = default;
 
 LinkCache::Shard& LinkCache::shard_for(std::string_view key) {
-    return *shards_[mix(std::hash<std::string_view>{}(key)) & (shards_.size() - 1)];
+    return *shards_[mix(hash_bytes(key)) & (shards_.size() - 1)];
 }
 
 namespace {
@@ -404,7 +404,7 @@ struct SingleFlight::Flight {
 SingleFlight::SingleFlight(Options opts) : opts_(opts), maps_(std::make_unique<MapShard[]>(kMapShards)) {}
 
 SingleFlight::MapShard& SingleFlight::map_for(std::string_view key) {
-    return maps_[mix(std::hash<std::string_view>{}(key)) & (kMapShards - 1)];
+    return maps_[mix(hash_bytes(key)) & (kMapShards - 1)];
 }
 
 std::size_t SingleFlight::waiting() const {

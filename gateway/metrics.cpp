@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -21,6 +22,7 @@
 #include <unordered_map>
 
 #include "rdsgw/request.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -157,12 +159,15 @@ struct Metrics::HistCell {
     }
 };
 
+template <class V>
+using LabelIndex = std::unordered_map<std::string, V, BytesHash, std::equal_to<>>;  // by label key
+
 struct Metrics::Shard {
     std::mutex mu;  // guards the containers' growth (the owner) against render()'s walk over them
     std::deque<Cell> cells;
     std::deque<HistCell> hists;
-    std::unordered_map<std::string, Cell*> index;           // the owner's lookup: generation-free label key
-    std::unordered_map<std::string, HistCell*> hist_index;  // by route
+    LabelIndex<Cell*> index;           // the owner's lookup: generation-free label key
+    LabelIndex<HistCell*> hist_index;  // by route
     HistCell* upstream = nullptr;
     std::atomic<std::int64_t> inflight{0}, up_open{0}, up_idle{0};
 };
@@ -419,13 +424,21 @@ Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::stri
                                        std::string_view d) {
     // Per-thread cells by family and labels. Label sets are bounded, so this stays small.
     Shard& sh = shard();
-    thread_local std::string key;
-    key.clear();
-    key.push_back(static_cast<char>('0' + family));
-    key.append(a).push_back('\x1f');
-    key.append(b).push_back('\x1f');
-    key.append(c).push_back('\x1f');
-    key.append(d);
+    // The key: family, then the labels separated by 0x1f, built on the stack when it fits (it always does
+    // for the gateway's own labels; a long one, such as an odd caller name, goes through a string).
+    char stack[192];
+    thread_local std::string spill;
+    const std::size_t size = 4 + a.size() + b.size() + c.size() + d.size();
+    char* const base = size <= sizeof stack ? stack : (spill.resize(size), spill.data());
+    char* p = base;
+    *p++ = static_cast<char>('0' + family);
+    const std::string_view parts[] = {a, b, c, d};
+    for (std::size_t i = 0; i < 4; ++i) {
+        if (i > 0) *p++ = '\x1f';
+        if (!parts[i].empty()) std::memcpy(p, parts[i].data(), parts[i].size());
+        p += parts[i].size();
+    }
+    const std::string_view key(base, static_cast<std::size_t>(p - base));
     auto it = sh.index.find(key);
     if (it != sh.index.end()) return *it->second;
     std::map<std::string, std::string> labels;
@@ -464,15 +477,13 @@ Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::stri
         std::lock_guard sl(sh.mu);
         cell = &sh.cells.emplace_back(ctr);
     }
-    sh.index.emplace(key, cell);
+    sh.index.emplace(std::string(key), cell);
     return *cell;
 }
 
 Metrics::HistCell& Metrics::histogram_cached(std::string_view route) {
     Shard& sh = shard();
-    thread_local std::string key;
-    key.assign(route);
-    auto it = sh.hist_index.find(key);
+    auto it = sh.hist_index.find(route);
     if (it != sh.hist_index.end()) return *it->second;
     HistCell* cell;
     {
@@ -481,7 +492,7 @@ Metrics::HistCell& Metrics::histogram_cached(std::string_view route) {
         std::lock_guard sl(sh.mu);
         cell = &sh.hists.emplace_back(h, kBuckets);
     }
-    sh.hist_index.emplace(key, cell);
+    sh.hist_index.emplace(std::string(route), cell);
     return *cell;
 }
 

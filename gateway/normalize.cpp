@@ -482,14 +482,12 @@ const char* check_name(const json::value& v) {
     return check_file_name(std::string_view(*s));
 }
 
-bool dns_char(char c) {
+constexpr ByteSet kDnsChar([](unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_';
-}
+});
 bool host_name_chars(std::string_view h) {
-    for (const char c : h)
-        if (!dns_char(c)) return false;
-    return true;
+    return kDnsChar.span(h, 0) == h.size();
 }
 
 // `host` equals `suffix` or ends in "." + suffix, ASCII case-insensitively. A leading "." on the suffix is
@@ -583,7 +581,7 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     // A host must start with a letter here: Boost.URL reads a leading dotted quad as an IPv4 host even when
     // more name follows ("10.0.0.1.example.com"); such links go to the reference, which refuses them.
     if (i == s.size() || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z'))) return std::nullopt;
-    while (i < s.size() && dns_char(s[i])) ++i;
+    i = kDnsChar.span(s, i);
     const std::string_view host = s.substr(host_begin, i - host_begin);
     if (check_link_host(host) != nullptr) return std::nullopt;  // the reference gives the reason
     if (i < s.size() && s[i] == ':') {
@@ -593,11 +591,9 @@ std::optional<std::string_view> plain_link_host(std::string_view s, bool allow_h
     }
     if (i < s.size() && s[i] != '/' && s[i] != '?' && s[i] != '#') return std::nullopt;
     bool fragment = false;
-    while (i < s.size()) {
+    while ((i = kLinkRest.span(s, i)) < s.size()) {
         const char c = s[i];
-        if (kLinkRest(static_cast<unsigned char>(c))) {
-            ++i;
-        } else if (c == '%') {
+        if (c == '%') {
             if (i + 2 >= s.size() || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])) return std::nullopt;
             i += 3;
         } else if (c == '#' && !fragment) {
@@ -854,7 +850,9 @@ struct PlainHandler {
             if (!t) t = l;
         }
         if (!t) return false;
-        const std::string when = format_rds_time(*t);
+        char when_text[kRdsTimeMax];
+        const std::string_view when(when_text,
+                                    static_cast<std::size_t>(put_rds_time(when_text, *t) - when_text));
         if (t->utc < earliest) earliest = t->utc;
         if (files++ != 0) w.ch(',');
         write_known_fields(w, name.view, size, link.view, when, db.set ? &db.view : nullptr, opts);

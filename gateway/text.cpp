@@ -1,8 +1,9 @@
-// The one JSON string escaper (include/rdsgw/text.hpp).
+// The one JSON string escaper and the tables' byte hash (include/rdsgw/text.hpp).
 #include "rdsgw/text.hpp"
 
 #include <cstdint>
 #include <cstring>
+#include <random>
 
 namespace rdsgw {
 namespace {
@@ -99,6 +100,53 @@ void json_escape_append(std::string& out, std::string_view s) {
     const std::size_t at = out.size();
     out.resize(at + json_escaped_bound(s.size()));
     out.resize(static_cast<std::size_t>(json_escape_to(out.data() + at, s) - out.data()));
+}
+
+namespace {
+__extension__ typedef unsigned __int128 u128;
+inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) {
+    const u128 r = static_cast<u128>(a) * b;
+    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+inline std::uint64_t read8(const char* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+struct HashSeed {
+    std::uint64_t k[3];
+    HashSeed() {
+        std::random_device rd;
+        for (auto& v : k) v = ((static_cast<std::uint64_t>(rd()) << 32) ^ rd()) | 1;
+    }
+};
+}  // namespace
+
+std::uint64_t hash_bytes(std::string_view s) noexcept {
+    static const HashSeed seed;
+    constexpr std::uint64_t p0 = 0xa0761d6478bd642fULL, p1 = 0xe7037ed1a0b428dbULL;
+    const char* d = s.data();
+    std::size_t n = s.size();
+    std::uint64_t h = seed.k[0] ^ mum(n ^ p0, seed.k[1]);
+    for (; n > 16; n -= 16, d += 16) h = mum(read8(d) ^ p1 ^ h, read8(d + 8) ^ seed.k[2]);
+    // The last 0..16 bytes, in whole-word reads that may overlap bytes already taken (never a byte loop).
+    const char* const end = s.data() + s.size();
+    std::uint64_t a = 0, b = 0;
+    if (n > 8) {
+        a = read8(d);
+        b = read8(end - 8);
+    } else if (s.size() >= 8) {
+        a = read8(end - 8);
+    } else if (n >= 4) {
+        std::uint32_t lo, hi;
+        std::memcpy(&lo, d, 4);
+        std::memcpy(&hi, end - 4, 4);
+        a = (static_cast<std::uint64_t>(hi) << 32) | lo;
+    } else if (n > 0) {
+        const auto byte = [](char c) { return static_cast<std::uint64_t>(static_cast<unsigned char>(c)); };
+        a = (byte(d[0]) << 16) | (byte(d[n / 2]) << 8) | byte(d[n - 1]);
+    }
+    return mum(mum(a ^ p1 ^ h, b ^ seed.k[2]) ^ p0, s.size() ^ seed.k[1]);
 }
 
 }  // namespace rdsgw

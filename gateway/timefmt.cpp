@@ -218,11 +218,10 @@ std::optional<OffsetTime> parse_rds_time(std::string_view text) {
     return t;
 }
 
-std::string format_rds_time(const OffsetTime& t) {
+char* put_rds_time(char* out, const OffsetTime& t) {
     const chr::sys_seconds local = t.utc + chr::minutes{t.offset_minutes};
     const chr::sys_days day = chr::floor<chr::days>(local);
-    char buf[48];
-    char* p = put_date_time(buf, day, local - day);
+    char* p = put_date_time(out, day, local - day);
     const long long off = t.offset_minutes;
     *p++ = off < 0 ? '-' : '+';
     const unsigned long long a = static_cast<unsigned long long>(off < 0 ? -off : off);
@@ -230,7 +229,12 @@ std::string format_rds_time(const OffsetTime& t) {
     const unsigned long long hh = a / 60 > 99 ? 99 : a / 60;
     p = put2(p, static_cast<unsigned>(hh));
     p = put2(p, static_cast<unsigned>(a % 60));
-    return std::string(buf, p);
+    return p;
+}
+
+std::string format_rds_time(const OffsetTime& t) {
+    char buf[kRdsTimeMax];
+    return std::string(buf, put_rds_time(buf, t));
 }
 
 std::string format_log_time(std::chrono::system_clock::time_point t) {

@@ -23,6 +23,7 @@
 
 #include "rdsgw/answer.hpp"
 #include "rdsgw/local_error.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -162,7 +163,7 @@ class SingleFlight {
     // different keys on different threads rarely meet on one lock).
     struct MapShard {
         std::mutex mu;
-        std::unordered_map<std::string, std::shared_ptr<Flight>> flights;
+        std::unordered_map<std::string, std::shared_ptr<Flight>, BytesHash, std::equal_to<>> flights;
     };
     static constexpr std::size_t kMapShards = 16;
     MapShard& map_for(std::string_view key);

@@ -18,6 +18,14 @@ struct ByteSet {
         for (unsigned c = 0; c < 256; ++c) has[c] = pred(static_cast<unsigned char>(c));
     }
     constexpr bool operator()(unsigned char c) const { return has[c]; }
+    // The first index from `i` on whose byte is not in the set (s.size() when none): four bytes per bound
+    // check, for the long runs of a download link.
+    constexpr std::size_t span(std::string_view s, std::size_t i) const {
+        const auto at = [&](std::size_t k) { return has[static_cast<unsigned char>(s[k])]; };
+        while (i + 4 <= s.size() && at(i) && at(i + 1) && at(i + 2) && at(i + 3)) i += 4;
+        while (i < s.size() && at(i)) ++i;
+        return i;
+    }
 };
 
 constexpr char ascii_lower(char c) {
@@ -91,6 +99,22 @@ inline std::string hex_lower(const unsigned char* p, std::size_t n) {
     append_hex_lower(out, p, n);
     return out;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Hashing.
+
+// A 64-bit hash of bytes for the gateway's own tables (cache index and shards, single-flight, metric
+// cells), seeded once per process from the OS. Multiply-and-fold over 16 bytes per step (wyhash's
+// construction): for the 70-byte cache key of a miss it costs about a third of std::hash, which a miss
+// computes about ten times. The seed keeps collisions from being chosen offline; keys are validated ids.
+std::uint64_t hash_bytes(std::string_view s) noexcept;
+// hash_bytes as an unordered container's hash, with heterogeneous lookup (by string_view, no key built).
+// Deliberately not noexcept: libstdc++ then keeps each node's hash, as it does for std::hash of strings,
+// instead of hashing the next node's key again at every step of a bucket walk.
+struct BytesHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return hash_bytes(s); }
+};
 
 // ---------------------------------------------------------------------------------------------------------
 // UTF-8.

@@ -28,6 +28,9 @@ std::optional<OffsetTime> parse_rds_time(std::string_view text);
 // Always "yyyy-mm-ddThh:mm:ss±hhmm" in the time's own offset ("+0000" for UTC). Meant for values from
 // parse_rds_time; an offset beyond ±99:59 is written clamped.
 std::string format_rds_time(const OffsetTime& t);
+// The same into raw storage of at least kRdsTimeMax bytes; returns the end.
+inline constexpr std::size_t kRdsTimeMax = 48;
+char* put_rds_time(char* out, const OffsetTime& t);
 
 // An HTTP-date (RFC 9110 5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the two obsolete forms
 // a recipient must accept, RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" (the two-digit year is read as the

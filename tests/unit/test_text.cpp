@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <cstdio>
 #include <random>
 #include <string>
 #include <string_view>
@@ -223,4 +224,32 @@ BOOST_AUTO_TEST_CASE(raw_escaper_stays_inside_its_bound) {
     std::string out = "head:";
     json_escape_append(out, "a\"b");
     BOOST_TEST(out == "head:\"a\\\"b\"");
+}
+
+// hash_bytes: the same bytes hash the same; changing any one byte, or the length, changes the hash (every
+// length the tail handling distinguishes, 0 to 80); cache-shaped keys spread evenly over 16 shards.
+BOOST_AUTO_TEST_CASE(hash_bytes_sees_every_byte_and_spreads) {
+    for (std::size_t n = 0; n <= 80; ++n) {
+        std::string s(n, 'k');
+        for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7) % 26);
+        const std::uint64_t h = hash_bytes(s);
+        BOOST_TEST(hash_bytes(std::string(s)) == h);
+        BOOST_TEST(hash_bytes(s + '\0') != h);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::string t = s;
+            t[i] = static_cast<char>(t[i] ^ 1);
+            BOOST_TEST(hash_bytes(t) != h, "length " << n << ", byte " << i);
+        }
+    }
+    std::size_t shards[16] = {};
+    constexpr int kKeys = 16000;
+    for (int k = 0; k < kKeys; ++k) {
+        char id[64];
+        std::snprintf(id, sizeof id, "97b026aa9cc4417888c14c84a1ad9860\n%08xbr01", k);
+        ++shards[hash_bytes(id) & 15];
+    }
+    for (std::size_t c : shards) {  // 1,000 expected each; 800..1,200 is more than six standard deviations
+        BOOST_TEST(c > 800u);
+        BOOST_TEST(c < 1200u);
+    }
 }
