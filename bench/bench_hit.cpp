@@ -193,6 +193,7 @@ void pipeline_hit(rdsgw::Gateway& gw, const Parsed& p) {
     thread_local rdsgw::Exchange x;  // as the session keeps one per connection
     x.reset();
     x.started = std::chrono::steady_clock::now();
+    x.wall_started = std::chrono::system_clock::now();
     x.client_addr = "127.0.0.1";
     rdsgw::make_request_id(x.request_id);
     rdsgw::continue_trace(x.trace, {}, {});

@@ -41,7 +41,7 @@ void Response::reset() {
 }
 
 // Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
-static_assert(sizeof(Exchange) == 840, "Exchange changed: update Exchange::reset()");
+static_assert(sizeof(Exchange) == 848, "Exchange changed: update Exchange::reset()");
 
 void Exchange::reset() {
     method = boost::beast::http::verb::unknown;
@@ -55,6 +55,7 @@ void Exchange::reset() {
     admin_listener = false;
     request_id.clear();
     started = {};
+    wall_started = {};
     user_agent = {};
     tls_version = {};
     client.clear();
@@ -175,7 +176,12 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
     LineOut o(s.data() + at);
 
     o.lit("{\"time\":\"");
-    o.time(std::chrono::system_clock::now());
+    // The time the line is written, from the request's start and its duration (no clock read); an
+    // exchange that never started (no request line read) takes the clock.
+    o.time(x.wall_started == std::chrono::system_clock::time_point{}
+               ? std::chrono::system_clock::now()
+               : x.wall_started + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                      std::chrono::duration<double, std::milli>(total_ms)));
     o.lit("\",\"request_id\":");
     o.json(x.request_id);
     o.lit(",\"client\":");

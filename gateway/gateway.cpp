@@ -370,7 +370,7 @@ bool Gateway::authenticate_caller(Exchange& x) {
     hs.clear();
     for (auto& f : *x.fields) hs.emplace_back(f.name_string(), f.value());
     const AuthOutcome out =
-        x.registry->authenticate({x.method_string, x.target, hs, x.tls_subject, sys::now()});
+        x.registry->authenticate({x.method_string, x.target, hs, x.tls_subject, x.wall_started});
     hs.clear();
     if (out.caller) {
         x.caller = out.caller;
@@ -417,7 +417,7 @@ bool Gateway::rate_limit(Exchange& x) {
 
 bool Gateway::cache_lookup(Exchange& x) {
     if (!cache_ || x.no_cache) return true;
-    auto found = cache_->get(x.cache_key, sys::now());
+    auto found = cache_->get(x.cache_key, x.wall_started);
     if (found.answer && found.fresh) {
         metrics_.cache_event(found.answer->status() == 200 ? "hit" : "negative_hit");
         x.cache = CacheState::hit;
@@ -670,8 +670,9 @@ void Gateway::respond(Exchange& x) {
         long long age = 0;
         if (from_cache && x.answer)
             age = std::max<long long>(
-                0,
-                std::chrono::duration_cast<std::chrono::seconds>(sys::now() - x.answer->stored_at()).count());
+                0, std::chrono::duration_cast<std::chrono::seconds>(
+                       (x.cache == CacheState::hit ? x.wall_started : sys::now()) - x.answer->stored_at())
+                       .count());
         r.headers.emplace_back("Age", std::to_string(age));
     }
     const std::string_view urid =

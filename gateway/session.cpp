@@ -245,6 +245,7 @@ class Session {
         Exchange& x = x_;
         x.reset();
         x.started = steady::now();
+        x.wall_started = std::chrono::system_clock::now();
         x.client_addr = client_;
         x.tls_subject = tls_subject_;
         x.tls_version = tls_version_;
