@@ -706,12 +706,8 @@ void Gateway::finish(const Exchange& x) {
         status_->request(x.logged_status(), x.cache, x.caller_name(), throttled, now);
         if (x.caller) metrics_.caller_request(x.caller_name(), throttled);
     }
-    if (access_log_.enabled()) {
-        thread_local std::string line;  // storage kept per thread
-        line.clear();
-        append_access_line(line, x, total_ms);
-        access_log_.write(line);
-    }
+    if (access_log_.enabled())
+        access_log_.write_with([&](std::string& pending) { append_access_line(pending, x, total_ms); });
 }
 
 }  // namespace rdsgw

@@ -141,28 +141,15 @@ AccessLog::Buffer& AccessLog::local() {
 }
 
 void AccessLog::write(std::string_view line) {
-    if (mode_ == Mode::off) return;
-    Buffer& b = local();
-    bool wake;
+    write_with([line](std::string& pending) { pending.append(line); });
+}
+
+void AccessLog::wake_writer() {
     {
-        std::lock_guard lk(b.mu);
-        if (b.lines >= max_queue_) {
-            dropped_.fetch_add(1, std::memory_order_relaxed);
-            return;
-        }
-        b.pending.append(line);
-        b.pending.push_back('\n');
-        // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
-        // woken early only when a batch is large, so requests make no futex call per line.
-        wake = ++b.lines == kWakeBatch;
+        std::lock_guard lk(mu_);
+        wake_ = true;
     }
-    if (wake) {  // never while holding b.mu (flush() takes mu_, then each b.mu)
-        {
-            std::lock_guard lk(mu_);
-            wake_ = true;
-        }
-        cv_.notify_one();
-    }
+    cv_.notify_one();
 }
 
 void AccessLog::reopen() {
@@ -190,9 +177,9 @@ void AccessLog::flush() {
 }
 
 void AccessLog::run() {
-    // The writer copies every thread's pending lines into its own block and writes that: all three keep
-    // their storage, so lines cost no allocation.
-    std::string out;
+    // The writer swaps each thread's pending block for one of its own (emptied, its storage kept) and writes
+    // them: lines are neither copied nor allocated for.
+    std::vector<std::string> outs;
     std::vector<Buffer*> bufs;
     for (;;) {
         bool reopen = false, stop = false;
@@ -212,16 +199,20 @@ void AccessLog::run() {
             bufs.clear();
             for (auto& b : buffers_) bufs.push_back(b.get());
         }
-        out.clear();
-        for (Buffer* b : bufs) {
-            std::lock_guard bl(b->mu);
-            out.append(b->pending);
-            b->pending.clear();
-            b->lines = 0;
+        if (outs.size() < bufs.size()) outs.resize(bufs.size());
+        bool wrote_nothing = true;
+        for (std::size_t i = 0; i < bufs.size(); ++i) {
+            outs[i].clear();
+            std::lock_guard bl(bufs[i]->mu);
+            outs[i].swap(bufs[i]->pending);
+            bufs[i]->lines = 0;
+            wrote_nothing = wrote_nothing && outs[i].empty();
         }
         if (reopen) open_file();
-        if (fd_ >= 0 && !out.empty()) write_all(fd_, out.data(), out.size());
-        if (stop && out.empty()) {
+        if (fd_ >= 0)
+            for (std::size_t i = 0; i < bufs.size(); ++i)
+                if (!outs[i].empty()) write_all(fd_, outs[i].data(), outs[i].size());
+        if (stop && wrote_nothing) {
             std::lock_guard lk(mu_);
             busy_ = false;
             idle_cv_.notify_all();

@@ -22,13 +22,17 @@ bool all_zero(std::string_view s) {
 
 // n random lower-hex digits (n <= 32), not all zero, into `out` (its storage reused). A per-thread xorshift
 // generator seeded from the OS: ids need to be unique and unpredictable enough for tracing, not secret.
+// A seed from the OS, out of line: std::random_device is a 5 KB object, which would otherwise make every
+// call's stack frame that large.
+[[gnu::noinline, gnu::cold]] std::uint64_t os_seed() {
+    std::random_device rd;
+    const std::uint64_t s = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    return s ? s : 0x9e3779b97f4a7c15ULL;
+}
+
 void random_hex(std::string& out, std::size_t n) {
     thread_local std::uint64_t state = 0;  // constant-initialized: no guard on each use; seeded on first use
-    if (state == 0) {
-        std::random_device rd;
-        state = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-        if (state == 0) state = 0x9e3779b97f4a7c15ULL;
-    }
+    if (state == 0) state = os_seed();
     char buf[32];
     n = std::min<std::size_t>(n, sizeof buf);
     std::uint64_t any;

@@ -69,6 +69,27 @@ class AccessLog {
     // (its lock is shared with nobody but the writer, and its storage is kept: no allocation per line once it
     // has grown). Never blocks on I/O; drops when max_queue lines of this thread wait.
     void write(std::string_view line);
+    // The same, the line written by append(std::string& pending) straight into the pending block: no copy
+    // of the line on the request's thread. append must add exactly one line, without its newline.
+    template <class Append>
+    void write_with(Append&& append) {
+        if (mode_ == Mode::off) return;
+        Buffer& b = local();
+        bool wake;
+        {
+            std::lock_guard lk(b.mu);
+            if (b.lines >= max_queue_) {
+                dropped_.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            append(b.pending);
+            b.pending.push_back('\n');
+            // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
+            // woken early only when a batch is large, so requests make no futex call per line.
+            wake = ++b.lines == kWakeBatch;
+        }
+        if (wake) wake_writer();  // never while holding b.mu (flush() takes mu_, then each b.mu)
+    }
     void reopen();  // SIGHUP: reopen the file
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
     void flush();  // waits until the queue is written (shutdown, tests)
@@ -81,6 +102,7 @@ class AccessLog {
         std::size_t lines = 0;
     };
     Buffer& local();
+    void wake_writer();
     bool all_empty();
     static constexpr std::chrono::milliseconds kFlushInterval{20};
     static constexpr std::size_t kWakeBatch = 1024;

@@ -1,8 +1,10 @@
 // Small text helpers shared by the stages: byte tables, ASCII case, hex digits, UTF-8 decoding and the one
 // JSON string escaper (access log, diagnostic log, gateway-made errors and the normalizer all use it).
 #pragma once
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -81,9 +83,23 @@ constexpr bool is_hex_digit(char c) {
 }
 
 // Appends the lower-hex form of n bytes (two digits per byte).
+// The 8 lower-case hex digits of v as 8 bytes, the first digit in the lowest byte: each nibble spread to
+// its own byte, then '0'+d or 'a'+d-10 for all eight at once (no table, no loop).
+inline std::uint64_t hex_digits32(std::uint32_t v) {
+    std::uint64_t x = v;
+    x = ((x & 0xffff0000ULL) >> 16) | ((x & 0xffffULL) << 32);  // high half to the low bytes: digit order
+    x = ((x & 0x0000ff000000ff00ULL) >> 8) | ((x & 0x000000ff000000ffULL) << 16);
+    x = ((x & 0x00f000f000f000f0ULL) >> 4) | ((x & 0x000f000f000f000fULL) << 8);
+    const std::uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;  // digit > 9
+    return x + 0x3030303030303030ULL + letters * ('a' - '0' - 10);
+}
 // The 16 lower-case hex digits of v, most significant first, at out.
 inline char* put_hex64(char* out, std::uint64_t v) {
-    for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHexLower[v & 0xf];
+    const std::uint64_t hi = hex_digits32(static_cast<std::uint32_t>(v >> 32));
+    const std::uint64_t lo = hex_digits32(static_cast<std::uint32_t>(v));
+    static_assert(std::endian::native == std::endian::little, "hex_digits32 puts the first digit lowest");
+    std::memcpy(out, &hi, 8);
+    std::memcpy(out + 8, &lo, 8);
     return out + 16;
 }
 inline void append_hex_lower(std::string& out, const unsigned char* p, std::size_t n) {
