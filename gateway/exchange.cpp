@@ -102,25 +102,12 @@ std::string make_error_body(unsigned status, std::string_view message, std::stri
 
 namespace {
 
-// The access line is written into raw storage sized up front (LineOut, below): one bounds computation
+// The access line is written into raw storage sized up front (RawOut, text.hpp): one bounds computation
 // instead of a capacity check, a call and a copy for each of its forty-odd pieces. Every request writes
 // one, hits included, so this is on the path that is compared with a static answer.
-class LineOut {
+class LineOut : public RawOut {
   public:
-    explicit LineOut(char* p) : p_(p) {}
-    char* end() const { return p_; }
-
-    template <std::size_t N>
-    void lit(const char (&s)[N]) {  // a string literal, copied without its NUL: a fixed-size copy
-        std::memcpy(p_, s, N - 1);
-        p_ += N - 1;
-    }
-    void raw(std::string_view s) {
-        std::memcpy(p_, s.data(), s.size());
-        p_ += s.size();
-    }
-    void json(std::string_view s) { p_ = json_escape_to(p_, s); }
-    void uint(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+    using RawOut::RawOut;
     // v rounded to `decimals` (1 or 2) places, without the cost of floating-point formatting.
     void fixed(double v, int decimals) {
         const double scale = decimals == 1 ? 10.0 : 100.0;
@@ -129,14 +116,12 @@ class LineOut {
         const std::uint64_t whole = scaled / static_cast<std::uint64_t>(scale);
         const auto frac = static_cast<unsigned>(scaled % static_cast<std::uint64_t>(scale));
         uint(whole);
-        *p_++ = '.';
-        if (decimals == 2) *p_++ = static_cast<char>('0' + frac / 10);
-        *p_++ = static_cast<char>('0' + frac % 10);
+        ch('.');
+        if (decimals == 2) ch(static_cast<char>('0' + frac / 10));
+        ch(static_cast<char>('0' + frac % 10));
     }
-    void time(std::chrono::system_clock::time_point t) { p_ = put_log_time(p_, t); }
-
-  private:
-    char* p_;
+    void time(std::chrono::system_clock::time_point t) { advance(put_log_time(end(), t)); }
+    void json(std::string_view s) { advance(json_escape_to(end(), s)); }
 };
 
 // The room every fixed piece of a line can take: the keys and punctuation (about 300 bytes), the time (24),

@@ -1,5 +1,7 @@
 #include "rdsgw/framing.hpp"
 
+#include <algorithm>
+
 #include "rdsgw/text.hpp"
 
 namespace rdsgw {
@@ -39,11 +41,18 @@ Framing refuse(unsigned status, std::string msg) {
 // Two memchr scans (find of one character), not find_first_of("\r\n"), which tests every byte against the
 // set one call at a time: this runs over every request's header block.
 bool has_bare_line_ending(std::string_view data, std::size_t from) {
-    for (auto i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1))
+    if (from >= data.size()) return false;
+    // Every LF must follow a CR. Then the CRs from `from` on that are followed by an LF are exactly those
+    // LFs' CRs (`paired`); any other CR there is bare, but for one at the very end. One search per line
+    // and one counting pass, instead of a search per line for each of the two bytes.
+    std::size_t paired = 0;
+    for (auto i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1)) {
         if (i == 0 || data[i - 1] != '\r') return true;
-    for (auto i = data.find('\r', from); i != std::string_view::npos; i = data.find('\r', i + 1))
-        if (i + 1 < data.size() && data[i + 1] != '\n') return true;
-    return false;
+        if (i - 1 >= from) ++paired;
+    }
+    const auto crs = static_cast<std::size_t>(
+        std::count(data.begin() + static_cast<std::ptrdiff_t>(from), data.end(), '\r'));
+    return crs > paired + (data.back() == '\r' ? 1 : 0);
 }
 
 bool valid_host_header(std::string_view v) {

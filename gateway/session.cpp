@@ -73,32 +73,40 @@ std::string peer_subject(SSL* ssl) {
 // connection).
 void response_head(std::string& h, const Response& r, std::size_t body_size, std::string_view request_id,
                    bool keep_alive, unsigned version) {
-    using namespace std::string_view_literals;
-    h.clear();
-    h += version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
-    char num[24];
-    h.append(num, std::to_chars(num, num + sizeof num, r.status).ptr);
-    h += ' ';
-    h += http::obsolete_reason(static_cast<http::status>(r.status));
-    h += "\r\nDate: "sv;
-    h += http_date();
-    h += "\r\nContent-Type: "sv;
-    h += r.content_type;
-    h += "\r\nContent-Length: "sv;
-    h.append(num, std::to_chars(num, num + sizeof num, body_size).ptr);
-    h += "\r\nX-Request-Id: "sv;
-    h += request_id;
+    // Written into storage sized up front (RawOut): every answer, hits included, has a head.
+    const std::string_view reason = http::obsolete_reason(static_cast<http::status>(r.status));
+    const std::string_view date = http_date();
+    std::size_t bound = 160 + reason.size() + date.size() + r.content_type.size() + request_id.size();
+    for (auto& [k, v] : r.headers) bound += k.size() + v.size() + 4;
+    h.resize(bound);
+    RawOut o(h.data());
+    if (version == 10)
+        o.lit("HTTP/1.0 ");
+    else
+        o.lit("HTTP/1.1 ");
+    o.uint(r.status);
+    o.ch(' ');
+    o.raw(reason);
+    o.lit("\r\nDate: ");
+    o.raw(date);
+    o.lit("\r\nContent-Type: ");
+    o.raw(r.content_type);
+    o.lit("\r\nContent-Length: ");
+    o.uint(body_size);
+    o.lit("\r\nX-Request-Id: ");
+    o.raw(request_id);
     for (auto& [k, v] : r.headers) {
-        h += "\r\n"sv;
-        h += k;
-        h += ": "sv;
-        h += v;
+        o.lit("\r\n");
+        o.raw(k);
+        o.lit(": ");
+        o.raw(v);
     }
     if (!keep_alive)
-        h += "\r\nConnection: close"sv;
+        o.lit("\r\nConnection: close");
     else if (version == 10)
-        h += "\r\nConnection: keep-alive"sv;
-    h += "\r\n\r\n"sv;
+        o.lit("\r\nConnection: keep-alive");
+    o.lit("\r\n\r\n");
+    h.resize(static_cast<std::size_t>(o.end() - h.data()));
 }
 
 enum class HeaderRead { complete, too_large, timed_out, closed, bare_line_ending };

@@ -1,6 +1,7 @@
 // The one JSON string escaper and the tables' byte hash (include/rdsgw/text.hpp).
 #include "rdsgw/text.hpp"
 
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -147,6 +148,10 @@ std::uint64_t hash_bytes(std::string_view s) noexcept {
         a = (byte(d[0]) << 16) | (byte(d[n / 2]) << 8) | byte(d[n - 1]);
     }
     return mum(mum(a ^ p1 ^ h, b ^ seed.k[2]) ^ p0, s.size() ^ seed.k[1]);
+}
+
+void RawOut::uint(std::uint64_t v) {
+    p_ = std::to_chars(p_, p_ + 20, v).ptr;
 }
 
 }  // namespace rdsgw

@@ -116,6 +116,29 @@ inline std::string hex_lower(const unsigned char* p, std::size_t n) {
     return out;
 }
 
+// Writes into raw storage the caller has sized for everything written (no bounds checks): literals as
+// fixed-size copies, views, decimal integers. For text built on every request (the access line, the
+// response head), where a std::string's capacity check, call and copy per piece add up.
+class RawOut {
+  public:
+    explicit RawOut(char* p) : p_(p) {}
+    char* end() const { return p_; }
+    void advance(char* to) { p_ = to; }
+    template <std::size_t N>
+    void lit(const char (&s)[N]) {  // a string literal, copied without its NUL: a fixed-size copy
+        std::memcpy(p_, s, N - 1);
+        p_ += N - 1;
+    }
+    void raw(std::string_view s) {
+        if (!s.empty()) std::memcpy(p_, s.data(), s.size());
+        p_ += s.size();
+    }
+    void ch(char c) { *p_++ = c; }
+    void uint(std::uint64_t v);  // at most 20 bytes
+  private:
+    char* p_;
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // Hashing.
 

@@ -1,6 +1,8 @@
 // framing.hpp's pure checks: line endings of a header block (RFC 9112 2.2).
 #define BOOST_TEST_MODULE framing
 #include <boost/test/unit_test.hpp>
+#include <random>
+#include <string>
 
 #include "rdsgw/framing.hpp"
 
@@ -35,4 +37,26 @@ BOOST_AUTO_TEST_CASE(scanning_resumes_where_it_left_off) {
     BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r\n", 14));
     // An LF right after `from` whose CR came in the previous piece is fine.
     BOOST_TEST(!has_bare_line_ending("GET / HTTP/1.1\r\n", 15));
+}
+
+// Against the definition, byte by byte: every LF from `from` on follows a CR, every CR from `from` on is
+// followed by an LF or ends the data. 200,000 random strings of CR, LF and a letter, from any offset.
+BOOST_AUTO_TEST_CASE(agrees_with_the_definition_on_random_data) {
+    const auto reference = [](std::string_view d, std::size_t from) {
+        for (std::size_t i = from; i < d.size(); ++i) {
+            if (d[i] == '\n' && (i == 0 || d[i - 1] != '\r')) return true;
+            if (d[i] == '\r' && i + 1 < d.size() && d[i + 1] != '\n') return true;
+        }
+        return false;
+    };
+    std::mt19937 rng(3);
+    const char alphabet[] = {'\r', '\n', 'a'};
+    int disagreements = 0;
+    for (int n = 0; n < 200000; ++n) {
+        std::string d(rng() % 12, 'a');
+        for (char& c : d) c = alphabet[rng() % 3];
+        const std::size_t from = rng() % (d.size() + 2);
+        if (has_bare_line_ending(d, from) != reference(d, from)) ++disagreements;
+    }
+    BOOST_TEST(disagreements == 0);
 }
