@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -180,6 +181,7 @@ void AccessLog::run() {
     // The writer swaps each thread's pending block for one of its own (emptied, its storage kept) and writes
     // them: lines are neither copied nor allocated for.
     std::vector<std::string> outs;
+    std::vector<std::size_t> largest;  // per block: the room to hand to its thread
     std::vector<Buffer*> bufs;
     for (;;) {
         bool reopen = false, stop = false;
@@ -199,13 +201,22 @@ void AccessLog::run() {
             bufs.clear();
             for (auto& b : buffers_) bufs.push_back(b.get());
         }
-        if (outs.size() < bufs.size()) outs.resize(bufs.size());
+        if (outs.size() < bufs.size()) {
+            outs.resize(bufs.size());
+            largest.resize(bufs.size());
+        }
         bool wrote_nothing = true;
         for (std::size_t i = 0; i < bufs.size(); ++i) {
+            // The block handed to the thread has room for twice the largest batch it gave up so far (reserved
+            // here, not under its lock): a thread allocates only while its batches keep outgrowing that.
             outs[i].clear();
-            std::lock_guard bl(bufs[i]->mu);
-            outs[i].swap(bufs[i]->pending);
-            bufs[i]->lines = 0;
+            outs[i].reserve(largest[i]);
+            {
+                std::lock_guard bl(bufs[i]->mu);
+                outs[i].swap(bufs[i]->pending);
+                bufs[i]->lines = 0;
+            }
+            largest[i] = std::max(largest[i], 2 * outs[i].size());
             wrote_nothing = wrote_nothing && outs[i].empty();
         }
         if (reopen) open_file();
