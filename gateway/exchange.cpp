@@ -41,7 +41,7 @@ void Response::reset() {
 }
 
 // Every member of Exchange is reset below: when this fails, a member was added or changed; reset it too.
-static_assert(sizeof(Exchange) == 848, "Exchange changed: update Exchange::reset()");
+static_assert(sizeof(Exchange) == 856, "Exchange changed: update Exchange::reset()");
 
 void Exchange::reset() {
     method = boost::beast::http::verb::unknown;
@@ -56,6 +56,7 @@ void Exchange::reset() {
     request_id.clear();
     started = {};
     wall_started = {};
+    found_at = {};
     user_agent = {};
     tls_version = {};
     client.clear();
@@ -124,9 +125,11 @@ class LineOut : public RawOut {
     void json(std::string_view s) { advance(json_escape_to(end(), s)); }
 };
 
-// The room every fixed piece of a line can take: the keys and punctuation (about 300 bytes), the time (24),
-// five integers (20 each), two fixed-point numbers (24 each), the protocol and route names (under 64).
-constexpr std::size_t kLineFixed = 768;
+// The room every fixed piece of a line can take: the keys and punctuation (324 bytes with every optional
+// field), the time (at most 32), four integers (20 each), two fixed-point numbers (24 each). The escaped
+// fields' quotes are counted with them (kEscapedFields), the route and the trace ids by their size.
+constexpr std::size_t kLineFixed = 512;
+constexpr std::size_t kEscapedFields = 13;
 
 }  // namespace
 
@@ -154,7 +157,7 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
                                 x.caller_name().size() + x.tls_version.size() + method.size() +
                                 x.project_id.size() + x.backup_id.size() + cache.size() + x.region.size() +
                                 urid.size() + agent.size() + error.size();
-    const std::size_t bound = kLineFixed + route.size() + json_escaped_bound(escaped) +
+    const std::size_t bound = kLineFixed + route.size() + json_escaped_bound(escaped) + 2 * kEscapedFields +
                               x.trace.trace_id.size() + x.trace.span_id.size() + x.trace.parent_id.size();
     const std::size_t at = s.size();
     s.resize(at + bound);
@@ -163,10 +166,11 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
     o.lit("{\"time\":\"");
     // The time the line is written, from the request's start and its duration (no clock read); an
     // exchange that never started (no request line read) takes the clock.
+    const double elapsed_ms = total_ms >= 0 && total_ms <= 1e12 ? total_ms : 0;  // as fixed() reads it
     o.time(x.wall_started == std::chrono::system_clock::time_point{}
                ? std::chrono::system_clock::now()
                : x.wall_started + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                      std::chrono::duration<double, std::milli>(total_ms)));
+                                      std::chrono::duration<double, std::milli>(elapsed_ms)));
     o.lit("\",\"request_id\":");
     o.json(x.request_id);
     o.lit(",\"client\":");
@@ -242,6 +246,7 @@ void append_access_line(std::string& s, const Exchange& x, double total_ms) {
         o.json(error);
     }
     o.lit("}");
+    RDSGW_INVARIANT(o.end() <= s.data() + at + bound);  // the bound above counts every piece
     s.resize(static_cast<std::size_t>(o.end() - s.data()));
 }
 

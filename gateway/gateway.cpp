@@ -225,8 +225,8 @@ void Gateway::reload(const Config& cfg) {
 // ------------------------------------------------------------------------------------ the pipeline
 
 bool Gateway::begin(Exchange& x) {
-    const bool needs_upstream =
-        route(x) && authenticate(x) && validate(x) && authorize(x) && rate_limit(x) && cache_lookup(x);
+    const bool needs_upstream = route(x) && authenticate(x) && validate(x) && authorize(x) && rate_limit(x) &&
+                                cache_lookup(x, x.wall_started);
     if (log_enabled(LogLevel::debug)) debug_begin(x, needs_upstream);
     if (needs_upstream || x.pending != PendingStep::none) return true;
     respond(x);
@@ -239,7 +239,7 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
     if (x.pending == PendingStep::purge)
         go_on = co_await purge_everywhere(x);
     else if (x.pending == PendingStep::rate_limit)
-        go_on = co_await shared_rate_limit(x) && cache_lookup(x);
+        go_on = co_await shared_rate_limit(x) && cache_lookup(x, sys::now());  // after a Redis round trip
     if (go_on) co_await fetch_phase(w, x);
     respond(x);
 }
@@ -415,12 +415,13 @@ bool Gateway::rate_limit(Exchange& x) {
                        .with("Retry-After", std::to_string(static_cast<long long>(std::ceil(retry_after)))));
 }
 
-bool Gateway::cache_lookup(Exchange& x) {
+bool Gateway::cache_lookup(Exchange& x, sys::time_point now) {
     if (!cache_ || x.no_cache) return true;
-    auto found = cache_->get(x.cache_key, x.wall_started);
+    auto found = cache_->get(x.cache_key, now);
     if (found.answer && found.fresh) {
         metrics_.cache_event(found.answer->status() == 200 ? "hit" : "negative_hit");
         x.cache = CacheState::hit;
+        x.found_at = now;                    // a hit's Age counts to the moment it was found (respond)
         x.answer = std::move(found.answer);  // a refusal's entry too: respond() takes Age from its fetch time
         if (x.answer->status() == 502)       // a recent refusal of the upstream's answer
             return fail(x, LocalError(502, std::string(x.answer->body()), ErrorSource::upstream));
@@ -671,7 +672,7 @@ void Gateway::respond(Exchange& x) {
         if (from_cache && x.answer)
             age = std::max<long long>(
                 0, std::chrono::duration_cast<std::chrono::seconds>(
-                       (x.cache == CacheState::hit ? x.wall_started : sys::now()) - x.answer->stored_at())
+                       (x.found_at != sys::time_point{} ? x.found_at : sys::now()) - x.answer->stored_at())
                        .count());
         r.headers.emplace_back("Age", std::to_string(age));
     }

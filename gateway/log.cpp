@@ -181,7 +181,8 @@ void AccessLog::run() {
     // The writer swaps each thread's pending block for one of its own (emptied, its storage kept) and writes
     // them: lines are neither copied nor allocated for.
     std::vector<std::string> outs;
-    std::vector<std::size_t> largest;  // per block: the room to hand to its thread
+    std::vector<std::size_t> largest;              // per block: the room to hand to its thread
+    constexpr std::size_t kMaxReserve = 4u << 20;  // past a burst of this, a thread's block grows on demand
     std::vector<Buffer*> bufs;
     for (;;) {
         bool reopen = false, stop = false;
@@ -216,7 +217,7 @@ void AccessLog::run() {
                 outs[i].swap(bufs[i]->pending);
                 bufs[i]->lines = 0;
             }
-            largest[i] = std::max(largest[i], 2 * outs[i].size());
+            largest[i] = std::min(std::max(largest[i], 2 * outs[i].size()), kMaxReserve);
             wrote_nothing = wrote_nothing && outs[i].empty();
         }
         if (reopen) open_file();

@@ -106,6 +106,7 @@ void response_head(std::string& h, const Response& r, std::size_t body_size, std
     else if (version == 10)
         o.lit("\r\nConnection: keep-alive");
     o.lit("\r\n\r\n");
+    RDSGW_INVARIANT(o.end() <= h.data() + bound);  // the bound above counts every piece
     h.resize(static_cast<std::size_t>(o.end() - h.data()));
 }
 

@@ -1,8 +1,11 @@
-// The one JSON string escaper and the tables' byte hash (include/rdsgw/text.hpp).
+// The JSON string escaper, the tables' byte hash and the invariant check (include/rdsgw/text.hpp).
 #include "rdsgw/text.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -98,9 +101,17 @@ char* json_escape_to(char* out, std::string_view s) {
 }
 
 void json_escape_append(std::string& out, std::string_view s) {
-    const std::size_t at = out.size();
-    out.resize(at + json_escaped_bound(s.size()));
-    out.resize(static_cast<std::size_t>(json_escape_to(out.data() + at, s) - out.data()));
+    const std::size_t at = out.size(), bound = json_escaped_bound(s.size());
+    if (out.capacity() - at >= bound) {  // room for the worst case: straight into out
+        out.resize(at + bound);
+        out.resize(static_cast<std::size_t>(json_escape_to(out.data() + at, s) - out.data()));
+        return;
+    }
+    // Too little room for six bytes per byte: escape into per-thread scratch and append what it took, so
+    // that out (a normalized answer sized for its input) grows by the text, not by the worst case.
+    thread_local std::string scratch;
+    scratch.resize(bound);
+    out.append(scratch.data(), static_cast<std::size_t>(json_escape_to(scratch.data(), s) - scratch.data()));
 }
 
 namespace {
@@ -117,8 +128,15 @@ inline std::uint64_t read8(const char* p) {
 struct HashSeed {
     std::uint64_t k[3];
     HashSeed() {
-        std::random_device rd;
-        for (auto& v : k) v = ((static_cast<std::uint64_t>(rd()) << 32) ^ rd()) | 1;
+        try {
+            std::random_device rd;
+            for (auto& v : k) v = ((static_cast<std::uint64_t>(rd()) << 32) ^ rd()) | 1;
+        } catch (...) {  // no OS entropy source: the clock and an address (hash_bytes is noexcept)
+            std::uint64_t x =
+                static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                reinterpret_cast<std::uintptr_t>(this);
+            for (auto& v : k) v = (x = x * 6364136223846793005ULL + 1442695040888963407ULL) | 1;
+        }
     }
 };
 }  // namespace
@@ -152,6 +170,11 @@ std::uint64_t hash_bytes(std::string_view s) noexcept {
 
 void RawOut::uint(std::uint64_t v) {
     p_ = std::to_chars(p_, p_ + 20, v).ptr;
+}
+
+void invariant_failed(const char* cond, const char* file, int line) noexcept {
+    std::fprintf(stderr, "rds-gateway: internal invariant failed: %s (%s:%d)\n", cond, file, line);
+    std::abort();
 }
 
 }  // namespace rdsgw

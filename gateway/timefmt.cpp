@@ -250,7 +250,7 @@ char* put_log_time(char* out, std::chrono::system_clock::time_point t) {
     // thread keeps the date and time of day it wrote last.
     struct Memo {
         chr::sys_seconds sec = chr::sys_seconds::min();
-        char text[40];
+        char text[40]{};
         std::size_t size = 0;
     };
     thread_local Memo memo;

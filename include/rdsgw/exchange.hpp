@@ -60,6 +60,8 @@ struct Exchange {
     // The wall clock read with `started`: the request's time checks (caller signatures, freshness, Age of
     // a hit) and, advanced by the steady clock, its log time. One clock read instead of four per request.
     std::chrono::system_clock::time_point wall_started{};
+    // When an L1 hit was found (its Age counts to then); unset for answers that came any other way.
+    std::chrono::system_clock::time_point found_at{};
     std::string_view user_agent;
     std::string_view tls_version;  // "TLSv1.3"; "" on a plain connection
     std::string client;            // the real client behind trusted proxies (client_ip.hpp); "": client_addr

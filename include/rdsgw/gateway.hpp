@@ -98,7 +98,7 @@ class Gateway {
     bool validate(Exchange& x);
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
-    bool cache_lookup(Exchange& x);
+    bool cache_lookup(Exchange& x, std::chrono::system_clock::time_point now);
     // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
     boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
     boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);

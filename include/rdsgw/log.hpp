@@ -82,8 +82,14 @@ class AccessLog {
                 dropped_.fetch_add(1, std::memory_order_relaxed);
                 return;
             }
-            append(b.pending);
-            b.pending.push_back('\n');
+            const std::size_t before = b.pending.size();
+            try {
+                append(b.pending);
+                b.pending.push_back('\n');
+            } catch (...) {  // no half line glued to the next one
+                b.pending.resize(before);
+                throw;
+            }
             // The writer flushes every kFlushInterval by itself (like nginx's access_log buffer/flush); it is
             // woken early only when a batch is large, so requests make no futex call per line.
             wake = ++b.lines == kWakeBatch;

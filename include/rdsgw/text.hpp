@@ -82,7 +82,6 @@ constexpr bool is_hex_digit(char c) {
     return hex_value(c) >= 0;
 }
 
-// Appends the lower-hex form of n bytes (two digits per byte).
 // The 8 lower-case hex digits of v as 8 bytes, the first digit in the lowest byte: each nibble spread to
 // its own byte, then '0'+d or 'a'+d-10 for all eight at once (no table, no loop).
 inline std::uint64_t hex_digits32(std::uint32_t v) {
@@ -102,6 +101,7 @@ inline char* put_hex64(char* out, std::uint64_t v) {
     std::memcpy(out + 8, &lo, 8);
     return out + 16;
 }
+// Appends the lower-hex form of n bytes (two digits per byte).
 inline void append_hex_lower(std::string& out, const unsigned char* p, std::size_t n) {
     const std::size_t at = out.size();
     out.resize(at + 2 * n);
@@ -115,6 +115,15 @@ inline std::string hex_lower(const unsigned char* p, std::size_t n) {
     append_hex_lower(out, p, n);
     return out;
 }
+
+// An internal invariant (never a check of input): in the sanitizer builds (RDSGW_CHECKED) a failure prints
+// the condition and aborts, so the test suites catch it; the Release build compiles it out.
+[[noreturn]] void invariant_failed(const char* cond, const char* file, int line) noexcept;
+#if defined(RDSGW_CHECKED)
+#define RDSGW_INVARIANT(cond) ((cond) ? void(0) : ::rdsgw::invariant_failed(#cond, __FILE__, __LINE__))
+#else
+#define RDSGW_INVARIANT(cond) ((void)0)
+#endif
 
 // Writes into raw storage the caller has sized for everything written (no bounds checks): literals as
 // fixed-size copies, views, decimal integers. For text built on every request (the access line, the

@@ -158,6 +158,53 @@ BOOST_AUTO_TEST_CASE(access_line_is_json_for_any_fields) {
     }
 }
 
+// The line's keys, their order and their spelling, byte for byte (log pipelines parse it): a plain hit,
+// and a miss with every optional field.
+BOOST_AUTO_TEST_CASE(access_line_golden) {
+    Exchange x;
+    x.method_string = "GET";
+    x.route = Route::backup_files;
+    x.client_addr = "10.0.0.1";
+    x.request_id = "rid";
+    x.project_id = "p";
+    x.backup_id = "b";
+    x.cache = CacheState::hit;
+    x.response.status = 200;
+    x.bytes_sent = 705;
+    x.wall_started = std::chrono::sys_days(std::chrono::year(2026) / 11 / 27) + std::chrono::hours(12);
+    BOOST_TEST(
+        access_line(x, 0.25) ==
+        "{\"time\":\"2026-11-27T12:00:00.000Z\",\"request_id\":\"rid\",\"client\":\"10.0.0.1\","
+        "\"caller\":\"\",\"protocol\":\"HTTP/1.1\",\"method\":\"GET\","
+        "\"route\":\"/{version_id}/{project_id}/backup-files\",\"project_id\":\"p\",\"backup_id\":\"b\","
+        "\"status\":200,\"cache\":\"HIT\",\"upstream_status\":null,\"attempts\":0,\"upstream_ms\":null,"
+        "\"total_ms\":0.25,\"bytes_sent\":705}");
+    x.client = "203.0.113.9";
+    x.tls_version = "TLSv1.3";
+    x.cache = CacheState::miss;
+    x.region = "cn-north-4";
+    x.upstream_status = 200;
+    x.attempts = 1;
+    x.upstream_ms = 3.14;
+    x.upstream_request_id = "u";
+    x.user_agent = "ua";
+    x.trace.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    x.trace.span_id = "00f067aa0ba902b7";
+    x.trace.parent_id = "b7ad6b7169203331";
+    x.error = LocalError(502, "bad", ErrorSource::upstream);
+    x.response.status = 502;
+    BOOST_TEST(
+        access_line(x, 1500) ==
+        "{\"time\":\"2026-11-27T12:00:01.500Z\",\"request_id\":\"rid\",\"client\":\"203.0.113.9\","
+        "\"peer\":\"10.0.0.1\",\"caller\":\"\",\"protocol\":\"HTTP/1.1\",\"tls\":\"TLSv1.3\","
+        "\"method\":\"GET\",\"route\":\"/{version_id}/{project_id}/backup-files\",\"project_id\":\"p\","
+        "\"backup_id\":\"b\",\"status\":502,\"cache\":\"MISS\",\"region\":\"cn-north-4\","
+        "\"upstream_status\":200,\"attempts\":1,\"upstream_ms\":3.1,\"total_ms\":1500.00,"
+        "\"bytes_sent\":705,\"upstream_request_id\":\"u\",\"user_agent\":\"ua\","
+        "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\","
+        "\"parent_span_id\":\"b7ad6b7169203331\",\"error\":\"bad\"}");
+}
+
 // Header fields parsed into the arena, including a header block larger than the arena (it spills to the
 // heap).
 BOOST_AUTO_TEST_CASE(header_fields_in_the_arena_and_beyond) {
