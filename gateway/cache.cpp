@@ -63,15 +63,6 @@ SysClock::duration clamp_seconds(std::chrono::seconds s) {
     return std::clamp(s, std::chrono::seconds::zero(), kMax);
 }
 
-std::uint64_t mix(std::uint64_t h) {  // murmur3's finalizer: every bit of the hash feeds the shard index
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 // A hit on an entry used within the last entries() / kBumpWindowDivisor uses does not move it.
 constexpr std::uint64_t kBumpWindowDivisor = 64;
 
@@ -204,7 +195,7 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
 LinkCache::~LinkCache() = default;
 
 LinkCache::Shard& LinkCache::shard_for(std::string_view key) {
-    return *shards_[mix(hash_bytes(key)) & (shards_.size() - 1)];
+    return *shards_[hash_bytes(key) & (shards_.size() - 1)];  // its low bits are as mixed as any
 }
 
 namespace {
@@ -404,7 +395,7 @@ struct SingleFlight::Flight {
 SingleFlight::SingleFlight(Options opts) : opts_(opts), maps_(std::make_unique<MapShard[]>(kMapShards)) {}
 
 SingleFlight::MapShard& SingleFlight::map_for(std::string_view key) {
-    return maps_[mix(hash_bytes(key)) & (kMapShards - 1)];
+    return maps_[hash_bytes(key) & (kMapShards - 1)];
 }
 
 std::size_t SingleFlight::waiting() const {

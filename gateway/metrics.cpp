@@ -424,12 +424,10 @@ Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::stri
                                        std::string_view d) {
     // Per-thread cells by family and labels. Label sets are bounded, so this stays small.
     Shard& sh = shard();
-    // The key: family, then the labels separated by 0x1f, built on the stack when it fits (it always does
-    // for the gateway's own labels; a long one, such as an odd caller name, goes through a string).
-    char stack[192];
-    thread_local std::string spill;
-    const std::size_t size = 4 + a.size() + b.size() + c.size() + d.size();
-    char* const base = size <= sizeof stack ? stack : (spill.resize(size), spill.data());
+    // The key: family, then the labels separated by 0x1f, written into storage kept per thread.
+    thread_local std::string key_buf;
+    key_buf.resize(4 + a.size() + b.size() + c.size() + d.size());
+    char* const base = key_buf.data();
     char* p = base;
     *p++ = static_cast<char>('0' + family);
     const std::string_view parts[] = {a, b, c, d};

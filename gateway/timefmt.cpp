@@ -238,9 +238,8 @@ std::string format_rds_time(const OffsetTime& t) {
 }
 
 std::string format_log_time(std::chrono::system_clock::time_point t) {
-    std::string s;
-    append_log_time(s, t);
-    return s;
+    char buf[48];
+    return std::string(buf, put_log_time(buf, t));
 }
 
 char* put_log_time(char* out, std::chrono::system_clock::time_point t) {
@@ -267,11 +266,6 @@ char* put_log_time(char* out, std::chrono::system_clock::time_point t) {
     p = put2(p, milli % 100);
     *p++ = 'Z';
     return p;
-}
-
-void append_log_time(std::string& out, std::chrono::system_clock::time_point t) {
-    char buf[48];
-    out.append(buf, put_log_time(buf, t));
 }
 
 }  // namespace rdsgw

@@ -42,7 +42,6 @@ std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view text, s
 
 // RFC 3339 UTC with milliseconds, for logs: "2026-11-27T12:00:00.123Z".
 std::string format_log_time(std::chrono::system_clock::time_point t);
-void append_log_time(std::string& out, std::chrono::system_clock::time_point t);  // the same, appended
 // The same into raw storage (at most 32 bytes for any time a system_clock holds); returns the end.
 char* put_log_time(char* out, std::chrono::system_clock::time_point t);
 
