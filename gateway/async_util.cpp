@@ -4,6 +4,47 @@
 
 namespace rdsgw {
 
+LazyDeadline::LazyDeadline(const boost::asio::any_io_executor& ex, boost::asio::ip::tcp::socket& socket,
+                           clock::duration max_lead, Expiry expiry)
+    : timer_(ex), st_(std::make_shared<State>()) {
+    st_->expiry = expiry;
+    st_->socket = &socket;
+    st_->timer = &timer_;
+    st_->max_lead = max_lead;
+}
+
+// The pending wait (if any) completes after this object is gone: it sees `alive` false and touches nothing.
+LazyDeadline::~LazyDeadline() {
+    st_->alive = false;
+}
+
+void LazyDeadline::arm(clock::time_point at) {
+    State& st = *st_;
+    st.expired = false;
+    st.want = at;
+    if (!st.pending || at < st.pending_at) schedule(st_, std::min(at, clock::now() + st.max_lead));
+}
+
+void LazyDeadline::schedule(const std::shared_ptr<State>& st, clock::time_point at) {
+    st->pending = true;
+    st->pending_at = at;
+    const std::uint64_t gen = ++st->gen;
+    st->timer->expires_at(at);
+    st->timer->async_wait([st, gen](boost::system::error_code ec) {
+        if (!st->alive || st->gen != gen) return;
+        st->pending = false;
+        if (ec || st->want == clock::time_point::max()) return;
+        const auto now = clock::now();
+        if (now < st->want) return schedule(st, std::min(st->want, now + st->max_lead));
+        st->expired = true;
+        boost::system::error_code ignored;
+        if (st->expiry == Expiry::close)
+            st->socket->close(ignored);
+        else
+            st->socket->cancel(ignored);
+    });
+}
+
 boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point t) {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, t);
     boost::system::error_code ec;

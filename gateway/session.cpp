@@ -13,6 +13,7 @@
 #include <optional>
 #include <type_traits>
 
+#include "rdsgw/async_util.hpp"
 #include "rdsgw/framing.hpp"
 #include "rdsgw/log.hpp"
 #include "rdsgw/text.hpp"
@@ -127,18 +128,16 @@ class Session {
           client_(std::move(client)),
           tls_subject_(std::move(tls_subject)),
           header_deadline_(header_deadline),
-          timer_(low.get_executor()),
-          deadline_(std::make_shared<DeadlineState>()) {
-        low_.expires_never();  // one deadline per phase (arm), not Beast's timer per operation
-        deadline_->low = &low;
-        deadline_->timer = &timer_;
-        deadline_->max_lead = milliseconds(std::min(lim_.header_timeout_ms, lim_.idle_timeout_ms));
+          // One deadline per phase (arm), not Beast's timer per operation; it runs at most the shorter of
+          // the header and idle timeouts ahead, so ordinary requests' deadlines never re-set it.
+          deadline_(low.get_executor(), low.socket(),
+                    milliseconds(std::min(lim_.header_timeout_ms, lim_.idle_timeout_ms))) {
+        low_.expires_never();
         slot_.low = &low;
         sessions_.list.push_front(&slot_);
         slot_it_ = sessions_.list.begin();
     }
     ~Session() {
-        deadline_->alive = false;
         sessions_.list.erase(slot_it_);
     }
     Session(const Session&) = delete;
@@ -207,7 +206,7 @@ class Session {
                 co_return true;
             }
             // The drain cancelled this read: wait out the grace period, then close.
-            if (ec == asio::error::operation_aborted && !deadline_->expired && ctx_.closing.load()) continue;
+            if (ec == asio::error::operation_aborted && !deadline_.expired() && ctx_.closing.load()) continue;
             co_return false;
         }
     }
@@ -242,7 +241,7 @@ class Session {
                 buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
                 asio::redirect_error(use_awaitable, ec));
             disarm();
-            if (ec == asio::error::operation_aborted && deadline_->expired)
+            if (ec == asio::error::operation_aborted && deadline_.expired())
                 co_return buf_.size() ? HeaderRead::timed_out : HeaderRead::closed;
             if (ec) co_return HeaderRead::closed;
             buf_.commit(n);
@@ -425,48 +424,10 @@ class Session {
         disarm();
     }
 
-    // The connection's one deadline timer: when it fires, the pending socket operation is cancelled (not the
-    // socket closed, as Beast's stream timeouts do), so a 408 can still be written.
-    //
-    // arm() and disarm() only record the deadline: the timer is re-set (a timer queue change and a
-    // timerfd_settime system call) only when a deadline comes earlier than the pending expiry. The pending
-    // expiry is kept at most `max_lead` (the shorter of the header and idle timeouts) ahead, so the deadlines
-    // of ordinary requests never come earlier; when it fires before the recorded deadline it is set again (at
-    // most once per max_lead per connection), and when nothing is armed it stays idle.
-    struct DeadlineState {
-        bool alive = true;
-        bool expired = false;
-        bool pending = false;   // an async_wait is outstanding, for `pending_at`
-        std::uint64_t gen = 0;  // of the outstanding wait (an older wait's completion is ignored)
-        steady::time_point want = steady::time_point::max();  // the armed deadline; max(): none
-        steady::time_point pending_at{};
-        steady::duration max_lead{};
-        beast::tcp_stream* low = nullptr;
-        asio::steady_timer* timer = nullptr;
-    };
-    static void schedule(const std::shared_ptr<DeadlineState>& st, steady::time_point at) {
-        st->pending = true;
-        st->pending_at = at;
-        const std::uint64_t gen = ++st->gen;
-        st->timer->expires_at(at);
-        st->timer->async_wait([st, gen](boost::system::error_code ec) {
-            if (!st->alive || st->gen != gen) return;
-            st->pending = false;
-            if (ec || st->want == steady::time_point::max()) return;
-            const auto now = steady::now();
-            if (now < st->want) return schedule(st, std::min(st->want, now + st->max_lead));
-            st->expired = true;
-            boost::system::error_code ignored;
-            st->low->socket().cancel(ignored);
-        });
-    }
-    void arm(steady::time_point at) {
-        DeadlineState& st = *deadline_;
-        st.expired = false;
-        st.want = at;
-        if (!st.pending || at < st.pending_at) schedule(deadline_, std::min(at, steady::now() + st.max_lead));
-    }
-    void disarm() { deadline_->want = steady::time_point::max(); }
+    // The connection's one deadline (LazyDeadline): when it passes, the pending socket operation is
+    // cancelled, not the socket closed, so a 408 can still be written.
+    void arm(steady::time_point at) { deadline_.arm(at); }
+    void disarm() { deadline_.disarm(); }
 
     SessionContext& ctx_;
     const LimitsConfig& lim_;
@@ -480,8 +441,7 @@ class Session {
     std::string_view tls_version_;  // a static string of OpenSSL's
     mutable std::vector<std::string_view> forwarded_;
     steady::time_point header_deadline_;
-    asio::steady_timer timer_;
-    std::shared_ptr<DeadlineState> deadline_;
+    LazyDeadline deadline_;
     beast::flat_buffer buf_;
     // One exchange, one header arena and one head buffer per connection, reused by each request.
     HeaderArena arena_;

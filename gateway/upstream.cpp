@@ -94,9 +94,18 @@ std::shared_ptr<ssl::context> make_client_tls_context(const std::string& ca_file
     return ctx;
 }
 
+namespace {
+// How far ahead a connection's deadline timer runs at most (LazyDeadline): exchanges' deadlines, seconds
+// long, arm it once and are then only recorded.
+constexpr std::chrono::seconds kDeadlineLead{60};
+}  // namespace
+
 struct ConnectionPool::Conn {
     std::optional<beast::tcp_stream> tcp;
     std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+    // An exchange's deadline (declared after the streams: it refers to their socket). Beast's stream
+    // timeout bounds only the connect, the proxy's CONNECT and the TLS handshake.
+    std::optional<LazyDeadline> deadline;
     beast::flat_buffer buf;
     steady::time_point idle_since{};
     std::uint64_t uses = 0;
@@ -321,6 +330,11 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
         }
         if (SSL_session_reused(ssl)) ++resumed_;
     }
+    // From here on each exchange has one deadline (Conn::deadline), not Beast's timer per read and write.
+    low.expires_never();
+    // Closed when it passes: an answer takes several reads, and a read started after the moment of expiry
+    // must fail too.
+    c->deadline.emplace(ex_, low.socket(), kDeadlineLead, LazyDeadline::Expiry::close);
     co_return c;
 }
 
@@ -532,9 +546,11 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             if (!c) co_return res;
         }
         res.reused_connection = reused;
-        c->lowest().expires_at(deadline);
+        c->deadline->arm(deadline);
         bool keep = false;
-        const auto ec = co_await send_and_read(*c, wire, req.method == "HEAD", res, keep);
+        auto ec = co_await send_and_read(*c, wire, req.method == "HEAD", res, keep);
+        c->deadline->disarm();
+        if (ec && c->deadline->expired()) ec = beast::error::timeout;  // what the deadline's close caused
         if (!*alive) {
             clear_answer(res);
             co_return res;

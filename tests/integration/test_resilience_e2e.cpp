@@ -180,6 +180,24 @@ BOOST_AUTO_TEST_CASE(never_answering_upstream_gets_504_by_the_deadline) {
                4000);  // by the 800 ms deadline, not the 5 s request timeout (generous on a busy machine)
 }
 
+BOOST_AUTO_TEST_CASE(upstream_stalling_mid_answer_gets_504_by_the_deadline) {
+    // The status line, the header and part of the body arrive, then nothing: each of the exchange's reads
+    // after the first must end by the deadline too.
+    Pki pki = make_pki();
+    const std::string partial = R"({"action":"hang","raw_answer":"HTTP/1.1 200 OK\r\nContent-Type: )"
+                                R"(application/json\r\nContent-Length: 400\r\n\r\n{\"files\":["})";
+    MockServer mock(&pki, R"({"script":[)" + partial + "," + partial + "," + partial + "]}");
+    auto gw =
+        config(mock, pki, R"({"upstream":{"request_timeout_ms":5000},"retry":{"deadline_ms":800}})").start();
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = gw.get(backup_path(), with_key());
+    auto ms = to_ms(std::chrono::steady_clock::now() - t0);
+    BOOST_TEST(r.status == 504u);
+    BOOST_TEST(ms >= 750);
+    BOOST_TEST(ms < 4000);  // by the 800 ms deadline (generous on a busy machine)
+    BOOST_TEST(mock.stat("rds_requests") >= 1);
+}
+
 BOOST_AUTO_TEST_CASE(breaker_opens_and_probes) {
     Pki pki = make_pki();
     MockServer mock(&pki, R"({"status":503})");

@@ -121,7 +121,14 @@ asio::awaitable<void> serve(Stream& stream, State& st) {
                 co_await graceful_close(stream);
                 co_return;
             case Reply::Kind::hang: {
-                // Never answer; keep reading (and discarding) until the client goes away.
+                // Never answer (or only begin to: raw_answer's bytes, then nothing more); keep reading (and
+                // discarding) until the client goes away.
+                if (!reply.raw_answer.empty()) {
+                    auto [wec, wn] =
+                        co_await asio::async_write(stream, asio::buffer(reply.raw_answer), use_nothrow);
+                    (void)wn;
+                    if (wec) co_return;
+                }
                 char sink[4096];
                 for (;;) {
                     auto [rec, rn] = co_await stream.async_read_some(asio::buffer(sink), use_nothrow);
