@@ -384,8 +384,9 @@ struct SingleFlight::Waiter {
 };
 
 struct SingleFlight::Flight {
-    explicit Flight(std::string k) : key(std::move(k)) {}
+    Flight(std::string_view k, std::size_t h) : key(k), hash(h) {}
     const std::string key;
+    const std::size_t hash;  // hash_bytes(key)
     std::mutex mu;
     bool done = false;                             // guarded by mu
     FetchPtr outcome;                              // guarded by mu; set once, with done
@@ -394,19 +395,17 @@ struct SingleFlight::Flight {
 
 SingleFlight::SingleFlight(Options opts) : opts_(opts), maps_(std::make_unique<MapShard[]>(kMapShards)) {}
 
-SingleFlight::MapShard& SingleFlight::map_for(std::string_view key) {
-    return maps_[hash_bytes(key) & (kMapShards - 1)];
-}
-
 std::size_t SingleFlight::waiting() const {
-    return waiting_.load(std::memory_order_relaxed);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < kMapShards; ++i) n += maps_[i].waiting.load(std::memory_order_relaxed);
+    return n;
 }
 
 void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome) {
     {
-        MapShard& m = map_for(flight->key);
+        MapShard& m = map_for(flight->hash);
         std::lock_guard lk(m.mu);
-        auto it = m.flights.find(flight->key);
+        auto it = m.flights.find(FlightKey{flight->key, flight->hash});
         if (it != m.flights.end() && it->second == flight) m.flights.erase(it);  // the next call starts anew
     }
     std::vector<std::shared_ptr<Waiter>> woken;
@@ -427,7 +426,8 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
     }
 }
 
-asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
+// `key` is used only before the first suspension (the Flight keeps its own copy).
+asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
                                                         std::function<asio::awaitable<FetchPtr>()> fetch,
                                                         std::function<FetchPtr()> recheck) {
     const asio::any_io_executor ex = co_await asio::this_coro::executor;
@@ -436,10 +436,11 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
 
     Result result;
     std::shared_ptr<Flight> flight;
+    const std::size_t hash = hash_bytes(key);
+    MapShard& m = map_for(hash);
     {
-        MapShard& m = map_for(key);
         std::lock_guard lk(m.mu);
-        auto it = m.flights.find(key);
+        auto it = m.flights.find(FlightKey{key, hash});
         if (it == m.flights.end()) {
             if (recheck) {
                 if (FetchPtr landed = recheck()) {
@@ -449,8 +450,8 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
                     co_return result;
                 }
             }
-            flight = std::make_shared<Flight>(key);
-            m.flights.emplace(std::move(key), flight);
+            flight = std::make_shared<Flight>(key, hash);
+            m.flights.emplace(FlightKey{flight->key, hash}, flight);
             result.role = Role::leader;
         } else {
             flight = it->second;
@@ -466,12 +467,12 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
             co_return result;
         }
         flight->waiters.push_back(me);
-        waiting_.fetch_add(1, std::memory_order_relaxed);
+        m.waiting.fetch_add(1, std::memory_order_relaxed);
     }
 
     // Leaves the flight however this coroutine ends (returned, threw, or destroyed while suspended).
     struct Leave {
-        SingleFlight* self;
+        MapShard& shard;
         std::shared_ptr<Flight> flight;
         std::shared_ptr<Waiter> me;
         ~Leave() {
@@ -479,18 +480,24 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
                 std::lock_guard lk(flight->mu);
                 if (!me->woken) std::erase(flight->waiters, me);
             }
-            self->waiting_.fetch_sub(1, std::memory_order_relaxed);
+            shard.waiting.fetch_sub(1, std::memory_order_relaxed);
         }
-    } leave{this, flight, me};
+    } leave{m, flight, me};
 
     if (result.role == Role::leader) {
-        // Completes the flight with a null outcome when the fetch throws, or when its coroutine (or the
-        // function object co_spawn keeps) is destroyed unfinished; complete() is idempotent.
+        // Completes the flight once: with the fetch's outcome, or with a null one when the fetch throws, or
+        // when its coroutine (or the function object co_spawn keeps) is destroyed unfinished. Move-only, so
+        // that it lives in the function object itself (no allocation of its own).
         struct Finish {
             Finish(SingleFlight* s, std::shared_ptr<Flight> f) : self(s), flight(std::move(f)) {}
-            Finish(const Finish&) = delete;
-            Finish& operator=(const Finish&) = delete;
+            Finish(Finish&& o) noexcept : self(o.self), flight(std::move(o.flight)) {}
+            Finish& operator=(Finish&&) = delete;
+            void operator()(FetchPtr outcome) {
+                const std::shared_ptr<Flight> f = std::move(flight);
+                self->complete(f, std::move(outcome));
+            }
             ~Finish() {
+                if (!flight) return;  // completed, or moved from
                 try {
                     self->complete(flight, nullptr);
                 } catch (...) {  // only std::mutex::lock could throw; a destructor must not
@@ -501,15 +508,14 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string key,
         };
         asio::co_spawn(
             ex,
-            [finish = std::make_shared<Finish>(this, flight),
-             fetch = std::move(fetch)]() -> asio::awaitable<void> {
+            [finish = Finish(this, flight), fetch = std::move(fetch)]() mutable -> asio::awaitable<void> {
                 FetchPtr outcome;
                 try {
                     outcome = co_await fetch();
                 } catch (...) {
                     outcome = nullptr;
                 }
-                finish->self->complete(finish->flight, std::move(outcome));
+                finish(std::move(outcome));
             },
             asio::detached);
     }

@@ -245,17 +245,20 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
 }
 
 asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    auto job = std::make_shared<FetchJob>();
-    job->project_id = x.project_id;
-    job->backup_id = x.backup_id;
-    job->cache_key = x.cache_key;
-    job->request_id = x.request_id;
-    job->language = x.language;
-    job->trace_id = x.trace.trace_id;
-    job->span_id = x.trace.span_id;
-    job->upstream_span_id = new_span_id();
-    job->flags = x.trace.flags;
-    job->tracestate = x.trace.tracestate;
+    thread_local std::string upstream_span_id;  // storage kept per thread: the job copies it
+    new_span_id(upstream_span_id);
+    auto job = std::make_shared<FetchJob>(FetchJob::Ids{
+        .project_id = x.project_id,
+        .backup_id = x.backup_id,
+        .cache_key = x.cache_key,
+        .request_id = x.request_id,
+        .language = x.language,
+        .trace_id = x.trace.trace_id,
+        .span_id = x.trace.span_id,
+        .upstream_span_id = upstream_span_id,
+        .flags = x.trace.flags,
+        .tracestate = x.trace.tracestate,
+    });
     job->no_cache = x.no_cache;
     job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
     if (!co_await resolve_region(x, *job)) co_return;  // a project no region serves: 404, no upstream call

@@ -51,7 +51,7 @@ FetchPtr shared_outcome(AnswerPtr answer) {
 // L2 before the upstream: a stored answer (fills L1 for its remaining lifetime), another instance's fetch
 // landing while we wait, or the lock that makes this instance the one to fetch (lock_held).
 asio::awaitable<FetchPtr> Gateway::shared_lookup(const FetchJob& job, bool& lock_held) {
-    const std::string key = job.cache_key;
+    const std::string key(job.cache_key);
     std::string get_key = key;
     const auto now = sys::now();
     const L2Lookup found = co_await l2_->get(std::move(get_key), now);
@@ -99,9 +99,9 @@ void Gateway::shared_store(const FetchJob& job, const FetchPtr& out, bool lock_h
                 (lock_held ? " (lock held)" : ""),
             job.log_ids());
     if (ttl > sys::duration::zero())
-        asio::co_spawn(ex, l2_->put(job.cache_key, out->answer, ttl), asio::detached);
+        asio::co_spawn(ex, l2_->put(std::string(job.cache_key), out->answer, ttl), asio::detached);
     else if (lock_held)
-        asio::co_spawn(ex, l2_->release(job.cache_key), asio::detached);
+        asio::co_spawn(ex, l2_->release(std::string(job.cache_key)), asio::detached);
 }
 
 // A caller's rate limit across instances (GCRA in Redis); the local bucket when Redis does not answer.

@@ -210,15 +210,23 @@ std::optional<std::chrono::system_clock::time_point> parse_sdk_date(std::string_
 }
 
 std::string sdk_uri_encode(std::string_view raw) {
+    std::string out;
+    sdk_uri_encode_to(out, raw);
+    return out;
+}
+
+void sdk_uri_encode_to(std::string& out, std::string_view raw) {
     const auto unreserved = [](unsigned char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
                c == '_' || c == '.' || c == '~';
     };
     std::size_t plain = 0;  // the common case (ids): nothing to encode, one copy
     while (plain < raw.size() && unreserved(static_cast<unsigned char>(raw[plain]))) ++plain;
-    if (plain == raw.size()) return std::string(raw);
-    std::string out;
-    out.reserve(raw.size() * 3);
+    if (plain == raw.size()) {
+        out.append(raw);
+        return;
+    }
+    out.reserve(out.size() + plain + (raw.size() - plain) * 3);
     out.append(raw.data(), plain);
     for (const char ch : raw.substr(plain)) {
         const auto c = static_cast<unsigned char>(ch);
@@ -230,7 +238,6 @@ std::string sdk_uri_encode(std::string_view raw) {
             out.push_back(kHexUpper[c & 0x0F]);
         }
     }
-    return out;
 }
 
 std::string canonical_request(const SignableRequest& req) {

@@ -119,6 +119,10 @@ std::string new_span_id() {
     return s;
 }
 
+void new_span_id(std::string& out) {
+    random_hex(out, 16);
+}
+
 void continue_trace(TraceContext& t, std::string_view traceparent, std::string_view tracestate) {
     t.parent_id.clear();
     t.tracestate.clear();

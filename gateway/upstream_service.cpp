@@ -168,10 +168,45 @@ asio::awaitable<bool> UpstreamService::attempt(Worker& w, Region& r, const Fetch
     co_return true;
 }
 
+FetchJob::FetchJob(const Ids& ids) {
+    const std::string_view parts[] = {ids.project_id, ids.backup_id,        ids.cache_key, ids.request_id,
+                                      ids.language,   ids.trace_id,         ids.span_id,   ids.upstream_span_id,
+                                      ids.flags,      ids.tracestate};
+    const bool traced = !ids.trace_id.empty();
+    std::size_t size = 0;
+    for (auto p : parts) size += p.size();
+    if (traced) size += 5 + ids.trace_id.size() + ids.upstream_span_id.size() + ids.flags.size();
+    text_.reserve(size);  // no reallocation below: the views stay valid
+    auto keep = [this](std::string_view v) {
+        const std::size_t at = text_.size();
+        text_.append(v);
+        return std::string_view(text_).substr(at, v.size());
+    };
+    project_id = keep(ids.project_id);
+    backup_id = keep(ids.backup_id);
+    cache_key = keep(ids.cache_key);
+    request_id = keep(ids.request_id);
+    language = keep(ids.language);
+    trace_id = keep(ids.trace_id);
+    span_id = keep(ids.span_id);
+    upstream_span_id = keep(ids.upstream_span_id);
+    flags = keep(ids.flags);
+    tracestate = keep(ids.tracestate);
+    if (traced) {
+        const std::size_t at = text_.size();
+        text_.append("00-").append(ids.trace_id).append("-").append(ids.upstream_span_id).append("-");
+        text_.append(ids.flags);
+        traceparent = std::string_view(text_).substr(at);
+    }
+}
+
 UpstreamRequest UpstreamService::build_request(const FetchJob& job) const {
     UpstreamRequest req;
-    req.target =
-        "/v3/" + sdk_uri_encode(job.project_id) + "/backup-files?backup_id=" + sdk_uri_encode(job.backup_id);
+    req.target.reserve(40 + 3 * (job.project_id.size() + job.backup_id.size()));
+    req.target += "/v3/";
+    sdk_uri_encode_to(req.target, job.project_id);
+    req.target += "/backup-files?backup_id=";
+    sdk_uri_encode_to(req.target, job.backup_id);
     req.headers.reserve(8);
     req.headers.emplace_back("Accept", "application/json");
     req.headers.emplace_back("Accept-Encoding", "identity");
@@ -179,7 +214,7 @@ UpstreamRequest UpstreamService::build_request(const FetchJob& job) const {
     req.headers.emplace_back("X-Request-Id", job.request_id);
     if (!job.language.empty()) req.headers.emplace_back("X-Language", job.language);
     if (!job.trace_id.empty()) {
-        req.headers.emplace_back("traceparent", job.traceparent());
+        req.headers.emplace_back("traceparent", job.traceparent);
         if (!job.tracestate.empty()) req.headers.emplace_back("tracestate", job.tracestate);
     }
     if (creds_->kind() == "aksk") req.headers.emplace_back("X-Project-Id", job.project_id);

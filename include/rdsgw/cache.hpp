@@ -149,7 +149,7 @@ class SingleFlight {
     // answer the previous flight stored) is returned at once with role waiter and `rechecked` set, and
     // `fetch` is not started. Since a flight stores before it leaves the map, concurrent callers of one key
     // make exactly one fetch whatever the timing.
-    boost::asio::awaitable<Result> run(std::string key,
+    boost::asio::awaitable<Result> run(std::string_view key,
                                        std::function<boost::asio::awaitable<FetchPtr>()> fetch,
                                        std::function<FetchPtr()> recheck = {});
 
@@ -159,17 +159,29 @@ class SingleFlight {
     struct Flight;
     struct Waiter;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);
+    // A flight's key in the map: the bytes the Flight owns and their hash_bytes, computed once per run() and
+    // kept in the Flight (the map's lookups, its insert and complete()'s erase use it; a miss used to hash its
+    // key four times here).
+    struct FlightKey {
+        std::string_view key;
+        std::size_t hash;
+        bool operator==(const FlightKey& o) const { return key == o.key; }
+    };
+    struct FlightKeyHash {
+        std::size_t operator()(const FlightKey& k) const noexcept { return k.hash; }
+    };
     // The flights in flight, by key, in 16 shards (a miss takes its key's shard lock twice, so misses of
-    // different keys on different threads rarely meet on one lock).
-    struct MapShard {
+    // different keys on different threads rarely meet on one lock). Each shard counts its own waiters: one
+    // process-wide counter was a cache line that every miss of every thread wrote twice.
+    struct alignas(64) MapShard {
         std::mutex mu;
-        std::unordered_map<std::string, std::shared_ptr<Flight>, BytesHash, std::equal_to<>> flights;
+        std::unordered_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights;
+        std::atomic<std::size_t> waiting{0};
     };
     static constexpr std::size_t kMapShards = 16;
-    MapShard& map_for(std::string_view key);
+    MapShard& map_for(std::size_t hash) { return maps_[hash & (kMapShards - 1)]; }
     Options opts_;
     std::unique_ptr<MapShard[]> maps_;
-    std::atomic<std::size_t> waiting_{0};
 };
 
 }  // namespace rdsgw

@@ -30,6 +30,7 @@ std::optional<std::chrono::system_clock::time_point> parse_sdk_date(std::string_
 
 // URI-encoding of RDS_API.md: keeps A-Z a-z 0-9 - _ . ~ and writes every other byte as %XX (upper-case).
 std::string sdk_uri_encode(std::string_view raw);
+void sdk_uri_encode_to(std::string& out, std::string_view raw);  // appends sdk_uri_encode(raw)
 
 // The canonical request text (lines joined by '\n'), exposed for tests and diagnostics.
 std::string canonical_request(const SignableRequest& req);

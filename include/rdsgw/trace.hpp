@@ -37,5 +37,6 @@ TraceContext continue_trace(std::string_view traceparent, std::string_view trace
 void continue_trace(TraceContext& out, std::string_view traceparent, std::string_view tracestate);
 // A fresh random span id (16 lower-hex, not all zero).
 std::string new_span_id();
+void new_span_id(std::string& out);  // the same into `out`, reusing its storage
 
 }  // namespace rdsgw

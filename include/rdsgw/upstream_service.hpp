@@ -37,17 +37,31 @@ struct Worker {
 
 // What one fetch asks of the upstream. Owned by the fetch (it outlives the request that started it).
 struct FetchJob {
-    std::string project_id, backup_id, cache_key, request_id;
-    std::string language;      // "zh-cn" | "en-us" | ""
-    Region* region = nullptr;  // where the project is served (resolve phase)
-    // The leader's trace: the upstream request is a child span of the gateway's span for that request.
-    std::string trace_id, span_id, upstream_span_id, flags, tracestate;
+    // The leader's request: its ids and its trace (the upstream request is a child span of the gateway's
+    // span for that request).
+    struct Ids {
+        std::string_view project_id, backup_id, cache_key, request_id;
+        std::string_view language;  // "zh-cn" | "en-us" | ""
+        std::string_view trace_id, span_id, upstream_span_id, flags, tracestate;
+    };
+    explicit FetchJob(const Ids& ids);
+    FetchJob(const FetchJob&) = delete;  // the views below point into this object's own storage
+    FetchJob& operator=(const FetchJob&) = delete;
+
+    // Views of the job's one block of storage (a miss made a string of each, most of them too long for the
+    // small-string buffer): valid as long as the job.
+    std::string_view project_id, backup_id, cache_key, request_id, language;
+    std::string_view trace_id, span_id, upstream_span_id, flags, tracestate;
+    std::string_view traceparent;  // "00-<trace_id>-<upstream_span_id>-<flags>" (empty without a trace)
+    Region* region = nullptr;      // where the project is served (resolve phase)
     bool no_cache = false;  // the caller asked for a fresh answer: no cached copy (L2 included) is read
     // The fetch's end (retry.deadline_ms from its start): waiting on the shared tier and the upstream
     // attempts together never take longer.
     std::chrono::steady_clock::time_point deadline{};
-    std::string traceparent() const { return "00-" + trace_id + "-" + upstream_span_id + "-" + flags; }
     LogIds log_ids() const { return {request_id, trace_id, span_id}; }
+
+  private:
+    std::string text_;
 };
 
 // What the attempts of one fetch came to.
