@@ -137,9 +137,7 @@ class Session {
         sessions_.list.push_front(&slot_);
         slot_it_ = sessions_.list.begin();
     }
-    ~Session() {
-        sessions_.list.erase(slot_it_);
-    }
+    ~Session() { sessions_.list.erase(slot_it_); }
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
@@ -198,7 +196,7 @@ class Session {
             slot_.idle = true;
             boost::system::error_code ec;
             std::size_t n =
-                co_await stream_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
+                co_await io().async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
             slot_.idle = false;
             disarm();
             if (!ec) {
@@ -237,7 +235,7 @@ class Session {
             scanned = data.size();
             arm(header_deadline_);
             boost::system::error_code ec;
-            std::size_t n = co_await stream_.async_read_some(
+            std::size_t n = co_await io().async_read_some(
                 buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
                 asio::redirect_error(use_awaitable, ec));
             disarm();
@@ -396,7 +394,7 @@ class Session {
             asio::buffer(head_), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
         arm(steady::now() + milliseconds(lim_.idle_timeout_ms));
         boost::system::error_code ec;
-        std::size_t n = co_await asio::async_write(stream_, bufs, asio::redirect_error(use_awaitable, ec));
+        std::size_t n = co_await asio::async_write(io(), bufs, asio::redirect_error(use_awaitable, ec));
         disarm();
         if (ec) x.client_gone = true;  // logged as 499: the answer did not reach the client
         co_return ec ? 0 : n;
@@ -412,8 +410,8 @@ class Session {
             arm(steady::now() + std::chrono::seconds(1));
             std::array<char, 4096> sink;
             for (std::size_t total = 0; total < (64u << 10);) {
-                std::size_t n = co_await low_.async_read_some(asio::buffer(sink),
-                                                              asio::redirect_error(use_awaitable, ec));
+                std::size_t n = co_await low_.socket().async_read_some(
+                    asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
                 if (ec) break;
                 total += n;
             }
@@ -422,6 +420,15 @@ class Session {
             co_await stream_.async_shutdown(asio::redirect_error(use_awaitable, ec));
         }
         disarm();
+    }
+
+    // What reads and writes go through: for plain TCP the socket itself. Beast's tcp_stream would add its
+    // timer check and bookkeeping to every operation, and its timer is never set here (LazyDeadline is).
+    auto& io() {
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>)
+            return low_.socket();
+        else
+            return stream_;
     }
 
     // The connection's one deadline (LazyDeadline): when it passes, the pending socket operation is

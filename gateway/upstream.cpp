@@ -493,10 +493,12 @@ constexpr int kMaxInterimAnswers = 4;
 
 }  // namespace
 
-// Writes the request and reads its answer. Interim answers (1xx but 101, e.g. 103 Early Hints), which Beast
-// reads as complete messages, are skipped, kMaxInterimAnswers at most: one more is a protocol error
-// (res.error set here), not an answer. `keep`: the connection may be pooled: the answer said keep-alive, was
-// final (>= 200) and left no bytes behind (they would be taken for the next request's answer).
+// Writes the request and reads its answer (over plain TCP straight on the socket: the exchange's deadline is
+// Conn::deadline, and Beast's stream would only add its bookkeeping to every read and write). Interim answers
+// (1xx but 101, e.g. 103 Early Hints), which Beast reads as complete messages, are skipped,
+// kMaxInterimAnswers at most: one more is a protocol error (res.error set here), not an answer. `keep`: the
+// connection may be pooled: the answer said keep-alive, was final (>= 200) and left no bytes behind (they
+// would be taken for the next request's answer).
 asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c, const std::string& wire,
                                                                          bool head, UpstreamResponse& res,
                                                                          bool& keep) {
@@ -506,7 +508,8 @@ asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c
     if (c.tls)
         co_await asio::async_write(*c.tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
     else
-        co_await asio::async_write(*c.tcp, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(c.tcp->socket(), asio::buffer(wire),
+                                   asio::redirect_error(use_awaitable, ec));
     for (int interim = 0; !ec; ++interim) {
         AnswerParser parser(res);
         parser.body_limit(max_body);
@@ -515,7 +518,8 @@ asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c
         if (c.tls)
             co_await http::async_read(*c.tls, c.buf, parser, asio::redirect_error(use_awaitable, ec));
         else
-            co_await http::async_read(*c.tcp, c.buf, parser, asio::redirect_error(use_awaitable, ec));
+            co_await http::async_read(c.tcp->socket(), c.buf, parser,
+                                      asio::redirect_error(use_awaitable, ec));
         res.got_response_bytes = res.got_response_bytes || parser.got_some();
         if (ec || !*alive) break;
         const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;

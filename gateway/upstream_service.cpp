@@ -169,8 +169,8 @@ asio::awaitable<bool> UpstreamService::attempt(Worker& w, Region& r, const Fetch
 }
 
 FetchJob::FetchJob(const Ids& ids) {
-    const std::string_view parts[] = {ids.project_id, ids.backup_id,        ids.cache_key, ids.request_id,
-                                      ids.language,   ids.trace_id,         ids.span_id,   ids.upstream_span_id,
+    const std::string_view parts[] = {ids.project_id, ids.backup_id, ids.cache_key, ids.request_id,
+                                      ids.language,   ids.trace_id,  ids.span_id,   ids.upstream_span_id,
                                       ids.flags,      ids.tracestate};
     const bool traced = !ids.trace_id.empty();
     std::size_t size = 0;

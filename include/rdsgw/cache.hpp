@@ -160,8 +160,8 @@ class SingleFlight {
     struct Waiter;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);
     // A flight's key in the map: the bytes the Flight owns and their hash_bytes, computed once per run() and
-    // kept in the Flight (the map's lookups, its insert and complete()'s erase use it; a miss used to hash its
-    // key four times here).
+    // kept in the Flight (the map's lookups, its insert and complete()'s erase use it; a miss used to hash
+    // its key four times here).
     struct FlightKey {
         std::string_view key;
         std::size_t hash;
