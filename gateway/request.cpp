@@ -277,8 +277,9 @@ std::string check_target(std::string_view target) {
     if (path_of(target).find("//") != std::string_view::npos)
         return "request-target must not contain an empty path segment ('//')";
     bool percent = false, dot = false;
-    for (unsigned char c : target) {
-        if (kTargetPlain(c)) continue;
+    for (std::size_t i = kTargetPlain.span(target, 0); i < target.size();
+         i = kTargetPlain.span(target, i + 1)) {
+        const auto c = static_cast<unsigned char>(target[i]);
         if (c <= 0x20 || c == 0x7f) return "request-target contains a control character, space, CR or LF";
         if (c >= 0x80) return "request-target contains a non-ASCII byte";
         if (c == '#') return "request-target must not contain a fragment";

@@ -434,26 +434,29 @@ class AnswerParser final : public http::basic_parser<false> {
 };
 
 std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
+    using namespace std::string_view_literals;  // appends of known lengths (no strlen per piece)
+    std::size_t size = req.method.size() + req.target.size() + ep.host_header.size() + req.body.size() + 64;
+    for (auto& [k, v] : req.headers) size += k.size() + v.size() + 4;
     std::string out;
-    out.reserve(256 + req.body.size());
+    out.reserve(size);
     out += req.method;
     out += ' ';
     out += req.target;
-    out += " HTTP/1.1\r\nHost: ";
+    out += " HTTP/1.1\r\nHost: "sv;
     out += ep.host_header;
-    out += "\r\n";
+    out += "\r\n"sv;
     for (auto& [k, v] : req.headers) {
         out += k;
-        out += ": ";
+        out += ": "sv;
         out += v;
-        out += "\r\n";
+        out += "\r\n"sv;
     }
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
-        out += "Content-Length: ";
+        out += "Content-Length: "sv;
         out += std::to_string(req.body.size());
-        out += "\r\n";
+        out += "\r\n"sv;
     }
-    out += "\r\n";
+    out += "\r\n"sv;
     out += req.body;
     return out;
 }
