@@ -426,7 +426,8 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
     }
 }
 
-// `key` is used only before the first suspension (the Flight keeps its own copy).
+// `key` is read when the returned awaitable first runs, never after its first suspension (the Flight keeps
+// its own copy): a caller co_awaits run() at once, with the key alive.
 asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
                                                         std::function<asio::awaitable<FetchPtr>()> fetch,
                                                         std::function<FetchPtr()> recheck) {
@@ -493,8 +494,8 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
             Finish(Finish&& o) noexcept : self(o.self), flight(std::move(o.flight)) {}
             Finish& operator=(Finish&&) = delete;
             void operator()(FetchPtr outcome) {
-                const std::shared_ptr<Flight> f = std::move(flight);
-                self->complete(f, std::move(outcome));
+                self->complete(flight, std::move(outcome));
+                flight.reset();  // done (if complete() threw, the destructor completes with a null outcome)
             }
             ~Finish() {
                 if (!flight) return;  // completed, or moved from

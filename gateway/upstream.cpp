@@ -557,6 +557,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
         bool keep = false;
         auto ec = co_await send_and_read(*c, wire, req.method == "HEAD", res, keep);
         c->deadline->disarm();
+        keep = keep && !c->deadline->expired();  // it closed the socket just after the answer was read
         if (ec && c->deadline->expired()) ec = beast::error::timeout;  // what the deadline's close caused
         if (!*alive) {
             clear_answer(res);

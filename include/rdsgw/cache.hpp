@@ -149,6 +149,9 @@ class SingleFlight {
     // answer the previous flight stored) is returned at once with role waiter and `rechecked` set, and
     // `fetch` is not started. Since a flight stores before it leaves the map, concurrent callers of one key
     // make exactly one fetch whatever the timing.
+    //
+    // `key` must stay valid until the returned awaitable first runs (an awaitable starts suspended): co_await
+    // run() at once, as every caller does. It is not read after that (the flight keeps its own copy).
     boost::asio::awaitable<Result> run(std::string_view key,
                                        std::function<boost::asio::awaitable<FetchPtr>()> fetch,
                                        std::function<FetchPtr()> recheck = {});

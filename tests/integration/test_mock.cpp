@@ -212,6 +212,20 @@ BOOST_AUTO_TEST_CASE(script_connection_actions_and_latency) {
     BOOST_TEST(stat(mock.stats(), "rds_requests") == 5u);
 }
 
+BOOST_AUTO_TEST_CASE(script_hang_with_raw_answer_starts_an_answer_then_stalls) {
+    MockServer mock;
+    const std::string partial = "HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n{\"files\":[";
+    mock.configure(json::serialize(
+        json::object{{"script", json::array{json::object{{"action", "hang"}, {"raw_answer", partial}}}}}));
+    const auto start = std::chrono::steady_clock::now();
+    // Reads until the client's 500 ms timeout: the connection is neither answered in full nor closed.
+    const std::string got =
+        send_raw(mock.port, "GET " + std::string(kTarget) + " HTTP/1.1\r\nHost: mock\r\n\r\n", 500ms);
+    BOOST_TEST(got == partial);
+    BOOST_TEST((std::chrono::steady_clock::now() - start >= 450ms));
+    BOOST_TEST(stat(mock.stats(), "rds_requests") == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(status_and_missing_backups) {
     MockServer mock;
     HttpClient c(mock.port);

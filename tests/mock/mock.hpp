@@ -53,6 +53,8 @@ struct Behaviour {
     std::string raw_before, raw_after;
     // When set: exactly these bytes are written instead of each RDS answer, and the connection is then
     // closed, so a test can make the upstream answer anything at all (any status line, header or framing).
+    // In a script entry with the action "hang" they are written and the connection then stays silent (an
+    // answer that starts and stalls).
     std::string raw_answer;
     std::string auth = "none";  // none|static|iam|aksk
     std::string static_token;
@@ -99,7 +101,8 @@ struct Reply {
     std::chrono::milliseconds delay{0};  // wait this long before acting
     Response response;                   // when kind == respond (keep-alive is set by the server)
     std::string raw_before, raw_after;   // written around the response (Behaviour::raw_before/after)
-    std::string raw_answer;              // when set: written instead of the response, then close
+    std::string raw_answer;              // when set: written instead of the response, then close (hang:
+                                         // written, then silence)
 };
 
 // The state shared by all connections and threads. Cheap operations happen under one mutex; bodies are

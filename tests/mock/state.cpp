@@ -391,6 +391,8 @@ Reply State::handle_rds(const Request& req, std::string_view backup_id, bool has
         if (apply_action(action, reply)) {
             reply.delay = milliseconds(b->latency_ms);
             if (b->hold) reply.hold = hold_until_release();
+            // "hang" with raw_answer: those bytes (the start of an answer), then nothing more.
+            if (reply.kind == Reply::Kind::hang) reply.raw_answer = b->raw_answer;
             return reply;
         }
     }
