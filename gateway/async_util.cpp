@@ -6,8 +6,7 @@ namespace rdsgw {
 
 LazyDeadline::LazyDeadline(const boost::asio::any_io_executor& ex, boost::asio::ip::tcp::socket& socket,
                            clock::duration max_lead, Expiry expiry)
-    : timer_(ex), st_(std::make_shared<State>()) {
-    st_->expiry = expiry;
+    : timer_(ex), st_(std::make_shared<State>()), default_expiry_(expiry) {
     st_->socket = &socket;
     st_->timer = &timer_;
     st_->max_lead = max_lead;
@@ -18,10 +17,11 @@ LazyDeadline::~LazyDeadline() {
     st_->alive = false;
 }
 
-void LazyDeadline::arm(clock::time_point at) {
+void LazyDeadline::arm(clock::time_point at, Expiry expiry) {
     State& st = *st_;
     st.expired = false;
     st.want = at;
+    st.expiry = expiry;
     if (!st.pending || at < st.pending_at) schedule(st_, std::min(at, clock::now() + st.max_lead));
 }
 

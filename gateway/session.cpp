@@ -159,7 +159,7 @@ class Session {
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             co_return true;
         } else {
-            arm(header_deadline_);
+            arm_closing(header_deadline_);
             boost::system::error_code ec;
             co_await stream_.async_handshake(ssl::stream_base::server,
                                              asio::redirect_error(use_awaitable, ec));
@@ -392,7 +392,7 @@ class Session {
         response_head(head_, r, body.size(), x.request_id, keep, x.version);
         const std::array<asio::const_buffer, 2> bufs{
             asio::buffer(head_), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
-        arm(steady::now() + milliseconds(lim_.idle_timeout_ms));
+        arm_closing(steady::now() + milliseconds(lim_.idle_timeout_ms));
         boost::system::error_code ec;
         std::size_t n = co_await asio::async_write(io(), bufs, asio::redirect_error(use_awaitable, ec));
         disarm();
@@ -407,7 +407,7 @@ class Session {
         boost::system::error_code ec;
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             low_.socket().shutdown(tcp::socket::shutdown_send, ec);
-            arm(steady::now() + std::chrono::seconds(1));
+            arm_closing(steady::now() + std::chrono::seconds(1));
             std::array<char, 4096> sink;
             for (std::size_t total = 0; total < (64u << 10);) {
                 std::size_t n = co_await low_.socket().async_read_some(
@@ -416,7 +416,7 @@ class Session {
                 total += n;
             }
         } else {
-            arm(steady::now() + std::chrono::seconds(1));
+            arm_closing(steady::now() + std::chrono::seconds(1));
             co_await stream_.async_shutdown(asio::redirect_error(use_awaitable, ec));
         }
         disarm();
@@ -431,9 +431,15 @@ class Session {
             return stream_;
     }
 
-    // The connection's one deadline (LazyDeadline): when it passes, the pending socket operation is
+    // The connection's one deadline (LazyDeadline): when a read phase's passes, the pending read is
     // cancelled, not the socket closed, so a 408 can still be written.
+    // A phase of one read arms with cancel (the default): its caller learns of the expiry and can still
+    // answer (a 408) or go on (a drain's grace period). A phase of several operations (a handshake, a
+    // write, the closing reads) arms with close: an expiry between two of its operations would find none
+    // to cancel, and the next one would not be bounded. Once such a phase has expired the connection is
+    // over anyway (nothing more can be said to a client that does not take its answer).
     void arm(steady::time_point at) { deadline_.arm(at); }
+    void arm_closing(steady::time_point at) { deadline_.arm(at, LazyDeadline::Expiry::close); }
     void disarm() { deadline_.disarm(); }
 
     SessionContext& ctx_;

@@ -40,10 +40,11 @@ class Waker : public std::enable_shared_from_this<Waker> {
 };
 
 // A connection's one deadline timer. When the armed deadline passes, the socket's pending operations are
-// cancelled (they complete with operation_aborted and expired() says why), or, with Expiry::close, the
-// socket is closed as Beast's stream timeouts do. Cancelling lets a client session still write its 408,
-// but reaches only an operation pending at that moment; closing also fails every later operation, which a
-// phase of several reads (a whole upstream answer) needs, so that none of them waits past the deadline.
+// cancelled (they complete with operation_aborted and expired() says why), or, with Expiry::close (the
+// constructor's default for every arm, or one arm's own), the socket is closed as Beast's stream timeouts do.
+// Cancelling lets a client session still write its 408, but reaches only an operation pending at that moment;
+// closing also fails every later operation, which a phase of several reads (a whole upstream answer) needs,
+// so that none of them waits past the deadline.
 //
 // arm() and disarm() only record the deadline: the timer is re-set (a timer queue change under the
 // reactor's lock, and a timerfd_settime system call when it is the earliest) only when a deadline comes
@@ -64,7 +65,8 @@ class LazyDeadline {
     LazyDeadline(const LazyDeadline&) = delete;
     LazyDeadline& operator=(const LazyDeadline&) = delete;
 
-    void arm(clock::time_point at);
+    void arm(clock::time_point at) { arm(at, default_expiry_); }
+    void arm(clock::time_point at, Expiry expiry);  // this phase's own action on expiry
     void disarm() { st_->want = clock::time_point::max(); }
     bool expired() const { return st_->expired; }  // the last armed deadline passed (until the next arm)
 
@@ -77,7 +79,7 @@ class LazyDeadline {
         clock::time_point want = clock::time_point::max();  // the armed deadline; max(): none
         clock::time_point pending_at{};
         clock::duration max_lead{};
-        Expiry expiry = Expiry::cancel;
+        Expiry expiry = Expiry::cancel;  // the armed phase's
         boost::asio::ip::tcp::socket* socket = nullptr;
         boost::asio::steady_timer* timer = nullptr;
     };
@@ -85,6 +87,7 @@ class LazyDeadline {
 
     boost::asio::steady_timer timer_;
     std::shared_ptr<State> st_;
+    Expiry default_expiry_;
 };
 
 // Sleeps until the deadline on the current executor.
