@@ -1,6 +1,8 @@
 #include "rdsgw/framing.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include "rdsgw/text.hpp"
 
@@ -36,6 +38,28 @@ Framing refuse(unsigned status, std::string msg) {
     return fr;
 }
 
+// How many bytes of `s` are `b`, eight bytes per step: std::count went byte by byte here (GCC does not
+// vectorize a count into a 64-bit total), about three instructions per byte of every request's header.
+std::size_t count_byte(std::string_view s, unsigned char b) {
+    constexpr std::uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
+    const std::uint64_t pattern = 0x0101010101010101ULL * b;
+    std::size_t n = 0, i = 0;
+    while (i + 8 <= s.size()) {
+        // Per byte lane: 1 where the byte is b. Lanes are summed after at most 31 words, while their total
+        // (at most 8 x 31) still fits the top byte of the summing multiply.
+        std::uint64_t lanes = 0;
+        for (std::size_t words = 0; words < 31 && i + 8 <= s.size(); ++words, i += 8) {
+            std::uint64_t w;
+            std::memcpy(&w, s.data() + i, 8);
+            w ^= pattern;                                        // a zero byte where the byte is b
+            lanes += ~(((w & kLow7) + kLow7) | w | kLow7) >> 7;  // 1 in exactly those bytes' lanes
+        }
+        n += static_cast<std::size_t>((lanes * 0x0101010101010101ULL) >> 56);
+    }
+    for (; i < s.size(); ++i) n += static_cast<unsigned char>(s[i]) == b ? 1 : 0;
+    return n;
+}
+
 }  // namespace
 
 // Two memchr scans (find of one character), not find_first_of("\r\n"), which tests every byte against the
@@ -50,8 +74,7 @@ bool has_bare_line_ending(std::string_view data, std::size_t from) {
         if (i == 0 || data[i - 1] != '\r') return true;
         if (i - 1 >= from) ++paired;
     }
-    const auto crs = static_cast<std::size_t>(
-        std::count(data.begin() + static_cast<std::ptrdiff_t>(from), data.end(), '\r'));
+    const std::size_t crs = count_byte(data.substr(from), '\r');
     return crs > paired + (data.back() == '\r' ? 1 : 0);
 }
 
