@@ -1,6 +1,5 @@
 #include "rdsgw/framing.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -62,8 +61,9 @@ std::size_t count_byte(std::string_view s, unsigned char b) {
 
 }  // namespace
 
-// Two memchr scans (find of one character), not find_first_of("\r\n"), which tests every byte against the
-// set one call at a time: this runs over every request's header block.
+// One memchr scan for LFs (find of one character, not find_first_of("\r\n"), which tests every byte
+// against the set one call at a time) and one word-wise count of CRs: this runs over every request's header
+// block.
 bool has_bare_line_ending(std::string_view data, std::size_t from) {
     if (from >= data.size()) return false;
     // Every LF must follow a CR. Then the CRs from `from` on that are followed by an LF are exactly those

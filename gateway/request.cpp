@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cstdint>
 #include <iterator>
-#include <random>
 #include <stdexcept>
 
 namespace rdsgw {
@@ -433,10 +432,7 @@ bool is_sane_request_id(std::string_view id) {
 
 void make_request_id(std::string& s) {
     // A per-thread random 64-bit prefix plus a counter: unique, cheap, not a secret.
-    thread_local std::uint64_t prefix = [] {
-        std::random_device rd;
-        return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    }();
+    thread_local std::uint64_t prefix = os_seed();
     thread_local std::uint64_t counter = 0;
     char buf[32];
     put_hex64(put_hex64(buf, prefix), ++counter);

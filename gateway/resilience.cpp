@@ -31,7 +31,7 @@ chr::milliseconds backoff_delay(unsigned retry, chr::milliseconds base, chr::mil
 }
 
 chr::milliseconds backoff_delay(unsigned retry, chr::milliseconds base, chr::milliseconds max) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
+    thread_local std::mt19937_64 rng{os_seed()};
     return backoff_delay(retry, base, max, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
 }
 

@@ -431,9 +431,8 @@ class Session {
             return stream_;
     }
 
-    // The connection's one deadline (LazyDeadline): when a read phase's passes, the pending read is
-    // cancelled, not the socket closed, so a 408 can still be written.
-    // A phase of one read arms with cancel (the default): its caller learns of the expiry and can still
+    // The connection's one deadline (LazyDeadline). A phase of one read arms with cancel (the default): the
+    // read is cancelled, not the socket closed, and its caller learns of the expiry and can still
     // answer (a 408) or go on (a drain's grace period). A phase of several operations (a handshake, a
     // write, the closing reads) arms with close: an expiry between two of its operations would find none
     // to cancel, and the next one would not be bounded. Once such a phase has expired the connection is

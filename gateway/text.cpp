@@ -1,6 +1,7 @@
 // The JSON string escaper, the tables' byte hash and the invariant check (include/rdsgw/text.hpp).
 #include "rdsgw/text.hpp"
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -128,18 +129,26 @@ inline std::uint64_t read8(const char* p) {
 struct HashSeed {
     std::uint64_t k[3];
     HashSeed() {
-        try {
-            std::random_device rd;
-            for (auto& v : k) v = ((static_cast<std::uint64_t>(rd()) << 32) ^ rd()) | 1;
-        } catch (...) {  // no OS entropy source: the clock and an address (hash_bytes is noexcept)
-            std::uint64_t x =
-                static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                reinterpret_cast<std::uintptr_t>(this);
-            for (auto& v : k) v = (x = x * 6364136223846793005ULL + 1442695040888963407ULL) | 1;
-        }
+        for (auto& v : k) v = os_seed() | 1;
     }
 };
 }  // namespace
+
+[[gnu::noinline, gnu::cold]] std::uint64_t os_seed() noexcept {
+    try {
+        std::random_device rd;
+        return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    } catch (...) {  // no OS entropy source
+        static std::atomic<std::uint64_t> calls{0};
+        std::uint64_t x =
+            static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+            reinterpret_cast<std::uintptr_t>(&calls) ^
+            (calls.fetch_add(1, std::memory_order_relaxed) + 1) * 0x9e3779b97f4a7c15ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;  // splitmix64's finalizer
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+    }
+}
 
 std::uint64_t hash_bytes(std::string_view s) noexcept {
     static const HashSeed seed;

@@ -1,7 +1,6 @@
 #include "rdsgw/trace.hpp"
 
 #include <algorithm>
-#include <random>
 
 #include "rdsgw/text.hpp"
 
@@ -22,17 +21,9 @@ bool all_zero(std::string_view s) {
 
 // n random lower-hex digits (n <= 32), not all zero, into `out` (its storage reused). A per-thread xorshift
 // generator seeded from the OS: ids need to be unique and unpredictable enough for tracing, not secret.
-// A seed from the OS, out of line: std::random_device is a 5 KB object, which would otherwise make every
-// call's stack frame that large.
-[[gnu::noinline, gnu::cold]] std::uint64_t os_seed() {
-    std::random_device rd;
-    const std::uint64_t s = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    return s ? s : 0x9e3779b97f4a7c15ULL;
-}
-
 void random_hex(std::string& out, std::size_t n) {
-    thread_local std::uint64_t state = 0;  // constant-initialized: no guard on each use; seeded on first use
-    if (state == 0) state = os_seed();
+    thread_local std::uint64_t state = 0;   // constant-initialized: no guard on each use; seeded on first use
+    if (state == 0) state = os_seed() | 1;  // xorshift's state must not be 0
     char buf[32];
     n = std::min<std::size_t>(n, sizeof buf);
     std::uint64_t any;
@@ -101,22 +92,9 @@ bool valid_tracestate(std::string_view v) {
     return members > 0;
 }
 
-std::string TraceContext::traceparent(std::string_view span) const {
-    std::string s;
-    s.reserve(55);
-    s += "00-";
-    s += trace_id;
-    s += '-';
-    s += span;
-    s += '-';
-    s += flags;
-    return s;
-}
-
-std::string new_span_id() {
-    std::string s;
-    random_hex(s, 16);
-    return s;
+void append_traceparent(std::string& out, std::string_view trace_id, std::string_view span,
+                        std::string_view flags) {
+    out.append("00-").append(trace_id).append("-").append(span).append("-").append(flags);
 }
 
 void new_span_id(std::string& out) {

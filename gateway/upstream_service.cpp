@@ -7,6 +7,7 @@
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/retry_policy.hpp"
 #include "rdsgw/signer.hpp"
+#include "rdsgw/trace.hpp"
 
 namespace rdsgw {
 
@@ -194,8 +195,7 @@ FetchJob::FetchJob(const Ids& ids) {
     tracestate = keep(ids.tracestate);
     if (traced) {
         const std::size_t at = text_.size();
-        text_.append("00-").append(ids.trace_id).append("-").append(ids.upstream_span_id).append("-");
-        text_.append(ids.flags);
+        append_traceparent(text_, ids.trace_id, ids.upstream_span_id, ids.flags);
         traceparent = std::string_view(text_).substr(at);
     }
 }

@@ -149,7 +149,12 @@ class RawOut {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// Hashing.
+// Hashing and seeds.
+
+// 64 bits from the OS (std::random_device) to seed the gateway's own generators and hash: request and span
+// ids, retry jitter, hash_bytes. When the OS has no entropy source, the clock, an address and a counter
+// (never a secret's source). Out of line and cold: a std::random_device is a 5 KB object on the stack.
+std::uint64_t os_seed() noexcept;
 
 // A 64-bit hash of bytes for the gateway's own tables (cache index and shards, single-flight, metric
 // cells), seeded once per process from the OS. Multiply-and-fold over 16 bytes per step (wyhash's

@@ -16,10 +16,12 @@ struct TraceContext {
     std::string span_id;    // the gateway's span for this request (16 lower-hex)
     std::string flags = "00";
     std::string tracestate;  // passed on unchanged when valid, else ""
-
-    // A traceparent header naming `span` as the parent (the gateway's span, or a child span of it).
-    std::string traceparent(std::string_view span) const;
 };
+
+// Appends a traceparent value naming `span` as the parent (the gateway's span, or a child span of it):
+// "00-<trace_id>-<span>-<flags>".
+void append_traceparent(std::string& out, std::string_view trace_id, std::string_view span,
+                        std::string_view flags);
 
 struct TraceParent {
     std::string_view trace_id, parent_id, flags;  // views into the parsed value
@@ -35,8 +37,7 @@ bool valid_tracestate(std::string_view v);
 TraceContext continue_trace(std::string_view traceparent, std::string_view tracestate);
 // The same into `out`, reusing its strings' storage (the session's per-connection exchange: no allocation).
 void continue_trace(TraceContext& out, std::string_view traceparent, std::string_view tracestate);
-// A fresh random span id (16 lower-hex, not all zero).
-std::string new_span_id();
-void new_span_id(std::string& out);  // the same into `out`, reusing its storage
+// A fresh random span id (16 lower-hex, not all zero) into `out`, its storage reused.
+void new_span_id(std::string& out);
 
 }  // namespace rdsgw
