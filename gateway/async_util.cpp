@@ -2,6 +2,11 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <array>
+
 namespace rdsgw {
 
 LazyDeadline::LazyDeadline(const boost::asio::any_io_executor& ex, boost::asio::ip::tcp::socket& socket,
@@ -49,6 +54,36 @@ boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point t
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, t);
     boost::system::error_code ec;
     co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+}
+
+std::size_t write_now(boost::asio::ip::tcp::socket& s, std::span<const boost::asio::const_buffer> bufs) {
+    constexpr std::size_t kMaxIov = 8;  // the callers gather at most two
+    std::array<iovec, kMaxIov> iov{};
+    std::size_t n = 0, total = 0;
+    for (const auto& b : bufs) {
+        if (b.size() == 0) continue;
+        if (n == kMaxIov) return 0;  // not ours to handle: async_write writes it all
+        iov[n++] = iovec{const_cast<void*>(b.data()), b.size()};
+        total += b.size();
+    }
+    if (!s.is_open() || total == 0) return 0;
+    std::size_t written = 0;
+    std::size_t first = 0;  // the first iovec not yet written whole
+    while (written < total) {
+        msghdr msg{};
+        msg.msg_iov = iov.data() + first;
+        msg.msg_iovlen = n - first;
+        const ssize_t r = ::sendmsg(s.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r <= 0) break;  // would block, or an error async_write will meet again
+        auto left = static_cast<std::size_t>(r);
+        written += left;
+        while (first < n && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+        if (first < n) {
+            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return written;
 }
 
 }  // namespace rdsgw

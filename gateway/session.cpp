@@ -392,9 +392,15 @@ class Session {
         response_head(head_, r, body.size(), x.request_id, keep, x.version);
         const std::array<asio::const_buffer, 2> bufs{
             asio::buffer(head_), asio::buffer(body.data(), x.method == http::verb::head ? 0 : body.size())};
+        const std::size_t total = bufs[0].size() + bufs[1].size();
+        std::size_t n = 0;
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) n = write_now(low_.socket(), bufs);
+        if (n == total) co_return n;  // the usual case: written without suspending
         arm_closing(steady::now() + milliseconds(lim_.idle_timeout_ms));
         boost::system::error_code ec;
-        std::size_t n = co_await asio::async_write(io(), bufs, asio::redirect_error(use_awaitable, ec));
+        beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(bufs);
+        rest.consume(n);
+        n += co_await asio::async_write(io(), rest, asio::redirect_error(use_awaitable, ec));
         disarm();
         if (ec) x.client_gone = true;  // logged as 499: the answer did not reach the client
         co_return ec ? 0 : n;

@@ -510,8 +510,8 @@ asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c
     boost::system::error_code ec;
     if (c.tls)
         co_await asio::async_write(*c.tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-    else
-        co_await asio::async_write(c.tcp->socket(), asio::buffer(wire),
+    else if (const std::size_t n = write_now(c.tcp->socket(), {{asio::buffer(wire)}}); n < wire.size())
+        co_await asio::async_write(c.tcp->socket(), asio::buffer(wire) + n,
                                    asio::redirect_error(use_awaitable, ec));
     for (int interim = 0; !ec; ++interim) {
         AnswerParser parser(res);

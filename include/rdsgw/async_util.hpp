@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <memory>
+#include <span>
 
 namespace rdsgw {
 
@@ -89,6 +90,13 @@ class LazyDeadline {
     std::shared_ptr<State> st_;
     Expiry default_expiry_;
 };
+
+// Writes `bufs` to a plain TCP socket at once, as far as the kernel takes them without waiting (sendmsg with
+// MSG_DONTWAIT), and returns the bytes written. An answer of a few KB usually goes whole: the caller's
+// coroutine does not suspend and no completion passes through the scheduler (async_write posts one even
+// when its first send completes at once). Any error, would-block included, only ends the attempt: the
+// caller writes the rest with async_write, which meets the same error and handles it as before.
+std::size_t write_now(boost::asio::ip::tcp::socket& s, std::span<const boost::asio::const_buffer> bufs);
 
 // Sleeps until the deadline on the current executor.
 boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point t);
