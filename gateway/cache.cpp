@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
@@ -389,8 +390,31 @@ struct SingleFlight::Flight {
     const std::size_t hash;  // hash_bytes(key)
     std::mutex mu;
     bool done = false;                             // guarded by mu
+    bool leader_fetching = false;                  // guarded by mu: the leader fetches itself (counts as waiting)
     FetchPtr outcome;                              // guarded by mu; set once, with done
     std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by mu; those registered and not yet woken
+};
+
+// Completes a flight once: with the fetch's outcome, or with a null one when the fetch throws, or when the
+// coroutine (or the function object co_spawn keeps) holding it is destroyed unfinished. Move-only, so that it
+// lives in that function object itself (no allocation of its own).
+struct SingleFlight::Finish {
+    Finish(SingleFlight* s, std::shared_ptr<Flight> f) : self(s), flight(std::move(f)) {}
+    Finish(Finish&& o) noexcept : self(o.self), flight(std::move(o.flight)) {}
+    Finish& operator=(Finish&&) = delete;
+    void operator()(FetchPtr outcome) {
+        self->complete(flight, std::move(outcome));
+        flight.reset();  // done (if complete() threw, the destructor completes with a null outcome)
+    }
+    ~Finish() {
+        if (!flight) return;  // completed, or moved from
+        try {
+            self->complete(flight, nullptr);
+        } catch (...) {  // only std::mutex::lock could throw; a destructor must not
+        }
+    }
+    SingleFlight* self;
+    std::shared_ptr<Flight> flight;
 };
 
 SingleFlight::SingleFlight(Options opts) : opts_(opts), maps_(std::make_unique<MapShard[]>(kMapShards)) {}
@@ -430,15 +454,16 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
 // its own copy): a caller co_awaits run() at once, with the key alive.
 asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
                                                         std::function<asio::awaitable<FetchPtr>()> fetch,
-                                                        std::function<FetchPtr()> recheck) {
+                                                        std::function<FetchPtr()> recheck,
+                                                        std::chrono::steady_clock::time_point fetch_ends_by) {
     const asio::any_io_executor ex = co_await asio::this_coro::executor;
-    auto me = std::make_shared<Waiter>(ex);
-    me->timer.expires_after(opts_.wait_timeout);
+    std::shared_ptr<Waiter> me;  // not for a leader that fetches itself
 
     Result result;
     std::shared_ptr<Flight> flight;
     const std::size_t hash = hash_bytes(key);
     MapShard& m = map_for(hash);
+    bool fetch_here = false;  // this caller is the leader and runs the fetch in its own coroutine
     {
         std::lock_guard lk(m.mu);
         auto it = m.flights.find(FlightKey{key, hash});
@@ -454,6 +479,8 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
             flight = std::make_shared<Flight>(key, hash);
             m.flights.emplace(FlightKey{flight->key, hash}, flight);
             result.role = Role::leader;
+            fetch_here = fetch_ends_by != std::chrono::steady_clock::time_point{} &&
+                         fetch_ends_by <= std::chrono::steady_clock::now() + opts_.wait_timeout;
         } else {
             flight = it->second;
             result.role = Role::waiter;
@@ -463,11 +490,18 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
             result.outcome = flight->outcome;
             co_return result;
         }
-        if (result.role == Role::waiter && flight->waiters.size() >= opts_.max_waiters) {
+        if (result.role == Role::waiter &&
+            flight->waiters.size() + (flight->leader_fetching ? 1 : 0) >= opts_.max_waiters) {
             result.overflow = true;
             co_return result;
         }
-        flight->waiters.push_back(me);
+        if (fetch_here) {
+            flight->leader_fetching = true;
+        } else {
+            me = std::make_shared<Waiter>(ex);
+            me->timer.expires_after(opts_.wait_timeout);
+            flight->waiters.push_back(me);
+        }
         m.waiting.fetch_add(1, std::memory_order_relaxed);
     }
 
@@ -477,7 +511,7 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
         std::shared_ptr<Flight> flight;
         std::shared_ptr<Waiter> me;
         ~Leave() {
-            {
+            if (me) {
                 std::lock_guard lk(flight->mu);
                 if (!me->woken) std::erase(flight->waiters, me);
             }
@@ -485,28 +519,26 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
         }
     } leave{m, flight, me};
 
+    if (fetch_here) {
+        // The fetch ends by fetch_ends_by, within this caller's wait_timeout: it runs right here, with no
+        // coroutine of its own and no timer. The caller's cancellation is not let through to it (the fetch
+        // goes on for the others, and this caller then gets its outcome); a fetch destroyed unfinished (its
+        // io_context went away) completes the flight with a null outcome, as a detached one does.
+        Finish finish(this, flight);
+        co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
+        FetchPtr outcome;
+        try {
+            outcome = co_await fetch();
+        } catch (...) {
+            outcome = nullptr;
+        }
+        co_await asio::this_coro::reset_cancellation_state();
+        result.outcome = outcome;
+        finish(std::move(outcome));
+        co_return result;
+    }
+
     if (result.role == Role::leader) {
-        // Completes the flight once: with the fetch's outcome, or with a null one when the fetch throws, or
-        // when its coroutine (or the function object co_spawn keeps) is destroyed unfinished. Move-only, so
-        // that it lives in the function object itself (no allocation of its own).
-        struct Finish {
-            Finish(SingleFlight* s, std::shared_ptr<Flight> f) : self(s), flight(std::move(f)) {}
-            Finish(Finish&& o) noexcept : self(o.self), flight(std::move(o.flight)) {}
-            Finish& operator=(Finish&&) = delete;
-            void operator()(FetchPtr outcome) {
-                self->complete(flight, std::move(outcome));
-                flight.reset();  // done (if complete() threw, the destructor completes with a null outcome)
-            }
-            ~Finish() {
-                if (!flight) return;  // completed, or moved from
-                try {
-                    self->complete(flight, nullptr);
-                } catch (...) {  // only std::mutex::lock could throw; a destructor must not
-                }
-            }
-            SingleFlight* self;
-            std::shared_ptr<Flight> flight;
-        };
         asio::co_spawn(
             ex,
             [finish = Finish(this, flight), fetch = std::move(fetch)]() mutable -> asio::awaitable<void> {

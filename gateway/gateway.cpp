@@ -279,7 +279,7 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
             return o;
         };
     }
-    const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck));
+    const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), job->deadline);
     deliver(x, r);
     x.pending = PendingStep::none;
     if (log_enabled(LogLevel::debug))

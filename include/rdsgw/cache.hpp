@@ -152,15 +152,24 @@ class SingleFlight {
     //
     // `key` must stay valid until the returned awaitable first runs (an awaitable starts suspended): co_await
     // run() at once, as every caller does. It is not read after that (the flight keeps its own copy).
+    //
+    // `fetch_ends_by` (optional): a time by which `fetch` is known to have ended (its own deadline). When the
+    // leader's wait_timeout would not pass before it, the leader runs `fetch` in its own coroutine instead
+    // of spawning it and waiting on a timer (the cheaper path of every miss): its wait is bounded by the
+    // fetch's deadline, and its cancellation is not let through to the fetch, which still completes for
+    // the waiters; the leader then returns the outcome instead of throwing operation_aborted. A fetch
+    // destroyed unfinished still delivers a null outcome to the waiters.
     boost::asio::awaitable<Result> run(std::string_view key,
                                        std::function<boost::asio::awaitable<FetchPtr>()> fetch,
-                                       std::function<FetchPtr()> recheck = {});
+                                       std::function<FetchPtr()> recheck = {},
+                                       std::chrono::steady_clock::time_point fetch_ends_by = {});
 
     std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
 
   private:
     struct Flight;
     struct Waiter;
+    struct Finish;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);
     // A flight's key in the map: the bytes the Flight owns and their hash_bytes, computed once per run() and
     // kept in the Flight (the map's lookups, its insert and complete()'s erase use it; a miss used to hash

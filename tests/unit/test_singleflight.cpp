@@ -114,12 +114,14 @@ struct Record {
 };
 
 // Spawns a caller of sf.run(key) on `ex` that stores what it got into `rec`.
+// With `fetch_ends_by`, a leader may fetch in its own coroutine (see SingleFlight::run).
 void spawn_caller(asio::any_io_executor ex, SingleFlight& sf, std::string key,
-                  std::function<asio::awaitable<FetchPtr>()> fetch, Record& rec) {
+                  std::function<asio::awaitable<FetchPtr>()> fetch, Record& rec,
+                  std::chrono::steady_clock::time_point fetch_ends_by = {}) {
     asio::co_spawn(
         ex,
-        [&sf, &rec, key = std::move(key), fetch = std::move(fetch)]() -> asio::awaitable<void> {
-            rec.result = co_await sf.run(key, fetch);
+        [&sf, &rec, key = std::move(key), fetch = std::move(fetch), fetch_ends_by]() -> asio::awaitable<void> {
+            rec.result = co_await sf.run(key, fetch, {}, fetch_ends_by);
             rec.done = true;
         },
         asio::detached);
@@ -537,4 +539,148 @@ BOOST_AUTO_TEST_CASE(waiters_of_a_flight_in_progress_do_not_recheck) {
     BOOST_TEST(fetches == 1);
     BOOST_TEST(rechecks == 1);  // only the caller that found no flight
     for (auto& r : recs) BOOST_TEST((r.done && r.result.outcome == expected));
+}
+
+// ---- A leader whose fetch ends within its wait fetches in its own coroutine (the path every miss takes).
+
+namespace {
+std::chrono::steady_clock::time_point soon() {
+    return std::chrono::steady_clock::now() + 10s;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_leader_that_fetches_itself_serves_waiters_on_other_io_contexts) {
+    asio::io_context leader_ctx(1), other(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("inline");
+    Record leader;
+    spawn_caller(leader_ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, expected), leader, soon());
+    leader_ctx.poll();
+    BOOST_TEST(gate.arrived() == 1);
+    std::vector<Record> recs(3);
+    for (auto& r : recs)
+        spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r, soon());
+    other.poll();
+    BOOST_TEST(sf.waiting() == 4u);  // the fetching leader counts as waiting
+    gate.release();
+    leader_ctx.run();
+    other.run();
+    BOOST_TEST(leader.done);
+    BOOST_TEST(leader.result.role == SingleFlight::Role::leader);
+    BOOST_TEST(leader.result.outcome == expected);
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(r.result.role == SingleFlight::Role::waiter);
+        BOOST_TEST(r.result.outcome == expected);
+    }
+    BOOST_TEST(fetches == 1);
+    BOOST_TEST(sf.waiting() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_for_everyone) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("survives");
+    asio::cancellation_signal hang_up;
+    std::exception_ptr leader_error;
+    bool leader_finished = false;
+    SingleFlight::Result leader_result;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            leader_result = co_await sf.run("k", gated_fetch(fetches, gate, expected), {}, soon());
+        },
+        asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr e) {
+            leader_error = e;
+            leader_finished = true;
+        }));
+    ctx.poll();
+    BOOST_TEST(gate.arrived() == 1);
+    std::vector<Record> recs(3);
+    for (auto& r : recs) spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
+    ctx.poll();
+
+    hang_up.emit(asio::cancellation_type::terminal);  // does not reach the fetch
+    ctx.poll();
+    BOOST_TEST(!leader_finished);
+    for (const auto& r : recs) BOOST_TEST(!r.done);
+
+    gate.release();
+    ctx.run();
+    BOOST_TEST(leader_finished);
+    BOOST_TEST(!leader_error);
+    BOOST_TEST(leader_result.outcome == expected);
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(r.result.outcome == expected);
+    }
+    BOOST_TEST(fetches == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_abandoned_leader_that_fetches_itself_fails_waiters_elsewhere_fast) {
+    auto leader_ctx = std::make_unique<asio::io_context>(1);
+    asio::io_context other(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    Record leader;
+    spawn_caller(leader_ctx->get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("never")), leader,
+                 soon());
+    leader_ctx->poll();
+    BOOST_TEST(gate.arrived() == 1);
+    std::vector<Record> recs(2);
+    for (auto& r : recs) spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
+    other.poll();
+    BOOST_TEST(sf.waiting() == 3u);
+
+    gate.release();      // the fetch's wake-up is queued on leader_ctx, which never runs it
+    leader_ctx.reset();  // destroys the leader's coroutine, and the fetch inside it
+    BOOST_TEST(sf.waiting() == 2u);
+    other.run();
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(!r.result.outcome);
+        BOOST_TEST(!r.result.timed_out);
+    }
+    BOOST_TEST(!leader.done);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_whose_fetch_may_outlast_its_wait_keeps_the_wait_timeout) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 1s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    Record leader;
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("late")), leader,
+                 std::chrono::steady_clock::now() + 1h);
+    while (!leader.done) ctx.run_one();  // the 1 s wait timer is the only thing that can finish it
+    BOOST_TEST(leader.result.timed_out);
+    BOOST_TEST(!leader.result.outcome);
+    gate.release();
+    ctx.run();
+    BOOST_TEST(fetches == 1);
+}
+
+BOOST_AUTO_TEST_CASE(max_waiters_counts_a_leader_that_fetches_itself) {
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 3, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    const FetchPtr expected = outcome("x");
+    std::vector<Record> recs(4);
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, expected), recs[0], soon());
+    ctx.poll();
+    for (std::size_t i = 1; i < recs.size(); ++i)
+        spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, expected), recs[i]);
+    ctx.poll();
+    BOOST_TEST(recs[3].done);  // the fourth caller: the leader and two waiters are three
+    BOOST_TEST(recs[3].result.overflow);
+    gate.release();
+    ctx.run();
+    for (std::size_t i = 0; i < 3; ++i) BOOST_TEST(recs[i].result.outcome == expected);
+    BOOST_TEST(fetches == 1);
 }
