@@ -494,6 +494,57 @@ void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& 
 
 constexpr int kMaxInterimAnswers = 4;
 
+// http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) as one
+// coroutine, over the plain socket or the TLS stream: each read is one operation of the stream awaited here,
+// where Beast's composed operations add two layers of handlers, executor copies and work counting. Same results:
+// parse what the buffer holds, read when the parser needs more, end_of_stream for an EOF before any byte,
+// put_eof() after some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
+template <class Stream>
+asio::awaitable<void> read_answer(Stream& s, beast::flat_buffer& b, http::basic_parser<false>& p,
+                                  boost::system::error_code& ec) {
+    p.eager(true);
+    ec = {};
+    bool need_read = b.size() == 0;
+    for (;;) {
+        if (!need_read) {
+            b.consume(p.put(b.data(), ec));
+            if (ec == http::error::need_more) {
+                ec = {};
+            } else if (ec || p.is_done()) {
+                co_return;
+            } else {
+                need_read = b.size() == 0;  // parsed without finishing: parse on, or read when all is used
+                continue;
+            }
+        }
+        const std::size_t size = beast::read_size(b, 65536);
+        if (size == 0) {
+            ec = http::error::buffer_overflow;
+            co_return;
+        }
+        asio::mutable_buffer space;
+        try {
+            space = b.prepare(size);
+        } catch (const std::length_error&) {
+            ec = http::error::buffer_overflow;
+            co_return;
+        }
+        const std::size_t n = co_await s.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+        b.commit(n);
+        if (ec == asio::error::eof) {
+            if (!p.got_some()) {
+                ec = http::error::end_of_stream;
+                co_return;
+            }
+            ec = {};
+            p.put_eof(ec);  // done, or why the message cannot end here
+            co_return;
+        }
+        if (ec) co_return;
+        need_read = false;
+    }
+}
+
 }  // namespace
 
 // Writes the request and reads its answer (over plain TCP straight on the socket: the exchange's deadline is
@@ -519,10 +570,9 @@ asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c
         parser.header_limit(64 * 1024);
         if (head) parser.skip(true);
         if (c.tls)
-            co_await http::async_read(*c.tls, c.buf, parser, asio::redirect_error(use_awaitable, ec));
+            co_await read_answer(*c.tls, c.buf, parser, ec);
         else
-            co_await http::async_read(c.tcp->socket(), c.buf, parser,
-                                      asio::redirect_error(use_awaitable, ec));
+            co_await read_answer(c.tcp->socket(), c.buf, parser, ec);
         res.got_response_bytes = res.got_response_bytes || parser.got_some();
         if (ec || !*alive) break;
         const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
