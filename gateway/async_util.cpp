@@ -3,7 +3,6 @@
 #include <boost/asio/this_coro.hpp>
 
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <array>
 
@@ -75,15 +74,18 @@ std::size_t write_now(boost::asio::ip::tcp::socket& s, std::span<const boost::as
         msg.msg_iovlen = n - first;
         const ssize_t r = ::sendmsg(s.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r <= 0) break;  // would block, or an error async_write will meet again
-        auto left = static_cast<std::size_t>(r);
-        written += left;
-        while (first < n && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-        if (first < n) {
-            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-            iov[first].iov_len -= left;
-        }
+        written += static_cast<std::size_t>(r);
+        detail::advance_iovecs(iov.data(), n, first, static_cast<std::size_t>(r));
     }
     return written;
+}
+
+void detail::advance_iovecs(iovec* iov, std::size_t n, std::size_t& first, std::size_t written) noexcept {
+    while (first < n && written >= iov[first].iov_len) written -= iov[first++].iov_len;
+    if (first < n) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + written;
+        iov[first].iov_len -= written;
+    }
 }
 
 }  // namespace rdsgw

@@ -23,6 +23,7 @@
 #include "rdsgw/cache.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_state.hpp>
@@ -389,9 +390,9 @@ struct SingleFlight::Flight {
     const std::string key;
     const std::size_t hash;  // hash_bytes(key)
     std::mutex mu;
-    bool done = false;                             // guarded by mu
-    bool leader_fetching = false;                  // guarded by mu: the leader fetches itself (counts as waiting)
-    FetchPtr outcome;                              // guarded by mu; set once, with done
+    bool done = false;             // guarded by mu
+    bool leader_fetching = false;  // guarded by mu: the leader fetches itself (counts as waiting)
+    FetchPtr outcome;              // guarded by mu; set once, with done
     std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by mu; those registered and not yet woken
 };
 
@@ -521,20 +522,28 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
 
     if (fetch_here) {
         // The fetch ends by fetch_ends_by, within this caller's wait_timeout: it runs right here, with no
-        // coroutine of its own and no timer. The caller's cancellation is not let through to it (the fetch
-        // goes on for the others, and this caller then gets its outcome); a fetch destroyed unfinished (its
-        // io_context went away) completes the flight with a null outcome, as a detached one does.
+        // coroutine of its own and no timer. The caller's cancellation is noted but not let through to it
+        // (the fetch goes on for the others); a fetch destroyed unfinished (its io_context went away)
+        // completes the flight with a null outcome, as a detached one does.
         Finish finish(this, flight);
-        co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
+        auto cancelled = std::make_shared<std::atomic<bool>>(false);  // the filter may outlive this frame
+        // A named object, not a temporary in the co_await expression: see the GCC 12 note below.
+        const auto note_cancellation = [cancelled](asio::cancellation_type t) {
+            if (t != asio::cancellation_type::none) cancelled->store(true);
+            return asio::cancellation_type::none;
+        };
+        co_await asio::this_coro::reset_cancellation_state(note_cancellation);
         FetchPtr outcome;
         try {
             outcome = co_await fetch();
         } catch (...) {
             outcome = nullptr;
         }
-        co_await asio::this_coro::reset_cancellation_state();
+        co_await asio::this_coro::reset_cancellation_state();  // Asio's default again
         result.outcome = outcome;
         finish(std::move(outcome));
+        if (cancelled->load())  // as a cancelled waiter: the caller asked to stop
+            throw boost::system::system_error(asio::error::operation_aborted, "single-flight fetch");
         co_return result;
     }
 

@@ -279,7 +279,12 @@ asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
             return o;
         };
     }
-    const SingleFlight::Result r = co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), job->deadline);
+    // The fetch ends by job->deadline when it is all upstream. With the shared tier its Redis steps are
+    // bounded by redis.op_timeout_ms rather than the deadline: no bound is claimed, and the leader waits on
+    // a detached fetch, at most wait_timeout_ms.
+    const steady::time_point fetch_ends_by = l2_ ? steady::time_point{} : job->deadline;
+    const SingleFlight::Result r =
+        co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_ends_by);
     deliver(x, r);
     x.pending = PendingStep::none;
     if (log_enabled(LogLevel::debug))

@@ -144,8 +144,16 @@ class Session {
     // Serves requests until the connection ends; then closes it gracefully.
     asio::awaitable<void> run() {
         bool keep = true;
+        unsigned unread = 0;  // requests answered in a row from bytes already read
         for (bool first = true; keep; first = false) {
-            if (buf_.size() == 0 && !co_await wait_for_request(first)) co_return;
+            if (buf_.size() == 0) {
+                if (!co_await wait_for_request(first)) co_return;
+                unread = 0;
+            } else if (++unread % kPipelinedPerTurn == 0) {
+                // Pipelined requests answered from the buffer (a hit's write completes without suspending)
+                // would otherwise run back to back: let the thread's other connections have a turn.
+                co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+            }
             if (!first) header_deadline_ = steady::now() + milliseconds(lim_.header_timeout_ms);
             keep = co_await serve_one();
         }
@@ -184,6 +192,8 @@ class Session {
     }
 
   private:
+    static constexpr unsigned kPipelinedPerTurn = 16;
+
     // Waits for the first byte of the next request: by the connection's header deadline for the first
     // request, within the idle timeout for later ones; during a drain, within the drain's grace period.
     asio::awaitable<bool> wait_for_request(bool first) {

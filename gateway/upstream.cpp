@@ -496,9 +496,9 @@ constexpr int kMaxInterimAnswers = 4;
 
 // http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) as one
 // coroutine, over the plain socket or the TLS stream: each read is one operation of the stream awaited here,
-// where Beast's composed operations add two layers of handlers, executor copies and work counting. Same results:
-// parse what the buffer holds, read when the parser needs more, end_of_stream for an EOF before any byte,
-// put_eof() after some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
+// where Beast's composed operations add two layers of handlers, executor copies and work counting. Same
+// results: parse what the buffer holds, read when the parser needs more, end_of_stream for an EOF before any
+// byte, put_eof() after some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
 template <class Stream>
 asio::awaitable<void> read_answer(Stream& s, beast::flat_buffer& b, http::basic_parser<false>& p,
                                   boost::system::error_code& ec) {

@@ -14,6 +14,8 @@
 #include <memory>
 #include <span>
 
+#include <sys/uio.h>
+
 namespace rdsgw {
 
 // A one-shot wake-up for a coroutine running on a single-threaded io_context (one per worker thread).
@@ -97,6 +99,12 @@ class LazyDeadline {
 // when its first send completes at once). Any error, would-block included, only ends the attempt: the
 // caller writes the rest with async_write, which meets the same error and handles it as before.
 std::size_t write_now(boost::asio::ip::tcp::socket& s, std::span<const boost::asio::const_buffer> bufs);
+
+namespace detail {
+// write_now's bookkeeping after a send took `written` bytes of iov[first, n): the iovecs sent whole are
+// skipped (first moves past them) and the one sent in part starts at its first unsent byte.
+void advance_iovecs(iovec* iov, std::size_t n, std::size_t& first, std::size_t written) noexcept;
+}  // namespace detail
 
 // Sleeps until the deadline on the current executor.
 boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point t);

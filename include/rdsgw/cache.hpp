@@ -134,14 +134,24 @@ class SingleFlight {
         bool rechecked = false;  // `recheck` found the answer: no flight was needed
     };
 
-    // The first caller for `key` becomes the leader: `fetch` is started detached (co_spawn on the leader's
-    // executor), so it completes even if the leader's own coroutine is destroyed; the leader then waits
-    // like everyone else. Waiters are woken the moment the fetch lands (posted to their own executors; no
-    // polling). A failed fetch (any outcome) is delivered once to all waiters; the next call starts anew.
-    // A fetch that throws (or is destroyed unfinished) delivers a null outcome. max_waiters counts everyone
-    // waiting on the key, the leader included; the leader itself is never refused. A caller whose wait is
-    // cancelled (per-operation cancellation, e.g. its session was cancelled) stops waiting and run() throws
-    // boost::system::system_error(operation_aborted); the fetch goes on for the others.
+    // The first caller for `key` becomes the leader and the fetch runs once for everyone: waiters are woken
+    // the moment it lands (posted to their own executors; no polling). A failed fetch (any outcome) is
+    // delivered once to all waiters; the next call starts anew. A fetch that throws (or is destroyed
+    // unfinished) delivers a null outcome. max_waiters counts everyone waiting on the key, the leader
+    // included; the leader itself is never refused. A waiter waits at most wait_timeout (then `timed_out`).
+    //
+    // The leader runs the fetch in one of two ways:
+    // - In its own coroutine, when `fetch_ends_by` (a time by which `fetch` is known to have ended, its own
+    //   deadline) is set and does not come after now + wait_timeout: no second coroutine and no wait timer,
+    //   the cheaper path of a miss. The leader's wait is bounded by that deadline. The leader's cancellation
+    //   is held back from the fetch, which finishes for the waiters; then run() throws operation_aborted if
+    //   the leader was cancelled meanwhile. run() leaves the caller's cancellation state at Asio's default
+    //   (terminal cancellation let through). Destroying the leader's coroutine destroys the fetch with it.
+    // - Otherwise detached (co_spawn on the leader's executor), so that it completes even if the leader's
+    //   coroutine is destroyed; the leader then waits like everyone else, at most wait_timeout.
+    // A caller whose wait is cancelled (per-operation cancellation, e.g. its session was cancelled) stops
+    // waiting and run() throws boost::system::system_error(operation_aborted); the fetch goes on for the
+    // others.
     //
     // `recheck` (optional) closes the gap between a caller's cache lookup and its arrival here: a flight
     // that stored its answer and left the map in between would otherwise be followed by a second fetch.
@@ -152,13 +162,6 @@ class SingleFlight {
     //
     // `key` must stay valid until the returned awaitable first runs (an awaitable starts suspended): co_await
     // run() at once, as every caller does. It is not read after that (the flight keeps its own copy).
-    //
-    // `fetch_ends_by` (optional): a time by which `fetch` is known to have ended (its own deadline). When the
-    // leader's wait_timeout would not pass before it, the leader runs `fetch` in its own coroutine instead
-    // of spawning it and waiting on a timer (the cheaper path of every miss): its wait is bounded by the
-    // fetch's deadline, and its cancellation is not let through to the fetch, which still completes for
-    // the waiters; the leader then returns the outcome instead of throwing operation_aborted. A fetch
-    // destroyed unfinished still delivers a null outcome to the waiters.
     boost::asio::awaitable<Result> run(std::string_view key,
                                        std::function<boost::asio::awaitable<FetchPtr>()> fetch,
                                        std::function<FetchPtr()> recheck = {},

@@ -314,6 +314,30 @@ BOOST_AUTO_TEST_CASE(bare_lf_or_cr_line_endings_are_refused_at_once) {
     BOOST_TEST(mock.stat("rds_requests") == 0);
 }
 
+// Pipelined requests are answered from the bytes already read, with a turn for other connections every 16
+// (Session::run): all 40 are answered, in order, one upstream call for the one backup.
+BOOST_AUTO_TEST_CASE(forty_pipelined_requests_are_answered_in_order) {
+    std::string burst;
+    for (int i = 0; i < 40; ++i)
+        burst += i % 5 == 4 ? std::string("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+                            : request("pipe40", "X-Request-Id: pipe40-" + std::to_string(i) + "\r\n");
+    burst += "GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
+    Raw c(gw.port);
+    c.send(burst);
+    std::string got;
+    BOOST_TEST_REQUIRE(c.read_to_close(got, 20s));
+    BOOST_TEST(Raw::answers(got) == 41u);
+    std::size_t at = 0;
+    for (int i = 0; i < 40; ++i) {
+        if (i % 5 == 4) continue;
+        const std::size_t id = got.find("pipe40-" + std::to_string(i) + "\r\n");
+        BOOST_TEST_REQUIRE(id != std::string::npos, i);
+        BOOST_TEST(id > at, i);  // after the one before it
+        at = id;
+    }
+    BOOST_TEST(mock.stat("rds_requests") == 1);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(every_answered_request_is_logged_and_counted) {

@@ -1,6 +1,6 @@
 // write_now (include/rdsgw/async_util.hpp): the non-suspending first write of an answer or an upstream
-// request. Over a real loopback TCP connection: what the kernel takes goes at once, and async_write writes the
-// rest from where write_now stopped, so the peer reads every byte once, in order.
+// request. Over a real loopback TCP connection: what the kernel takes goes at once, and async_write writes
+// the rest from where write_now stopped, so the peer reads every byte once, in order.
 #define BOOST_TEST_MODULE async_util
 #include <boost/test/unit_test.hpp>
 
@@ -70,8 +70,8 @@ BOOST_AUTO_TEST_CASE(a_large_answer_is_written_in_part_and_async_write_sends_the
     const std::size_t total = head.size() + body.size();
 
     const std::size_t n = write_now(writer, bufs);
-    BOOST_TEST(n > 0u);      // the kernel took something at once
-    BOOST_TEST(n < total);   // but not 3 MB with nobody reading: the rest is async_write's
+    BOOST_TEST(n > 0u);                         // the kernel took something at once
+    BOOST_TEST(n < total);                      // but not 3 MB with nobody reading: the rest is async_write's
     BOOST_TEST(write_now(writer, bufs) == 0u);  // full: a second attempt takes nothing and does not block
 
     // The rest from where write_now stopped (as Session::write does), while the peer reads everything.
@@ -85,7 +85,8 @@ BOOST_AUTO_TEST_CASE(a_large_answer_is_written_in_part_and_async_write_sends_the
     });
     std::string got(total, '\0');
     boost::system::error_code read_ec;
-    asio::async_read(reader, asio::buffer(got), [&](boost::system::error_code ec, std::size_t) { read_ec = ec; });
+    asio::async_read(reader, asio::buffer(got),
+                     [&](boost::system::error_code ec, std::size_t) { read_ec = ec; });
     ctx.run();
     BOOST_TEST(!write_ec);
     BOOST_TEST(!read_ec);
@@ -102,4 +103,39 @@ BOOST_AUTO_TEST_CASE(nothing_to_write_or_no_socket_writes_nothing) {
     const std::string s = "x";
     const std::array<asio::const_buffer, 1> one{asio::buffer(s)};
     BOOST_TEST(write_now(writer, one) == 0u);  // closed: left to async_write, which reports the error
+}
+
+BOOST_AUTO_TEST_CASE(the_iovecs_advance_past_what_each_send_took) {
+    char head[10], body[20];
+    auto fresh = [&] { return std::array<iovec, 2>{iovec{head, sizeof head}, iovec{body, sizeof body}}; };
+    struct Case {
+        std::size_t written, first, base_offset, len;  // after one send: first unsent iovec, where, how much
+    } cases[] = {
+        {0, 0, 0, 10},   // nothing sent
+        {4, 0, 4, 6},    // inside the head
+        {10, 1, 0, 20},  // exactly the head: the body is next, whole
+        {13, 1, 3, 17},  // into the body
+        {30, 2, 0, 0},   // everything
+    };
+    for (const Case& c : cases) {
+        BOOST_TEST_CONTEXT("written " << c.written) {
+            auto iov = fresh();
+            std::size_t first = 0;
+            detail::advance_iovecs(iov.data(), iov.size(), first, c.written);
+            BOOST_TEST(first == c.first);
+            if (first < iov.size()) {
+                char* const start = first == 0 ? head : body;
+                BOOST_TEST(static_cast<char*>(iov[first].iov_base) == start + c.base_offset);
+                BOOST_TEST(iov[first].iov_len == c.len);
+            }
+        }
+    }
+    // Two sends in a row: 7 bytes, then 8 (3 of the head, 5 of the body).
+    auto iov = fresh();
+    std::size_t first = 0;
+    detail::advance_iovecs(iov.data(), iov.size(), first, 7);
+    detail::advance_iovecs(iov.data(), iov.size(), first, 8);
+    BOOST_TEST(first == 1u);
+    BOOST_TEST(static_cast<char*>(iov[1].iov_base) == body + 5);
+    BOOST_TEST(iov[1].iov_len == 15u);
 }

@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -120,7 +121,8 @@ void spawn_caller(asio::any_io_executor ex, SingleFlight& sf, std::string key,
                   std::chrono::steady_clock::time_point fetch_ends_by = {}) {
     asio::co_spawn(
         ex,
-        [&sf, &rec, key = std::move(key), fetch = std::move(fetch), fetch_ends_by]() -> asio::awaitable<void> {
+        [&sf, &rec, key = std::move(key), fetch = std::move(fetch),
+         fetch_ends_by]() -> asio::awaitable<void> {
             rec.result = co_await sf.run(key, fetch, {}, fetch_ends_by);
             rec.done = true;
         },
@@ -579,7 +581,7 @@ BOOST_AUTO_TEST_CASE(a_leader_that_fetches_itself_serves_waiters_on_other_io_con
     BOOST_TEST(sf.waiting() == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_for_everyone) {
+BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_then_stops) {
     asio::io_context ctx;
     SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
     std::atomic<int> fetches{0};
@@ -588,11 +590,12 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_f
     asio::cancellation_signal hang_up;
     std::exception_ptr leader_error;
     bool leader_finished = false;
-    SingleFlight::Result leader_result;
+    bool leader_returned = false;
     asio::co_spawn(
         ctx,
         [&]() -> asio::awaitable<void> {
-            leader_result = co_await sf.run("k", gated_fetch(fetches, gate, expected), {}, soon());
+            co_await sf.run("k", gated_fetch(fetches, gate, expected), {}, soon());
+            leader_returned = true;
         },
         asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr e) {
             leader_error = e;
@@ -611,14 +614,69 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_f
 
     gate.release();
     ctx.run();
-    BOOST_TEST(leader_finished);
-    BOOST_TEST(!leader_error);
-    BOOST_TEST(leader_result.outcome == expected);
-    for (const auto& r : recs) {
+    for (const auto& r : recs) {  // the fetch finished for the waiters
         BOOST_TEST(r.done);
         BOOST_TEST(r.result.outcome == expected);
     }
     BOOST_TEST(fetches == 1);
+    BOOST_TEST(leader_finished);  // and then the leader stopped, as it was asked to
+    BOOST_TEST(!leader_returned);
+    BOOST_TEST_REQUIRE(static_cast<bool>(leader_error));
+    try {
+        std::rethrow_exception(leader_error);
+    } catch (const boost::system::system_error& e) {
+        BOOST_TEST((e.code() == asio::error::operation_aborted));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_leader_runs_the_fetch_in_its_own_coroutine) {
+    // Run in the leader's coroutine, a miss takes fewer trips through the event loop than a spawned fetch
+    // and a wait-timer wake-up: io_context::run() counts the handlers it ran.
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    gate.release();
+    auto handlers_for_one_miss = [&](std::string key, std::chrono::steady_clock::time_point ends_by) {
+        asio::io_context ctx;
+        Record r;
+        spawn_caller(ctx.get_executor(), sf, key, gated_fetch(fetches, gate, outcome(key)), r, ends_by);
+        const std::size_t n = ctx.run();
+        BOOST_TEST(r.done);
+        BOOST_TEST((r.result.outcome && r.result.outcome->answer->body() == key));
+        return n;
+    };
+    const std::size_t in_own_coroutine = handlers_for_one_miss("a", soon());
+    const std::size_t spawned = handlers_for_one_miss("b", {});
+    BOOST_TEST(in_own_coroutine < spawned);
+    BOOST_TEST(fetches == 2);
+}
+
+BOOST_AUTO_TEST_CASE(after_fetching_itself_the_leader_can_be_cancelled_again) {
+    // run() holds cancellation back only during the fetch: a later wait of the same coroutine is cancelled.
+    asio::io_context ctx;
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    gate.release();
+    asio::cancellation_signal hang_up;
+    bool got_outcome = false, finished = false;
+    boost::system::error_code later_wait;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            const auto r = co_await sf.run("k", gated_fetch(fetches, gate, outcome("x")), {}, soon());
+            got_outcome = static_cast<bool>(r.outcome);
+            asio::steady_timer t(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
+            co_await t.async_wait(asio::redirect_error(asio::use_awaitable, later_wait));
+        },
+        asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr) { finished = true; }));
+    ctx.poll();
+    BOOST_TEST(got_outcome);
+    BOOST_TEST(!finished);
+    hang_up.emit(asio::cancellation_type::terminal);
+    ctx.poll();
+    BOOST_TEST(finished);
+    BOOST_TEST((later_wait == asio::error::operation_aborted));
 }
 
 BOOST_AUTO_TEST_CASE(an_abandoned_leader_that_fetches_itself_fails_waiters_elsewhere_fast) {
