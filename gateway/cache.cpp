@@ -526,23 +526,29 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
         // (the fetch goes on for the others); a fetch destroyed unfinished (its io_context went away)
         // completes the flight with a null outcome, as a detached one does.
         Finish finish(this, flight);
-        auto cancelled = std::make_shared<std::atomic<bool>>(false);  // the filter may outlive this frame
-        // A named object, not a temporary in the co_await expression: see the GCC 12 note below.
-        const auto note_cancellation = [cancelled](asio::cancellation_type t) {
-            if (t != asio::cancellation_type::none) cancelled->store(true);
-            return asio::cancellation_type::none;
-        };
-        co_await asio::this_coro::reset_cancellation_state(note_cancellation);
+        // Only a caller with a cancellation slot can be cancelled (sessions have none): then its
+        // cancellation is noted and held back from the fetch by a filter, for the fetch's duration.
+        const asio::cancellation_state entry_state = co_await asio::this_coro::cancellation_state;
+        std::shared_ptr<std::atomic<bool>> cancelled;  // shared: the filter may outlive this frame
+        if (entry_state.slot().is_connected()) {
+            cancelled = std::make_shared<std::atomic<bool>>(false);
+            // A named object, not a temporary in the co_await expression: see the GCC 12 note below.
+            const auto note_cancellation = [cancelled](asio::cancellation_type t) {
+                if (t != asio::cancellation_type::none) cancelled->store(true);
+                return asio::cancellation_type::none;
+            };
+            co_await asio::this_coro::reset_cancellation_state(note_cancellation);
+        }
         FetchPtr outcome;
         try {
             outcome = co_await fetch();
         } catch (...) {
             outcome = nullptr;
         }
-        co_await asio::this_coro::reset_cancellation_state();  // Asio's default again
+        if (cancelled) co_await asio::this_coro::reset_cancellation_state();  // Asio's default again
         result.outcome = outcome;
         finish(std::move(outcome));
-        if (cancelled->load())  // as a cancelled waiter: the caller asked to stop
+        if (cancelled && cancelled->load())  // as a cancelled waiter: the caller asked to stop
             throw boost::system::system_error(asio::error::operation_aborted, "single-flight fetch");
         co_return result;
     }

@@ -145,8 +145,9 @@ class SingleFlight {
     //   deadline) is set and does not come after now + wait_timeout: no second coroutine and no wait timer,
     //   the cheaper path of a miss. The leader's wait is bounded by that deadline. The leader's cancellation
     //   is held back from the fetch, which finishes for the waiters; then run() throws operation_aborted if
-    //   the leader was cancelled meanwhile. run() leaves the caller's cancellation state at Asio's default
-    //   (terminal cancellation let through). Destroying the leader's coroutine destroys the fetch with it.
+    //   the leader was cancelled meanwhile. A caller with a cancellation slot has its cancellation state
+    //   left at Asio's default (terminal cancellation let through); one without (a session) is not touched.
+    //   Destroying the leader's coroutine destroys the fetch with it.
     // - Otherwise detached (co_spawn on the leader's executor), so that it completes even if the leader's
     //   coroutine is destroyed; the leader then waits like everyone else, at most wait_timeout.
     // A caller whose wait is cancelled (per-operation cancellation, e.g. its session was cancelled) stops
