@@ -233,6 +233,8 @@ bool Gateway::begin(Exchange& x) {
     return false;
 }
 
+// A miss (or a step that needed Redis first), then the answer. One coroutine for the whole fetch phase: each
+// coroutine layer costs a frame and a trip through Asio's awaitable machinery (about 500 instructions).
 asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
     // A step that needed Redis (shared tier) first: the shared rate limit, or a purge of every instance.
     bool go_on = true;
@@ -240,62 +242,66 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
         go_on = co_await purge_everywhere(x);
     else if (x.pending == PendingStep::rate_limit)
         go_on = co_await shared_rate_limit(x) && cache_lookup(x, sys::now());  // after a Redis round trip
-    if (go_on) co_await fetch_phase(w, x);
-    respond(x);
-}
-
-asio::awaitable<void> Gateway::fetch_phase(Worker& w, Exchange& x) {
-    thread_local std::string upstream_span_id;  // storage kept per thread: the job copies it
-    new_span_id(upstream_span_id);
-    auto job = std::make_shared<FetchJob>(FetchJob::Ids{
-        .project_id = x.project_id,
-        .backup_id = x.backup_id,
-        .cache_key = x.cache_key,
-        .request_id = x.request_id,
-        .language = x.language,
-        .trace_id = x.trace.trace_id,
-        .span_id = x.trace.span_id,
-        .upstream_span_id = upstream_span_id,
-        .flags = x.trace.flags,
-        .tracestate = x.trace.tracestate,
-    });
-    job->no_cache = x.no_cache;
-    job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
-    if (!co_await resolve_region(x, *job)) co_return;  // a project no region serves: 404, no upstream call
-    // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
-    // destructors in co_await expressions (double destruction).
-    std::function<asio::awaitable<FetchPtr>()> start =
-        [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
-    std::function<FetchPtr()> recheck;
-    if (cache_ && !x.no_cache) {
-        recheck = [this, &x]() -> FetchPtr {
-            auto found = cache_->get(x.cache_key, sys::now());
-            if (!found.answer || !found.fresh) return nullptr;
-            auto o = std::make_shared<FetchOutcome>();
-            if (found.answer->status() == 502)
-                o->error = LocalError(502, std::string(found.answer->body()), ErrorSource::upstream);
-            else
-                o->answer = std::move(found.answer);
-            return o;
-        };
+    std::shared_ptr<FetchJob> job;
+    if (go_on) {
+        thread_local std::string upstream_span_id;  // storage kept per thread: the job copies it
+        new_span_id(upstream_span_id);
+        job = std::make_shared<FetchJob>(FetchJob::Ids{
+            .project_id = x.project_id,
+            .backup_id = x.backup_id,
+            .cache_key = x.cache_key,
+            .request_id = x.request_id,
+            .language = x.language,
+            .trace_id = x.trace.trace_id,
+            .span_id = x.trace.span_id,
+            .upstream_span_id = upstream_span_id,
+            .flags = x.trace.flags,
+            .tracestate = x.trace.tracestate,
+        });
+        job->no_cache = x.no_cache;
+        job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
+        if (!regions_.multi())
+            job->region = &regions_.only();  // one region: no lookup, no coroutine
+        else
+            go_on = co_await resolve_region(x, *job);  // false: no region serves the project (404)
     }
-    // The fetch ends by job->deadline when it is all upstream. With the shared tier its Redis steps are
-    // bounded by redis.op_timeout_ms rather than the deadline: no bound is claimed, and the leader waits on
-    // a detached fetch, at most wait_timeout_ms.
-    const steady::time_point fetch_ends_by = l2_ ? steady::time_point{} : job->deadline;
-    const SingleFlight::Result r =
-        co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_ends_by);
-    deliver(x, r);
-    x.pending = PendingStep::none;
-    if (log_enabled(LogLevel::debug))
-        log(LogLevel::debug,
-            std::string(r.role == SingleFlight::Role::leader ? "fetched as the leader"
-                        : r.rechecked                        ? "found the answer a flight had just stored"
-                                                             : "waited for another caller's fetch") +
-                ": cache " + std::string(cache_state_name(x.cache)) + ", " +
-                (x.error ? "error " + std::to_string(x.error->status)
-                         : "answer " + std::to_string(x.answer->status())),
-            x.log_ids());
+    if (go_on) {
+        // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
+        // destructors in co_await expressions (double destruction).
+        std::function<asio::awaitable<FetchPtr>()> start =
+            [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
+        std::function<FetchPtr()> recheck;
+        if (cache_ && !x.no_cache) {
+            recheck = [this, &x]() -> FetchPtr {
+                auto found = cache_->get(x.cache_key, sys::now());
+                if (!found.answer || !found.fresh) return nullptr;
+                auto o = std::make_shared<FetchOutcome>();
+                if (found.answer->status() == 502)
+                    o->error = LocalError(502, std::string(found.answer->body()), ErrorSource::upstream);
+                else
+                    o->answer = std::move(found.answer);
+                return o;
+            };
+        }
+        // The fetch ends by job->deadline when it is all upstream. With the shared tier its Redis steps are
+        // bounded by redis.op_timeout_ms rather than the deadline: no bound is claimed, and the leader waits
+        // on a detached fetch, at most wait_timeout_ms.
+        const steady::time_point fetch_ends_by = l2_ ? steady::time_point{} : job->deadline;
+        const SingleFlight::Result r =
+            co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_ends_by);
+        deliver(x, r);
+        x.pending = PendingStep::none;
+        if (log_enabled(LogLevel::debug))
+            log(LogLevel::debug,
+                std::string(r.role == SingleFlight::Role::leader ? "fetched as the leader"
+                            : r.rechecked                        ? "found the answer a flight had just stored"
+                                                                 : "waited for another caller's fetch") +
+                    ": cache " + std::string(cache_state_name(x.cache)) + ", " +
+                    (x.error ? "error " + std::to_string(x.error->status)
+                             : "answer " + std::to_string(x.answer->status())),
+                x.log_ids());
+    }
+    respond(x);
 }
 
 // Debug: what the inline phases decided (never a secret or a link: ids, states and statuses only).

@@ -135,10 +135,8 @@ void CircuitBreaker::on_failure(time_point now) {
 
 boost::asio::awaitable<ConcurrencyLimiter::Permit> ConcurrencyLimiter::acquire(
     std::chrono::steady_clock::time_point deadline) {
-    unsigned cur = in_use_.load(std::memory_order_relaxed);
-    while (cur < max_) {
-        if (in_use_.compare_exchange_weak(cur, cur + 1)) co_return Permit(this);
-    }
+    if (Permit p = try_acquire()) co_return p;
+    unsigned cur;
     std::shared_ptr<Waker> w;
     {
         std::lock_guard lk(mu_);

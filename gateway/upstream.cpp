@@ -472,7 +472,7 @@ void clear_answer(UpstreamResponse& res) {
     res.subject_token.clear();
 }
 
-// What a failed read means for the caller (unless send_and_read already said so).
+// What a failed read means for the caller (unless the exchange already said so).
 void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& res) {
     if (ec == beast::error::timeout) {
         res.error = UpstreamResponse::Error::timeout;
@@ -547,53 +547,11 @@ asio::awaitable<void> read_answer(Stream& s, beast::flat_buffer& b, http::basic_
 
 }  // namespace
 
-// Writes the request and reads its answer (over plain TCP straight on the socket: the exchange's deadline is
-// Conn::deadline, and Beast's stream would only add its bookkeeping to every read and write). Interim answers
-// (1xx but 101, e.g. 103 Early Hints), which Beast reads as complete messages, are skipped,
-// kMaxInterimAnswers at most: one more is a protocol error (res.error set here), not an answer. `keep`: the
-// connection may be pooled: the answer said keep-alive, was final (>= 200) and left no bytes behind (they
-// would be taken for the next request's answer).
-asio::awaitable<boost::system::error_code> ConnectionPool::send_and_read(Conn& c, const std::string& wire,
-                                                                         bool head, UpstreamResponse& res,
-                                                                         bool& keep) {
-    auto alive = alive_;
-    const std::size_t max_body = opts_.max_response_bytes;
-    boost::system::error_code ec;
-    if (c.tls)
-        co_await asio::async_write(*c.tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
-    else if (const std::size_t n = write_now(c.tcp->socket(), {{asio::buffer(wire)}}); n < wire.size())
-        co_await asio::async_write(c.tcp->socket(), asio::buffer(wire) + n,
-                                   asio::redirect_error(use_awaitable, ec));
-    for (int interim = 0; !ec; ++interim) {
-        AnswerParser parser(res);
-        parser.body_limit(max_body);
-        parser.header_limit(64 * 1024);
-        if (head) parser.skip(true);
-        if (c.tls)
-            co_await read_answer(*c.tls, c.buf, parser, ec);
-        else
-            co_await read_answer(c.tcp->socket(), c.buf, parser, ec);
-        res.got_response_bytes = res.got_response_bytes || parser.got_some();
-        if (ec || !*alive) break;
-        const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
-        if (is_interim && interim >= kMaxInterimAnswers) {
-            res.error = UpstreamResponse::Error::protocol;
-            res.error_detail = "upstream sent too many interim (1xx) answers";
-            ec = http::error::bad_status;  // ends the exchange like any other broken answer
-        } else if (is_interim) {
-            clear_answer(res);
-            continue;
-        }
-        keep = !ec && res.status >= 200 && parser.keep_alive() && c.buf.size() == 0 && !c.tls_pending();
-        break;
-    }
-    co_return ec;
-}
-
 asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req,
                                                            steady::time_point deadline) {
     auto alive = alive_;
     const std::string wire = serialize_request(req, ep_);
+    const bool head = req.method == "HEAD";
     for (int round = 0; round < 2; ++round) {
         UpstreamResponse res;
         std::unique_ptr<Conn> c = round == 0 ? take_idle() : nullptr;
@@ -604,8 +562,43 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
         }
         res.reused_connection = reused;
         c->deadline->arm(deadline);
+        // Writes the request and reads its answer, in this coroutine (one of its own cost a frame and a trip
+        // through Asio's awaitable machinery per miss). Over plain TCP straight on the socket: the
+        // exchange's deadline is Conn::deadline, and Beast's stream would only add its bookkeeping to every
+        // read and write. Interim answers (1xx but 101, e.g. 103 Early Hints), which Beast reads as complete
+        // messages, are skipped, kMaxInterimAnswers at most: one more is a protocol error (res.error set
+        // here), not an answer. `keep`: the connection may be pooled: the answer said keep-alive, was final
+        // (>= 200) and left no bytes behind (they would be taken for the next request's answer).
         bool keep = false;
-        auto ec = co_await send_and_read(*c, wire, req.method == "HEAD", res, keep);
+        boost::system::error_code ec;
+        if (c->tls)
+            co_await asio::async_write(*c->tls, asio::buffer(wire), asio::redirect_error(use_awaitable, ec));
+        else if (const std::size_t n = write_now(c->tcp->socket(), {{asio::buffer(wire)}}); n < wire.size())
+            co_await asio::async_write(c->tcp->socket(), asio::buffer(wire) + n,
+                                       asio::redirect_error(use_awaitable, ec));
+        for (int interim = 0; !ec; ++interim) {
+            AnswerParser parser(res);
+            parser.body_limit(opts_.max_response_bytes);
+            parser.header_limit(64 * 1024);
+            if (head) parser.skip(true);
+            if (c->tls)
+                co_await read_answer(*c->tls, c->buf, parser, ec);
+            else
+                co_await read_answer(c->tcp->socket(), c->buf, parser, ec);
+            res.got_response_bytes = res.got_response_bytes || parser.got_some();
+            if (ec || !*alive) break;
+            const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
+            if (is_interim && interim >= kMaxInterimAnswers) {
+                res.error = UpstreamResponse::Error::protocol;
+                res.error_detail = "upstream sent too many interim (1xx) answers";
+                ec = http::error::bad_status;  // ends the exchange like any other broken answer
+            } else if (is_interim) {
+                clear_answer(res);
+                continue;
+            }
+            keep = !ec && res.status >= 200 && parser.keep_alive() && c->buf.size() == 0 && !c->tls_pending();
+            break;
+        }
         c->deadline->disarm();
         keep = keep && !c->deadline->expired();  // it closed the socket just after the answer was read
         if (ec && c->deadline->expired()) ec = beast::error::timeout;  // what the deadline's close caused

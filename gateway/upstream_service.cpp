@@ -99,7 +99,40 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
         co_return out;
     }
     for (;;) {
-        if (!co_await attempt(w, r, job, a, out)) break;
+        {
+            // One attempt: a concurrency slot, the request with credentials, the exchange on the worker's
+            // pool (in this coroutine: a coroutine of its own cost a frame and a trip through Asio's
+            // awaitable machinery per miss). The slot is given back at the end of this block, before any
+            // backoff.
+            ConcurrencyLimiter::Permit permit = r.limiter.try_acquire();  // a slot free at once: no coroutine
+            if (!permit)
+                permit = co_await r.limiter.acquire(
+                    std::min(a.deadline, steady::now() + milliseconds(cfg_.upstream.queue_timeout_ms)));
+            if (!permit) {
+                out.refused = LocalError(503, "too many concurrent upstream requests", ErrorSource::internal,
+                                         "overload")
+                                  .with("Retry-After", "1");
+                break;
+            }
+            UpstreamRequest req = build_request(job);
+            const CredentialTarget target{r.name, job.project_id, &r.ep};
+            if (regions_.multi()) co_await creds_->prepare(target, a.deadline);
+            std::string why;
+            if (!creds_->apply(req, target, sys::now(), a.used, why)) {
+                out.refused = LocalError(503, std::move(why), ErrorSource::internal, "credentials");
+                break;
+            }
+            ++out.attempts;
+            const auto t0 = steady::now();
+            out.last = co_await pool(w, r).exchange(
+                req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)));
+            const bool answered = out.last.error == UpstreamResponse::Error::none;
+            const double secs = std::chrono::duration<double>(steady::now() - t0).count();
+            if (regions_.multi())
+                metrics_.upstream_done(r.label, answered ? out.last.status : 0, out.attempts, secs);
+            else
+                metrics_.upstream_done(answered ? out.last.status : 0, out.attempts, secs);
+        }
         budget.retry_done();
         const auto now = steady::now();
         RetryState st{out.attempts,
@@ -134,39 +167,6 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
     }
     out.ms = std::chrono::duration<double, std::milli>(steady::now() - a.started).count();
     co_return out;
-}
-
-// One attempt: a concurrency slot, the request with credentials, the exchange on the worker's pool. False
-// (with out.refused set) when it could not be made.
-asio::awaitable<bool> UpstreamService::attempt(Worker& w, Region& r, const FetchJob& job, Attempt& a,
-                                               UpstreamResult& out) {
-    auto permit = co_await r.limiter.acquire(
-        std::min(a.deadline, steady::now() + milliseconds(cfg_.upstream.queue_timeout_ms)));
-    if (!permit) {
-        out.refused =
-            LocalError(503, "too many concurrent upstream requests", ErrorSource::internal, "overload")
-                .with("Retry-After", "1");
-        co_return false;
-    }
-    UpstreamRequest req = build_request(job);
-    const CredentialTarget target{r.name, job.project_id, &r.ep};
-    if (regions_.multi()) co_await creds_->prepare(target, a.deadline);
-    std::string why;
-    if (!creds_->apply(req, target, sys::now(), a.used, why)) {
-        out.refused = LocalError(503, std::move(why), ErrorSource::internal, "credentials");
-        co_return false;
-    }
-    ++out.attempts;
-    const auto t0 = steady::now();
-    out.last = co_await pool(w, r).exchange(
-        req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)));
-    const bool answered = out.last.error == UpstreamResponse::Error::none;
-    const double secs = std::chrono::duration<double>(steady::now() - t0).count();
-    if (regions_.multi())
-        metrics_.upstream_done(r.label, answered ? out.last.status : 0, out.attempts, secs);
-    else
-        metrics_.upstream_done(answered ? out.last.status : 0, out.attempts, secs);
-    co_return true;
 }
 
 FetchJob::FetchJob(const Ids& ids) {

@@ -3,13 +3,13 @@
 //
 //   route -> authenticate -> validate -> authorize -> rate-limit -> cache lookup      (inline: begin())
 //     -> resolve region -> single-flight -> [leader: upstream -> interpret/normalize -> store] -> deliver
-//     (a miss: fetch_phase())
+//     (a miss, or a step that needed Redis: continue_async())
 //     -> respond
 //
 // Regions are resolved on misses only: a hit never looks a project's region up.
 //
 // The session (session.cpp) does the HTTP I/O: it builds the Exchange, calls begin() and, only when that
-// says the upstream is needed, co_awaits fetch_phase(); then it writes exchange.response and calls
+// says the upstream is needed, co_awaits continue_async(); then it writes exchange.response and calls
 // finish(), which feeds the metrics and the access log from the exchange, once.
 #pragma once
 #include <atomic>
@@ -67,11 +67,11 @@ class Gateway {
     void start_background(Worker& w0);
 
     // The inline phases, up to and including the cache lookup. False: the exchange is answered (its
-    // response is ready). True: it needs the upstream; co_await fetch_phase() on the same thread.
+    // response is ready). True: it needs the upstream; co_await continue_async() on the same thread.
     bool begin(Exchange& x);
     boost::asio::awaitable<void> continue_async(Worker& w, Exchange& x);
     // Maps the exchange's error or answer to its response (the one place a LocalError becomes bytes).
-    // begin() and fetch_phase() call it; the session calls it for refusals it makes itself.
+    // begin() and continue_async() call it; the session calls it for refusals it makes itself.
     void respond(Exchange& x);
     // After the response was written: request metrics and the access-log line.
     void finish(const Exchange& x);
@@ -101,7 +101,6 @@ class Gateway {
     bool cache_lookup(Exchange& x, std::chrono::system_clock::time_point now);
     // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
     boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
-    boost::asio::awaitable<void> fetch_phase(Worker& w, Exchange& x);
     // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);

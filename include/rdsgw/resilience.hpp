@@ -130,6 +130,14 @@ class ConcurrencyLimiter {
     };
     // Empty permit when the queue is full or the wait timed out.
     boost::asio::awaitable<Permit> acquire(std::chrono::steady_clock::time_point deadline);
+    // acquire()'s first step without a coroutine: a permit when a slot is free at once, else an empty one
+    // (then acquire() queues). The common case of an upstream attempt.
+    Permit try_acquire() {
+        unsigned cur = in_use_.load(std::memory_order_relaxed);
+        while (cur < max_)
+            if (in_use_.compare_exchange_weak(cur, cur + 1)) return Permit(this);
+        return Permit();
+    }
     unsigned in_use() const { return in_use_.load(); }
 
   private:

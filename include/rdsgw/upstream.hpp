@@ -93,9 +93,6 @@ class ConnectionPool {
                                          UpstreamResponse& err);
     boost::asio::awaitable<bool> open_tunnel(Conn& c, std::chrono::steady_clock::time_point deadline,
                                              UpstreamResponse& err);
-    boost::asio::awaitable<boost::system::error_code> send_and_read(Conn& c, const std::string& wire,
-                                                                    bool head, UpstreamResponse& res,
-                                                                    bool& keep);
     boost::asio::awaitable<void> sweep_loop();
     std::unique_ptr<Conn> take_idle();
     void put_idle(std::unique_ptr<Conn> c);

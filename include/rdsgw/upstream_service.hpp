@@ -94,8 +94,6 @@ class UpstreamService {
   private:
     struct Attempt;
     ConnectionPool& pool(Worker& w, Region& r);
-    boost::asio::awaitable<bool> attempt(Worker& w, Region& r, const FetchJob& job, Attempt& a,
-                                         UpstreamResult& out);
     UpstreamRequest build_request(const FetchJob& job) const;
     void tell_breaker(Region& r, BreakerSignal signal, const UpstreamResponse& res);
 
