@@ -234,7 +234,7 @@ bool Gateway::begin(Exchange& x) {
 }
 
 // A miss (or a step that needed Redis first), then the answer. One coroutine for the whole fetch phase: each
-// coroutine layer costs a frame and a trip through Asio's awaitable machinery (about 500 instructions).
+// coroutine layer costs a frame and a trip through Asio's awaitable machinery (about 460 instructions).
 asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
     // A step that needed Redis (shared tier) first: the shared rate limit, or a purge of every instance.
     bool go_on = true;
@@ -449,10 +449,6 @@ bool Gateway::cache_lookup(Exchange& x, sys::time_point now) {
 // refreshed once on demand for an unknown project); a project no region serves is a 404 with no upstream
 // call.
 asio::awaitable<bool> Gateway::resolve_region(Exchange& x, FetchJob& job) {
-    if (!regions_.multi()) {
-        job.region = &regions_.only();
-        co_return true;
-    }
     Regions::Found found = regions_.find(x.project_id);
     if (found.miss == Regions::Miss::unknown && discovery_) {
         const auto deadline = x.started + milliseconds(cfg_.retry.deadline_ms);

@@ -136,13 +136,12 @@ void CircuitBreaker::on_failure(time_point now) {
 boost::asio::awaitable<ConcurrencyLimiter::Permit> ConcurrencyLimiter::acquire(
     std::chrono::steady_clock::time_point deadline) {
     if (Permit p = try_acquire()) co_return p;
-    unsigned cur;
     std::shared_ptr<Waker> w;
     {
         std::lock_guard lk(mu_);
         queued_.fetch_add(1);  // before the re-check below (see queued_)
         // Re-check under the lock: a release may have happened.
-        cur = in_use_.load();
+        unsigned cur = in_use_.load();
         while (cur < max_) {
             if (in_use_.compare_exchange_weak(cur, cur + 1)) {
                 queued_.fetch_sub(1);

@@ -552,6 +552,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
     auto alive = alive_;
     const std::string wire = serialize_request(req, ep_);
     const bool head = req.method == "HEAD";
+    const std::size_t max_body = opts_.max_response_bytes;  // read before any suspension (see alive_)
     for (int round = 0; round < 2; ++round) {
         UpstreamResponse res;
         std::unique_ptr<Conn> c = round == 0 ? take_idle() : nullptr;
@@ -578,7 +579,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
                                        asio::redirect_error(use_awaitable, ec));
         for (int interim = 0; !ec; ++interim) {
             AnswerParser parser(res);
-            parser.body_limit(opts_.max_response_bytes);
+            parser.body_limit(max_body);
             parser.header_limit(64 * 1024);
             if (head) parser.skip(true);
             if (c->tls)

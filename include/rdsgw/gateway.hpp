@@ -99,7 +99,8 @@ class Gateway {
     bool authorize(Exchange& x);
     bool rate_limit(Exchange& x);
     bool cache_lookup(Exchange& x, std::chrono::system_clock::time_point now);
-    // Which region serves the project (regions.hpp); 404 when none does. May await an on-demand discovery.
+    // Which region serves the project (regions.hpp) when there are several; 404 when none does. May await an
+    // on-demand discovery. (With one region continue_async takes it without a coroutine.)
     boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
     // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
