@@ -40,6 +40,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -453,10 +454,9 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
 
 // `key` is read when the returned awaitable first runs, never after its first suspension (the Flight keeps
 // its own copy): a caller co_awaits run() at once, with the key alive.
-asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
-                                                        std::function<asio::awaitable<FetchPtr>()> fetch,
-                                                        std::function<FetchPtr()> recheck,
-                                                        std::chrono::steady_clock::time_point fetch_ends_by) {
+asio::awaitable<SingleFlight::Result> SingleFlight::run(
+    std::string_view key, std::function<asio::awaitable<FetchPtr>()> fetch, std::function<FetchPtr()> recheck,
+    std::optional<std::chrono::steady_clock::duration> fetch_within) {
     const asio::any_io_executor ex = co_await asio::this_coro::executor;
     std::shared_ptr<Waiter> me;  // not for a leader that fetches itself
 
@@ -464,6 +464,8 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
     std::shared_ptr<Flight> flight;
     const std::size_t hash = hash_bytes(key);
     MapShard& m = map_for(hash);
+    // A leader runs the fetch in its own coroutine when the fetch is known to end within its wait_timeout.
+    const bool may_fetch_here = fetch_within && *fetch_within <= opts_.wait_timeout;
     bool fetch_here = false;  // this caller is the leader and runs the fetch in its own coroutine
     {
         std::lock_guard lk(m.mu);
@@ -480,8 +482,7 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
             flight = std::make_shared<Flight>(key, hash);
             m.flights.emplace(FlightKey{flight->key, hash}, flight);
             result.role = Role::leader;
-            fetch_here = fetch_ends_by != std::chrono::steady_clock::time_point{} &&
-                         fetch_ends_by <= std::chrono::steady_clock::now() + opts_.wait_timeout;
+            fetch_here = may_fetch_here;
         } else {
             flight = it->second;
             result.role = Role::waiter;
@@ -521,7 +522,7 @@ asio::awaitable<SingleFlight::Result> SingleFlight::run(std::string_view key,
     } leave{m, flight, me};
 
     if (fetch_here) {
-        // The fetch ends by fetch_ends_by, within this caller's wait_timeout: it runs right here, with no
+        // The fetch ends within this caller's wait_timeout (fetch_within): it runs right here, with no
         // coroutine of its own and no timer. The caller's cancellation is noted but not let through to it
         // (the fetch goes on for the others); a fetch destroyed unfinished (its io_context went away)
         // completes the flight with a null outcome, as a detached one does.

@@ -233,6 +233,27 @@ bool Gateway::begin(Exchange& x) {
     return false;
 }
 
+// The fetch's job: the exchange's ids and trace context with a span of its own, and its deadline.
+std::shared_ptr<FetchJob> Gateway::new_job(const Exchange& x) const {
+    thread_local std::string upstream_span_id;  // storage kept per thread: the job copies it
+    new_span_id(upstream_span_id);
+    auto job = std::make_shared<FetchJob>(FetchJob::Ids{
+        .project_id = x.project_id,
+        .backup_id = x.backup_id,
+        .cache_key = x.cache_key,
+        .request_id = x.request_id,
+        .language = x.language,
+        .trace_id = x.trace.trace_id,
+        .span_id = x.trace.span_id,
+        .upstream_span_id = upstream_span_id,
+        .flags = x.trace.flags,
+        .tracestate = x.trace.tracestate,
+    });
+    job->no_cache = x.no_cache;
+    job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
+    return job;
+}
+
 // A miss (or a step that needed Redis first), then the answer. One coroutine for the whole fetch phase: each
 // coroutine layer costs a frame and a trip through Asio's awaitable machinery (about 460 instructions).
 asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
@@ -244,22 +265,7 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
         go_on = co_await shared_rate_limit(x) && cache_lookup(x, sys::now());  // after a Redis round trip
     std::shared_ptr<FetchJob> job;
     if (go_on) {
-        thread_local std::string upstream_span_id;  // storage kept per thread: the job copies it
-        new_span_id(upstream_span_id);
-        job = std::make_shared<FetchJob>(FetchJob::Ids{
-            .project_id = x.project_id,
-            .backup_id = x.backup_id,
-            .cache_key = x.cache_key,
-            .request_id = x.request_id,
-            .language = x.language,
-            .trace_id = x.trace.trace_id,
-            .span_id = x.trace.span_id,
-            .upstream_span_id = upstream_span_id,
-            .flags = x.trace.flags,
-            .tracestate = x.trace.tracestate,
-        });
-        job->no_cache = x.no_cache;
-        job->deadline = steady::now() + milliseconds(cfg_.retry.deadline_ms);
+        job = new_job(x);
         if (!regions_.multi())
             job->region = &regions_.only();  // one region: no lookup, no coroutine
         else
@@ -283,12 +289,13 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
                 return o;
             };
         }
-        // The fetch ends by job->deadline when it is all upstream. With the shared tier its Redis steps are
-        // bounded by redis.op_timeout_ms rather than the deadline: no bound is claimed, and the leader waits
-        // on a detached fetch, at most wait_timeout_ms.
-        const steady::time_point fetch_ends_by = l2_ ? steady::time_point{} : job->deadline;
+        // The fetch ends by job->deadline, within retry.deadline_ms of now, when it is all upstream. With the
+        // shared tier its Redis steps are bounded by redis.op_timeout_ms rather than the deadline: no bound
+        // is claimed, and the leader waits on a detached fetch, at most wait_timeout_ms.
+        std::optional<steady::duration> fetch_within;
+        if (!l2_) fetch_within = milliseconds(cfg_.retry.deadline_ms);
         const SingleFlight::Result r =
-            co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_ends_by);
+            co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_within);
         deliver(x, r);
         x.pending = PendingStep::none;
         if (log_enabled(LogLevel::debug))

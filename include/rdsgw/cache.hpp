@@ -141,8 +141,8 @@ class SingleFlight {
     // included; the leader itself is never refused. A waiter waits at most wait_timeout (then `timed_out`).
     //
     // The leader runs the fetch in one of two ways:
-    // - In its own coroutine, when `fetch_ends_by` (a time by which `fetch` is known to have ended, its own
-    //   deadline) is set and does not come after now + wait_timeout: no second coroutine and no wait timer,
+    // - In its own coroutine, when `fetch_within` (how long after this call `fetch` is known to have ended,
+    //   by its own deadline) is set and no longer than wait_timeout: no second coroutine and no wait timer,
     //   the cheaper path of a miss. The leader's wait is bounded by that deadline. The leader's cancellation
     //   is held back from the fetch, which finishes for the waiters; then run() throws operation_aborted if
     //   the leader was cancelled meanwhile. A caller with a cancellation slot has its cancellation state
@@ -166,7 +166,7 @@ class SingleFlight {
     boost::asio::awaitable<Result> run(std::string_view key,
                                        std::function<boost::asio::awaitable<FetchPtr>()> fetch,
                                        std::function<FetchPtr()> recheck = {},
-                                       std::chrono::steady_clock::time_point fetch_ends_by = {});
+                                       std::optional<std::chrono::steady_clock::duration> fetch_within = {});
 
     std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
 

@@ -102,6 +102,7 @@ class Gateway {
     // Which region serves the project (regions.hpp) when there are several; 404 when none does. May await an
     // on-demand discovery. (With one region continue_async takes it without a coroutine.)
     boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
+    std::shared_ptr<FetchJob> new_job(const Exchange& x) const;
     // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);

@@ -21,6 +21,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -115,19 +116,50 @@ struct Record {
 };
 
 // Spawns a caller of sf.run(key) on `ex` that stores what it got into `rec`.
-// With `fetch_ends_by`, a leader may fetch in its own coroutine (see SingleFlight::run).
+// With `fetch_within`, a leader may fetch in its own coroutine (see SingleFlight::run).
 void spawn_caller(asio::any_io_executor ex, SingleFlight& sf, std::string key,
                   std::function<asio::awaitable<FetchPtr>()> fetch, Record& rec,
-                  std::chrono::steady_clock::time_point fetch_ends_by = {}) {
+                  std::optional<std::chrono::steady_clock::duration> fetch_within = {}) {
     asio::co_spawn(
         ex,
-        [&sf, &rec, key = std::move(key), fetch = std::move(fetch),
-         fetch_ends_by]() -> asio::awaitable<void> {
-            rec.result = co_await sf.run(key, fetch, {}, fetch_ends_by);
+        [&sf, &rec, key = std::move(key), fetch = std::move(fetch), fetch_within]() -> asio::awaitable<void> {
+            rec.result = co_await sf.run(key, fetch, {}, fetch_within);
             rec.done = true;
         },
         asio::detached);
 }
+
+// A leader of key "k" run on `ctx` whose caller can hang up (a cancellation signal), and what became of it.
+struct CancellableLeader {
+    asio::cancellation_signal hang_up;
+    std::exception_ptr error;
+    bool finished = false;
+    bool returned = false;
+    void spawn(asio::io_context& ctx, SingleFlight& sf, std::function<asio::awaitable<FetchPtr>()> fetch,
+               std::optional<std::chrono::steady_clock::duration> fetch_within = {}) {
+        asio::co_spawn(
+            ctx,
+            [this, &sf, fetch = std::move(fetch), fetch_within]() -> asio::awaitable<void> {
+                co_await sf.run("k", fetch, {}, fetch_within);
+                returned = true;
+            },
+            asio::bind_cancellation_slot(hang_up.slot(), [this](std::exception_ptr e) {
+                error = e;
+                finished = true;
+            }));
+    }
+    // It stopped with operation_aborted instead of returning.
+    void expect_aborted() const {
+        BOOST_TEST(finished);
+        BOOST_TEST(!returned);
+        BOOST_TEST_REQUIRE(static_cast<bool>(error));
+        try {
+            std::rethrow_exception(error);
+        } catch (const boost::system::system_error& e) {
+            BOOST_TEST((e.code() == asio::error::operation_aborted));
+        }
+    }
+};
 
 }  // namespace
 
@@ -373,20 +405,8 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_does_not_cancel_the_fetch) {
     std::atomic<int> fetches{0};
     Gate gate;
     const FetchPtr expected = outcome("survives");
-    asio::cancellation_signal hang_up;
-    std::exception_ptr leader_error;
-    bool leader_finished = false;
-    bool leader_returned = false;
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            co_await sf.run("k", gated_fetch(fetches, gate, expected));
-            leader_returned = true;
-        },
-        asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr e) {
-            leader_error = e;
-            leader_finished = true;
-        }));
+    CancellableLeader leader;
+    leader.spawn(ctx, sf, gated_fetch(fetches, gate, expected));
     ctx.poll();
     BOOST_TEST(gate.arrived() == 1);
     std::vector<Record> recs(3);
@@ -394,16 +414,9 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_does_not_cancel_the_fetch) {
     ctx.poll();
     BOOST_TEST(sf.waiting() == 4u);
 
-    hang_up.emit(asio::cancellation_type::terminal);  // the leader's client went away
+    leader.hang_up.emit(asio::cancellation_type::terminal);  // the leader's client went away
     ctx.poll();
-    BOOST_TEST(leader_finished);
-    BOOST_TEST(!leader_returned);
-    BOOST_TEST_REQUIRE(static_cast<bool>(leader_error));
-    try {
-        std::rethrow_exception(leader_error);
-    } catch (const boost::system::system_error& e) {
-        BOOST_TEST((e.code() == asio::error::operation_aborted));
-    }
+    leader.expect_aborted();
     BOOST_TEST(sf.waiting() == 3u);
     for (const auto& r : recs) BOOST_TEST(!r.done);
 
@@ -546,8 +559,9 @@ BOOST_AUTO_TEST_CASE(waiters_of_a_flight_in_progress_do_not_recheck) {
 // ---- A leader whose fetch ends within its wait fetches in its own coroutine (the path every miss takes).
 
 namespace {
-std::chrono::steady_clock::time_point soon() {
-    return std::chrono::steady_clock::now() + 10s;
+// A fetch known to end well within the tests' wait_timeout.
+std::chrono::steady_clock::duration soon() {
+    return 10s;
 }
 }  // namespace
 
@@ -587,29 +601,17 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_t
     std::atomic<int> fetches{0};
     Gate gate;
     const FetchPtr expected = outcome("survives");
-    asio::cancellation_signal hang_up;
-    std::exception_ptr leader_error;
-    bool leader_finished = false;
-    bool leader_returned = false;
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            co_await sf.run("k", gated_fetch(fetches, gate, expected), {}, soon());
-            leader_returned = true;
-        },
-        asio::bind_cancellation_slot(hang_up.slot(), [&](std::exception_ptr e) {
-            leader_error = e;
-            leader_finished = true;
-        }));
+    CancellableLeader leader;
+    leader.spawn(ctx, sf, gated_fetch(fetches, gate, expected), soon());
     ctx.poll();
     BOOST_TEST(gate.arrived() == 1);
     std::vector<Record> recs(3);
     for (auto& r : recs) spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
     ctx.poll();
 
-    hang_up.emit(asio::cancellation_type::terminal);  // does not reach the fetch
+    leader.hang_up.emit(asio::cancellation_type::terminal);  // does not reach the fetch
     ctx.poll();
-    BOOST_TEST(!leader_finished);
+    BOOST_TEST(!leader.finished);
     for (const auto& r : recs) BOOST_TEST(!r.done);
 
     gate.release();
@@ -619,14 +621,7 @@ BOOST_AUTO_TEST_CASE(a_cancelled_leader_that_fetches_itself_finishes_the_fetch_t
         BOOST_TEST(r.result.outcome == expected);
     }
     BOOST_TEST(fetches == 1);
-    BOOST_TEST(leader_finished);  // and then the leader stopped, as it was asked to
-    BOOST_TEST(!leader_returned);
-    BOOST_TEST_REQUIRE(static_cast<bool>(leader_error));
-    try {
-        std::rethrow_exception(leader_error);
-    } catch (const boost::system::system_error& e) {
-        BOOST_TEST((e.code() == asio::error::operation_aborted));
-    }
+    leader.expect_aborted();  // and then the leader stopped, as it was asked to
 }
 
 BOOST_AUTO_TEST_CASE(the_leader_runs_the_fetch_in_its_own_coroutine) {
@@ -636,7 +631,8 @@ BOOST_AUTO_TEST_CASE(the_leader_runs_the_fetch_in_its_own_coroutine) {
     std::atomic<int> fetches{0};
     Gate gate;
     gate.release();
-    auto handlers_for_one_miss = [&](std::string key, std::chrono::steady_clock::time_point ends_by) {
+    auto handlers_for_one_miss = [&](std::string key,
+                                     std::optional<std::chrono::steady_clock::duration> ends_by) {
         asio::io_context ctx;
         Record r;
         spawn_caller(ctx.get_executor(), sf, key, gated_fetch(fetches, gate, outcome(key)), r, ends_by);
@@ -714,7 +710,7 @@ BOOST_AUTO_TEST_CASE(a_leader_whose_fetch_may_outlast_its_wait_keeps_the_wait_ti
     Gate gate;
     Record leader;
     spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("late")), leader,
-                 std::chrono::steady_clock::now() + 1h);
+                 std::chrono::steady_clock::duration(1h));
     while (!leader.done) ctx.run_one();  // the 1 s wait timer is the only thing that can finish it
     BOOST_TEST(leader.result.timed_out);
     BOOST_TEST(!leader.result.outcome);
