@@ -170,6 +170,15 @@ struct Metrics::Shard {
     LabelIndex<HistCell*> hist_index;  // by route
     HistCell* upstream = nullptr;
     std::atomic<std::int64_t> inflight{0}, up_open{0}, up_idle{0};
+    // Each family's last label key and its cell, and the last route's histogram: consecutive requests
+    // nearly always repeat them, and a comparison of a few bytes costs less than the index's hash and probe.
+    struct Memo {
+        std::string key;
+        Cell* cell = nullptr;
+    };
+    Memo last[kFamilies];
+    std::string last_route;
+    HistCell* last_hist = nullptr;
 };
 
 // Multi-region (enable_region_labels): the families of the region-labelled series.
@@ -437,8 +446,14 @@ Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::stri
         p += parts[i].size();
     }
     const std::string_view key(base, static_cast<std::size_t>(p - base));
+    Shard::Memo& memo = sh.last[family];
+    if (memo.cell != nullptr && memo.key == key) return *memo.cell;
     auto it = sh.index.find(key);
-    if (it != sh.index.end()) return *it->second;
+    if (it != sh.index.end()) {
+        memo.key.assign(key);
+        memo.cell = it->second;
+        return *it->second;
+    }
     std::map<std::string, std::string> labels;
     switch (family) {
         case kRequests:
@@ -476,13 +491,20 @@ Metrics::Cell& Metrics::counter_cached(int family, std::string_view a, std::stri
         cell = &sh.cells.emplace_back(ctr);
     }
     sh.index.emplace(std::string(key), cell);
+    memo.key.assign(key);
+    memo.cell = cell;
     return *cell;
 }
 
 Metrics::HistCell& Metrics::histogram_cached(std::string_view route) {
     Shard& sh = shard();
+    if (sh.last_hist != nullptr && sh.last_route == route) return *sh.last_hist;
     auto it = sh.hist_index.find(route);
-    if (it != sh.hist_index.end()) return *it->second;
+    if (it != sh.hist_index.end()) {
+        sh.last_route.assign(route);
+        sh.last_hist = it->second;
+        return *it->second;
+    }
     HistCell* cell;
     {
         std::lock_guard lk(impl_->mu);
@@ -491,6 +513,8 @@ Metrics::HistCell& Metrics::histogram_cached(std::string_view route) {
         cell = &sh.hists.emplace_back(h, kBuckets);
     }
     sh.hist_index.emplace(std::string(route), cell);
+    sh.last_route.assign(route);
+    sh.last_hist = cell;
     return *cell;
 }
 
