@@ -216,12 +216,11 @@ std::string sdk_uri_encode(std::string_view raw) {
 }
 
 void sdk_uri_encode_to(std::string& out, std::string_view raw) {
-    const auto unreserved = [](unsigned char c) {
+    static constexpr ByteSet unreserved([](unsigned char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
                c == '_' || c == '.' || c == '~';
-    };
-    std::size_t plain = 0;  // the common case (ids): nothing to encode, one copy
-    while (plain < raw.size() && unreserved(static_cast<unsigned char>(raw[plain]))) ++plain;
+    });
+    const std::size_t plain = unreserved.span(raw, 0);  // the common case (ids): nothing to encode, one copy
     if (plain == raw.size()) {
         out.append(raw);
         return;

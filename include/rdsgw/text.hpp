@@ -20,12 +20,16 @@ struct ByteSet {
         for (unsigned c = 0; c < 256; ++c) has[c] = pred(static_cast<unsigned char>(c));
     }
     constexpr bool operator()(unsigned char c) const { return has[c]; }
-    // The first index from `i` on whose byte is not in the set (s.size() when none): four bytes per bound
-    // check, for the long runs of a download link.
+    // The first index from `i` on whose byte is not in the set (s.size() when none): eight bytes per branch
+    // (their table entries and-ed together), then byte by byte.
     constexpr std::size_t span(std::string_view s, std::size_t i) const {
-        const auto at = [&](std::size_t k) { return has[static_cast<unsigned char>(s[k])]; };
-        while (i + 4 <= s.size() && at(i) && at(i + 1) && at(i + 2) && at(i + 3)) i += 4;
-        while (i < s.size() && at(i)) ++i;
+        const auto at = [&](std::size_t k) {
+            return static_cast<unsigned>(has[static_cast<unsigned char>(s[k])]);
+        };
+        while (i + 8 <= s.size() && (at(i) & at(i + 1) & at(i + 2) & at(i + 3) & at(i + 4) & at(i + 5) &
+                                     at(i + 6) & at(i + 7)) != 0)
+            i += 8;
+        while (i < s.size() && at(i) != 0) ++i;
         return i;
     }
 };

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cctype>
 #include <chrono>
 #include <random>
 #include <string>
@@ -769,6 +770,42 @@ BOOST_AUTO_TEST_CASE(passed_through_numbers_keep_their_exact_value) {
 
 // The fast path of the link check answers only for links Boost.URL accepts with the same host; everything
 // else goes to Boost.URL (fuzz/fuzz_link.cpp checks this on arbitrary bytes).
+// The sixteen-bytes-at-a-time scanners against their definitions, for every byte value at every position of
+// strings long enough for two vector steps and a tail.
+BOOST_AUTO_TEST_CASE(vector_scanners_agree_with_their_byte_definitions) {
+    const auto link_rest = [](unsigned char c) {  // RFC 3986 pchar without pct-encoded, '/' and '?'
+        return std::isalnum(c) != 0 ||
+               std::string_view("-._~!$&'()*+,;=:@/?").find(static_cast<char>(c)) != std::string_view::npos;
+    };
+    const auto name_plain = [](unsigned char c) { return c >= 0x20 && c < 0x7f && c != '/' && c != '\\'; };
+    int checked = 0;
+    for (const std::size_t len : {1u, 15u, 16u, 17u, 33u, 40u}) {
+        for (std::size_t at = 0; at < len; ++at) {
+            for (unsigned b = 0; b < 256; ++b) {
+                std::string s(len, 'a');
+                for (std::size_t k = 0; k < len; ++k) s[k] = "aZ09-._~!$&'()*+,;=:@/?"[k % 23];
+                s[at] = static_cast<char>(b);
+                const std::size_t want = link_rest(static_cast<unsigned char>(b)) ? len : at;
+                for (const std::size_t from : {std::size_t{0}, std::size_t{1}}) {
+                    if (from > at) continue;
+                    if (rdsgw::detail::link_rest_span(s, from) != want) {
+                        BOOST_ERROR("link_rest_span: byte " << b << " at " << at << " of " << len << " from "
+                                                            << from);
+                    }
+                }
+                std::string n(len, 'x');
+                n[at] = static_cast<char>(b);
+                if (rdsgw::detail::name_is_plain(n) != name_plain(static_cast<unsigned char>(b)))
+                    BOOST_ERROR("name_is_plain: byte " << b << " at " << at << " of " << len);
+                ++checked;
+            }
+        }
+    }
+    BOOST_TEST(checked == 256 * (1 + 15 + 16 + 17 + 33 + 40));
+    BOOST_TEST(rdsgw::detail::link_rest_span("", 0) == 0u);
+    BOOST_TEST(rdsgw::detail::name_is_plain(""));
+}
+
 BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
     const std::vector<std::pair<std::string, std::string>> plain = {
         {"https://obs.cn-north-4.myhuaweicloud.com/b/x.qp?AccessKeyId=AK&Expires=1&Signature=a%2Bb",
