@@ -135,7 +135,7 @@ struct EntryKeyEq {
 };
 }  // namespace
 
-struct LinkCache::Shard {
+struct alignas(64) LinkCache::Shard {  // a shard shares no cache line with another
     // The list owns the entries (front: most recently used); the index points into it.
     using List = boost::intrusive::list<Entry, boost::intrusive::constant_time_size<false>>;
     std::mutex mu;
@@ -143,14 +143,17 @@ struct LinkCache::Shard {
     // Open addressing (Boost's flat set, SIMD-probed metadata): a lookup of an absent key usually reads one
     // metadata group and no entry; a present one reads its entry once.
     boost::unordered_flat_set<Entry*, EntryKeyHash, EntryKeyEq> index;
-    // The use stamp of the LRU tail (max() when empty), written under mu after every change of the list,
+    // The use stamp of the LRU tail (max() when empty), written under mu after every change of the tail,
     // read without it by put()'s eviction scan: finding the globally oldest entry then costs one atomic load
-    // per shard instead of locking every shard and reading its cold tail node.
-    std::atomic<std::uint64_t> tail_stamp{std::numeric_limits<std::uint64_t>::max()};
+    // per shard instead of locking every shard and reading its cold tail node. The stamps of all shards sit
+    // side by side in LinkCache::tails_, away from the shards' locks and lists: the scan reads a few cache
+    // lines that change once per eviction, not one line per shard that every lookup and store writes (with
+    // several threads, each such line would have to be fetched from the core that wrote it last).
+    std::atomic<std::uint64_t>* tail_stamp = nullptr;
     ~Shard() { lru.clear_and_dispose(&Entry::destroy); }
     void update_tail() {  // stored only when it changed: other threads' eviction scans read this line
         const std::uint64_t v = lru.empty() ? std::numeric_limits<std::uint64_t>::max() : lru.back().last_use;
-        if (tail_stamp.load(std::memory_order_relaxed) != v) tail_stamp.store(v, std::memory_order_relaxed);
+        if (tail_stamp->load(std::memory_order_relaxed) != v) tail_stamp->store(v, std::memory_order_relaxed);
     }
     Entry* find(std::string_view key) {
         auto it = index.find(key);
@@ -187,10 +190,13 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
     while (n < opts_.shards && n < (std::size_t{1} << 16)) n <<= 1;
     opts_.shards = n;
     shards_.reserve(n);
+    tails_ = std::make_unique<std::atomic<std::uint64_t>[]>(n);
     // Room for a full cache up front (capped): no rehash of a large index on the request path.
     const std::size_t per_shard = std::min<std::size_t>(opts_.max_entries, std::size_t{1} << 22) / n + 1;
     for (std::size_t i = 0; i < n; ++i) {
         shards_.push_back(std::make_unique<Shard>());
+        tails_[i].store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
+        shards_.back()->tail_stamp = &tails_[i];
         shards_.back()->index.reserve(per_shard);
     }
 }
@@ -316,12 +322,11 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
     while (over()) {
         Shard* victim = nullptr;
         std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
-        for (auto& sp : shards_) {
-            if (skip_own && sp.get() == &own) continue;
-            const std::uint64_t t = sp->tail_stamp.load(std::memory_order_relaxed);
-            if (t < oldest) {
+        for (std::size_t i = 0; i < shards_.size(); ++i) {
+            const std::uint64_t t = tails_[i].load(std::memory_order_relaxed);
+            if (t < oldest && !(skip_own && &tails_[i] == own.tail_stamp)) {
                 oldest = t;
-                victim = sp.get();
+                victim = shards_[i].get();
             }
         }
         if (!victim) break;

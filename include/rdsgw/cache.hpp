@@ -93,9 +93,13 @@ class LinkCache {
     CacheOptions opts_;
     CacheEvents events_;
     std::vector<std::unique_ptr<Shard>> shards_;
-    std::atomic<std::size_t> entries_{0};
+    std::unique_ptr<std::atomic<std::uint64_t>[]> tails_;  // each shard's LRU tail stamp (see Shard)
+    // The totals and the use clock, written by every store on every thread: on a cache line of their own,
+    // so that the fields read on every lookup (opts_, shards_) do not move between cores with them.
+    alignas(64) std::atomic<std::size_t> entries_{0};
     std::atomic<std::uint64_t> bytes_{0};
     std::atomic<std::uint64_t> clock_{1};  // use stamps for global LRU eviction
+    char pad_[64 - 3 * sizeof(std::uint64_t)] = {};
 };
 
 // The outcome of one upstream fetch, shared by every caller that waited for it.
