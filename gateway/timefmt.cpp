@@ -169,7 +169,42 @@ std::optional<chr::sys_seconds> parse_http_date(std::string_view text, chr::sys_
     return civil_seconds(y, mon, d, tod);
 }
 
+namespace {
+std::optional<OffsetTime> offset_time(int year, int month, int day, int hour, int minute, int second,
+                                      int offset) {
+    const chr::year_month_day ymd{chr::year{year}, chr::month{static_cast<unsigned>(month)},
+                                  chr::day{static_cast<unsigned>(day)}};
+    if (!ymd.ok()) return std::nullopt;  // Feb 30, Feb 29 of a common year, Apr 31...
+    OffsetTime t;
+    t.utc = chr::sys_days{ymd} + chr::hours{hour} + chr::minutes{minute} + chr::seconds{second} -
+            chr::minutes{offset};
+    t.offset_minutes = offset;
+    return t;
+}
+}  // namespace
+
 std::optional<OffsetTime> parse_rds_time(std::string_view text) {
+    // The shape RDS sends, "2020-01-01T08:00:00+0800", read at fixed places (about a third of the general
+    // reading's cost; two per cache miss). Only a success is taken from here: anything else, valid or not,
+    // goes to the general reading below, which gives every verdict.
+    if (text.size() == 24 && text[4] == '-' && text[7] == '-' && text[10] == 'T' && text[13] == ':' &&
+        text[16] == ':' && (text[19] == '+' || text[19] == '-')) {
+        static constexpr std::uint8_t kDigits[] = {0,  1,  2,  3,  5,  6,  8,  9,  11,
+                                                   12, 14, 15, 17, 18, 20, 21, 22, 23};
+        bool digits = true;
+        for (const std::uint8_t k : kDigits) digits &= is_digit(text[k]);
+        const auto two = [&](std::size_t k) { return (text[k] - '0') * 10 + (text[k + 1] - '0'); };
+        if (digits) {
+            const int year = two(0) * 100 + two(2), month = two(5), day = two(8), hour = two(11),
+                      minute = two(14), second = two(17), oh = two(20), om = two(22);
+            if (year >= 1970 && month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 &&
+                minute <= 59 && second <= 59 && om < 60 && oh * 60 + om <= 14 * 60)
+                if (auto t = offset_time(year, month, day, hour, minute, second,
+                                         (text[19] == '+' ? 1 : -1) * (oh * 60 + om)))
+                    return t;
+        }
+    }
+
     while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
     while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
 
@@ -206,16 +241,7 @@ std::optional<OffsetTime> parse_rds_time(std::string_view text) {
         offset = sign * (oh * 60 + om);
     }
     if (!c.done()) return std::nullopt;
-
-    const chr::year_month_day ymd{chr::year{year}, chr::month{static_cast<unsigned>(month)},
-                                  chr::day{static_cast<unsigned>(day)}};
-    if (!ymd.ok()) return std::nullopt;  // Feb 30, Feb 29 of a common year, Apr 31...
-
-    OffsetTime t;
-    t.utc = chr::sys_days{ymd} + chr::hours{hour} + chr::minutes{minute} + chr::seconds{second} -
-            chr::minutes{offset};
-    t.offset_minutes = offset;
-    return t;
+    return offset_time(year, month, day, hour, minute, second, offset);
 }
 
 char* put_rds_time(char* out, const OffsetTime& t) {

@@ -4,6 +4,7 @@
 #include "rdsgw/timefmt.hpp"
 
 #include <chrono>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -273,4 +274,41 @@ BOOST_AUTO_TEST_CASE(http_dates_in_all_three_forms) {
             BOOST_TEST(!parse_http_date(in, now).has_value());
         }
     }
+}
+
+// The fixed-place reading of RDS's own shape ("yyyy-mm-ddThh:mm:ss+hhmm") against the general reading: a
+// leading space keeps a time off the fixed-place path, and changes nothing else. Random digits in every
+// place (most of them out of range) and the edges of every range, both signs.
+BOOST_AUTO_TEST_CASE(the_fixed_place_reading_agrees_with_the_general_one) {
+    std::mt19937 rng(20261129);
+    std::vector<std::string> inputs = {
+        "1970-01-01T00:00:00+0000", "1969-12-31T23:59:59+0000", "2024-02-29T23:59:59-1400",
+        "2023-02-29T00:00:00+0800", "2026-12-31T23:59:59+1400", "2026-12-31T23:59:60+0800",
+        "2026-00-10T10:00:00+0800", "2026-13-10T10:00:00+0800", "2026-04-31T10:00:00+0800",
+        "2026-04-00T10:00:00+0800", "2026-04-10T24:00:00+0800", "2026-04-10T10:60:00+0800",
+        "2026-04-10T10:00:00+1401", "2026-04-10T10:00:00+0060", "2026-04-10T10:00:00-0000",
+        "9999-12-31T23:59:59-1400"};
+    for (int n = 0; n < 20000; ++n) {
+        std::string s = "2026-11-30T04:10:45+0800";
+        for (const std::size_t k :
+             {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u, 11u, 12u, 14u, 15u, 17u, 18u, 20u, 21u, 22u, 23u})
+            if (rng() % 3 == 0) s[k] = static_cast<char>('0' + rng() % 10);
+        if (rng() % 2 == 0) s[19] = '-';
+        inputs.push_back(s);
+    }
+    int accepted = 0;
+    for (const std::string& s : inputs) {
+        const std::optional<OffsetTime> fast = parse_rds_time(s);
+        const std::optional<OffsetTime> general = parse_rds_time(" " + s);
+        BOOST_TEST_CONTEXT("input \"" << s << "\"") {
+            BOOST_TEST_REQUIRE(fast.has_value() == general.has_value());
+            if (fast) {
+                ++accepted;
+                BOOST_TEST(fast->utc.time_since_epoch().count() == general->utc.time_since_epoch().count());
+                BOOST_TEST(fast->offset_minutes == general->offset_minutes);
+            }
+        }
+    }
+    BOOST_TEST(accepted > 1000);  // both outcomes are well represented
+    BOOST_TEST(accepted < static_cast<int>(inputs.size()) - 1000);
 }
