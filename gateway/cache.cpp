@@ -147,8 +147,9 @@ struct alignas(64) LinkCache::Shard {  // a shard shares no cache line with anot
     // read without it by put()'s eviction scan: finding the globally oldest entry then costs one atomic load
     // per shard instead of locking every shard and reading its cold tail node. The stamps of all shards sit
     // side by side in LinkCache::tails_, away from the shards' locks and lists: the scan reads a few cache
-    // lines that change once per eviction, not one line per shard that every lookup and store writes (with
-    // several threads, each such line would have to be fetched from the core that wrote it last).
+    // lines that change when a tail does (an eviction, mostly), not one line per shard that every lookup and
+    // store writes (with several threads, each such line would have to be fetched from the core that wrote
+    // it last).
     std::atomic<std::uint64_t>* tail_stamp = nullptr;
     ~Shard() { lru.clear_and_dispose(&Entry::destroy); }
     void update_tail() {  // stored only when it changed: other threads' eviction scans read this line
@@ -190,13 +191,13 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
     while (n < opts_.shards && n < (std::size_t{1} << 16)) n <<= 1;
     opts_.shards = n;
     shards_.reserve(n);
-    tails_ = std::make_unique<std::atomic<std::uint64_t>[]>(n);
+    tails_ = std::make_unique<TailLine[]>((n + 7) / 8);
     // Room for a full cache up front (capped): no rehash of a large index on the request path.
     const std::size_t per_shard = std::min<std::size_t>(opts_.max_entries, std::size_t{1} << 22) / n + 1;
     for (std::size_t i = 0; i < n; ++i) {
         shards_.push_back(std::make_unique<Shard>());
-        tails_[i].store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
-        shards_.back()->tail_stamp = &tails_[i];
+        tail(i).store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
+        shards_.back()->tail_stamp = &tail(i);
         shards_.back()->index.reserve(per_shard);
     }
 }
@@ -323,8 +324,8 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
         Shard* victim = nullptr;
         std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
         for (std::size_t i = 0; i < shards_.size(); ++i) {
-            const std::uint64_t t = tails_[i].load(std::memory_order_relaxed);
-            if (t < oldest && !(skip_own && &tails_[i] == own.tail_stamp)) {
+            const std::uint64_t t = tail(i).load(std::memory_order_relaxed);
+            if (t < oldest && !(skip_own && &tail(i) == own.tail_stamp)) {
                 oldest = t;
                 victim = shards_[i].get();
             }

@@ -534,7 +534,8 @@ constexpr ByteSet kLinkRest([](unsigned char c) { return pchar_table_entry(c) ||
 }  // namespace
 
 // kLinkRest is printable ASCII (0x21..0x7e) but for '"', '#', '%', '<', '>', '[', '\\', ']', '^', '`', '{',
-// '|' and '}'; sixteen bytes at a time, that is two range checks, three more ranges and four single bytes.
+// '|' and '}'; sixteen bytes at a time, that is the printable range, three excluded ranges and four single
+// bytes.
 std::size_t detail::link_rest_span(std::string_view s, std::size_t i) {
 #if defined(__SSE2__)
     const auto in = [](__m128i x, char lo, char hi) {  // lo <= x <= hi, for ASCII lo and hi

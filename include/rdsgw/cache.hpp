@@ -90,16 +90,23 @@ class LinkCache {
     struct Entry;
     struct Shard;
     Shard& shard_for(std::string_view key);
+    // Each shard's LRU tail stamp (see Shard), eight to a cache line of their own. Declared before shards_:
+    // a shard points at its stamp, so the stamps outlive the shards.
+    struct alignas(64) TailLine {
+        std::atomic<std::uint64_t> stamp[8];
+    };
+    std::atomic<std::uint64_t>& tail(std::size_t shard) { return tails_[shard / 8].stamp[shard % 8]; }
     CacheOptions opts_;
     CacheEvents events_;
+    std::unique_ptr<TailLine[]> tails_;
     std::vector<std::unique_ptr<Shard>> shards_;
-    std::unique_ptr<std::atomic<std::uint64_t>[]> tails_;  // each shard's LRU tail stamp (see Shard)
-    // The totals and the use clock, written by every store on every thread: on a cache line of their own,
-    // so that the fields read on every lookup (opts_, shards_) do not move between cores with them.
+    // The totals and the use clock, written by every store on every thread: on a cache line of their own
+    // (alignas makes the class end there too), so that opts_ and shards_, read by every lookup, do not move
+    // between cores with them. A hit reads entries_ and clock_ too, but a hit of a recently used entry
+    // writes nothing here.
     alignas(64) std::atomic<std::size_t> entries_{0};
     std::atomic<std::uint64_t> bytes_{0};
     std::atomic<std::uint64_t> clock_{1};  // use stamps for global LRU eviction
-    char pad_[64 - 3 * sizeof(std::uint64_t)] = {};
 };
 
 // The outcome of one upstream fetch, shared by every caller that waited for it.

@@ -93,9 +93,10 @@ const char* check_link_host(std::string_view host);
 const char* check_link_port(std::string_view digits);
 const char* check_file_name(std::string_view name);
 // Scanners behind plain_link_host and check_file_name, sixteen bytes per step (SSE2, part of every x86-64
-// CPU; byte by byte elsewhere). link_rest_span: the first index from `i` on whose byte is not allowed
-// unescaped after a link's authority (RFC 3986 pchar, '/', '?'), or s.size(). name_is_plain: every byte is
-// printable ASCII but '/' and '\\' (a name that needs no closer look).
+// CPU; elsewhere the byte tables: eight bytes per step for the link, one for the name). link_rest_span: the
+// first index from `i` on whose byte is not allowed unescaped after a link's authority (RFC 3986 pchar, '/',
+// '?'), or s.size(). name_is_plain: every byte is printable ASCII but '/' and '\\' (a name that needs no
+// closer look).
 std::size_t link_rest_span(std::string_view s, std::size_t i);
 bool name_is_plain(std::string_view name);
 std::optional<std::string_view> plain_link_host(std::string_view link, bool allow_http);

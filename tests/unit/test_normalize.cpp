@@ -768,8 +768,6 @@ BOOST_AUTO_TEST_CASE(passed_through_numbers_keep_their_exact_value) {
     BOOST_TEST(std::get<NormalizedAnswer>(again).body == body);
 }
 
-// The fast path of the link check answers only for links Boost.URL accepts with the same host; everything
-// else goes to Boost.URL (fuzz/fuzz_link.cpp checks this on arbitrary bytes).
 // The sixteen-bytes-at-a-time scanners against their definitions, for every byte value at every position of
 // strings long enough for two vector steps and a tail.
 BOOST_AUTO_TEST_CASE(vector_scanners_agree_with_their_byte_definitions) {
@@ -806,6 +804,8 @@ BOOST_AUTO_TEST_CASE(vector_scanners_agree_with_their_byte_definitions) {
     BOOST_TEST(rdsgw::detail::name_is_plain(""));
 }
 
+// The fast path of the link check answers only for links Boost.URL accepts with the same host; everything
+// else goes to Boost.URL (fuzz/fuzz_link.cpp checks this on arbitrary bytes).
 BOOST_AUTO_TEST_CASE(link_fast_path_agrees_with_boost_url) {
     const std::vector<std::pair<std::string, std::string>> plain = {
         {"https://obs.cn-north-4.myhuaweicloud.com/b/x.qp?AccessKeyId=AK&Expires=1&Signature=a%2Bb",
