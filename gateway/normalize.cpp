@@ -255,6 +255,7 @@ struct DuplicateCheck {
 class Writer {
   public:
     explicit Writer(std::string& out) : out_(out) {}
+    std::string& out() { return out_; }
 
     void raw(std::string_view s) { out_.append(s); }
     void ch(char c) { out_.push_back(c); }
@@ -743,26 +744,35 @@ chr::system_clock::time_point to_time_point(chr::sys_seconds t) {
 
 // A file's canonical form up to its unknown members (the one place for it; both paths use it): the opening
 // brace and the known fields in their fixed order. The link is a valid URI and the time is digits, '-', ':',
-// 'T' and '+': neither needs an escape.
+// 'T' and '+': neither needs an escape. Written into room made for the worst case (RawOut: no capacity check
+// per piece), then trimmed to what was written.
 void write_known_fields(Writer& w, std::string_view name, std::int64_t size, std::string_view link,
                         std::string_view when, const std::string_view* db, const NormalizeOptions& opts) {
-    w.raw("{\"name\":");
-    w.string(name);
-    w.raw(",\"size\":");
-    w.integer(size);
-    w.raw(",\"download_link\":");
-    w.plain_string(link);
-    w.raw(",\"link_expired_time\":\"");
-    w.raw(when);
+    std::string& out = w.out();
+    const std::size_t at = out.size();
+    const std::size_t bound = 128 + json_escaped_bound(name.size()) + link.size() + 2 * when.size() +
+                              (db != nullptr ? json_escaped_bound(db->size()) : 0);
+    out.resize(at + bound);
+    RawOut o(out.data() + at);
+    o.lit("{\"name\":");
+    o.advance(json_escape_to(o.end(), name));
+    o.lit(",\"size\":");
+    o.advance(std::to_chars(o.end(), o.end() + 20, size).ptr);
+    o.lit(",\"download_link\":\"");
+    o.raw(link);
+    o.lit("\",\"link_expired_time\":\"");
+    o.raw(when);
     if (opts.emit_legacy_expiry_field) {
-        w.raw("\",\"link_expired_link\":\"");
-        w.raw(when);
+        o.lit("\",\"link_expired_link\":\"");
+        o.raw(when);
     }
-    w.ch('"');
+    o.ch('"');
     if (db != nullptr) {
-        w.raw(",\"database_name\":");
-        w.string(*db);
+        o.lit(",\"database_name\":");
+        o.advance(json_escape_to(o.end(), *db));
     }
+    RDSGW_INVARIANT(o.end() <= out.data() + at + bound);
+    out.resize(static_cast<std::size_t>(o.end() - out.data()));
 }
 
 // Validates files[i] and writes its canonical form. Returns a failure or nothing.
@@ -830,190 +840,197 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
 // ---------------------------------------------------------------------------------------------------------
 // The fast path. Nearly every real answer has one plain shape: an object with "files" (an array of objects
 // with only the documented fields, the size an integer) and maybe "bucket", no duplicate or unknown
-// members. For it, a SAX handler validates and writes the canonical answer in one pass, without building a
-// DOM (about half the cost of the general path). Anything else (another shape, an unknown member, any
-// failed rule) makes it give up, and the general path above decides, so every error message still comes
-// from one place. fuzz/fuzz_normalize.cpp checks that where the fast path answers, the general path gives
-// the same bytes.
+// members. For it, PlainReader reads the bytes once, validates and writes the canonical answer as it goes,
+// without a DOM or a general JSON parser (a parser's every token passes through its resumable state machine;
+// this shape needs none of that). Anything else (another shape, an unknown member, a string with an escape
+// or a byte outside printable ASCII, a number that is not a plain non-negative integer, any failed rule)
+// makes it give up, and the general path decides, so every error message still comes from one place and
+// every JSON subtlety is Boost.JSON's. fuzz/fuzz_normalize.cpp checks that where the fast path answers, the
+// general path gives the same bytes.
+
+// The length of the run from `p` that a JSON string may hold without a closer look: no '"', no '\\', no
+// control character and no byte outside ASCII. Sixteen bytes per step with SSE2.
+std::size_t plain_string_run(const char* p, const char* end) {
+    const char* const begin = p;
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    for (; end - p >= 16; p += 16) {
+        const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        // As signed bytes, controls (< 0x20) and non-ASCII bytes (negative) are both less than 0x20.
+        const __m128i stop = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)), _mm_cmplt_epi8(x, space));
+        if (const int m = _mm_movemask_epi8(stop); m != 0)
+            return static_cast<std::size_t>(p - begin) + static_cast<std::size_t>(__builtin_ctz(m));
+    }
+#endif
+    for (; p < end; ++p) {
+        const auto c = static_cast<unsigned char>(*p);
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+    }
+    return static_cast<std::size_t>(p - begin);
+}
 
 struct PlainSlot {
     std::string_view view;
-    std::string own;  // when the parser handed the value over in parts (escapes) or from its own buffer
     bool set = false;
 };
 
-struct PlainHandler {
-    static constexpr std::size_t max_object_size = json::object::max_size();
-    static constexpr std::size_t max_array_size = json::array::max_size();
-    static constexpr std::size_t max_key_size = json::string::max_size();
-    static constexpr std::size_t max_string_size = json::string::max_size();
+class PlainReader {
+  public:
+    PlainReader(std::string_view in, const NormalizeOptions& o, NormalizedAnswer& a)
+        : p_(in.data()), end_(in.data() + in.size()), opts_(o), ans_(a), w_(a.body) {}
 
-    PlainHandler(std::string_view in, const NormalizeOptions& o, NormalizedAnswer& a)
-        : input(in), opts(o), ans(a), w(a.body) {}
-
-    std::string_view input;
-    const NormalizeOptions& opts;
-    NormalizedAnswer& ans;
-    Writer w;
-    int depth = 0;
-    bool in_files = false, seen_files = false, seen_bucket = false, top_done = false;
-    enum class TopKey { none, files, bucket } top_key = TopKey::none;
-    FileField field = FileField::other;
-    unsigned seen_fields = 0;  // bits of FileField
-    PlainSlot name, link, exp_time, exp_link, db, bucket;
-    std::int64_t size = -1;
-    std::string scratch;
-    bool parts = false;
-    chr::sys_seconds earliest = chr::sys_seconds::max();
-    std::size_t files = 0;
-
-    bool keep(PlainSlot& slot, std::string_view v) {
-        if (slot.set) return false;
-        slot.set = true;
-        const std::less_equal<const char*> le;  // a total order, also for pointers into different arrays
-        const bool in_input =
-            le(input.data(), v.data()) && le(v.data() + v.size(), input.data() + input.size());
-        if (in_input && !parts) {
-            slot.view = v;
-        } else {
-            slot.own.assign(v.data(), v.size());
-            slot.view = slot.own;
+    // The whole answer; false: not the plain shape (or a failed rule), the general path decides.
+    bool read() {
+        if (!eat('{')) return false;
+        w_.raw("{\"files\":[");
+        bool seen_files = false;
+        PlainSlot bucket;
+        do {
+            std::string_view key;
+            if (!string(key) || !eat(':')) return false;
+            if (key == "files" && !seen_files) {
+                seen_files = true;
+                if (!files()) return false;
+            } else if (key == "bucket" && !bucket.set) {
+                bucket.set = true;
+                if (!string(bucket.view)) return false;
+            } else {
+                return false;
+            }
+        } while (eat(','));
+        if (!eat('}')) return false;
+        skip_ws();
+        if (p_ != end_ || !seen_files) return false;
+        w_.ch(']');
+        if (bucket.set) {
+            w_.raw(",\"bucket\":");
+            w_.string(bucket.view);
         }
+        w_.ch('}');
+        ans_.file_count = files_;
+        ans_.earliest_expiry = files_ == 0 ? chr::system_clock::time_point::max() : to_time_point(earliest_);
         return true;
     }
-    void reset_file() {
-        for (PlainSlot* sl : {&name, &link, &exp_time, &exp_link, &db}) sl->set = false;
-        size = -1;
-        seen_fields = 0;
+
+  private:
+    const char* p_;
+    const char* const end_;
+    const NormalizeOptions& opts_;
+    NormalizedAnswer& ans_;
+    Writer w_;
+    // The file being read: its fields as they came (views into the input), its size (-1: none yet).
+    PlainSlot name_, link_, exp_time_, exp_link_, db_;
+    std::int64_t size_ = -1;
+    chr::sys_seconds earliest_ = chr::sys_seconds::max();
+    std::size_t files_ = 0;
+
+    void skip_ws() {  // JSON's white space: space, tab, line feed, carriage return
+        while (p_ != end_ && static_cast<unsigned char>(*p_) <= ' ' &&
+               (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r'))
+            ++p_;
     }
+    bool eat(char c) {
+        skip_ws();
+        if (p_ == end_ || *p_ != c) return false;
+        ++p_;
+        return true;
+    }
+    // A string that needs no decoding (see plain_string_run): its text, a view into the input.
+    bool string(std::string_view& out) {
+        if (!eat('"')) return false;
+        const char* const begin = p_;
+        p_ += plain_string_run(p_, end_);
+        if (p_ == end_ || *p_ != '"') return false;  // an escape, a control, non-ASCII or no end: declined
+        out = std::string_view(begin, static_cast<std::size_t>(p_ - begin));
+        ++p_;
+        return true;
+    }
+    // A non-negative integer literal of at most 18 digits (so within int64); JSON allows no leading zero.
+    // Whatever follows the digits ('.', 'e', more digits) fails the caller's next structural check.
+    bool integer(std::int64_t& out) {
+        skip_ws();
+        const char* const begin = p_;
+        std::int64_t v = 0;
+        while (p_ != end_ && *p_ >= '0' && *p_ <= '9' && p_ - begin < 18) v = v * 10 + (*p_++ - '0');
+        const std::ptrdiff_t n = p_ - begin;
+        if (n == 0 || (n > 1 && *begin == '0')) return false;
+        out = v;
+        return true;
+    }
+    bool files() {
+        if (!eat('[')) return false;
+        if (eat(']')) return true;
+        do {
+            if (!file()) return false;
+        } while (eat(','));
+        return eat(']');
+    }
+    bool file() {
+        if (!eat('{')) return false;
+        for (PlainSlot* sl : {&name_, &link_, &exp_time_, &exp_link_, &db_}) sl->set = false;
+        size_ = -1;
+        unsigned seen = 0;  // bits of FileField
+        do {
+            std::string_view key;
+            if (!string(key) || !eat(':')) return false;
+            const FileField field = classify(key);
+            const unsigned bit = 1u << static_cast<unsigned>(field);
+            if (field == FileField::other || (seen & bit) != 0) return false;
+            seen |= bit;
+            PlainSlot* slot = nullptr;
+            switch (field) {
+                case FileField::size:
+                    if (!integer(size_)) return false;
+                    continue;  // to the loop's condition
+                case FileField::name:
+                    slot = &name_;
+                    break;
+                case FileField::download_link:
+                    slot = &link_;
+                    break;
+                case FileField::link_expired_time:
+                    slot = &exp_time_;
+                    break;
+                case FileField::link_expired_link:
+                    slot = &exp_link_;
+                    break;
+                default:
+                    slot = &db_;
+                    break;
+            }
+            if (!string(slot->view)) return false;
+            slot->set = true;
+        } while (eat(','));
+        return eat('}') && finish_file();
+    }
+    // Validates the file just read and writes its canonical form.
     bool finish_file() {
-        if (!name.set || check_file_name(name.view) != nullptr) return false;
-        if (size < 0) return false;
-        if (!link.set || check_link_text(link.view, opts) != nullptr) return false;
+        if (!name_.set || check_file_name(name_.view) != nullptr) return false;
+        if (size_ < 0) return false;
+        if (!link_.set || check_link_text(link_.view, opts_) != nullptr) return false;
         std::optional<OffsetTime> t;
-        if (exp_time.set && !(t = parse_rds_time(exp_time.view))) return false;
-        if (exp_link.set) {
-            const std::optional<OffsetTime> l = parse_rds_time(exp_link.view);
+        if (exp_time_.set && !(t = parse_rds_time(exp_time_.view))) return false;
+        if (exp_link_.set) {
+            const std::optional<OffsetTime> l = parse_rds_time(exp_link_.view);
             if (!l || (t && t->utc != l->utc)) return false;
             if (!t) t = l;
         }
         if (!t) return false;
+        // The time as RDS wrote it when that is already the canonical form (nearly always), else rewritten.
+        const std::string_view given = exp_time_.set ? exp_time_.view : exp_link_.view;
         char when_text[kRdsTimeMax];
-        const std::string_view when(when_text,
-                                    static_cast<std::size_t>(put_rds_time(when_text, *t) - when_text));
-        if (t->utc < earliest) earliest = t->utc;
-        if (files++ != 0) w.ch(',');
-        write_known_fields(w, name.view, size, link.view, when, db.set ? &db.view : nullptr, opts);
-        w.ch('}');
+        const std::string_view when =
+            is_canonical_rds_time(given, *t)
+                ? given
+                : std::string_view(when_text,
+                                   static_cast<std::size_t>(put_rds_time(when_text, *t) - when_text));
+        if (t->utc < earliest_) earliest_ = t->utc;
+        if (files_++ != 0) w_.ch(',');
+        write_known_fields(w_, name_.view, size_, link_.view, when, db_.set ? &db_.view : nullptr, opts_);
+        w_.ch('}');
         return true;
     }
-
-    bool on_document_begin(json::error_code&) { return true; }
-    bool on_document_end(json::error_code&) { return true; }
-    bool on_object_begin(json::error_code&) {
-        if (depth == 0) {
-            w.raw("{\"files\":[");
-        } else if (depth == 2 && in_files) {
-            reset_file();
-        } else {
-            return false;
-        }
-        ++depth;
-        return true;
-    }
-    bool on_object_end(std::size_t, json::error_code&) {
-        --depth;
-        if (depth == 2) return finish_file();
-        if (depth == 0) top_done = true;
-        return true;
-    }
-    bool on_array_begin(json::error_code&) {
-        if (depth != 1 || top_key != TopKey::files) return false;
-        in_files = true;
-        ++depth;
-        return true;
-    }
-    bool on_array_end(std::size_t, json::error_code&) {
-        --depth;
-        in_files = false;
-        return true;
-    }
-    bool on_key_part(json::string_view, std::size_t, json::error_code&) { return false; }
-    bool on_key(json::string_view k, std::size_t, json::error_code&) {
-        if (depth == 1) {
-            if (k == "files" && !seen_files) {
-                seen_files = true;
-                top_key = TopKey::files;
-                return true;
-            }
-            if (k == "bucket" && !seen_bucket) {
-                seen_bucket = true;
-                top_key = TopKey::bucket;
-                return true;
-            }
-            return false;
-        }
-        field = classify(k);
-        const unsigned bit = 1u << static_cast<unsigned>(field);
-        if (field == FileField::other || (seen_fields & bit) != 0) return false;
-        seen_fields |= bit;
-        return true;
-    }
-    bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
-        if (!parts) scratch.clear();
-        parts = true;
-        scratch.append(s.data(), s.size());
-        return true;
-    }
-    bool on_string(json::string_view s, std::size_t, json::error_code&) {
-        std::string_view v(s.data(), s.size());
-        if (parts) {
-            scratch.append(s.data(), s.size());
-            v = scratch;
-        }
-        bool ok = false;
-        if (depth == 1 && top_key == TopKey::bucket) {
-            ok = keep(bucket, v);
-        } else if (depth == 3) {
-            switch (field) {
-                case FileField::name:
-                    ok = keep(name, v);
-                    break;
-                case FileField::download_link:
-                    ok = keep(link, v);
-                    break;
-                case FileField::link_expired_time:
-                    ok = keep(exp_time, v);
-                    break;
-                case FileField::link_expired_link:
-                    ok = keep(exp_link, v);
-                    break;
-                case FileField::database_name:
-                    ok = keep(db, v);
-                    break;
-                default:
-                    break;  // a size as a string: the general path
-            }
-        }
-        parts = false;
-        return ok;
-    }
-    bool on_number_part(json::string_view, json::error_code&) { return true; }
-    bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
-        if (depth != 3 || field != FileField::size || i < 0) return false;
-        size = i;
-        return true;
-    }
-    bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
-        if (depth != 3 || field != FileField::size || u > static_cast<std::uint64_t>(INT64_MAX)) return false;
-        size = static_cast<std::int64_t>(u);
-        return true;
-    }
-    bool on_double(double, json::string_view, json::error_code&) { return false; }
-    bool on_bool(bool, json::error_code&) { return false; }
-    bool on_null(json::error_code&) { return false; }
-    bool on_comment_part(json::string_view, json::error_code&) { return false; }
-    bool on_comment(json::string_view, json::error_code&) { return false; }
 };
 
 }  // namespace
@@ -1023,21 +1040,10 @@ namespace detail {
 bool normalize_plain(std::string_view body, const NormalizeOptions& opts, NormalizedAnswer& out) {
     if (body.size() > opts.max_body_bytes) return false;
     out.body.clear();
-    out.body.reserve(body.size() + 64 + (opts.emit_legacy_expiry_field ? 96 : 0));
-    json::basic_parser<PlainHandler> p(json::parse_options{}, body, opts, out);
-    json::error_code ec;
-    const std::size_t n = p.write_some(false, body.data(), body.size(), ec);
-    PlainHandler& h = p.handler();
-    if (ec || n != body.size() || !h.top_done || !h.seen_files) return false;
-    h.w.ch(']');
-    if (h.bucket.set) {
-        h.w.raw(",\"bucket\":");
-        h.w.string(h.bucket.view);
-    }
-    h.w.ch('}');
-    out.file_count = h.files;
-    out.earliest_expiry = h.files == 0 ? chr::system_clock::time_point::max() : to_time_point(h.earliest);
-    return true;
+    // Twice the input: the canonical answer is about the input's size (more with the legacy field), and
+    // write_known_fields makes room for a file's worst case before it trims to what it wrote.
+    out.body.reserve(2 * body.size() + 256);
+    return PlainReader(body, opts, out).read();
 }
 
 }  // namespace detail

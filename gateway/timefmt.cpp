@@ -183,12 +183,26 @@ std::optional<OffsetTime> offset_time(int year, int month, int day, int hour, in
 }
 }  // namespace
 
+namespace {
+// The separators of "yyyy-mm-ddThh:mm:ss+hhmm" in their places (the digits are the caller's to check).
+bool rds_shape(std::string_view text) {
+    return text.size() == 24 && text[4] == '-' && text[7] == '-' && text[10] == 'T' && text[13] == ':' &&
+           text[16] == ':' && (text[19] == '+' || text[19] == '-');
+}
+}  // namespace
+
+// Given that parse_rds_time accepted `text`, its separators in these places leave room for digits only
+// (four, then exactly two per field, no fraction, no colon in the offset), so the text reads back as written
+// but for a zero offset spelled "-0000", which is written "+0000".
+bool is_canonical_rds_time(std::string_view text, const OffsetTime& t) {
+    return rds_shape(text) && (text[19] == '+' || t.offset_minutes != 0);
+}
+
 std::optional<OffsetTime> parse_rds_time(std::string_view text) {
     // The shape RDS sends, "2020-01-01T08:00:00+0800", read at fixed places (about a third of the general
     // reading's cost; two per cache miss). Only a success is taken from here: anything else, valid or not,
     // goes to the general reading below, which gives every verdict.
-    if (text.size() == 24 && text[4] == '-' && text[7] == '-' && text[10] == 'T' && text[13] == ':' &&
-        text[16] == ':' && (text[19] == '+' || text[19] == '-')) {
+    if (rds_shape(text)) {
         static constexpr std::uint8_t kDigits[] = {0,  1,  2,  3,  5,  6,  8,  9,  11,
                                                    12, 14, 15, 17, 18, 20, 21, 22, 23};
         bool digits = true;

@@ -31,6 +31,9 @@ std::string format_rds_time(const OffsetTime& t);
 // The same into raw storage of at least kRdsTimeMax bytes; returns the end.
 inline constexpr std::size_t kRdsTimeMax = 48;
 char* put_rds_time(char* out, const OffsetTime& t);
+// True when `text`, which parse_rds_time read as `t`, is already what format_rds_time writes for `t` (RDS's
+// own shape "yyyy-mm-ddThh:mm:ss+hhmm", "-0000" aside): it can be passed on as it is.
+bool is_canonical_rds_time(std::string_view text, const OffsetTime& t);
 
 // An HTTP-date (RFC 9110 5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the two obsolete forms
 // a recipient must accept, RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" (the two-digit year is read as the

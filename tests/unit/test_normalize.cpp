@@ -897,6 +897,58 @@ BOOST_AUTO_TEST_CASE(fast_path_agrees_with_the_general_path) {
     }
 }
 
+// The fast path's reader at its edges: JSON white space anywhere between tokens is read; an escape, a byte
+// outside ASCII or a number JSON spells otherwise is left to the general path, which accepts what is valid;
+// what is not JSON is declined and refused by the general path with its error.
+BOOST_AUTO_TEST_CASE(fast_path_reader_edges) {
+    const std::string spaced =
+        " \r\n{ \"files\" :\t[ { \"name\" : \"a.qp\" , \"size\" : 0 , \"download_link\" : "
+        "\"https://obs.com/a\" , \"link_expired_time\" : \"" +
+        kTime +
+        "\" } , {\"name\":\"b\",\"size\":123456789012345678,\"download_link\":"
+        "\"https://obs.com/b\",\"link_expired_link\":\"" +
+        kTime + "\"} ] , \"bucket\" : \"bk\" }\n ";
+    NormalizedAnswer fast;
+    BOOST_TEST_REQUIRE(rdsgw::detail::normalize_plain(spaced, NormalizeOptions{}, fast));
+    const auto ref = rdsgw::detail::normalize_reference(spaced, NormalizeOptions{});
+    BOOST_TEST_REQUIRE(std::holds_alternative<NormalizedAnswer>(ref));
+    BOOST_TEST(fast.body == std::get<NormalizedAnswer>(ref).body);
+    BOOST_TEST(fast.file_count == 2u);
+
+    const auto body_with = [](std::string_view name, std::string_view size, std::string_view link) {
+        return R"({"files":[{"name":")" + std::string(name) + R"(","size":)" + std::string(size) +
+               R"(,"download_link":")" + std::string(link) + R"(","link_expired_time":")" + kTime + R"("}]})";
+    };
+    // Valid, left to the general path, accepted there.
+    for (const std::string& body : {body_with("caf\xc3\xa9.qp", "1", "https://obs.com/a"),
+                                    body_with("a\\u0062.qp", "1", "https://obs.com/a"),
+                                    body_with("a.qp", "1", "https:\\/\\/obs.com\\/a"),
+                                    body_with("a.qp", "1234567890123456789", "https://obs.com/a")}) {
+        BOOST_TEST_CONTEXT("body " << body) {
+            BOOST_TEST(!rdsgw::detail::normalize_plain(body, NormalizeOptions{}, fast));
+            BOOST_TEST(std::holds_alternative<NormalizedAnswer>(
+                normalize_backup_files(body, {}, NormalizeOptions{})));
+        }
+    }
+    // Not valid JSON (or not a valid answer): declined here, refused there.
+    const std::string good = body_with("a.qp", "1", "https://obs.com/a");
+    for (const std::string& body :
+         {body_with("a.qp", "01", "https://obs.com/a"), body_with("a.qp", "-1", "https://obs.com/a"),
+          body_with("a\x01.qp", "1", "https://obs.com/a"), body_with("a\xff.qp", "1", "https://obs.com/a"),
+          body_with("a.qp", "1x", "https://obs.com/a"),
+          body_with("a.qp", "1.0e2", "https://obs.com/a"),  // a size is written as an integer
+          good.substr(0, good.size() - 2) + ",]}",          // a trailing comma
+          good.substr(0, good.size() - 1),                  // cut short
+          good + "x",                                       // bytes after the answer
+          good + good}) {
+        BOOST_TEST_CONTEXT("body " << body) {
+            BOOST_TEST(!rdsgw::detail::normalize_plain(body, NormalizeOptions{}, fast));
+            BOOST_TEST(
+                std::holds_alternative<NormalizeError>(normalize_backup_files(body, {}, NormalizeOptions{})));
+        }
+    }
+}
+
 // Issue 15: whatever a resolver would take for an IP address is refused as a link host. The oracle is the C
 // library itself: inet_aton (IPv4 in every form it accepts) and inet_pton (IPv6), over random hosts made of
 // the characters those forms use.

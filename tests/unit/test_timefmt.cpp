@@ -304,6 +304,8 @@ BOOST_AUTO_TEST_CASE(the_fixed_place_reading_agrees_with_the_general_one) {
             BOOST_TEST_REQUIRE(fast.has_value() == general.has_value());
             if (fast) {
                 ++accepted;
+                // Passed on as written exactly when it is what the canonical writer gives.
+                BOOST_TEST(rdsgw::is_canonical_rds_time(s, *fast) == (format_rds_time(*fast) == s));
                 BOOST_TEST(fast->utc.time_since_epoch().count() == general->utc.time_since_epoch().count());
                 BOOST_TEST(fast->offset_minutes == general->offset_minutes);
             }
