@@ -494,56 +494,70 @@ void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& 
 
 constexpr int kMaxInterimAnswers = 4;
 
-// http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) as one
-// coroutine, over the plain socket or the TLS stream: each read is one operation of the stream awaited here,
-// where Beast's composed operations add two layers of handlers, executor copies and work counting. Same
-// results: parse what the buffer holds, read when the parser needs more, end_of_stream for an EOF before any
-// byte, put_eof() after some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
-template <class Stream>
-asio::awaitable<void> read_answer(Stream& s, beast::flat_buffer& b, http::basic_parser<false>& p,
-                                  boost::system::error_code& ec) {
-    p.eager(true);
-    ec = {};
-    bool need_read = b.size() == 0;
-    for (;;) {
-        if (!need_read) {
-            b.consume(p.put(b.data(), ec));
-            if (ec == http::error::need_more) {
-                ec = {};
-            } else if (ec || p.is_done()) {
-                co_return;
-            } else {
-                need_read = b.size() == 0;  // parsed without finishing: parse on, or read when all is used
-                continue;
+// http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) with the
+// reads awaited by the exchange itself, over the plain socket or the TLS stream: no coroutine of its own (a
+// layer costs a frame and a trip through Asio's awaitable machinery per miss) and none of the two handler
+// layers, executor copies and work counting of Beast's composed operations. Same results: parse what the
+// buffer holds, read when the parser needs more, end_of_stream for an EOF before any byte, put_eof() after
+// some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
+class AnswerReader {
+  public:
+    AnswerReader(beast::flat_buffer& b, http::basic_parser<false>& p) : b_(b), p_(p) {
+        p_.eager(true);
+        need_read_ = b_.size() == 0;
+    }
+    // Parses what the buffer holds; returns where the next read goes, or nothing when the answer is done or
+    // failed (ec).
+    std::optional<asio::mutable_buffer> next(boost::system::error_code& ec) {
+        for (;;) {
+            if (!need_read_) {
+                b_.consume(p_.put(b_.data(), ec));
+                if (ec == http::error::need_more) {
+                    ec = {};
+                } else if (ec || p_.is_done()) {
+                    return std::nullopt;
+                } else {
+                    need_read_ =
+                        b_.size() == 0;  // parsed without finishing: parse on, or read when all is used
+                    continue;
+                }
+            }
+            const std::size_t size = beast::read_size(b_, 65536);
+            if (size == 0) {
+                ec = http::error::buffer_overflow;
+                return std::nullopt;
+            }
+            try {
+                return b_.prepare(size);
+            } catch (const std::length_error&) {
+                ec = http::error::buffer_overflow;
+                return std::nullopt;
             }
         }
-        const std::size_t size = beast::read_size(b, 65536);
-        if (size == 0) {
-            ec = http::error::buffer_overflow;
-            co_return;
-        }
-        asio::mutable_buffer space;
-        try {
-            space = b.prepare(size);
-        } catch (const std::length_error&) {
-            ec = http::error::buffer_overflow;
-            co_return;
-        }
-        const std::size_t n = co_await s.async_read_some(space, asio::redirect_error(use_awaitable, ec));
-        b.commit(n);
+    }
+    // Takes a read's outcome: n bytes into the buffer next() gave, and its error. False: the answer is done
+    // or failed (ec).
+    bool read(std::size_t n, boost::system::error_code& ec) {
+        b_.commit(n);
         if (ec == asio::error::eof) {
-            if (!p.got_some()) {
+            if (!p_.got_some()) {
                 ec = http::error::end_of_stream;
-                co_return;
+                return false;
             }
             ec = {};
-            p.put_eof(ec);  // done, or why the message cannot end here
-            co_return;
+            p_.put_eof(ec);  // done, or why the message cannot end here
+            return false;
         }
-        if (ec) co_return;
-        need_read = false;
+        if (ec) return false;
+        need_read_ = false;
+        return true;
     }
-}
+
+  private:
+    beast::flat_buffer& b_;
+    http::basic_parser<false>& p_;
+    bool need_read_;
+};
 
 }  // namespace
 
@@ -582,10 +596,16 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             parser.body_limit(max_body);
             parser.header_limit(64 * 1024);
             if (head) parser.skip(true);
-            if (c->tls)
-                co_await read_answer(*c->tls, c->buf, parser, ec);
-            else
-                co_await read_answer(c->tcp->socket(), c->buf, parser, ec);
+            AnswerReader reader(c->buf, parser);
+            for (std::optional<asio::mutable_buffer> space; (space = reader.next(ec));) {
+                std::size_t n = 0;
+                if (c->tls)
+                    n = co_await c->tls->async_read_some(*space, asio::redirect_error(use_awaitable, ec));
+                else
+                    n = co_await c->tcp->socket().async_read_some(*space,
+                                                                  asio::redirect_error(use_awaitable, ec));
+                if (!reader.read(n, ec)) break;
+            }
             res.got_response_bytes = res.got_response_bytes || parser.got_some();
             if (ec || !*alive) break;
             const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
