@@ -596,6 +596,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             parser.body_limit(max_body);
             parser.header_limit(64 * 1024);
             if (head) parser.skip(true);
+            ec = {};  // clear already (the loop's condition): the reader starts from a clean code, as before
             AnswerReader reader(c->buf, parser);
             for (std::optional<asio::mutable_buffer> space; (space = reader.next(ec));) {
                 std::size_t n = 0;
