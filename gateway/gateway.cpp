@@ -485,7 +485,8 @@ asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJ
         FetchPtr shared = co_await shared_lookup(*job, lock_held);
         if (shared) co_return shared;
     }
-    const UpstreamResult up = co_await upstream_.call(w, *job);
+    UpstreamResult up;
+    co_await upstream_.call(w, *job, up);
     status_->fetch(up.attempts, up.ms, steady::now());
     FetchPtr out = interpret(*job, up);
     store(*job, *out);

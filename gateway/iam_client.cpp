@@ -54,7 +54,9 @@ asio::awaitable<UpstreamResponse> IamClient::send(const UpstreamRequest& req) {
         r.error_detail = "IAM client not started";
         co_return r;
     }
-    co_return co_await pool_->exchange(req, steady::now() + opts_.request_timeout);
+    UpstreamResponse res;
+    co_await pool_->exchange(req, steady::now() + opts_.request_timeout, res);
+    co_return res;
 }
 
 asio::awaitable<bool> IamClient::issue_token(const IamScope& scope, IamToken& out, std::string& err) {

@@ -561,19 +561,19 @@ class AnswerReader {
 
 }  // namespace
 
-asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest& req,
-                                                           steady::time_point deadline) {
+asio::awaitable<void> ConnectionPool::exchange(const UpstreamRequest& req, steady::time_point deadline,
+                                               UpstreamResponse& res) {
     auto alive = alive_;
     const std::string wire = serialize_request(req, ep_);
     const bool head = req.method == "HEAD";
     const std::size_t max_body = opts_.max_response_bytes;  // read before any suspension (see alive_)
     for (int round = 0; round < 2; ++round) {
-        UpstreamResponse res;
+        res = UpstreamResponse{};  // the caller's object: fresh for each round
         std::unique_ptr<Conn> c = round == 0 ? take_idle() : nullptr;
         bool reused = c != nullptr;
         if (!c) {
             c = co_await connect(deadline, res);
-            if (!c) co_return res;
+            if (!c) co_return;
         }
         res.reused_connection = reused;
         c->deadline->arm(deadline);
@@ -626,7 +626,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
         if (ec && c->deadline->expired()) ec = beast::error::timeout;  // what the deadline's close caused
         if (!*alive) {
             clear_answer(res);
-            co_return res;
+            co_return;
         }
         if (ec) {
             clear_answer(res);
@@ -637,7 +637,7 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             if (reused && !res.got_response_bytes && ec != beast::error::timeout && steady::now() < deadline)
                 continue;
             if (res.error == UpstreamResponse::Error::none) describe_read_error(ec, res);
-            co_return res;
+            co_return;
         }
         if (c->tls) {
             // Keep the newest session (TLS 1.3 tickets arrive after the handshake) for resumption.
@@ -652,12 +652,11 @@ asio::awaitable<UpstreamResponse> ConnectionPool::exchange(const UpstreamRequest
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
         }
-        co_return res;
+        co_return;
     }
-    UpstreamResponse res;
+    res = UpstreamResponse{};
     res.error = UpstreamResponse::Error::reset;
     res.error_detail = "upstream closed the connection without answering";
-    co_return res;
 }
 
 }  // namespace rdsgw

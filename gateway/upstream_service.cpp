@@ -82,9 +82,8 @@ ConnectionPool& UpstreamService::pool(Worker& w, Region& r) {
     return *p;
 }
 
-asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob& job) {
+asio::awaitable<void> UpstreamService::call(Worker& w, const FetchJob& job, UpstreamResult& out) {
     Region& r = *job.region;
-    UpstreamResult out;
     Attempt a;
     a.max_attempts = cfg_.retry.max_attempts;
     a.started = steady::now();
@@ -96,7 +95,7 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
     if (!r.breaker.allow(a.started)) {
         out.refused = LocalError(503, "upstream circuit breaker is open", ErrorSource::upstream, "breaker");
         out.refused_as_outage = true;
-        co_return out;
+        co_return;
     }
     for (;;) {
         {
@@ -124,8 +123,8 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
             }
             ++out.attempts;
             const auto t0 = steady::now();
-            out.last = co_await pool(w, r).exchange(
-                req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)));
+            co_await pool(w, r).exchange(
+                req, std::min(a.deadline, t0 + milliseconds(cfg_.upstream.request_timeout_ms)), out.last);
             const bool answered = out.last.error == UpstreamResponse::Error::none;
             const double secs = std::chrono::duration<double>(steady::now() - t0).count();
             if (regions_.multi())
@@ -166,7 +165,6 @@ asio::awaitable<UpstreamResult> UpstreamService::call(Worker& w, const FetchJob&
         co_await sleep_until(now + d.delay);
     }
     out.ms = std::chrono::duration<double, std::milli>(steady::now() - a.started).count();
-    co_return out;
 }
 
 FetchJob::FetchJob(const Ids& ids) {

@@ -74,10 +74,12 @@ class ConnectionPool {
     ~ConnectionPool();
     ConnectionPool(const ConnectionPool&) = delete;
 
-    // One HTTP exchange, finished by `deadline` (connect + write + read). A pooled connection that turns out
-    // to be closed by the server is replaced by a fresh one transparently (once).
-    boost::asio::awaitable<UpstreamResponse> exchange(const UpstreamRequest& req,
-                                                      std::chrono::steady_clock::time_point deadline);
+    // One HTTP exchange, finished by `deadline` (connect + write + read), into `res` (the caller's: no copy
+    // of the answer passes through the coroutine's return; whatever `res` held is replaced). A pooled
+    // connection that turns out to be closed by the server is replaced by a fresh one transparently (once).
+    boost::asio::awaitable<void> exchange(const UpstreamRequest& req,
+                                          std::chrono::steady_clock::time_point deadline,
+                                          UpstreamResponse& res);
 
     const Endpoint& endpoint() const { return ep_; }
     std::size_t idle_count() const;

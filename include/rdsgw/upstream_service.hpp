@@ -85,7 +85,9 @@ class UpstreamService {
 
     // The attempts of one fetch in job.region: breaker, concurrency slot, credentials, the exchange, and
     // retries as decide_retry says (backoff, Retry-After, renewal after a rejected credential, the budget).
-    boost::asio::awaitable<UpstreamResult> call(Worker& w, const FetchJob& job);
+    // Into `out`, the caller's (a fresh UpstreamResult): no copy of the result passes through the
+    // coroutine's return.
+    boost::asio::awaitable<void> call(Worker& w, const FetchJob& job, UpstreamResult& out);
 
     CredentialSource& credentials() { return *creds_; }
     const CredentialSource& credentials() const { return *creds_; }
