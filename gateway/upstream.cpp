@@ -1,6 +1,7 @@
 #include "rdsgw/upstream.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/proxy.hpp"
+#include "rdsgw/text.hpp"
 
 namespace rdsgw {
 
@@ -434,30 +436,40 @@ class AnswerParser final : public http::basic_parser<false> {
 };
 
 std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
-    using namespace std::string_view_literals;  // appends of known lengths (no strlen per piece)
-    std::size_t size = req.method.size() + req.target.size() + ep.host_header.size() + req.body.size() + 64;
-    for (auto& [k, v] : req.headers) size += k.size() + v.size() + 4;
+    // Sized exactly first, then written piece by piece with no capacity check (RawOut).
+    const bool length = !req.body.empty() || req.method == "POST" || req.method == "PUT";
+    char length_text[20];
+    const std::size_t length_size =
+        length ? static_cast<std::size_t>(
+                     std::to_chars(length_text, length_text + sizeof length_text, req.body.size()).ptr -
+                     length_text)
+               : 0;
+    std::size_t size = req.method.size() + 1 + req.target.size() + 17 + ep.host_header.size() + 2 + 2 +
+                       req.body.size() + (length ? 18 + length_size : 0);
+    for (const auto& [k, v] : req.headers) size += k.size() + 2 + v.size() + 2;
     std::string out;
-    out.reserve(size);
-    out += req.method;
-    out += ' ';
-    out += req.target;
-    out += " HTTP/1.1\r\nHost: "sv;
-    out += ep.host_header;
-    out += "\r\n"sv;
-    for (auto& [k, v] : req.headers) {
-        out += k;
-        out += ": "sv;
-        out += v;
-        out += "\r\n"sv;
+    out.resize(size);
+    RawOut o(out.data());
+    o.raw(req.method);
+    o.ch(' ');
+    o.raw(req.target);
+    o.lit(" HTTP/1.1\r\nHost: ");
+    o.raw(ep.host_header);
+    o.lit("\r\n");
+    for (const auto& [k, v] : req.headers) {
+        o.raw(k);
+        o.lit(": ");
+        o.raw(v);
+        o.lit("\r\n");
     }
-    if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
-        out += "Content-Length: "sv;
-        out += std::to_string(req.body.size());
-        out += "\r\n"sv;
+    if (length) {
+        o.lit("Content-Length: ");
+        o.raw(std::string_view(length_text, length_size));
+        o.lit("\r\n");
     }
-    out += "\r\n"sv;
-    out += req.body;
+    o.lit("\r\n");
+    o.raw(req.body);
+    RDSGW_INVARIANT(o.end() == out.data() + out.size());
     return out;
 }
 
