@@ -421,13 +421,11 @@ std::optional<RequestError> parse_purge_query(std::string_view target, const Req
 }
 
 bool is_sane_request_id(std::string_view id) {
-    if (id.empty() || id.size() > 64) return false;
-    for (unsigned char c : id) {
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
+    static constexpr ByteSet kIdChar([](unsigned char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+    });
+    return !id.empty() && id.size() <= 64 && kIdChar.span(id, 0) == id.size();
 }
 
 void make_request_id(std::string& s) {
