@@ -113,6 +113,11 @@ struct LinkCache::Entry
 
 namespace {
 // The index holds entry pointers and is searched by key (heterogeneous lookup: no key is built to search).
+// A lookup brings the key's hash along (HashedKey): the one that chose the shard, not computed again.
+struct HashedKey {
+    std::string_view key;
+    std::size_t hash;  // hash_bytes(key)
+};
 struct EntryKeyHash {
     using is_transparent = void;
     template <class E>
@@ -120,6 +125,7 @@ struct EntryKeyHash {
         return hash_bytes(e->key());
     }
     std::size_t operator()(std::string_view k) const noexcept { return hash_bytes(k); }
+    std::size_t operator()(const HashedKey& k) const noexcept { return k.hash; }
 };
 struct EntryKeyEq {
     using is_transparent = void;
@@ -128,6 +134,7 @@ struct EntryKeyEq {
         return e->key();
     }
     static std::string_view key_of(std::string_view k) noexcept { return k; }
+    static std::string_view key_of(const HashedKey& k) noexcept { return k.key; }
     template <class A, class B>
     bool operator()(const A& a, const B& b) const noexcept {
         return key_of(a) == key_of(b);
@@ -156,7 +163,7 @@ struct alignas(64) LinkCache::Shard {  // a shard shares no cache line with anot
         const std::uint64_t v = lru.empty() ? std::numeric_limits<std::uint64_t>::max() : lru.back().last_use;
         if (tail_stamp->load(std::memory_order_relaxed) != v) tail_stamp->store(v, std::memory_order_relaxed);
     }
-    Entry* find(std::string_view key) {
+    Entry* find(const HashedKey& key) {
         auto it = index.find(key);
         return it == index.end() ? nullptr : *it;
     }
@@ -204,8 +211,8 @@ LinkCache::LinkCache(CacheOptions opts, CacheEvents events) : opts_(opts), event
 
 LinkCache::~LinkCache() = default;
 
-LinkCache::Shard& LinkCache::shard_for(std::string_view key) {
-    return *shards_[hash_bytes(key) & (shards_.size() - 1)];  // its low bits are as mixed as any
+LinkCache::Shard& LinkCache::shard_for(std::size_t hash) {
+    return *shards_[hash & (shards_.size() - 1)];  // hash_bytes' low bits are as mixed as any
 }
 
 namespace {
@@ -232,11 +239,12 @@ SysClock::time_point links_deadline(const CachedAnswer& a, const CacheOptions& o
 }  // namespace
 
 LinkCache::Lookup LinkCache::get(std::string_view key, SysClock::time_point now) {
-    Shard& s = shard_for(key);
+    const HashedKey hk{key, hash_bytes(key)};
+    Shard& s = shard_for(hk.hash);
     bool expired = false;
     {
         std::lock_guard lk(s.mu);
-        Entry* found = s.find(key);
+        Entry* found = s.find(hk);
         if (!found) return {};
         Entry& e = *found;
         const bool links_valid = now < links_deadline(*e.answer, opts_);
@@ -284,11 +292,12 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
                bytes_.load(std::memory_order_relaxed) > opts_.max_bytes;
     };
 
-    Shard& own = shard_for(key);
+    const HashedKey hk{key, hash_bytes(key)};
+    Shard& own = shard_for(hk.hash);
     std::size_t evicted = 0;
     {
         std::lock_guard lk(own.mu);
-        Entry* e = own.find(key);
+        Entry* e = own.find(hk);
         if (!storable) {
             if (e) remove_locked(own, *e, entries_, bytes_);
             return false;
@@ -349,9 +358,10 @@ bool LinkCache::put(std::string_view key, AnswerPtr answer, SysClock::time_point
 }
 
 bool LinkCache::erase(std::string_view key) {
-    Shard& s = shard_for(key);
+    const HashedKey hk{key, hash_bytes(key)};
+    Shard& s = shard_for(hk.hash);
     std::lock_guard lk(s.mu);
-    Entry* e = s.find(key);
+    Entry* e = s.find(hk);
     if (!e) return false;
     remove_locked(s, *e, entries_, bytes_);
     return true;

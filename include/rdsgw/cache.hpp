@@ -89,7 +89,7 @@ class LinkCache {
   private:
     struct Entry;
     struct Shard;
-    Shard& shard_for(std::string_view key);
+    Shard& shard_for(std::size_t hash);  // by hash_bytes of the key
     // Each shard's LRU tail stamp (see Shard), eight to a cache line of their own. Declared before shards_:
     // a shard points at its stamp, so the stamps outlive the shards.
     struct alignas(64) TailLine {
