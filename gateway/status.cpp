@@ -191,13 +191,23 @@ struct StatusBoard::Shard {
         bump(totals[f], n);
     }
     CallerSlot& caller(std::string_view name) {
-        if (auto it = callers.find(name); it != callers.end()) return *it->second;
-        std::lock_guard lk(callers_mu);
-        if (callers.size() >= kMaxCallerNames) name = "(other)";
-        auto& slot = callers[std::string(name)];
-        if (!slot) slot = std::make_unique<CallerSlot>();
-        return *slot;
+        // The last caller asked for and its slot (this thread's only): requests mostly repeat a caller.
+        if (last_slot != nullptr && last_name == name) return *last_slot;
+        CallerSlot* found = nullptr;
+        if (auto it = callers.find(name); it != callers.end()) {
+            found = it->second.get();
+        } else {
+            std::lock_guard lk(callers_mu);
+            auto& slot = callers[std::string(callers.size() >= kMaxCallerNames ? "(other)" : name)];
+            if (!slot) slot = std::make_unique<CallerSlot>();
+            found = slot.get();
+        }
+        last_name.assign(name);
+        last_slot = found;
+        return *found;
     }
+    std::string last_name;
+    CallerSlot* last_slot = nullptr;
 };
 
 StatusBoard::StatusBoard(clock::time_point start) : start_(start), id_(++g_board_ids) {}
@@ -476,9 +486,12 @@ std::string_view asset_bytes(const unsigned char* data, std::size_t size) {
 }  // namespace
 
 const StatusAsset* find_status_asset(std::string_view name) {
-    static const StatusAsset page{"text/html; charset=utf-8", asset_bytes(rdsgw_asset_html, rdsgw_asset_html_size)};
-    static const StatusAsset js{"text/javascript; charset=utf-8", asset_bytes(rdsgw_asset_js, rdsgw_asset_js_size)};
-    static const StatusAsset css{"text/css; charset=utf-8", asset_bytes(rdsgw_asset_css, rdsgw_asset_css_size)};
+    static const StatusAsset page{"text/html; charset=utf-8",
+                                  asset_bytes(rdsgw_asset_html, rdsgw_asset_html_size)};
+    static const StatusAsset js{"text/javascript; charset=utf-8",
+                                asset_bytes(rdsgw_asset_js, rdsgw_asset_js_size)};
+    static const StatusAsset css{"text/css; charset=utf-8",
+                                 asset_bytes(rdsgw_asset_css, rdsgw_asset_css_size)};
     static const StatusAsset chart{"text/javascript; charset=utf-8",
                                    asset_bytes(rdsgw_asset_chartjs, rdsgw_asset_chartjs_size)};
     if (name.empty()) return &page;
