@@ -262,13 +262,6 @@ class Writer {
 
     void string(std::string_view s) { json_escape_append(out_, s); }
 
-    // A string known to hold nothing that needs an escape (checked by the caller).
-    void plain_string(std::string_view s) {
-        out_.push_back('"');
-        out_.append(s);
-        out_.push_back('"');
-    }
-
     // `"key":`
     void key(std::string_view k) {
         string(k);
@@ -848,28 +841,6 @@ std::optional<NormalizeError> write_file(const json::value& fv, std::size_t i, c
 // every JSON subtlety is Boost.JSON's. fuzz/fuzz_normalize.cpp checks that where the fast path answers, the
 // general path gives the same bytes.
 
-// The length of the run from `p` that a JSON string may hold without a closer look: no '"', no '\\', no
-// control character and no byte outside ASCII. Sixteen bytes per step with SSE2.
-std::size_t plain_string_run(const char* p, const char* end) {
-    const char* const begin = p;
-#if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
-    for (; end - p >= 16; p += 16) {
-        const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        // As signed bytes, controls (< 0x20) and non-ASCII bytes (negative) are both less than 0x20.
-        const __m128i stop = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)), _mm_cmplt_epi8(x, space));
-        if (const int m = _mm_movemask_epi8(stop); m != 0)
-            return static_cast<std::size_t>(p - begin) + static_cast<std::size_t>(__builtin_ctz(m));
-    }
-#endif
-    for (; p < end; ++p) {
-        const auto c = static_cast<unsigned char>(*p);
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
-    }
-    return static_cast<std::size_t>(p - begin);
-}
-
 struct PlainSlot {
     std::string_view view;
     bool set = false;
@@ -936,11 +907,11 @@ class PlainReader {
         ++p_;
         return true;
     }
-    // A string that needs no decoding (see plain_string_run): its text, a view into the input.
+    // A string that needs no decoding (json_plain_span, text.hpp): its text, a view into the input.
     bool string(std::string_view& out) {
         if (!eat('"')) return false;
         const char* const begin = p_;
-        p_ += plain_string_run(p_, end_);
+        p_ += json_plain_span(std::string_view(p_, static_cast<std::size_t>(end_ - p_)), 0);
         if (p_ == end_ || *p_ != '"') return false;  // an escape, a control, non-ASCII or no end: declined
         out = std::string_view(begin, static_cast<std::size_t>(p_ - begin));
         ++p_;

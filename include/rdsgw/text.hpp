@@ -236,6 +236,10 @@ void json_escape_append(std::string& out, std::string_view s);
 // The same into raw storage: writes the literal at out and returns its end. The room it needs is at most
 // json_escaped_bound(s.size()) bytes (two quotes, and six bytes for any input byte: "\u00XX" or "\ufffd").
 char* json_escape_to(char* out, std::string_view s);
+// The first index from `i` on whose byte a JSON string cannot hold as it is (a control character, '"', '\\'
+// or a byte outside ASCII), or s.size(): the run json_escape_to copies unchanged, and the run the
+// normalizer's reader takes without a closer look. Sixteen bytes per step with SSE2 (every x86-64 CPU).
+std::size_t json_plain_span(std::string_view s, std::size_t i);
 constexpr std::size_t json_escaped_bound(std::size_t n) {
     return 2 + 6 * n;
 }

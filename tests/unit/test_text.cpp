@@ -122,9 +122,9 @@ BOOST_AUTO_TEST_CASE(output_is_valid_json_for_any_bytes) {
     BOOST_TEST(valid > 1000u);
 }
 
-// The escaper skips plain text eight bytes at a time: every byte value at every offset of a longer string
-// (before, inside and after the 8-byte blocks) is found and escaped exactly as on its own; longer random
-// UTF-8 text comes out as Boost.JSON's serializer writes it.
+// The escaper skips plain text sixteen bytes at a time (json_plain_span): every byte value at every offset of
+// a longer string (inside and after the 16-byte block) is found and escaped exactly as on its own; longer
+// random UTF-8 text comes out as Boost.JSON's serializer writes it.
 BOOST_AUTO_TEST_CASE(the_word_at_a_time_scan_misses_no_byte) {
     constexpr std::size_t kLen = 27;
     for (unsigned c = 0; c < 256; ++c) {
