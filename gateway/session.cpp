@@ -205,8 +205,9 @@ class Session {
             arm(deadline);
             slot_.idle = true;
             boost::system::error_code ec;
-            std::size_t n =
-                co_await io().async_read_some(buf_.prepare(4096), asio::redirect_error(use_awaitable, ec));
+            // DrainingRead (async_util.hpp): after a short read, no speculative recv for the next request.
+            std::size_t n = co_await io().async_read_some(DrainingRead(buf_.prepare(4096)),
+                                                          asio::redirect_error(use_awaitable, ec));
             slot_.idle = false;
             disarm();
             if (!ec) {
@@ -246,7 +247,7 @@ class Session {
             arm(header_deadline_);
             boost::system::error_code ec;
             std::size_t n = co_await io().async_read_some(
-                buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size())),
+                DrainingRead(buf_.prepare(std::min<std::size_t>(4096, limit + 4 - data.size()))),
                 asio::redirect_error(use_awaitable, ec));
             disarm();
             if (ec == asio::error::operation_aborted && deadline_.expired())

@@ -111,11 +111,24 @@ struct ConnectionPool::Conn {
     beast::flat_buffer buf;
     steady::time_point idle_since{};
     std::uint64_t uses = 0;
+    // Plain TCP: the read kept queued on the socket while the connection idles in the pool (watch_idle); it
+    // replaces a peek (one recv) per reuse.
+    std::uint8_t watch_byte = 0;
+    struct IdleWatch {
+        std::uint64_t gen = 0;  // of the pending watch; a completion of an older one is ignored
+        bool readable = false;  // the server closed, or sent bytes nobody asked for, while idle
+    };
+    std::shared_ptr<IdleWatch> watch = std::make_shared<IdleWatch>();
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *tcp; }
 
-    // True when the server closed (or sent something unexpected on) the idle connection.
+    // True when the server closed (or sent something unexpected on) the idle connection: for plain TCP what
+    // the watch saw, for TLS a peek.
     bool stale() {
+        if (tcp) return !tcp->socket().is_open() || watch->readable;
+        return peek_stale();
+    }
+    bool peek_stale() {
         auto& sock = lowest().socket();
         if (!sock.is_open()) return true;
         char c;
@@ -196,12 +209,18 @@ std::unique_ptr<ConnectionPool::Conn> ConnectionPool::take_idle() {
         std::unique_ptr<Conn> c = std::move(idle_.back());
         idle_.pop_back();
         if (metrics_) metrics_->upstream_connections_add(0, -1);
-        // Every reused connection is peeked first (one non-blocking recv): a server-side close, or bytes
-        // nobody asked for, which would otherwise be read as this request's answer (another backup's links).
+        // Every reused connection is checked first: a server-side close, or bytes nobody asked for, which
+        // would otherwise be read as this request's answer (another backup's links). Plain TCP: what its
+        // readiness watch saw while it idled (no system call); TLS: a peek (one non-blocking recv).
         if (now - c->idle_since >= opts_.idle_timeout || c->stale()) {
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             continue;
+        }
+        if (c->tcp) {
+            ++c->watch->gen;
+            boost::system::error_code ec;
+            c->tcp->socket().cancel(ec);  // the watch ends (its completion, aborted, is ignored)
         }
         return c;
     }
@@ -215,10 +234,26 @@ void ConnectionPool::put_idle(std::unique_ptr<Conn> c) {
         return;
     }
     const auto now = steady::now();
+    if (c->tcp) watch_idle(*c);
     c->idle_since = now;
     idle_.push_back(std::move(c));
     if (metrics_) metrics_->upstream_connections_add(0, 1);
     trim_surplus(now);
+}
+
+// While a plain connection idles, a one-byte read stays queued on its socket: whatever completes it (a byte
+// nobody asked for, the server's close, an error) marks the connection stale; take_idle cancels it. The
+// answer's last read was a DrainingRead, so queueing it costs no system call (a peek per reuse did, and so
+// would an async_wait: an epoll_ctl); if that read filled its buffer, this one is tried at once.
+void ConnectionPool::watch_idle(Conn& c) {
+    auto w = c.watch;
+    const std::uint64_t gen = ++w->gen;
+    w->readable = false;
+    c.tcp->socket().async_read_some(DrainingRead(asio::buffer(&c.watch_byte, 1)),
+                                    [w, gen](const boost::system::error_code& ec, std::size_t) {
+                                        if (ec != asio::error::operation_aborted && w->gen == gen)
+                                            w->readable = true;
+                                    });
 }
 
 // Idle connections beyond max_idle are not closed the moment they come back: closing them at once made
@@ -614,8 +649,8 @@ asio::awaitable<void> ConnectionPool::exchange(const UpstreamRequest& req, stead
                 std::size_t n = 0;
                 if (c->tls)
                     n = co_await c->tls->async_read_some(*space, asio::redirect_error(use_awaitable, ec));
-                else
-                    n = co_await c->tcp->socket().async_read_some(*space,
+                else  // DrainingRead (async_util.hpp): no speculative recv after a short one
+                    n = co_await c->tcp->socket().async_read_some(DrainingRead(*space),
                                                                   asio::redirect_error(use_awaitable, ec));
                 if (!reader.read(n, ec)) break;
             }
