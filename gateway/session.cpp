@@ -499,10 +499,13 @@ asio::awaitable<void> refuse_session(SessionContext& ctx, Worker& w, WorkerSessi
 
 asio::awaitable<void> tls_session(SessionContext& ctx, Worker& w, WorkerSessions& sessions, tcp::socket sock,
                                   bool admin, std::string client, steady::time_point header_deadline) {
-    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
-    Session<beast::ssl_stream<beast::tcp_stream>> session(ctx, w, sessions, stream,
-                                                          beast::get_lowest_layer(stream), admin,
-                                                          std::move(client), "", header_deadline);
+    // OpenSSL reads the socket through a DrainingLayer (async_util.hpp): no speculative recv after a short
+    // read. The handshake is bounded by the session's own deadline (arm_closing), not the tcp_stream's timer.
+    using TlsStream = beast::ssl_stream<DrainingLayer<beast::tcp_stream>>;
+    TlsStream stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
+    stream.next_layer().drain(true);
+    Session<TlsStream> session(ctx, w, sessions, stream, beast::get_lowest_layer(stream), admin,
+                               std::move(client), "", header_deadline);
     if (!co_await session.handshake()) co_return;
     co_await session.run();
 }

@@ -104,15 +104,16 @@ constexpr std::chrono::seconds kDeadlineLead{60};
 
 struct ConnectionPool::Conn {
     std::optional<beast::tcp_stream> tcp;
-    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+    // OpenSSL reads the socket through a DrainingLayer (async_util.hpp), draining once the handshake is done.
+    std::optional<beast::ssl_stream<DrainingLayer<beast::tcp_stream>>> tls;
     // An exchange's deadline (declared after the streams: it refers to their socket). Beast's stream
     // timeout bounds only the connect, the proxy's CONNECT and the TLS handshake.
     std::optional<LazyDeadline> deadline;
     beast::flat_buffer buf;
     steady::time_point idle_since{};
     std::uint64_t uses = 0;
-    // Plain TCP: the read kept queued on the socket while the connection idles in the pool (watch_idle); it
-    // replaces a peek (one recv) per reuse.
+    // The read kept queued on the socket while the connection idles in the pool (watch_idle); it replaces a
+    // peek (one recv) per reuse.
     std::uint8_t watch_byte = 0;
     struct IdleWatch {
         std::uint64_t gen = 0;  // of the pending watch; a completion of an older one is ignored
@@ -122,21 +123,9 @@ struct ConnectionPool::Conn {
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *tcp; }
 
-    // True when the server closed (or sent something unexpected on) the idle connection: for plain TCP what
-    // the watch saw, for TLS a peek.
-    bool stale() {
-        if (tcp) return !tcp->socket().is_open() || watch->readable;
-        return peek_stale();
-    }
-    bool peek_stale() {
-        auto& sock = lowest().socket();
-        if (!sock.is_open()) return true;
-        char c;
-        ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) return true;                                       // orderly close
-        if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);  // error
-        return true;  // unexpected bytes (or TLS close_notify)
-    }
+    // True when the server closed (or sent something unexpected on, a TLS close_notify included) the idle
+    // connection, as the watch saw it.
+    bool stale() { return !lowest().socket().is_open() || watch->readable; }
     // True when TLS data already sits unread in OpenSSL (decrypted, or still in its read buffer): bytes the
     // socket peek in stale() cannot see any more.
     bool tls_pending() {
@@ -210,18 +199,16 @@ std::unique_ptr<ConnectionPool::Conn> ConnectionPool::take_idle() {
         idle_.pop_back();
         if (metrics_) metrics_->upstream_connections_add(0, -1);
         // Every reused connection is checked first: a server-side close, or bytes nobody asked for, which
-        // would otherwise be read as this request's answer (another backup's links). Plain TCP: what its
-        // readiness watch saw while it idled (no system call); TLS: a peek (one non-blocking recv).
+        // would otherwise be read as this request's answer (another backup's links). What its watch saw
+        // while it idled: no system call.
         if (now - c->idle_since >= opts_.idle_timeout || c->stale()) {
             c->close();
             if (metrics_) metrics_->upstream_connections_add(-1, 0);
             continue;
         }
-        if (c->tcp) {
-            ++c->watch->gen;
-            boost::system::error_code ec;
-            c->tcp->socket().cancel(ec);  // the watch ends (its completion, aborted, is ignored)
-        }
+        ++c->watch->gen;
+        boost::system::error_code ec;
+        c->lowest().socket().cancel(ec);  // the watch ends (its completion, aborted, is ignored)
         return c;
     }
     return nullptr;
@@ -234,26 +221,27 @@ void ConnectionPool::put_idle(std::unique_ptr<Conn> c) {
         return;
     }
     const auto now = steady::now();
-    if (c->tcp) watch_idle(*c);
+    watch_idle(*c);
     c->idle_since = now;
     idle_.push_back(std::move(c));
     if (metrics_) metrics_->upstream_connections_add(0, 1);
     trim_surplus(now);
 }
 
-// While a plain connection idles, a one-byte read stays queued on its socket: whatever completes it (a byte
-// nobody asked for, the server's close, an error) marks the connection stale; take_idle cancels it. The
-// answer's last read was a DrainingRead, so queueing it costs no system call (a peek per reuse did, and so
-// would an async_wait: an epoll_ctl); if that read filled its buffer, this one is tried at once.
+// While a connection idles, a one-byte read stays queued on its socket: whatever completes it (a byte
+// nobody asked for, a TLS close_notify, the server's close, an error) marks the connection stale; take_idle
+// cancels it. The answer's last read of the socket was a DrainingRead (plain, or OpenSSL's through the
+// DrainingLayer), so queueing it costs no system call (a peek per reuse did, and so would an async_wait: an
+// epoll_ctl); if that read filled its buffer, this one is tried at once.
 void ConnectionPool::watch_idle(Conn& c) {
     auto w = c.watch;
     const std::uint64_t gen = ++w->gen;
     w->readable = false;
-    c.tcp->socket().async_read_some(DrainingRead(asio::buffer(&c.watch_byte, 1)),
-                                    [w, gen](const boost::system::error_code& ec, std::size_t) {
-                                        if (ec != asio::error::operation_aborted && w->gen == gen)
-                                            w->readable = true;
-                                    });
+    c.lowest().socket().async_read_some(DrainingRead(asio::buffer(&c.watch_byte, 1)),
+                                        [w, gen](const boost::system::error_code& ec, std::size_t) {
+                                            if (ec != asio::error::operation_aborted && w->gen == gen)
+                                                w->readable = true;
+                                        });
 }
 
 // Idle connections beyond max_idle are not closed the moment they come back: closing them at once made
@@ -366,6 +354,8 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
             co_return nullptr;
         }
         if (SSL_session_reused(ssl)) ++resumed_;
+        c->tls->next_layer().drain(
+            true);  // from here on reads are bounded by Conn::deadline, not Beast's timer
     }
     // From here on each exchange has one deadline (Conn::deadline), not Beast's timer per read and write.
     low.expires_never();

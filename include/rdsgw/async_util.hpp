@@ -14,6 +14,8 @@
 #include <chrono>
 #include <memory>
 #include <span>
+#include <type_traits>
+#include <utility>
 
 #include <sys/uio.h>
 
@@ -124,6 +126,49 @@ struct DrainingRead : boost::asio::mutable_buffer {
 #if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
 #define RDSGW_DRAINING_READ 1
 #endif
+
+// The layer under a TLS stream (`beast::ssl_stream<DrainingLayer<beast::tcp_stream>>`) whose reads of the
+// socket are DrainingReads once drain(true): OpenSSL's reads of a connection then wait for the epoll edge
+// after a short read, as plain connections' do. Before that, reads go through the next layer (a tcp_stream
+// whose own timer bounds the upstream's TLS handshake); writes always do. Only the TLS stream's own read
+// (one buffer, a completion handler, no return value) is supported.
+template <class NextLayer>
+class DrainingLayer {
+  public:
+    using next_layer_type = NextLayer;
+    using lowest_layer_type = typename NextLayer::socket_type;  // asio::ssl::stream asks for it
+    using executor_type = typename NextLayer::executor_type;
+
+    template <class Arg>
+    requires(!std::is_same_v<std::remove_cvref_t<Arg>, DrainingLayer>) explicit DrainingLayer(Arg&& arg)
+        : next_(std::forward<Arg>(arg)) {}
+    DrainingLayer(DrainingLayer&&) = default;
+    DrainingLayer& operator=(DrainingLayer&&) = default;
+
+    executor_type get_executor() noexcept { return next_.get_executor(); }
+    NextLayer& next_layer() noexcept { return next_; }
+    const NextLayer& next_layer() const noexcept { return next_; }
+    lowest_layer_type& lowest_layer() noexcept { return next_.socket(); }
+    const lowest_layer_type& lowest_layer() const noexcept { return next_.socket(); }
+    void drain(bool on) noexcept { drain_ = on; }
+
+    template <class MutableBuffer, class Handler>
+    void async_read_some(const MutableBuffer& buffer, Handler&& handler) {
+        static_assert(std::is_convertible_v<MutableBuffer, boost::asio::mutable_buffer>, "one buffer");
+        if (drain_)
+            next_.socket().async_read_some(DrainingRead(buffer), std::forward<Handler>(handler));
+        else
+            next_.async_read_some(buffer, std::forward<Handler>(handler));
+    }
+    template <class ConstBufferSequence, class Handler>
+    void async_write_some(const ConstBufferSequence& buffers, Handler&& handler) {
+        next_.async_write_some(buffers, std::forward<Handler>(handler));
+    }
+
+  private:
+    NextLayer next_;
+    bool drain_ = false;
+};
 
 namespace detail {
 // write_now's bookkeeping after a send took `written` bytes of iov[first, n): the iovecs sent whole are

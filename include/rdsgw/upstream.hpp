@@ -98,7 +98,7 @@ class ConnectionPool {
     boost::asio::awaitable<void> sweep_loop();
     std::unique_ptr<Conn> take_idle();
     void put_idle(std::unique_ptr<Conn> c);
-    void watch_idle(Conn& c);  // plain TCP: the readiness watch kept while idle
+    void watch_idle(Conn& c);  // the read kept queued on an idle connection
     void trim_surplus(std::chrono::steady_clock::time_point now);
 
     boost::asio::any_io_executor ex_;

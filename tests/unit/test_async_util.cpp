@@ -13,6 +13,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -248,4 +249,42 @@ BOOST_AUTO_TEST_CASE(a_read_that_fills_its_buffer_leaves_the_next_read_trying_at
     run_until(ctx, r.done);
     BOOST_TEST_REQUIRE(r.done);
     BOOST_TEST(r.text() == "aaaa");
+}
+
+// DrainingLayer, the layer under a TLS stream: draining, its reads are DrainingReads of the socket (the
+// bytes that came after a short read stay in the kernel when the next read starts); not draining, they go
+// through the next layer (Beast's tcp_stream, whose timer bounds a handshake), which tries them at once.
+BOOST_AUTO_TEST_CASE(a_draining_layer_reads_the_socket_as_draining_reads_only_once_told_to) {
+    for (const bool drain : {true, false}) {
+        BOOST_TEST_CONTEXT("drain " << drain) {
+            asio::io_context ctx;
+            auto [writer, reader_socket] = connected_pair(ctx, false);
+            DrainingLayer<boost::beast::tcp_stream> layer(boost::beast::tcp_stream(std::move(reader_socket)));
+            layer.drain(drain);
+            std::array<char, 16> buf{};
+            bool done = false;
+            std::size_t n = 0;
+            auto start = [&] {
+                done = false;
+                layer.async_read_some(asio::mutable_buffer(buf.data(), buf.size()),
+                                      [&](boost::system::error_code, std::size_t k) {
+                                          n = k;
+                                          done = true;
+                                      });
+            };
+            start();
+            asio::write(writer, asio::buffer(std::string_view("x")));
+            run_until(ctx, done);
+            BOOST_TEST_REQUIRE(done);
+            BOOST_TEST(n == 1u);
+            asio::write(writer, asio::buffer(std::string_view("yz")));
+            start();
+#ifdef RDSGW_DRAINING_READ
+            BOOST_TEST(layer.lowest_layer().available() == (drain ? 2u : 0u));
+#endif
+            run_until(ctx, done);
+            BOOST_TEST_REQUIRE(done);
+            BOOST_TEST(std::string(buf.data(), n) == "yz");
+        }
+    }
 }
