@@ -127,7 +127,7 @@ struct ConnectionPool::Conn {
     // connection, as the watch saw it.
     bool stale() { return !lowest().socket().is_open() || watch->readable; }
     // True when TLS data already sits unread in OpenSSL (decrypted, or still in its read buffer): bytes the
-    // socket peek in stale() cannot see any more.
+    // idle watch on the socket (stale()) cannot see any more.
     bool tls_pending() {
         if (!tls) return false;
         SSL* ssl = tls->native_handle();
@@ -354,8 +354,8 @@ asio::awaitable<std::unique_ptr<ConnectionPool::Conn>> ConnectionPool::connect(s
             co_return nullptr;
         }
         if (SSL_session_reused(ssl)) ++resumed_;
-        c->tls->next_layer().drain(
-            true);  // from here on reads are bounded by Conn::deadline, not Beast's timer
+        // From here on reads are bounded by Conn::deadline, not Beast's timer: they may be DrainingReads.
+        c->tls->next_layer().drain(true);
     }
     // From here on each exchange has one deadline (Conn::deadline), not Beast's timer per read and write.
     low.expires_never();
