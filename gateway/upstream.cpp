@@ -4,7 +4,6 @@
 #include <charconv>
 
 #include <openssl/ssl.h>
-#include <sys/socket.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -234,11 +233,10 @@ void ConnectionPool::put_idle(std::unique_ptr<Conn> c) {
 // DrainingLayer), so queueing it costs no system call (a peek per reuse did, and so would an async_wait: an
 // epoll_ctl); if that read filled its buffer, this one is tried at once.
 void ConnectionPool::watch_idle(Conn& c) {
-    auto w = c.watch;
-    const std::uint64_t gen = ++w->gen;
-    w->readable = false;
+    const std::uint64_t gen = ++c.watch->gen;
+    c.watch->readable = false;
     c.lowest().socket().async_read_some(DrainingRead(asio::buffer(&c.watch_byte, 1)),
-                                        [w, gen](const boost::system::error_code& ec, std::size_t) {
+                                        [w = c.watch, gen](const boost::system::error_code& ec, std::size_t) {
                                             if (ec != asio::error::operation_aborted && w->gen == gen)
                                                 w->readable = true;
                                         });

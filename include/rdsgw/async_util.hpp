@@ -155,10 +155,11 @@ class DrainingLayer {
     template <class MutableBuffer, class Handler>
     void async_read_some(const MutableBuffer& buffer, Handler&& handler) {
         static_assert(std::is_convertible_v<MutableBuffer, boost::asio::mutable_buffer>, "one buffer");
+        const boost::asio::mutable_buffer b(buffer);  // whatever the caller's type, one plain buffer
         if (drain_)
-            next_.socket().async_read_some(DrainingRead(buffer), std::forward<Handler>(handler));
+            next_.socket().async_read_some(DrainingRead(b), std::forward<Handler>(handler));
         else
-            next_.async_read_some(buffer, std::forward<Handler>(handler));
+            next_.async_read_some(b, std::forward<Handler>(handler));
     }
     template <class ConstBufferSequence, class Handler>
     void async_write_some(const ConstBufferSequence& buffers, Handler&& handler) {
