@@ -12,6 +12,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 
+#include "rdsgw/answer_parser.hpp"
+#include "rdsgw/answer_wire.hpp"
 #include "rdsgw/async_util.hpp"
 #include "rdsgw/metrics.hpp"
 #include "rdsgw/proxy.hpp"
@@ -399,65 +401,6 @@ asio::awaitable<bool> ConnectionPool::open_tunnel(Conn& c, steady::time_point de
 
 namespace {
 
-// Reads an answer straight into an UpstreamResponse: the status, the body and the few headers the gateway
-// uses. Beast's response_parser would build a header container (an allocation and a tree insert per
-// header) only to have a few of them looked up. The first of a repeated header wins, as a lookup would,
-// except for the coding lists: every Content-Encoding and Transfer-Encoding line counts (RFC 9110 §5.3),
-// so that a second line cannot hide a coding behind an "identity" one.
-class AnswerParser final : public http::basic_parser<false> {
-  public:
-    explicit AnswerParser(UpstreamResponse& r) : r_(r) {}
-
-  private:
-    void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                         beast::error_code&) override {}
-    void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
-        r_.status = static_cast<unsigned>(code);
-    }
-    void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
-                       beast::error_code&) override {
-        if (f == http::field::retry_after)
-            take(seen_retry_after_, r_.retry_after, value);
-        else if (f == http::field::content_encoding)
-            join(r_.content_encoding, value);
-        else if (f == http::field::transfer_encoding)
-            join(r_.transfer_encoding, value);
-        else if (name.size() == 12 && beast::iequals(name, "X-Request-Id"))
-            take(seen_request_id_, r_.request_id, value);
-        else if (name.size() == 15 && beast::iequals(name, "X-Subject-Token"))
-            take(seen_subject_token_, r_.subject_token, value);
-    }
-    void on_header_impl(beast::error_code&) override {}
-    void on_body_init_impl(boost::optional<std::uint64_t> const& length, beast::error_code&) override {
-        // body_limit() has already refused a larger declared length.
-        if (length) r_.body.reserve(static_cast<std::size_t>(*length));
-    }
-    std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
-        r_.body.append(body.data(), body.size());
-        return body.size();
-    }
-    void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
-        r_.body.append(body.data(), body.size());
-        return body.size();
-    }
-    void on_finish_impl(beast::error_code&) override {}
-
-    static void take(bool& seen, std::string& out, beast::string_view value) {
-        if (seen) return;
-        seen = true;
-        out.assign(value.data(), value.size());
-    }
-    // One more line of a list-valued field: "a" then "b" is "a, b".
-    static void join(std::string& out, beast::string_view value) {
-        if (!out.empty()) out += ", ";
-        out.append(value.data(), value.size());
-    }
-
-    UpstreamResponse& r_;
-    bool seen_retry_after_ = false, seen_request_id_ = false, seen_subject_token_ = false;
-};
-
 std::string serialize_request(const UpstreamRequest& req, const Endpoint& ep) {
     // Sized exactly first, then written piece by piece with no capacity check (RawOut).
     const bool length = !req.body.empty() || req.method == "POST" || req.method == "PUT";
@@ -529,15 +472,34 @@ void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& 
 
 constexpr int kMaxInterimAnswers = 4;
 
+// What parse_plain_answer() read, into the exchange's answer: as AnswerParser would have put it.
+void take_plain_answer(const PlainAnswer& a, UpstreamResponse& r) {
+    r.status = a.status;
+    r.body.assign(a.body.data(), a.body.size());
+    if (a.has_request_id) r.request_id.assign(a.request_id);
+    if (a.has_retry_after) r.retry_after.assign(a.retry_after);
+    if (a.has_subject_token) r.subject_token.assign(a.subject_token);
+    for (std::size_t i = 0; i < a.content_encodings; ++i) {
+        if (i > 0) r.content_encoding += ", ";
+        r.content_encoding.append(a.content_encoding[i]);
+    }
+}
+
 // http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) with the
 // reads awaited by the exchange itself, over the plain socket or the TLS stream: no coroutine of its own (a
 // layer costs a frame and a trip through Asio's awaitable machinery per miss) and none of the two handler
 // layers, executor copies and work counting of Beast's composed operations. Same results: parse what the
 // buffer holds, read when the parser needs more, end_of_stream for an EOF before any byte, put_eof() after
 // some (a body delimited by the close), buffer_overflow when the buffer cannot grow.
+//
+// With `plain` set, the answer's first bytes go to parse_plain_answer() (answer_wire.hpp) before Beast sees
+// any: a complete answer of the common shape is taken from there (into *plain); anything else, an answer
+// not whole in the buffer included, goes to Beast from its first byte, as before.
 class AnswerReader {
   public:
-    AnswerReader(beast::flat_buffer& b, http::basic_parser<false>& p) : b_(b), p_(p) {
+    AnswerReader(beast::flat_buffer& b, http::basic_parser<false>& p, UpstreamResponse* plain,
+                 std::size_t max_body)
+        : b_(b), p_(p), plain_(plain), max_body_(max_body) {
         p_.eager(true);
         need_read_ = b_.size() == 0;
     }
@@ -546,6 +508,17 @@ class AnswerReader {
     std::optional<asio::mutable_buffer> next(boost::system::error_code& ec) {
         for (;;) {
             if (!need_read_) {
+                if (plain_) {
+                    const auto* data = static_cast<const char*>(b_.data().data());
+                    if (PlainAnswer a; parse_plain_answer({data, b_.size()}, max_body_, a)) {
+                        take_plain_answer(a, *plain_);
+                        b_.consume(a.size);
+                        plain_done_ = true;
+                        plain_keep_alive_ = a.keep_alive;
+                        return std::nullopt;
+                    }
+                    plain_ = nullptr;  // declined: Beast reads this answer, from its first byte
+                }
                 b_.consume(p_.put(b_.data(), ec));
                 if (ec == http::error::need_more) {
                     ec = {};
@@ -587,11 +560,18 @@ class AnswerReader {
         need_read_ = false;
         return true;
     }
+    // Whether any byte of the answer was read, and whether the connection may carry another exchange, as
+    // the parser that took the answer says.
+    bool got_some() const { return plain_done_ || p_.got_some(); }
+    bool keep_alive() const { return plain_done_ ? plain_keep_alive_ : p_.keep_alive(); }
 
   private:
     beast::flat_buffer& b_;
     http::basic_parser<false>& p_;
+    UpstreamResponse* plain_;
+    std::size_t max_body_;
     bool need_read_;
+    bool plain_done_ = false, plain_keep_alive_ = false;
 };
 
 }  // namespace
@@ -632,7 +612,8 @@ asio::awaitable<void> ConnectionPool::exchange(const UpstreamRequest& req, stead
             parser.header_limit(64 * 1024);
             if (head) parser.skip(true);
             ec = {};  // clear already (the loop's condition): the reader starts from a clean code, as before
-            AnswerReader reader(c->buf, parser);
+            // The plain reading is for final answers to requests with a body (1xx and HEAD are Beast's).
+            AnswerReader reader(c->buf, parser, head ? nullptr : &res, max_body);
             for (std::optional<asio::mutable_buffer> space; (space = reader.next(ec));) {
                 std::size_t n = 0;
                 if (c->tls)
@@ -642,7 +623,7 @@ asio::awaitable<void> ConnectionPool::exchange(const UpstreamRequest& req, stead
                                                                   asio::redirect_error(use_awaitable, ec));
                 if (!reader.read(n, ec)) break;
             }
-            res.got_response_bytes = res.got_response_bytes || parser.got_some();
+            res.got_response_bytes = res.got_response_bytes || reader.got_some();
             if (ec || !*alive) break;
             const bool is_interim = res.status >= 100 && res.status < 200 && res.status != 101;
             if (is_interim && interim >= kMaxInterimAnswers) {
@@ -653,7 +634,7 @@ asio::awaitable<void> ConnectionPool::exchange(const UpstreamRequest& req, stead
                 clear_answer(res);
                 continue;
             }
-            keep = !ec && res.status >= 200 && parser.keep_alive() && c->buf.size() == 0 && !c->tls_pending();
+            keep = !ec && res.status >= 200 && reader.keep_alive() && c->buf.size() == 0 && !c->tls_pending();
             break;
         }
         c->deadline->disarm();
