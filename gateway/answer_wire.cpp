@@ -77,25 +77,27 @@ bool name_is(std::string_view name, const char (&lower)[N]) {
     constexpr std::size_t n = N - 1;
     static_assert(n >= 4 && n <= 24);
     if (name.size() != n) return false;
+    // The differences of the words, or-ed: zero when every word is the same.
     if constexpr (n >= 8) {
         constexpr std::uint64_t kCase = 0x2020202020202020ULL;
-        const auto word = [](const char* p) {
-            std::uint64_t w;
-            std::memcpy(&w, p, 8);
-            return w;
+        const auto diff = [&](std::size_t at) {
+            std::uint64_t a, b;
+            std::memcpy(&a, name.data() + at, 8);
+            std::memcpy(&b, lower + at, 8);
+            return (a | kCase) ^ b;
         };
-        bool same = ((word(name.data()) | kCase) == word(lower)) &
-                    ((word(name.data() + n - 8) | kCase) == word(lower + n - 8));
-        if constexpr (n > 16) same = same & ((word(name.data() + 8) | kCase) == word(lower + 8));
-        return same;
+        std::uint64_t d = diff(0) | diff(n - 8);
+        if constexpr (n > 16) d |= diff(8);
+        return d == 0;
     } else {
         constexpr std::uint32_t kCase = 0x20202020U;
-        std::uint32_t a0, a1, b0, b1;
-        std::memcpy(&a0, name.data(), 4);
-        std::memcpy(&a1, name.data() + n - 4, 4);
-        std::memcpy(&b0, lower, 4);
-        std::memcpy(&b1, lower + n - 4, 4);
-        return ((a0 | kCase) == b0) & ((a1 | kCase) == b1);
+        const auto diff = [&](std::size_t at) {
+            std::uint32_t a, b;
+            std::memcpy(&a, name.data() + at, 4);
+            std::memcpy(&b, lower + at, 4);
+            return (a | kCase) ^ b;
+        };
+        return (diff(0) | diff(n - 4)) == 0;
     }
 }
 
