@@ -1,6 +1,8 @@
 // FineSlab (see include/rdsgw/slab.hpp).
 #include "rdsgw/slab.hpp"
 
+#include <sys/mman.h>
+
 #include <bit>
 #include <cassert>
 #include <cstring>
@@ -79,9 +81,88 @@ FineSlab::~FineSlab() {
             c.partial = r->next;
             RDSGW_UNPOISON(r, kRunBytes);
             r->~Run();
-            ::operator delete(static_cast<void*>(r), std::align_val_t(kRunBytes));
+            give_run(r);
         }
     }
+    // Every run is back: the chunks are all empty now, the one kept as well.
+    for (const auto& [chunk, used] : chunk_runs_) {
+        assert(used == 0);
+        (void)used;
+        ::munmap(reinterpret_cast<void*>(chunk), kChunkBytes);
+    }
+}
+
+// A run not handed out: in the pool's list of free runs (its first bytes).
+struct FineSlab::FreeRun {
+    FreeRun* prev = nullptr;
+    FreeRun* next = nullptr;
+};
+
+void* FineSlab::take_run() {
+    std::lock_guard lk(pool_mu_);
+    if (!free_runs_) new_chunk();
+    FreeRun* f = free_runs_;
+    unlink_free(f);
+    f->~FreeRun();
+    if (chunk_runs_[chunk_of(f)]++ == 0) --empty_chunks_;
+    return f;
+}
+
+void FineSlab::give_run(void* run) noexcept {
+    std::lock_guard lk(pool_mu_);
+    push_free(run);
+    const auto it = chunk_runs_.find(chunk_of(run));
+    assert(it != chunk_runs_.end() && it->second > 0);
+    if (--it->second > 0) return;
+    if (empty_chunks_ == 0) {  // kept: a cache that shrinks and grows again around a chunk's worth
+        ++empty_chunks_;
+        return;
+    }
+    const auto base = reinterpret_cast<char*>(it->first);
+    for (std::size_t i = 0; i < kChunkBytes / kRunBytes; ++i)
+        unlink_free(reinterpret_cast<FreeRun*>(base + i * kRunBytes));
+    chunk_runs_.erase(it);
+    ::munmap(base, kChunkBytes);
+}
+
+void FineSlab::new_chunk() {
+    // Twice the size, then trimmed to the aligned chunk: mmap aligns to pages only.
+    void* m = ::mmap(nullptr, 2 * kChunkBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    const auto start = reinterpret_cast<std::uintptr_t>(m);
+    const std::uintptr_t chunk = (start + kChunkBytes - 1) & ~(std::uintptr_t{kChunkBytes} - 1);
+    if (chunk > start) ::munmap(m, chunk - start);
+    if (const std::uintptr_t tail = start + 2 * kChunkBytes - (chunk + kChunkBytes); tail > 0)
+        ::munmap(reinterpret_cast<void*>(chunk + kChunkBytes), tail);
+        // Huge pages where the kernel allows them (transparent_hugepage "madvise" or "always"); else 4 KiB
+        // pages, as before. Nothing to do when it fails.
+#ifdef MADV_HUGEPAGE
+    ::madvise(reinterpret_cast<void*>(chunk), kChunkBytes, MADV_HUGEPAGE);
+#endif
+    chunk_runs_.emplace(chunk, 0);
+    ++empty_chunks_;
+    auto* base = reinterpret_cast<char*>(chunk);
+    for (std::size_t i = kChunkBytes / kRunBytes; i-- > 0;) push_free(base + i * kRunBytes);
+}
+
+void FineSlab::push_free(void* run) noexcept {
+    auto* f = new (run) FreeRun;
+    f->next = free_runs_;
+    if (free_runs_) free_runs_->prev = f;
+    free_runs_ = f;
+}
+
+void FineSlab::unlink_free(FreeRun* f) noexcept {
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        free_runs_ = f->next;
+    if (f->next) f->next->prev = f->prev;
+    f->prev = f->next = nullptr;
+}
+
+std::uintptr_t FineSlab::chunk_of(const void* run) noexcept {
+    return reinterpret_cast<std::uintptr_t>(run) & ~(std::uintptr_t{kChunkBytes} - 1);
 }
 
 void* FineSlab::allocate(std::size_t n) {
@@ -92,7 +173,7 @@ void* FineSlab::allocate(std::size_t n) {
     std::lock_guard lk(c.mu);
     Run* r = c.partial;
     if (!r) {
-        void* mem = ::operator new(kRunBytes, std::align_val_t(kRunBytes));
+        void* mem = take_run();
         r = new (mem) Run;
         RDSGW_POISON(reinterpret_cast<char*>(r) + kHeader, kRunBytes - kHeader);
         c.partial = r;
@@ -151,7 +232,7 @@ void FineSlab::deallocate(void* p, std::size_t n) noexcept {
         --c.runs;
         RDSGW_UNPOISON(r, kRunBytes);
         r->~Run();
-        ::operator delete(static_cast<void*>(r), std::align_val_t(kRunBytes));
+        give_run(r);
     }
 }
 
@@ -162,6 +243,8 @@ FineSlab::Stats FineSlab::stats() const {
         s.runs += c.runs;
         s.blocks += c.blocks;
     }
+    std::lock_guard lk(pool_mu_);
+    s.chunks = chunk_runs_.size();
     return s;
 }
 

@@ -10,20 +10,30 @@
 // What it does: 32 classes per doubling between 512 bytes and 4 KiB (16 bytes apart up to 1 KiB, 32 up to
 // 2 KiB, 64 up to 4 KiB: a block loses at most 1/32 of its size, under 2 % on average), each class in runs of
 // 64 KiB aligned to their size, so a block's run is found from its address. A run is a header, then its
-// blocks; freed blocks go on the run's free list and are reused first, a run whose blocks are all free is
-// returned to the general allocator (one empty run per class is kept, so a class with one block coming and
-// going does not allocate a run each time). Blocks outside the range go to the general allocator (jemalloc's
-// classes are 16-64 bytes apart below 512). Each class has its own mutex: a block is allocated when an answer
-// is built (a miss) and freed when its last reference goes (eviction, expiry), never on a cache hit.
+// blocks; freed blocks go on the run's free list and are reused first, a run whose blocks are all free goes
+// back to the chunk pool (one empty run per class is kept, so a class with one block coming and going does
+// not take a run each time). Blocks outside the range go to the general allocator (jemalloc's classes are
+// 16-64 bytes apart below 512). Each class has its own mutex: a block is allocated when an answer is built (a
+// miss) and freed when its last reference goes (eviction, expiry), never on a cache hit.
+//
+// The runs come from 2 MiB chunks mapped for them (mmap), aligned and marked MADV_HUGEPAGE: where the kernel
+// allows transparent huge pages (Debian's default, "madvise"), a chunk is one huge page, taken with one page
+// fault instead of 512. Filling the cache used to fault in a 4 KiB page every five misses or so, and a page
+// fault is dear on a VM (README, "What the ninth round changed"). A chunk whose runs are all back in the pool
+// is unmapped, but for one kept empty (a cache shrinking and growing around a chunk's worth would otherwise
+// map and unmap it each time). The pool has its own mutex, taken once per run (about 90 answers of the
+// bench's size), always after a class's.
 //
 // The price: a class in use holds at least one run, so a cache whose answers spread over many classes keeps
 // up to one partly filled run per class (at most 96 x 64 KiB = 6 MiB, reached only with a few blocks in each
-// of the 96 classes). Under AddressSanitizer a free block's bytes and a block's unused tail are poisoned, so
-// a use after free or an overflow into the class's rounding is still reported.
+// of the 96 classes); a chunk stays mapped while any of its 32 runs is in use, and one empty chunk is kept
+// (2 MiB). Under AddressSanitizer a free block's bytes and a block's unused tail are poisoned, so a use after
+// free or an overflow into the class's rounding is still reported.
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 
 namespace rdsgw {
@@ -33,6 +43,7 @@ class FineSlab {
     static constexpr std::size_t kMin = 512;   // blocks of at most this many bytes: the general allocator
     static constexpr std::size_t kMax = 4096;  // blocks above this: the general allocator
     static constexpr std::size_t kRunBytes = 64 * 1024;
+    static constexpr std::size_t kChunkBytes = 2 * 1024 * 1024;  // runs are carved from chunks this size
     static constexpr std::size_t kClasses = 96;
 
     FineSlab();
@@ -49,8 +60,9 @@ class FineSlab {
     static std::size_t class_size(std::size_t n) noexcept;
 
     struct Stats {
-        std::size_t runs = 0;    // runs held (each kRunBytes)
+        std::size_t runs = 0;    // runs held by the classes (each kRunBytes)
         std::size_t blocks = 0;  // blocks allocated from them
+        std::size_t chunks = 0;  // chunks mapped (each kChunkBytes), the one kept empty included
     };
     Stats stats() const;
 
@@ -65,10 +77,22 @@ class FineSlab {
         std::size_t runs = 0;
         std::size_t blocks = 0;
     };
+    struct FreeRun;
+    // The chunk pool (pool_mu_): runs handed to the classes and taken back.
+    void* take_run();
+    void give_run(void* run) noexcept;
+    void new_chunk();                       // under pool_mu_
+    void push_free(void* run) noexcept;     // under pool_mu_
+    void unlink_free(FreeRun* f) noexcept;  // under pool_mu_
+    static std::uintptr_t chunk_of(const void* run) noexcept;
     static std::size_t index(std::size_t n) noexcept;
     static std::size_t size_of(std::size_t cls) noexcept;
     static std::size_t capacity_of(std::size_t cls) noexcept;
     std::array<Class, kClasses> classes_{};
+    mutable std::mutex pool_mu_;
+    FreeRun* free_runs_ = nullptr;                      // doubly linked, most recently returned first
+    std::map<std::uintptr_t, std::size_t> chunk_runs_;  // chunk address -> its runs handed out
+    std::size_t empty_chunks_ = 0;                      // chunks with no run handed out (at most one kept)
 };
 
 }  // namespace rdsgw

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <random>
 #include <string>
@@ -584,6 +585,31 @@ BOOST_AUTO_TEST_CASE(slab_packs_blocks_into_runs_and_returns_empty_runs) {
     BOOST_TEST(slab.stats().blocks == 0u);
     slab.deallocate(small, 100);
     slab.deallocate(large, 10000);
+}
+
+BOOST_AUTO_TEST_CASE(slab_runs_come_from_aligned_chunks_that_are_given_back) {
+    FineSlab slab;
+    constexpr std::size_t kRunsPerChunk = FineSlab::kChunkBytes / FineSlab::kRunBytes;
+    const std::size_t n = 712, per_run = (FineSlab::kRunBytes - 64) / FineSlab::class_size(n);
+    BOOST_TEST(slab.stats().chunks == 0u);  // nothing mapped before the first block
+    // Three chunks' worth of runs and a bit: four chunks, each run in one, every run aligned to its size.
+    std::vector<void*> blocks;
+    for (std::size_t i = 0; i < (3 * kRunsPerChunk + 1) * per_run; ++i) blocks.push_back(slab.allocate(n));
+    BOOST_TEST(slab.stats().runs == 3 * kRunsPerChunk + 1);
+    BOOST_TEST(slab.stats().chunks == 4u);
+    std::set<std::uintptr_t> chunks;
+    for (void* p : blocks) chunks.insert(reinterpret_cast<std::uintptr_t>(p) & ~(FineSlab::kChunkBytes - 1));
+    BOOST_TEST(chunks.size() == 4u);
+    // Free them all: the class keeps one run (its chunk stays), one empty chunk is kept, the others go.
+    for (void* p : blocks) slab.deallocate(p, n);
+    BOOST_TEST(slab.stats().runs == 1u);
+    BOOST_TEST(slab.stats().chunks == 2u);
+    // And they are reused: the same again maps only what is missing.
+    blocks.clear();
+    for (std::size_t i = 0; i < (3 * kRunsPerChunk + 1) * per_run; ++i) blocks.push_back(slab.allocate(n));
+    BOOST_TEST(slab.stats().chunks == 4u);
+    for (void* p : blocks) slab.deallocate(p, n);
+    BOOST_TEST(slab.stats().chunks == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(slab_is_safe_across_threads) {
