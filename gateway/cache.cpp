@@ -468,6 +468,48 @@ void SingleFlight::complete(const std::shared_ptr<Flight>& flight, FetchPtr outc
     }
 }
 
+SingleFlight::Lead SingleFlight::lead(std::string_view key, const std::function<FetchPtr()>& recheck) {
+    Lead l;
+    const std::size_t hash = hash_bytes(key);
+    MapShard& m = map_for(hash);
+    std::lock_guard lk(m.mu);
+    if (m.flights.find(FlightKey{key, hash}) != m.flights.end()) return l;  // in flight: join through run()
+    if (recheck) {
+        if (FetchPtr landed = recheck()) {
+            l.found_ = std::move(landed);
+            return l;
+        }
+    }
+    auto flight = std::make_shared<Flight>(key, hash);
+    m.flights.emplace(FlightKey{flight->key, hash}, flight);
+    {
+        std::lock_guard fl(flight->mu);
+        flight->leader_fetching = true;
+    }
+    m.waiting.fetch_add(1, std::memory_order_relaxed);
+    l.self_ = this;
+    l.flight_ = std::move(flight);
+    return l;
+}
+
+void SingleFlight::Lead::finish(FetchPtr outcome) {
+    if (!flight_) return;
+    const std::shared_ptr<Flight> flight = std::move(flight_);
+    struct Leave {  // the leader stops counting as waiting however complete() ends
+        MapShard& shard;
+        ~Leave() { shard.waiting.fetch_sub(1, std::memory_order_relaxed); }
+    } leave{self_->map_for(flight->hash)};
+    self_->complete(flight, std::move(outcome));
+}
+
+SingleFlight::Lead::~Lead() {
+    if (!flight_) return;
+    try {
+        finish(nullptr);
+    } catch (...) {  // only std::mutex::lock could throw; a destructor must not
+    }
+}
+
 // `key` is read when the returned awaitable first runs, never after its first suspension (the Flight keeps
 // its own copy): a caller co_awaits run() at once, with the key alive.
 asio::awaitable<SingleFlight::Result> SingleFlight::run(

@@ -272,10 +272,6 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
             go_on = co_await resolve_region(x, *job);  // false: no region serves the project (404)
     }
     if (go_on) {
-        // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
-        // destructors in co_await expressions (double destruction).
-        std::function<asio::awaitable<FetchPtr>()> start =
-            [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
         std::function<FetchPtr()> recheck;
         if (cache_ && !x.no_cache) {
             recheck = [this, &x]() -> FetchPtr {
@@ -289,13 +285,49 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
                 return o;
             };
         }
-        // The fetch ends by job->deadline, within retry.deadline_ms of now, when it is all upstream. With the
-        // shared tier its Redis steps are bounded by redis.op_timeout_ms rather than the deadline: no bound
-        // is claimed, and the leader waits on a detached fetch, at most wait_timeout_ms.
-        std::optional<steady::duration> fetch_within;
-        if (!l2_) fetch_within = milliseconds(cfg_.retry.deadline_ms);
-        const SingleFlight::Result r =
-            co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_within);
+        SingleFlight::Result r;
+        bool settled = false;
+        if (!l2_) {
+            // Without the shared tier the fetch is all upstream, bounded by job->deadline: the leader fetches
+            // right here, with no coroutine of single-flight's own and none for the fetch (two trips through
+            // Asio's awaitable machinery fewer per miss). Callers that find a flight in progress join it
+            // through run() below.
+            SingleFlight::Lead lead = flights_.lead(x.cache_key, recheck);
+            if (lead.found()) {
+                r.outcome = lead.found();
+                r.role = SingleFlight::Role::waiter;
+                r.rechecked = true;
+                settled = true;
+            } else if (lead.leads()) {
+                FetchPtr out;
+                try {
+                    UpstreamResult up;
+                    co_await upstream_.call(w, *job, up);
+                    out = fetched(*job, up);
+                } catch (...) {  // as run() treats a fetch that throws: a null outcome for everyone
+                    out = nullptr;
+                }
+                lead.finish(out);
+                r.outcome = std::move(out);
+                r.role = SingleFlight::Role::leader;
+                settled = true;
+            }
+        }
+        if (!settled) {
+            // Named objects, not temporaries, in the co_await: GCC 12 mishandles temporaries with non-trivial
+            // destructors in co_await expressions (double destruction).
+            std::function<asio::awaitable<FetchPtr>()> start =
+                [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
+            // The fetch ends by job->deadline, within retry.deadline_ms of now, when it is all upstream. With
+            // the shared tier its Redis steps are bounded by redis.op_timeout_ms rather than the deadline: no
+            // bound is claimed, and the leader waits on a detached fetch, at most wait_timeout_ms.
+            std::optional<steady::duration> fetch_within;
+            if (!l2_) fetch_within = milliseconds(cfg_.retry.deadline_ms);
+            // Initialized from the co_await, then copied: no temporary Result in the co_await expression.
+            const SingleFlight::Result joined =
+                co_await flights_.run(x.cache_key, std::move(start), std::move(recheck), fetch_within);
+            r = joined;
+        }
         deliver(x, r);
         x.pending = PendingStep::none;
         if (log_enabled(LogLevel::debug))
@@ -487,11 +519,16 @@ asio::awaitable<FetchPtr> Gateway::fetch(Worker& w, std::shared_ptr<const FetchJ
     }
     UpstreamResult up;
     co_await upstream_.call(w, *job, up);
-    status_->fetch(up.attempts, up.ms, steady::now());
-    FetchPtr out = interpret(*job, up);
-    store(*job, *out);
+    FetchPtr out = fetched(*job, up);
     if (l2_) shared_store(*job, out, lock_held, co_await asio::this_coro::executor);
     co_return out;
+}
+
+FetchPtr Gateway::fetched(const FetchJob& job, const UpstreamResult& up) {
+    status_->fetch(up.attempts, up.ms, steady::now());
+    FetchPtr out = interpret(job, up);
+    store(job, *out);
+    return out;
 }
 
 namespace {

@@ -126,6 +126,8 @@ using FetchPtr = std::shared_ptr<const FetchOutcome>;
 
 // Single-flight: concurrent callers of run() with the same key share one execution of `fetch`.
 class SingleFlight {
+    struct Flight;
+
   public:
     struct Options {
         std::size_t max_waiters = 10000;  // per key; past it, callers get `overflow`
@@ -179,10 +181,37 @@ class SingleFlight {
                                        std::function<FetchPtr()> recheck = {},
                                        std::optional<std::chrono::steady_clock::duration> fetch_within = {});
 
+    // run()'s leader without a coroutine of SingleFlight's own, for a caller that fetches in its own
+    // coroutine (run() costs a frame and a trip through Asio's awaitable machinery per miss, and a
+    // std::function for the fetch). lead() takes the key's lock once and returns at once:
+    // - leads(): no flight had `key` and `recheck` (as in run(), optional) found nothing; the caller is the
+    //   leader, counted as waiting. It fetches, then calls finish(outcome) for the waiters (posted to their
+    //   executors, as run() does). A Lead destroyed unfinished (a fetch that threw, a coroutine destroyed)
+    //   completes the flight with a null outcome;
+    // - found(): the recheck found the answer a flight had just stored (run()'s `rechecked`);
+    // - neither: a flight is in progress; the caller joins it through run().
+    // Unlike run() it holds back no cancellation: for callers without a cancellation slot (a session).
+    class Lead {
+      public:
+        Lead(Lead&& o) noexcept = default;
+        Lead& operator=(Lead&&) = delete;
+        ~Lead();
+        bool leads() const { return flight_ != nullptr; }
+        const FetchPtr& found() const { return found_; }
+        void finish(FetchPtr outcome);  // once; nothing after
+
+      private:
+        friend class SingleFlight;
+        Lead() = default;
+        SingleFlight* self_ = nullptr;
+        std::shared_ptr<Flight> flight_;
+        FetchPtr found_;
+    };
+    Lead lead(std::string_view key, const std::function<FetchPtr()>& recheck = {});
+
     std::size_t waiting() const;  // callers currently waiting (all keys), for metrics
 
   private:
-    struct Flight;
     struct Waiter;
     struct Finish;
     void complete(const std::shared_ptr<Flight>& flight, FetchPtr outcome);

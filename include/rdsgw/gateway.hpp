@@ -103,8 +103,11 @@ class Gateway {
     // on-demand discovery. (With one region continue_async takes it without a coroutine.)
     boost::asio::awaitable<bool> resolve_region(Exchange& x, FetchJob& job);
     std::shared_ptr<FetchJob> new_job(const Exchange& x) const;
-    // The leader's fetch: [shared tier,] upstream, interpret (normalize), store.
+    // The leader's fetch: [shared tier,] upstream, then fetched(). Without the shared tier continue_async
+    // fetches itself (the upstream call, then fetched()).
     boost::asio::awaitable<FetchPtr> fetch(Worker& w, std::shared_ptr<const FetchJob> job);
+    // What the upstream attempts came to, as the fetch's outcome: counted, interpreted (normalized), stored.
+    FetchPtr fetched(const FetchJob& job, const UpstreamResult& up);
     FetchPtr interpret(const FetchJob& job, const UpstreamResult& up);
     FetchPtr accept_answer(const FetchJob& job, const UpstreamResponse& last,
                            std::shared_ptr<FetchOutcome>& out);

@@ -738,3 +738,104 @@ BOOST_AUTO_TEST_CASE(max_waiters_counts_a_leader_that_fetches_itself) {
     for (std::size_t i = 0; i < 3; ++i) BOOST_TEST(recs[i].result.outcome == expected);
     BOOST_TEST(fetches == 1);
 }
+
+// SingleFlight::lead(): the leader's half of run() without a coroutine (Gateway::continue_async's path).
+BOOST_AUTO_TEST_CASE(a_lead_serves_the_waiters_that_join_through_run) {
+    asio::io_context ctx(1), other(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    SingleFlight::Lead lead = sf.lead("k");
+    BOOST_TEST_REQUIRE(lead.leads());
+    BOOST_TEST(!lead.found());
+    BOOST_TEST(sf.waiting() == 1u);  // the leader counts as waiting, as run()'s does
+    // A second lead() for the key neither leads nor finds: it joins through run(), whose fetch never runs.
+    SingleFlight::Lead second = sf.lead("k");
+    BOOST_TEST(!second.leads());
+    BOOST_TEST(!second.found());
+    std::atomic<int> fetches{0};
+    Gate gate;
+    std::vector<Record> recs(3);
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), recs[0], soon());
+    spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), recs[1], soon());
+    spawn_caller(other.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), recs[2]);
+    ctx.poll();
+    other.poll();
+    BOOST_TEST(sf.waiting() == 4u);
+    BOOST_TEST(!recs[0].done);
+    const FetchPtr expected = outcome("led");
+    lead.finish(expected);
+    ctx.run();
+    other.run();
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(r.result.role == SingleFlight::Role::waiter);
+        BOOST_TEST(r.result.outcome == expected);
+    }
+    BOOST_TEST(fetches == 0);
+    BOOST_TEST(sf.waiting() == 0u);
+    // The flight has left: the next lead() leads anew.
+    BOOST_TEST(sf.lead("k").leads());
+}
+
+BOOST_AUTO_TEST_CASE(a_lead_finds_what_the_recheck_finds_and_claims_nothing) {
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    const FetchPtr stored = outcome("stored");
+    int rechecks = 0;
+    SingleFlight::Lead lead = sf.lead("k", [&]() -> FetchPtr {
+        ++rechecks;
+        return stored;
+    });
+    BOOST_TEST(!lead.leads());
+    BOOST_TEST(lead.found() == stored);
+    BOOST_TEST(rechecks == 1);
+    BOOST_TEST(sf.waiting() == 0u);
+    BOOST_TEST(sf.lead("k", [] { return FetchPtr(); }).leads());  // no flight was left behind
+}
+
+BOOST_AUTO_TEST_CASE(a_lead_does_not_recheck_while_a_flight_is_in_progress) {
+    asio::io_context ctx(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    Record leader;
+    spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, outcome("run")), leader, soon());
+    ctx.poll();
+    BOOST_TEST_REQUIRE(gate.arrived() == 1);
+    int rechecks = 0;
+    SingleFlight::Lead lead = sf.lead("k", [&]() -> FetchPtr {
+        ++rechecks;
+        return outcome("stale");
+    });
+    BOOST_TEST(!lead.leads());
+    BOOST_TEST(!lead.found());
+    BOOST_TEST(rechecks == 0);
+    gate.release();
+    ctx.run();
+    BOOST_TEST(leader.done);
+}
+
+BOOST_AUTO_TEST_CASE(an_unfinished_lead_fails_its_waiters_once) {
+    asio::io_context ctx(1);
+    SingleFlight sf({.max_waiters = 100, .wait_timeout = 120s});
+    std::atomic<int> fetches{0};
+    Gate gate;
+    std::vector<Record> recs(2);
+    {
+        SingleFlight::Lead lead = sf.lead("k");
+        BOOST_TEST_REQUIRE(lead.leads());
+        for (auto& r : recs)
+            spawn_caller(ctx.get_executor(), sf, "k", gated_fetch(fetches, gate, nullptr), r);
+        ctx.poll();
+        BOOST_TEST(sf.waiting() == 3u);
+        SingleFlight::Lead moved = std::move(lead);  // the moved-from Lead completes nothing
+        BOOST_TEST(!lead.leads());
+        BOOST_TEST(moved.leads());
+    }  // destroyed unfinished: a fetch that threw, or a coroutine destroyed mid-fetch
+    ctx.run();
+    for (const auto& r : recs) {
+        BOOST_TEST(r.done);
+        BOOST_TEST(!r.result.outcome);
+        BOOST_TEST(!r.result.timed_out);
+    }
+    BOOST_TEST(fetches == 0);
+    BOOST_TEST(sf.waiting() == 0u);
+}
