@@ -2,8 +2,8 @@
 // sanitizer report" it checks, and aborts when one breaks:
 //  - a taken answer lies within the input: its size, its body at the end of it and every field's view;
 //  - its status is 200-599 but 204 and 304, and the input starts with "HTTP/1.1 ";
-//  - it is read the same from exactly its own bytes (what follows is not looked at), and no shorter prefix
-//    of it is taken (an answer is only taken whole);
+//  - it is read the same from exactly its own bytes (what follows is not looked at), and neither its bytes
+//    but the last nor its first half is taken (an answer is only taken whole);
 //  - a body limit below its body's size declines it.
 // test_answer_wire compares what it takes with Beast's reading (Beast is not in the fuzzers' build).
 #include <cstddef>

@@ -287,11 +287,12 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
         }
         SingleFlight::Result r;
         bool settled = false;
-        if (!l2_) {
-            // Without the shared tier the fetch is all upstream, bounded by job->deadline: the leader fetches
-            // right here, with no coroutine of single-flight's own and none for the fetch (two trips through
-            // Asio's awaitable machinery fewer per miss). Callers that find a flight in progress join it
-            // through run() below.
+        if (!l2_ && cfg_.retry.deadline_ms <= cfg_.cache.wait_timeout_ms) {
+            // Without the shared tier the fetch is all upstream, bounded by job->deadline, and so within the
+            // waiters' wait_timeout (else run() below detaches it and the leader waits like the others, as
+            // SingleFlight::run's fetch_within rule says): the leader fetches right here, with no coroutine
+            // of single-flight's own and none for the fetch (two trips through Asio's awaitable machinery
+            // fewer per miss). Callers that find a flight in progress join it through run() below.
             SingleFlight::Lead lead = flights_.lead(x.cache_key, recheck);
             if (lead.found()) {
                 r.outcome = lead.found();

@@ -88,6 +88,7 @@ FineSlab::~FineSlab() {
     for (const auto& [chunk, used] : chunk_runs_) {
         assert(used == 0);
         (void)used;
+        RDSGW_UNPOISON(reinterpret_cast<void*>(chunk), kChunkBytes);
         ::munmap(reinterpret_cast<void*>(chunk), kChunkBytes);
     }
 }
@@ -104,6 +105,7 @@ void* FineSlab::take_run() {
     FreeRun* f = free_runs_;
     unlink_free(f);
     f->~FreeRun();
+    RDSGW_UNPOISON(f, kRunBytes);  // the class poisons what it does not hand out
     if (chunk_runs_[chunk_of(f)]++ == 0) --empty_chunks_;
     return f;
 }
@@ -111,6 +113,8 @@ void* FineSlab::take_run() {
 void FineSlab::give_run(void* run) noexcept {
     std::lock_guard lk(pool_mu_);
     push_free(run);
+    // A dangling pointer into a pooled run is still reported (as it was while runs went to operator delete).
+    RDSGW_POISON(static_cast<char*>(run) + sizeof(FreeRun), kRunBytes - sizeof(FreeRun));
     const auto it = chunk_runs_.find(chunk_of(run));
     assert(it != chunk_runs_.end() && it->second > 0);
     if (--it->second > 0) return;
@@ -122,6 +126,7 @@ void FineSlab::give_run(void* run) noexcept {
     for (std::size_t i = 0; i < kChunkBytes / kRunBytes; ++i)
         unlink_free(reinterpret_cast<FreeRun*>(base + i * kRunBytes));
     chunk_runs_.erase(it);
+    RDSGW_UNPOISON(base, kChunkBytes);  // a later mapping at this address starts clean
     ::munmap(base, kChunkBytes);
 }
 
@@ -139,7 +144,12 @@ void FineSlab::new_chunk() {
 #ifdef MADV_HUGEPAGE
     ::madvise(reinterpret_cast<void*>(chunk), kChunkBytes, MADV_HUGEPAGE);
 #endif
-    chunk_runs_.emplace(chunk, 0);
+    try {
+        chunk_runs_.emplace(chunk, 0);
+    } catch (...) {
+        ::munmap(reinterpret_cast<void*>(chunk), kChunkBytes);
+        throw;
+    }
     ++empty_chunks_;
     auto* base = reinterpret_cast<char*>(chunk);
     for (std::size_t i = kChunkBytes / kRunBytes; i-- > 0;) push_free(base + i * kRunBytes);

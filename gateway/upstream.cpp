@@ -472,19 +472,6 @@ void describe_read_error(const boost::system::error_code& ec, UpstreamResponse& 
 
 constexpr int kMaxInterimAnswers = 4;
 
-// What parse_plain_answer() read, into the exchange's answer: as AnswerParser would have put it.
-void take_plain_answer(const PlainAnswer& a, UpstreamResponse& r) {
-    r.status = a.status;
-    r.body.assign(a.body.data(), a.body.size());
-    if (a.has_request_id) r.request_id.assign(a.request_id);
-    if (a.has_retry_after) r.retry_after.assign(a.retry_after);
-    if (a.has_subject_token) r.subject_token.assign(a.subject_token);
-    for (std::size_t i = 0; i < a.content_encodings; ++i) {
-        if (i > 0) r.content_encoding += ", ";
-        r.content_encoding.append(a.content_encoding[i]);
-    }
-}
-
 // http::async_read's loop (beast/http/impl/read.hpp: read_op over read_some_op, eager parsing) with the
 // reads awaited by the exchange itself, over the plain socket or the TLS stream: no coroutine of its own (a
 // layer costs a frame and a trip through Asio's awaitable machinery per miss) and none of the two handler

@@ -1,6 +1,6 @@
 // AnswerParser: Beast's parser reading an upstream answer straight into an UpstreamResponse. The exchange
-// (upstream.cpp) uses it for every answer parse_plain_answer() (answer_wire.hpp) declines; test_answer_wire
-// and fuzz_answer hold the two to the same reading.
+// (upstream.cpp) uses it for every answer parse_plain_answer() (answer_wire.hpp) declines, and
+// take_plain_answer() for the others; test_answer_wire holds the two ways to the same reading.
 #pragma once
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/basic_parser.hpp>
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "rdsgw/answer_wire.hpp"
 #include "rdsgw/upstream.hpp"
 
 namespace rdsgw {
@@ -72,5 +73,19 @@ class AnswerParser final : public boost::beast::http::basic_parser<false> {
     UpstreamResponse& r_;
     bool seen_retry_after_ = false, seen_request_id_ = false, seen_subject_token_ = false;
 };
+
+// What parse_plain_answer() read, into an UpstreamResponse as AnswerParser would have put it (`r` as the
+// exchange gives it: fresh).
+inline void take_plain_answer(const PlainAnswer& a, UpstreamResponse& r) {
+    r.status = a.status;
+    r.body.assign(a.body.data(), a.body.size());
+    if (a.has_request_id) r.request_id.assign(a.request_id);
+    if (a.has_retry_after) r.retry_after.assign(a.retry_after);
+    if (a.has_subject_token) r.subject_token.assign(a.subject_token);
+    for (std::size_t i = 0; i < a.content_encodings; ++i) {  // joined as AnswerParser::join does
+        if (!r.content_encoding.empty()) r.content_encoding += ", ";
+        r.content_encoding.append(a.content_encoding[i]);
+    }
+}
 
 }  // namespace rdsgw

@@ -235,3 +235,26 @@ BOOST_AUTO_TEST_CASE(no_cache_headers_and_purge) {
                    "HIT");
     }
 }
+
+// A fetch that may outlast the waiters' wait_timeout (retry.deadline_ms above cache.wait_timeout_ms) runs
+// detached: the leader waits at most wait_timeout like any waiter (503), and the fetch still fills the cache.
+BOOST_AUTO_TEST_CASE(a_leader_waits_no_longer_than_wait_timeout_when_the_fetch_may_outlast_it) {
+    Pki pki = make_pki();
+    MockServer mock(&pki, R"({"latency_ms":3000})");
+    auto gw = config(mock, pki, R"({"cache": {"wait_timeout_ms": 200}, "retry": {"deadline_ms": 20000},
+                         "upstream": {"request_timeout_ms": 15000}})")
+                  .start();
+    auto first = gw.get(backup_path(), with_key());
+    BOOST_TEST(first.status == 503u);  // answered after 200 ms of waiting, not after the 3 s fetch
+    BOOST_TEST(first.body.find("timed out waiting") !=
+               std::string::npos);  // (a body with links is not printed)
+    // Until the detached fetch has stored its answer (the mock counts the request before its 3 s delay), a
+    // request would join the flight and time out again.
+    BOOST_TEST_REQUIRE(mock.wait_for("rds_ok", 1, 30s));
+    BOOST_TEST_REQUIRE(eventually(
+        [&] { return metric_value(gw.admin_get("/metrics").body, "rdsgw_cache_entries") == 1.0; }, 30s));
+    auto again = gw.get(backup_path(), with_key());
+    BOOST_TEST(again.status == 200u);
+    BOOST_TEST((again.header("x-cache") == "HIT" || again.header("x-cache") == "COALESCED"));
+    BOOST_TEST(mock.stat("rds_requests") == 1);
+}

@@ -46,13 +46,10 @@ std::optional<BeastReading> beast_read(std::string_view in) {
     return out;
 }
 
-std::string joined(const PlainAnswer& a) {
-    std::string s;
-    for (std::size_t i = 0; i < a.content_encodings; ++i) {
-        if (i > 0) s += ", ";
-        s += a.content_encoding[i];
-    }
-    return s;
+// What a failure message shows of an answer: its head only (a body may hold a download link, and a link's
+// query string is never printed).
+std::string_view head_of(std::string_view in) {
+    return in.substr(0, in.find("\r\n\r\n"));
 }
 
 // True when the plain reader declined, or Beast read the same; reports what differs.
@@ -60,24 +57,26 @@ bool agrees(const std::string& in, const std::optional<PlainAnswer>& a) {
     if (!a) return true;
     const auto b = beast_read(in);
     if (!b) {
-        BOOST_ERROR("the plain reader took an answer Beast refuses: " << in);
+        BOOST_ERROR("the plain reader took an answer Beast refuses: " << head_of(in));
         return false;
     }
     bool same = true;
     const auto check = [&](bool ok, const char* what) {
         if (!ok) {
-            BOOST_ERROR(what << " differs for: " << in);
+            BOOST_ERROR(what << " differs for: " << head_of(in));
             same = false;
         }
     };
-    check(a->status == b->r.status, "status");
-    check(a->body == b->r.body, "body");
+    UpstreamResponse taken;  // as the exchange takes it
+    rdsgw::take_plain_answer(*a, taken);
+    check(taken.status == b->r.status, "status");
+    check(taken.body == b->r.body && a->body == b->r.body, "body");
     check(a->size == b->size, "size");
     check(a->keep_alive == b->keep_alive, "keep-alive");
-    check(a->request_id == b->r.request_id, "X-Request-Id");
-    check(a->retry_after == b->r.retry_after, "Retry-After");
-    check(a->subject_token == b->r.subject_token, "X-Subject-Token");
-    check(joined(*a) == b->r.content_encoding, "Content-Encoding");
+    check(taken.request_id == b->r.request_id, "X-Request-Id");
+    check(taken.retry_after == b->r.retry_after, "Retry-After");
+    check(taken.subject_token == b->r.subject_token, "X-Subject-Token");
+    check(taken.content_encoding == b->r.content_encoding, "Content-Encoding");
     check(b->r.transfer_encoding.empty(), "Transfer-Encoding");
     return same;
 }
@@ -104,6 +103,7 @@ BOOST_AUTO_TEST_CASE(the_common_shapes_are_read_as_beast_reads_them) {
         answer("Retry-After: 7\r\nRETRY-AFTER: 9\r\n", "{}", "503 Service Unavailable"),
         answer("X-Subject-Token: tok\r\n", "{}", "201 Created"),
         answer("Content-Encoding: identity\r\nContent-Encoding: gzip\r\n"),
+        answer("Content-Encoding:\r\nContent-Encoding: gzip\r\nContent-Encoding:  \r\n"),  // empty lines
         answer("X-Empty:\r\nX-Blank:  \r\n"),
         answer("", kBody, "200 "),             // an empty reason
         answer("", kBody, "599 odd\treason"),  // a tab in the reason
@@ -111,17 +111,32 @@ BOOST_AUTO_TEST_CASE(the_common_shapes_are_read_as_beast_reads_them) {
     };
     for (const auto& in : accepted) {
         const auto a = parse_plain_answer(in, kMaxBody);
-        BOOST_TEST_REQUIRE(a.has_value(), in);
+        BOOST_TEST_REQUIRE(a.has_value(), head_of(in));
         BOOST_TEST(agrees(in, a));
     }
     const std::string closing =
         answer("Connection: close\r\nX-Request-Id: r\r\n");  // the views point into it
     const auto a = parse_plain_answer(closing, kMaxBody);
+    BOOST_TEST_REQUIRE(a.has_value());
     BOOST_TEST(!a->keep_alive);
     BOOST_TEST(a->request_id == "r");
     BOOST_TEST(a->body == kBody);
     const std::string two = answer("") + "rest";
-    BOOST_TEST(parse_plain_answer(two, kMaxBody)->size == two.size() - 4);
+    const auto first = parse_plain_answer(two, kMaxBody);
+    BOOST_TEST_REQUIRE(first.has_value());
+    BOOST_TEST(first->size == two.size() - 4);
+}
+
+// Heads around 64 KiB, Beast's header_limit in the exchange: taken only as Beast takes them.
+BOOST_AUTO_TEST_CASE(heads_near_the_limit_are_taken_only_as_beast_takes_them) {
+    const std::string start = "HTTP/1.1 200 OK\r\nX-Big: ";
+    const std::string rest = "\r\nContent-Length: 2\r\n\r\n";
+    for (std::size_t head = 64 * 1024 - 2; head <= 64 * 1024 + 2; ++head) {
+        const std::string in = start + std::string(head - start.size() - rest.size(), 'a') + rest + "{}";
+        BOOST_TEST(agrees(in, parse_plain_answer(in, kMaxBody)), head);
+    }
+    const std::string over = start + std::string(64 * 1024, 'a') + rest + "{}";
+    BOOST_TEST(!parse_plain_answer(over, kMaxBody).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(everything_else_is_left_to_beast) {
@@ -162,7 +177,7 @@ BOOST_AUTO_TEST_CASE(everything_else_is_left_to_beast) {
         "HTTP/1.1 200 OK\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\nContent-Length: 0\r\n\r\n",
         "http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     };
-    for (const auto& in : declined) BOOST_TEST(!parse_plain_answer(in, kMaxBody).has_value(), in);
+    for (const auto& in : declined) BOOST_TEST(!parse_plain_answer(in, kMaxBody).has_value(), head_of(in));
 }
 
 // Seeded mutations of accepted answers: the plain reader may decline any of them, but what it takes must be

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <set>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -592,7 +592,7 @@ BOOST_AUTO_TEST_CASE(slab_runs_come_from_aligned_chunks_that_are_given_back) {
     constexpr std::size_t kRunsPerChunk = FineSlab::kChunkBytes / FineSlab::kRunBytes;
     const std::size_t n = 712, per_run = (FineSlab::kRunBytes - 64) / FineSlab::class_size(n);
     BOOST_TEST(slab.stats().chunks == 0u);  // nothing mapped before the first block
-    // Three chunks' worth of runs and a bit: four chunks, each run in one, every run aligned to its size.
+    // Three chunks' worth of runs and a bit: four chunks, and the blocks lie in four aligned 2 MiB ranges.
     std::vector<void*> blocks;
     for (std::size_t i = 0; i < (3 * kRunsPerChunk + 1) * per_run; ++i) blocks.push_back(slab.allocate(n));
     BOOST_TEST(slab.stats().runs == 3 * kRunsPerChunk + 1);
