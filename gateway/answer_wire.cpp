@@ -135,6 +135,13 @@ bool parse_plain_answer(std::string_view in, std::size_t max_body, PlainAnswer& 
         while (ve > v && blank(ve[-1])) --ve;
         const std::string_view value(v, static_cast<std::size_t>(ve - v));
         p = e + 2;
+        // The first line of a field wins, as AnswerParser's take() has it.
+        const auto first = [value](bool& seen, std::string_view& out) {
+            if (!seen) {
+                seen = true;
+                out = value;
+            }
+        };
 
         switch (name.size()) {
             case 7:
@@ -149,16 +156,10 @@ bool parse_plain_answer(std::string_view in, std::size_t max_body, PlainAnswer& 
                 }
                 break;
             case 11:
-                if (!a.has_retry_after && name_is(name, "retry-after")) {
-                    a.has_retry_after = true;
-                    a.retry_after = value;
-                }
+                if (name_is(name, "retry-after")) first(a.has_retry_after, a.retry_after);
                 break;
             case 12:
-                if (!a.has_request_id && name_is(name, "x-request-id")) {
-                    a.has_request_id = true;
-                    a.request_id = value;
-                }
+                if (name_is(name, "x-request-id")) first(a.has_request_id, a.request_id);
                 break;
             case 14:
                 if (name_is(name, "content-length")) {
@@ -174,10 +175,7 @@ bool parse_plain_answer(std::string_view in, std::size_t max_body, PlainAnswer& 
                 }
                 break;
             case 15:
-                if (!a.has_subject_token && name_is(name, "x-subject-token")) {
-                    a.has_subject_token = true;
-                    a.subject_token = value;
-                }
+                if (name_is(name, "x-subject-token")) first(a.has_subject_token, a.subject_token);
                 break;
             case 16:
                 if (name_is(name, "proxy-connection")) return false;

@@ -319,8 +319,10 @@ asio::awaitable<void> Gateway::continue_async(Worker& w, Exchange& x) {
             // destructors in co_await expressions (double destruction).
             std::function<asio::awaitable<FetchPtr>()> start =
                 [this, &w, job = std::shared_ptr<const FetchJob>(job)] { return fetch(w, job); };
-            // The fetch ends by job->deadline, within retry.deadline_ms of now, when it is all upstream. With
-            // the shared tier its Redis steps are bounded by redis.op_timeout_ms rather than the deadline: no
+            // run() makes this caller the leader too when the flight lead() saw has left meanwhile. The fetch
+            // ends by job->deadline, within retry.deadline_ms of now, when it is all upstream: run() fetches
+            // in this coroutine when that is within wait_timeout_ms (as lead() above would have). With the
+            // shared tier its Redis steps are bounded by redis.op_timeout_ms rather than the deadline: no
             // bound is claimed, and the leader waits on a detached fetch, at most wait_timeout_ms.
             std::optional<steady::duration> fetch_within;
             if (!l2_) fetch_within = milliseconds(cfg_.retry.deadline_ms);
